@@ -1,0 +1,43 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.middleware import RequestGuard
+from api.routers import auth as auth_routes
+from api.routers import delegations, health, units, users
+from core.config import get_settings
+from core.db import dispose_engine
+from core.logging import configure_logging
+from core.redis import close_redis
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await dispose_engine()
+    await close_redis()
+
+
+def create_app(*, manage_resources: bool = True) -> FastAPI:
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    app = FastAPI(
+        title="Chuông",
+        version="0.1.0",
+        description="Push and in-app notification service of the portal and tracking apps.",
+        lifespan=_lifespan if manage_resources else None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(auth_routes.router, prefix="/v1/auth")
+    app.include_router(units.router, prefix="/v1/units")
+    app.include_router(users.router, prefix="/v1/users")
+    app.include_router(delegations.router, prefix="/v1/delegations")
+    return app

@@ -1,0 +1,39 @@
+"""The client's address: the peer, or the X-Forwarded-For hop set by a trusted proxy."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from starlette.requests import HTTPConnection
+
+from core.config import get_settings
+
+
+@lru_cache
+def _trusted() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in get_settings().trusted_proxies)
+
+
+def _is_trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _trusted())
+
+
+def client_ip(connection: HTTPConnection) -> str:
+    peer = connection.client.host if connection.client else "0.0.0.0"  # noqa: S104 (a value, not a bind)
+    if not _is_trusted(peer):
+        return peer
+    # Walk X-Forwarded-For from the right, skipping our own proxies: the first untrusted hop is
+    # the client. Anything left of it was written by the client and cannot be believed.
+    hops = [hop.strip() for hop in connection.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer

@@ -1,0 +1,204 @@
+"""Dependencies shared by every router: the request's DB session and its access policy.
+
+Every route depends on exactly one ``AccessPolicy`` (``Public``, ``Authenticated`` or
+``Require``); ``tests/api/test_route_policies.py`` fails for a route without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth import api_clients, audit, delegations, mfa, ratelimit
+from auth.models import Unit
+from auth.principal import Principal, Restriction
+from auth.roles import Permission, Role, permissions_of
+from auth.sessions import resolve_access_token
+from core.context import current_context
+from core.db import get_sessionmaker, utcnow
+from core.errors import Forbidden, Unauthorized
+
+
+async def get_session() -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed after the endpoint returns and before the
+    response is sent (``scope="function"``), rolled back if anything raised."""
+    async with get_sessionmaker()() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+ON_BEHALF_OF_HEADER = "x-on-behalf-of"
+
+
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized()
+    ctx = current_context()
+    if token.startswith(api_clients.KEY_PREFIX):
+        client, unit_path = await api_clients.authenticate(session, key=token, ip=ctx.ip or "")
+        ctx.actor_kind, ctx.actor_id, ctx.unit_id = "api_client", client.id, client.unit_id
+        await ratelimit.enforce_client(str(client.id))
+        principal = Principal(
+            permissions=frozenset(), unit_id=client.unit_id, unit_path=unit_path,
+            api_client=client, scopes=frozenset(client.scopes),
+        )
+    else:
+        resolved = await resolve_access_token(session, token)
+        user = resolved.user
+        ctx.actor_kind, ctx.actor_id, ctx.unit_id = "user", user.id, user.unit_id
+        await ratelimit.enforce_account(str(user.id))
+        delegation_id = request.headers.get(ON_BEHALF_OF_HEADER)
+        if delegation_id:
+            if resolved.restriction is not None:
+                raise Forbidden("Complete sign-in first", code=resolved.restriction.value)
+            leader, delegation, permissions, leader_path = await delegations.resolve(
+                session, delegate=user, delegation_id=_parse_uuid(delegation_id)
+            )
+            ctx.on_behalf_of_id, ctx.unit_id = leader.id, leader.unit_id
+            principal = Principal(
+                permissions=permissions, unit_id=leader.unit_id, unit_path=leader_path, user=leader,
+                actor=user, session=resolved.auth_session, delegation=delegation,
+            )
+        else:
+            unit_path = (await session.execute(select(Unit.path).where(Unit.id == user.unit_id))).scalar_one()
+            principal = Principal(
+                permissions=permissions_of(Role(user.role)), unit_id=user.unit_id, unit_path=unit_path,
+                user=user, actor=user, session=resolved.auth_session, restriction=resolved.restriction,
+            )
+    request.state.principal = principal
+    return principal
+
+
+def _parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise Forbidden("No such delegation for you", code="delegation_invalid") from exc
+
+
+async def _deny(request: Request, *, code: str, message: str, **details: object) -> Forbidden:
+    await audit.record_detached(
+        action="permission.denied", outcome="denied", object_type="route",
+        object_id=f"{request.method} {request.url.path}", details={"reason": code, **details},
+    )
+    return Forbidden(message, code=code)
+
+
+class AccessPolicy:
+    """Base of every access policy; routes declare one through ``dependencies=`` or a parameter."""
+
+    description = "access policy"
+
+
+class Public(AccessPolicy):
+    """No authentication (health checks, sign-in, OpenAPI)."""
+
+    description = "public"
+
+    async def __call__(self) -> None:
+        return None
+
+
+class Authenticated(AccessPolicy):
+    """Any signed-in user whose session is complete, unless a restriction is explicitly allowed
+    (the routes that let a password-only session enrol or verify TOTP)."""
+
+    def __init__(
+        self,
+        *,
+        allow: frozenset[Restriction] = frozenset(),
+        allow_delegated: bool = True,
+        allow_api_client: bool = False,
+        step_up: bool = False,
+    ) -> None:
+        self.allow = allow
+        self.allow_delegated = allow_delegated
+        self.allow_api_client = allow_api_client
+        self.step_up = step_up
+        self.description = "authenticated"
+
+    async def __call__(self, request: Request, session: SessionDep) -> Principal:
+        principal = await _authenticate(request, session)
+        await self.check(request, principal)
+        return principal
+
+    async def check(self, request: Request, principal: Principal) -> None:
+        if principal.api_client is not None and not self.allow_api_client:
+            raise await _deny(request, code="api_client_not_allowed", message="Not available to API clients")
+        if principal.restriction is not None and principal.restriction not in self.allow:
+            raise await _deny(
+                request, code=principal.restriction.value,
+                message={
+                    Restriction.MFA_ENROLMENT_REQUIRED: "Enrol two-factor authentication first",
+                    Restriction.MFA_REQUIRED: "Verify your two-factor code first",
+                    Restriction.PASSWORD_CHANGE_REQUIRED: "Change your password first",
+                }[principal.restriction],
+            )
+        if principal.is_delegated and not self.allow_delegated:
+            raise await _deny(request, code="delegation_not_allowed", message="Not allowed on behalf of someone else")
+        if self.step_up and not mfa.step_up_fresh(principal.session, now=utcnow()):
+            raise await _deny(
+                request, code="step_up_required",
+                message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
+            )
+
+
+class Require(Authenticated):
+    """A signed-in user holding every listed permission, or an API client holding ``scope``."""
+
+    def __init__(
+        self,
+        *permissions: Permission,
+        scope: str | None = None,
+        step_up: bool = False,
+        allow_delegated: bool = True,
+    ) -> None:
+        super().__init__(allow_delegated=allow_delegated, allow_api_client=scope is not None, step_up=step_up)
+        self.permissions = frozenset(permissions)
+        self.scope = scope
+        self.description = " + ".join(sorted(p.value for p in self.permissions)) or "authenticated"
+
+    async def check(self, request: Request, principal: Principal) -> None:
+        await super().check(request, principal)
+        if principal.api_client is not None:
+            if self.scope not in principal.scopes:
+                raise await _deny(request, code="missing_scope", message=f"API client lacks scope {self.scope}")
+            return
+        missing = sorted(p.value for p in self.permissions - principal.permissions)
+        if missing:
+            raise await _deny(request, code="permission_denied", message="You do not have permission", missing=missing)
+
+
+def require(*permissions: Permission, step_up: bool = False, allow_delegated: bool = True) -> Principal:
+    """``principal: Principal = require(Permission.X)`` in an endpoint signature."""
+    return Depends(Require(*permissions, step_up=step_up, allow_delegated=allow_delegated))  # type: ignore[no-any-return]
+
+
+CurrentPrincipal = Annotated[Principal, Depends(Authenticated())]
+PUBLIC = Depends(Public())
+
+
+async def ensure_step_up(request: Request, principal: Principal) -> None:
+    """For actions that are sensitive only for some inputs (e.g. granting an admin role)."""
+    if not mfa.step_up_fresh(principal.session, now=utcnow()):
+        raise await _deny(
+            request, code="step_up_required",
+            message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
+        )

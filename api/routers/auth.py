@@ -1,0 +1,190 @@
+"""Sign-in, TOTP, password and own sessions."""
+
+from __future__ import annotations
+
+import uuid
+
+import segno
+from fastapi import APIRouter, Depends, Request, status
+from sqlalchemy import select
+
+from api.deps import PUBLIC, Authenticated, SessionDep
+from auth import audit, mfa, ratelimit
+from auth import login as login_service
+from auth.models import AuthSession, RecoveryCode
+from auth.principal import Principal, Restriction
+from auth.roles import permissions_of, Role
+from auth.schemas import (
+    ChangePasswordRequest,
+    CodeRequest,
+    EnrolmentResponse,
+    LoginRequest,
+    MeOut,
+    RecoveryCodesResponse,
+    RecoveryRequest,
+    RefreshRequest,
+    SessionOut,
+    TokenResponse,
+)
+from auth.sessions import RefreshReuse, refresh_session, revoke_all_sessions, revoke_session_family
+from auth.totp import hash_recovery_code, new_recovery_codes
+from auth.users import change_own_password, to_out
+from core.context import current_context
+from core.db import transaction, utcnow
+from core.errors import NotFound, Unauthorized
+
+router = APIRouter(tags=["auth"])
+
+_ANY_RESTRICTION = frozenset(Restriction)
+_MFA_PENDING = frozenset({Restriction.MFA_ENROLMENT_REQUIRED, Restriction.MFA_REQUIRED})
+
+SignedIn = Depends(Authenticated(allow=_ANY_RESTRICTION))
+Enrolling = Depends(Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False))
+Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED})))
+ChangingPassword = Depends(
+    Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
+)
+FullSession = Depends(Authenticated())
+OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True))
+
+
+@router.post("/login", dependencies=[PUBLIC], response_model=TokenResponse)
+async def login(body: LoginRequest, request: Request, session: SessionDep) -> TokenResponse:
+    """Password (and, if already enrolled, optionally the TOTP code in the same call). Without a
+    verified code the session is restricted: see ``restriction`` in the answer."""
+    ctx = current_context()
+    await ratelimit.enforce_login(ctx.ip or "")
+    result = await login_service.login(
+        session, username=body.username, password=body.password, totp_code=body.totp_code,
+        ip=ctx.ip, user_agent=ctx.user_agent,
+    )
+    tokens = result.tokens
+    return TokenResponse(
+        access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_in=tokens.expires_in,
+        session_id=tokens.session_id, restriction=result.restriction.value if result.restriction else None,
+    )
+
+
+@router.post("/refresh", dependencies=[PUBLIC], response_model=TokenResponse)
+async def refresh(body: RefreshRequest, session: SessionDep) -> TokenResponse:
+    """Rotate the refresh token. Presenting an already-rotated token revokes the whole session."""
+    await ratelimit.enforce_login(current_context().ip or "")
+    try:
+        tokens = await refresh_session(session, refresh_token=body.refresh_token)
+    except RefreshReuse as reuse:
+        async with transaction() as detached:
+            await revoke_session_family(detached, session_id=reuse.session_id, reason="refresh_reuse")
+            audit.record(
+                detached, action="auth.refresh_reused", outcome="denied", object_type="session",
+                object_id=reuse.session_id, actor_kind="user", actor_id=reuse.user_id,
+            )
+        raise Unauthorized("Refresh token reuse detected; the session was revoked", code="session_revoked") from None
+    return TokenResponse(
+        access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_in=tokens.expires_in,
+        session_id=tokens.session_id, restriction=None,
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(session: SessionDep, principal: Principal = SignedIn) -> None:
+    assert principal.session is not None
+    await login_service.logout(session, auth_session=principal.session)
+
+
+@router.get("/me", response_model=MeOut)
+async def me(session: SessionDep, principal: Principal = SignedIn) -> MeOut:
+    assert principal.actor is not None and principal.user is not None
+    out = await to_out(session, principal.actor, reveal_personal=True)
+    return MeOut(
+        **out.model_dump(),
+        permissions=sorted(principal.permissions if principal.restriction is None else permissions_of(Role(principal.actor.role))),
+        acting_as=principal.user.id if principal.is_delegated else None,
+        delegation_id=principal.delegation.id if principal.delegation else None,
+    )
+
+
+@router.post("/mfa/enrol", response_model=EnrolmentResponse)
+async def begin_enrolment(session: SessionDep, principal: Principal = Enrolling) -> EnrolmentResponse:
+    """Returns the new secret once, as text and as a QR code for an authenticator app."""
+    assert principal.actor is not None
+    enrolment = await mfa.begin_enrolment(session, user=principal.actor)
+    qr = segno.make(enrolment.otpauth_uri, error="m").svg_inline(scale=4)
+    return EnrolmentResponse(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=qr)
+
+
+@router.post("/mfa/enrol/confirm", response_model=RecoveryCodesResponse)
+async def confirm_enrolment(body: CodeRequest, session: SessionDep, principal: Principal = Enrolling) -> RecoveryCodesResponse:
+    """Confirm with a first code; the answer holds 10 recovery codes, shown only this once."""
+    assert principal.actor is not None and principal.session is not None
+    codes = await mfa.confirm_enrolment(session, user=principal.actor, auth_session=principal.session, code=body.code)
+    return RecoveryCodesResponse(recovery_codes=codes)
+
+
+@router.post("/mfa/verify", status_code=status.HTTP_204_NO_CONTENT)
+async def verify(body: CodeRequest, session: SessionDep, principal: Principal = Verifying) -> None:
+    """Completes a password-only sign-in, and is also the step-up before sensitive actions."""
+    assert principal.actor is not None and principal.session is not None
+    await mfa.verify(session, user=principal.actor, auth_session=principal.session, code=body.code)
+
+
+@router.post("/mfa/recover", response_model=dict[str, int])
+async def recover(body: RecoveryRequest, session: SessionDep, principal: Principal = Verifying) -> dict[str, int]:
+    """Use a single-use recovery code instead of the TOTP code."""
+    assert principal.actor is not None and principal.session is not None
+    remaining = await mfa.use_recovery_code(
+        session, user=principal.actor, auth_session=principal.session, code=body.recovery_code
+    )
+    return {"remaining": remaining}
+
+
+@router.post("/mfa/recovery-codes", response_model=RecoveryCodesResponse)
+async def regenerate_recovery_codes(session: SessionDep, principal: Principal = OwnMfaChange) -> RecoveryCodesResponse:
+    """Replace all recovery codes (needs a fresh TOTP step-up)."""
+    assert principal.actor is not None
+    user_id = principal.actor.id
+    for code in await session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user_id)):
+        await session.delete(code)
+    codes = new_recovery_codes()
+    session.add_all(RecoveryCode(user_id=user_id, code_hash=hash_recovery_code(c)) for c in codes)
+    audit.record(session, action="mfa.recovery_codes_regenerated", object_type="user", object_id=user_id)
+    return RecoveryCodesResponse(recovery_codes=codes)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(body: ChangePasswordRequest, session: SessionDep, principal: Principal = ChangingPassword) -> None:
+    assert principal.actor is not None
+    await change_own_password(session, user=principal.actor, current=body.current_password, new=body.new_password)
+
+
+@router.get("/sessions", response_model=list[SessionOut])
+async def list_sessions(session: SessionDep, principal: Principal = FullSession) -> list[SessionOut]:
+    assert principal.actor is not None and principal.session is not None
+    rows = await session.scalars(
+        select(AuthSession)
+        .where(AuthSession.user_id == principal.actor.id, AuthSession.revoked_at.is_(None),
+               AuthSession.expires_at > utcnow())
+        .order_by(AuthSession.last_seen_at.desc())
+        .limit(100)
+    )
+    current = principal.session.id
+    return [SessionOut.model_validate(row).model_copy(update={"current": row.id == current}) for row in rows]
+
+
+@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def end_session(session_id: uuid.UUID, session: SessionDep, principal: Principal = FullSession) -> None:
+    assert principal.actor is not None
+    target = await session.get(AuthSession, session_id)
+    if target is None or target.user_id != principal.actor.id:
+        raise NotFound("Session not found")
+    await revoke_session_family(session, session_id=target.id, reason="ended_by_user")
+    audit.record(session, action="session.ended", object_type="session", object_id=target.id)
+
+
+@router.post("/sessions/revoke-all", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSession) -> None:
+    """End every session of the caller, this one included."""
+    assert principal.actor is not None
+    await revoke_all_sessions(session, user=principal.actor, reason="signed_out_everywhere")
+    audit.record(session, action="session.revoked_all", object_type="user", object_id=principal.actor.id)
+
+

@@ -1,0 +1,50 @@
+"""The hash chain: canonical JSON of a row, keyed by the audit HMAC key from settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from auth.audit.models import HASHED_FIELDS
+from core.config import get_settings
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def canonical(row: Mapping[str, Any]) -> bytes:
+    body = {name: _jsonable(row[name]) for name in HASHED_FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, row: Mapping[str, Any], *, key: bytes | None = None) -> str:
+    key = key if key is not None else get_settings().audit_hmac_key.get_secret_value().encode()
+    mac = hmac.new(key, prev_hash.encode("ascii") + b"\n", hashlib.sha256)
+    mac.update(canonical(row))
+    return mac.hexdigest()
+
+
+def normalise_details(value: Any) -> Any:
+    """Details are stored as JSONB and hashed as JSON: keep only types that round-trip exactly
+    through PostgreSQL (floats and odd types become strings; NUL is not allowed in JSONB)."""
+    if isinstance(value, Mapping):
+        return {str(k).replace("\x00", ""): normalise_details(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(normalise_details(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [normalise_details(v) for v in value]
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    return str(_jsonable(value))

@@ -1,0 +1,102 @@
+"""Writing audit rows in the same transaction as the change they describe.
+
+``record()`` only buffers the row on the session. Just before that session commits, the buffer
+is written as one batch under a transaction-scoped advisory lock, so the chain has one order and
+the lock is held only for the insert and the commit, not for the whole request. A rollback drops
+the buffer together with the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from auth.audit.chain import chain_hash, normalise_details
+from auth.audit.models import GENESIS_HASH, AuditLog
+from core.context import current_context
+from core.db import utcnow
+
+# An arbitrary constant that names "the audit chain" among advisory locks.
+AUDIT_CHAIN_LOCK = 0x636875_6F6E67
+
+_BUFFER = "chuong_audit_buffer"
+
+
+def record(
+    session: AsyncSession,
+    *,
+    action: str,
+    object_type: str | None = None,
+    object_id: object | None = None,
+    outcome: str = "success",
+    details: dict[str, Any] | None = None,
+    actor_id: uuid.UUID | None = None,
+    actor_kind: str | None = None,
+    on_behalf_of_id: uuid.UUID | None = None,
+    unit_id: uuid.UUID | None = None,
+) -> None:
+    """Queue one audit row; it is written when ``session`` commits. Never put secrets in
+    ``details``. Actor fields default to the current request's context."""
+    ctx = current_context()
+    row = {
+        "occurred_at": utcnow(),
+        "actor_kind": actor_kind or ctx.actor_kind,
+        "actor_id": actor_id if actor_id is not None else ctx.actor_id,
+        "on_behalf_of_id": on_behalf_of_id if on_behalf_of_id is not None else ctx.on_behalf_of_id,
+        "unit_id": unit_id if unit_id is not None else ctx.unit_id,
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id)[:128],
+        "outcome": outcome,
+        "request_id": ctx.request_id,
+        "ip": ctx.ip,
+        "user_agent": ctx.user_agent[:512] if ctx.user_agent else None,
+        "details": normalise_details(details or {}),
+    }
+    sync_session = session.sync_session
+    buffer: list[dict[str, Any]] | None = sync_session.info.get(_BUFFER)
+    if buffer is None:
+        buffer = sync_session.info[_BUFFER] = []
+        if not event.contains(sync_session, "before_commit", _flush):
+            event.listen(sync_session, "before_commit", _flush)
+            event.listen(sync_session, "after_rollback", _drop)
+    buffer.append(row)
+
+
+def pending(session: AsyncSession) -> list[dict[str, Any]]:
+    """Rows queued on this session and not yet written (for tests and debugging)."""
+    return list(session.sync_session.info.get(_BUFFER) or [])
+
+
+def _drop(sync_session: Session) -> None:
+    sync_session.info.pop(_BUFFER, None)
+
+
+def _flush(sync_session: Session) -> None:
+    buffer: list[dict[str, Any]] | None = sync_session.info.pop(_BUFFER, None)
+    if not buffer:
+        return
+    sync_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
+    head = sync_session.execute(
+        select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    for row in buffer:
+        seq += 1
+        row["seq"] = seq
+        row["prev_hash"] = prev_hash
+        row["hash"] = prev_hash = chain_hash(prev_hash, row)
+    sync_session.execute(insert(AuditLog), buffer)
+
+
+async def record_detached(**fields: Any) -> None:
+    """Write one audit row in a transaction of its own: for events about a request that fails
+    and rolls back (failed sign-in, permission denied, replayed code) but must still be kept."""
+    from core.db import transaction
+
+    async with transaction() as session:
+        record(session, **fields)

@@ -1,0 +1,59 @@
+"""The authenticated caller of one request, and what it may do."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from auth.models import ApiClient, AuthSession, Delegation, User
+from auth.roles import Permission, Role
+
+
+class Restriction(StrEnum):
+    """Why a session may not yet use the API: only the routes that lift the restriction work."""
+
+    MFA_ENROLMENT_REQUIRED = "mfa_enrolment_required"
+    MFA_REQUIRED = "mfa_required"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"
+
+
+@dataclass
+class Principal:
+    """``user`` is whose rights apply (the leader when a delegate acts on their behalf);
+    ``actor`` is who is actually at the keyboard. They differ only under a delegation."""
+
+    permissions: frozenset[Permission]
+    unit_id: uuid.UUID
+    unit_path: str
+    user: User | None = None
+    actor: User | None = None
+    session: AuthSession | None = None
+    delegation: Delegation | None = None
+    api_client: ApiClient | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    restriction: Restriction | None = None
+
+    @property
+    def is_delegated(self) -> bool:
+        return self.delegation is not None
+
+    @property
+    def role(self) -> Role | None:
+        return Role(self.user.role) if self.user is not None else None
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        assert self.user is not None, "not a user principal"
+        return self.user.id
+
+    def has(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    @property
+    def sees_all_units(self) -> bool:
+        return self.role == Role.SYSTEM_ADMIN
+
+    def can_manage_unit(self, unit_path: str) -> bool:
+        """Admins act only inside their own subtree (object-level check, D-20)."""
+        return self.sees_all_units or unit_path.startswith(self.unit_path)

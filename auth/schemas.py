@@ -1,0 +1,185 @@
+"""Request and response bodies of the accounts API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints
+
+from auth.roles import Permission, Role
+from core.schemas import RequestModel, ResponseModel
+
+Username = Annotated[str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+TotpCode = Annotated[str, StringConstraints(min_length=6, max_length=8, pattern=r"^[0-9 ]+$")]
+
+
+def _phone(value: str) -> str:
+    digits = re.sub(r"[\s().-]", "", value)
+    if not re.fullmatch(r"\+?[0-9]{8,15}", digits):
+        raise ValueError("phone must be 8–15 digits, optionally starting with +")
+    return digits
+
+
+def _citizen_id(value: str) -> str:
+    # Vietnamese citizen ID (CCCD) has 12 digits; the older CMND has 9.
+    if not re.fullmatch(r"[0-9]{9}|[0-9]{12}", value.strip()):
+        raise ValueError("citizen ID must be 9 or 12 digits")
+    return value.strip()
+
+
+Phone = Annotated[str, AfterValidator(_phone)]
+CitizenId = Annotated[str, AfterValidator(_citizen_id)]
+
+
+# --- sign-in ---
+class LoginRequest(RequestModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Password
+    totp_code: TotpCode | None = None
+
+
+class TokenResponse(ResponseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    session_id: uuid.UUID
+    restriction: str | None = Field(
+        description="null when the session may use the API; otherwise what it must do first"
+    )
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class CodeRequest(RequestModel):
+    code: TotpCode
+
+
+class RecoveryRequest(RequestModel):
+    recovery_code: Annotated[str, StringConstraints(min_length=8, max_length=20)]
+
+
+class EnrolmentResponse(ResponseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class RecoveryCodesResponse(ResponseModel):
+    recovery_codes: list[str]
+
+
+class ChangePasswordRequest(RequestModel):
+    current_password: Password
+    new_password: Password
+
+
+class SessionOut(ResponseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+    ip: str | None
+    user_agent: str | None
+    mfa_verified_at: dt.datetime | None
+    current: bool = False
+
+
+# --- units ---
+class UnitCreate(RequestModel):
+    parent_id: uuid.UUID
+    code: Code
+    name: Name
+    kind: Annotated[str, StringConstraints(pattern=r"^(central|ministry|agency|province|district|commune|department|portal)$")]
+
+
+class UnitUpdate(RequestModel):
+    name: Name
+
+
+class UnitOut(ResponseModel):
+    id: uuid.UUID
+    parent_id: uuid.UUID | None
+    code: str
+    name: str
+    kind: str
+    depth: int
+
+
+# --- users ---
+class UserCreate(RequestModel):
+    username: Username
+    full_name: Name
+    position: Name | None = None
+    unit_id: uuid.UUID
+    role: Role
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    citizen_id: CitizenId | None = None
+    password: Password
+
+
+class UserUpdate(RequestModel):
+    full_name: Name | None = None
+    position: Name | None = None
+    unit_id: uuid.UUID | None = None
+    role: Role | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    citizen_id: CitizenId | None = None
+
+
+class UserOut(ResponseModel):
+    id: uuid.UUID
+    username: str
+    full_name: str
+    position: str | None
+    unit_id: uuid.UUID
+    role: Role
+    email: str | None
+    phone: str | None = None
+    citizen_id: str | None = None
+    is_active: bool
+    mfa_enrolled: bool = False
+    locked: bool = False
+    created_at: dt.datetime
+
+
+class MeOut(UserOut):
+    permissions: list[Permission]
+    acting_as: uuid.UUID | None = None
+    delegation_id: uuid.UUID | None = None
+
+
+class ResetCredentialsRequest(RequestModel):
+    new_password: Password
+    reset_mfa: bool = True
+
+
+# --- delegations ---
+class DelegationCreate(RequestModel):
+    delegate_id: uuid.UUID
+    permissions: Annotated[list[Permission], Field(min_length=1, max_length=32)]
+    expires_at: dt.datetime
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class DelegationOut(ResponseModel):
+    id: uuid.UUID
+    principal_id: uuid.UUID
+    delegate_id: uuid.UUID
+    permissions: list[str]
+    reason: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+

@@ -1,0 +1,190 @@
+"""Sign-in sessions: issuing and rotating tokens, resolving an access token, revocation (D-23)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth import audit
+from auth.passwords import is_expired
+from auth.models import AuthSession, RefreshToken, TotpCredential, User
+from auth.principal import Restriction
+from auth.roles import MFA_EXEMPT_ROLES, Role
+from auth.tokens import decode_access_token, issue_access_token, new_refresh_token
+from core.config import get_settings
+from core.crypto import keyed_hash
+from core.db import utcnow
+from core.errors import Unauthorized
+
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: uuid.UUID
+
+
+async def open_session(
+    session: AsyncSession, *, user: User, ip: str | None, user_agent: str | None, mfa_verified: bool
+) -> tuple[AuthSession, TokenPair]:
+    now = utcnow()
+    auth_session = AuthSession(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        expires_at=now + dt.timedelta(seconds=get_settings().refresh_token_ttl_seconds),
+        ip=ip,
+        user_agent=(user_agent or "")[:512] or None,
+        mfa_verified_at=now if mfa_verified else None,
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(auth_session)
+    await session.flush()
+    return auth_session, await _issue(session, auth_session=auth_session, user=user, now=now)
+
+
+async def _issue(session: AsyncSession, *, auth_session: AuthSession, user: User, now: dt.datetime) -> TokenPair:
+    refresh = new_refresh_token()
+    session.add(
+        RefreshToken(
+            session_id=auth_session.id,
+            token_hash=keyed_hash(refresh),
+            expires_at=auth_session.expires_at,
+            created_at=now,
+        )
+    )
+    access, ttl = issue_access_token(
+        user_id=user.id, session_id=auth_session.id, token_version=user.token_version, now=now
+    )
+    await session.flush()
+    return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl, session_id=auth_session.id)
+
+
+class RefreshReuse(Exception):
+    """A rotated refresh token was presented again: the session family has been revoked."""
+
+    def __init__(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        self.user_id = user_id
+        self.session_id = session_id
+
+
+async def refresh_session(session: AsyncSession, *, refresh_token: str) -> TokenPair:
+    """Rotate: the presented token is consumed by one conditional UPDATE, so two concurrent uses
+    of the same token give one success and one reuse."""
+    now = utcnow()
+    token_hash = keyed_hash(refresh_token)
+    consumed = (
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .returning(RefreshToken.session_id, RefreshToken.expires_at)
+        )
+    ).first()
+    if consumed is None:
+        stored = (
+            await session.execute(select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash))
+        ).scalar_one_or_none()
+        if stored is not None:
+            owner = await session.get(AuthSession, stored)
+            if owner is not None:
+                raise RefreshReuse(owner.user_id, owner.id)
+        raise Unauthorized("Invalid refresh token", code="invalid_token")
+    row = (
+        await session.execute(
+            select(AuthSession, User).join(User, User.id == AuthSession.user_id).where(
+                AuthSession.id == consumed.session_id
+            )
+        )
+    ).first()
+    if row is None or consumed.expires_at <= now:
+        raise Unauthorized("Refresh token expired", code="token_expired")
+    auth_session, user = row
+    if auth_session.revoked_at is not None or not user.is_active or auth_session.expires_at <= now:
+        raise Unauthorized("Session has ended", code="session_revoked")
+    auth_session.last_seen_at = now
+    pair = await _issue(session, auth_session=auth_session, user=user, now=now)
+    audit.record(
+        session, action="auth.refresh", object_type="session", object_id=auth_session.id,
+        actor_kind="user", actor_id=user.id, unit_id=user.unit_id,
+    )
+    return pair
+
+
+async def revoke_session_family(session: AsyncSession, *, session_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+
+
+async def revoke_all_sessions(session: AsyncSession, *, user: User, reason: str) -> None:
+    """End every token of ``user`` on its next request: bump the token version (checked per
+    request) and mark every live session revoked (so refresh tokens stop working too)."""
+    user.token_version = User.token_version + 1
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+    await session.flush()
+    await session.refresh(user, ["token_version"])
+
+
+@dataclass(frozen=True)
+class ResolvedSession:
+    user: User
+    auth_session: AuthSession
+    restriction: Restriction | None
+
+
+async def resolve_access_token(session: AsyncSession, token: str) -> ResolvedSession:
+    """Check a bearer token against the database: one primary-key join per request, which the
+    permission checks need anyway (current role and unit), so revocation is immediate."""
+    claims = decode_access_token(token)
+    row = (
+        await session.execute(
+            select(AuthSession, User, TotpCredential.confirmed_at)
+            .join(User, User.id == AuthSession.user_id)
+            .outerjoin(TotpCredential, TotpCredential.user_id == User.id)
+            .where(AuthSession.id == claims.session_id)
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("Session not found", code="session_revoked")
+    auth_session, user, totp_confirmed_at = row
+    now = utcnow()
+    if (
+        user.id != claims.user_id
+        or auth_session.revoked_at is not None
+        or auth_session.expires_at <= now
+        or not user.is_active
+        or user.token_version != claims.token_version
+    ):
+        raise Unauthorized("Session has ended", code="session_revoked")
+    if now - auth_session.last_seen_at > LAST_SEEN_RESOLUTION:
+        auth_session.last_seen_at = now
+    return ResolvedSession(user=user, auth_session=auth_session, restriction=restriction_of(
+        user, auth_session, totp_enrolled=totp_confirmed_at is not None, now=now
+    ))
+
+
+def restriction_of(
+    user: User, auth_session: AuthSession, *, totp_enrolled: bool, now: dt.datetime
+) -> Restriction | None:
+    if Role(user.role) not in MFA_EXEMPT_ROLES:
+        if not totp_enrolled:
+            return Restriction.MFA_ENROLMENT_REQUIRED
+        if auth_session.mfa_verified_at is None:
+            return Restriction.MFA_REQUIRED
+    if user.must_change_password or is_expired(user.password_changed_at, now):
+        return Restriction.PASSWORD_CHANGE_REQUIRED
+    return None

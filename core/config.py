@@ -1,0 +1,87 @@
+"""Runtime settings, read from the environment (prefix ``CHUONG_``) and an optional ``.env`` file.
+
+Secrets are ``SecretStr`` so that they never appear in reprs, logs or error pages.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHUONG_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/chuong"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    # --- secrets (never stored in the database) ---
+    # Keys for field encryption (phone, citizen ID, TOTP secrets): comma-separated Fernet keys,
+    # the first encrypts, all decrypt, so keys can be rotated.
+    field_encryption_keys: SecretStr
+    # HMAC key of the audit hash chain.
+    audit_hmac_key: SecretStr
+    # JWT signing keys as JSON {"kid": "secret", ...}; ``jwt_active_kid`` signs, all verify.
+    jwt_keys: SecretStr
+    jwt_active_kid: str
+    # Pepper mixed into API-key and refresh-token hashes.
+    token_pepper: SecretStr
+
+    jwt_issuer: str = "chuong"
+    jwt_audience: str = "chuong-api"
+    access_token_ttl_seconds: int = 600
+    refresh_token_ttl_seconds: int = 14 * 24 * 3600
+
+    # --- passwords and 2FA ---
+    password_min_length: int = 12
+    password_max_age_days: int = 180
+    totp_issuer: str = "Chuông"
+    step_up_max_age_seconds: int = 300
+    login_backoff_after_failures: int = 3
+    login_backoff_max_seconds: int = 900
+    login_lockout_after_failures: int = 10
+    login_lockout_seconds: int = 1800
+
+    # --- HTTP ---
+    max_body_bytes: int = 1_048_576
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    metrics_token: SecretStr | None = None
+
+    # --- abuse control (requests per minute unless said otherwise) ---
+    rate_limit_per_account: str = "300/minute"
+    rate_limit_per_client: str = "1200/minute"
+    rate_limit_per_ip: str = "600/minute"
+    rate_limit_login_per_ip: str = "30/minute"
+    # An identity that hits its limit this many times within ``abuse_window_seconds`` is blocked.
+    abuse_strikes: int = 5
+    abuse_window_seconds: int = 60
+    abuse_block_seconds: int = 900
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def jwt_keyring(self) -> dict[str, str]:
+        keys = json.loads(self.jwt_keys.get_secret_value())
+        if not isinstance(keys, dict) or self.jwt_active_kid not in keys:
+            raise ValueError("CHUONG_JWT_KEYS must be a JSON object containing CHUONG_JWT_ACTIVE_KID")
+        return {str(kid): str(secret) for kid, secret in keys.items()}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # values come from the environment

@@ -1,0 +1,7 @@
+"""`python -m emulator`: run the provider emulator in its own process."""
+
+import sys
+
+from emulator.server import main
+
+sys.exit(main())
