@@ -20,7 +20,11 @@ MAX_PASSWORD_LENGTH = 256
 
 @lru_cache
 def _hasher() -> PasswordHasher:
-    return PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+    settings = get_settings()
+    # argon2id; defaults follow RFC 9106's second recommended (low-memory) profile.
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=settings.argon2_parallelism
+    )
 
 
 def hash_password(password: str) -> str:

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
@@ -188,3 +188,21 @@ def restriction_of(
     if user.must_change_password or is_expired(user.password_changed_at, now):
         return Restriction.PASSWORD_CHANGE_REQUIRED
     return None
+
+
+SESSION_RETENTION = dt.timedelta(days=30)
+
+
+async def purge_ended_sessions(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Delete sessions (and, by cascade, their refresh tokens) that ended more than 30 days ago.
+    The audit log keeps the history; these rows only serve live sign-ins."""
+    cutoff = now - SESSION_RETENTION
+    result = await session.execute(
+        delete(AuthSession)
+        .where((AuthSession.expires_at < cutoff) | (AuthSession.revoked_at < cutoff))
+        .returning(AuthSession.id)
+    )
+    purged = len(result.all())
+    if purged:
+        audit.record(session, action="session.purged", actor_kind="system", details={"count": purged})
+    return purged

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     # --- passwords and 2FA ---
     password_min_length: int = 12
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
     password_max_age_days: int = 180
     totp_issuer: str = "Chuông"
     step_up_max_age_seconds: int = 300

@@ -26,6 +26,10 @@ os.environ.update({
     "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
     "CHUONG_LOG_JSON": "false",
     "CHUONG_LOG_LEVEL": "WARNING",
+    # Cheap argon2 in tests only; the algorithm and code path are the production ones.
+    "CHUONG_ARGON2_TIME_COST": "1",
+    "CHUONG_ARGON2_MEMORY_KIB": "8192",
+    "CHUONG_ARGON2_PARALLELISM": "1",
 })
 
 import httpx  # noqa: E402

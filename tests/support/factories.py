@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,12 @@ from core.crypto import encrypt_text
 from core.db import transaction
 
 PASSWORD = "correct horse battery staple 42"
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)
+
 _seq = itertools.count(1)
 
 
@@ -64,7 +71,7 @@ async def make_account(
     async with transaction() as session:
         user = User(
             id=uuid.uuid4(), username=username, full_name=f"Nguyễn Văn {username}", unit_id=unit.id,
-            role=role.value, password_hash=hash_password(PASSWORD), is_active=active,
+            role=role.value, password_hash=_password_hash(), is_active=active,
             must_change_password=must_change_password,
         )
         session.add(user)

@@ -1,0 +1,171 @@
+"""The ``chuong`` command: migrate, serve, worker, emulator, admin create, audit verify/checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Chuông notification service")
+admin_app = typer.Typer(no_args_is_help=True, help="Accounts")
+app.add_typer(admin_app, name="admin")
+
+
+def _mount_audit() -> None:
+    from auth.audit.cli import app as audit_app
+
+    app.add_typer(audit_app, name="audit", help="Verify and checkpoint the tamper-evident audit log")
+
+
+@app.command("init-env")
+def init_env(path: Annotated[Path, typer.Option(help="File to write")] = Path(".env")) -> None:
+    """Write a .env with freshly generated secrets (development and first installs). Never
+    overwrites an existing file."""
+    from cryptography.fernet import Fernet
+
+    if path.exists():
+        typer.echo(f"{path} exists; leaving it alone")
+        return
+    kid = "k" + secrets.token_hex(4)
+    lines = [
+        f"CHUONG_FIELD_ENCRYPTION_KEYS={Fernet.generate_key().decode()}",
+        f"CHUONG_AUDIT_HMAC_KEY={secrets.token_urlsafe(48)}",
+        f'CHUONG_JWT_KEYS={{"{kid}": "{secrets.token_urlsafe(48)}"}}',
+        f"CHUONG_JWT_ACTIVE_KID={kid}",
+        f"CHUONG_TOKEN_PEPPER={secrets.token_urlsafe(48)}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    typer.echo(f"wrote {path} (keep it secret; back it up: losing it loses encrypted fields)")
+
+
+@app.command()
+def migrate(
+    database_url: Annotated[
+        str | None, typer.Option(envvar="CHUONG_MIGRATION_DATABASE_URL", help="Owner connection for DDL")
+    ] = None,
+) -> None:
+    """Apply database migrations (run as the schema owner, not the app role)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
+    if database_url:
+        config.attributes["database_url"] = database_url
+    command.upgrade(config, "head")
+    typer.echo("database is at the latest migration")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    reload: bool = False,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
+        proxy_headers=False,  # forwarded headers are handled by api.client_ip with the trusted list
+        server_header=False, access_log=False,
+    )
+
+
+@app.command()
+def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False) -> None:
+    """Run the background worker (arq)."""
+    from arq.worker import run_worker
+
+    from workers.settings import WorkerSettings
+
+    run_worker(WorkerSettings, burst=burst)  # type: ignore[arg-type]
+
+
+@admin_app.command("create")
+def admin_create(
+    username: Annotated[str, typer.Option(prompt=True)],
+    full_name: Annotated[str, typer.Option(prompt=True)],
+    unit_code: Annotated[str, typer.Option(help="Code of the root unit (created if missing)")] = "TW",
+    unit_name: Annotated[str, typer.Option(help="Name of the root unit")] = "Trung ương",
+    email: str | None = None,
+    password_env: Annotated[
+        str | None, typer.Option(help="Read the password from this environment variable instead of a prompt")
+    ] = None,
+) -> None:
+    """Create the first system admin. Prints a one-time TOTP enrolment URI: scan it, then confirm
+    with a code at first sign-in (POST /v1/auth/mfa/enrol/confirm)."""
+    if password_env:
+        password = os.environ.get(password_env, "")
+    else:
+        password = getpass.getpass("Password (≥ 12 characters): ")
+        if getpass.getpass("Repeat: ") != password:
+            typer.echo("passwords differ", err=True)
+            raise typer.Exit(2)
+    from core.errors import ChuongError
+
+    try:
+        uri = asyncio.run(_create_admin(username, full_name, unit_code, unit_name, email, password))
+    except ChuongError as exc:
+        typer.echo(f"error: {exc.message} {exc.details or ''}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("System admin created. Enrol TOTP now; this URI is shown only once:")
+    typer.echo(uri)
+
+
+async def _create_admin(
+    username: str, full_name: str, unit_code: str, unit_name: str, email: str | None, password: str
+) -> str:
+    from sqlalchemy import select
+
+    from auth.models import TotpCredential, Unit
+    from auth.totp import new_secret, provisioning_uri
+    from auth.units import create_root_unit
+    from auth.users import bootstrap_system_admin
+    from core.config import get_settings
+    from core.crypto import encrypt_text
+    from core.db import dispose_engine, transaction
+
+    try:
+        async with transaction() as session:
+            unit = (await session.execute(select(Unit).where(Unit.code == unit_code))).scalar_one_or_none()
+            if unit is None:
+                unit = await create_root_unit(session, code=unit_code, name=unit_name, kind="central")
+            user = await bootstrap_system_admin(
+                session, unit=unit, username=username, full_name=full_name, password=password, email=email
+            )
+            secret = new_secret()
+            # Unconfirmed until the admin proves the authenticator works with a first code.
+            session.add(TotpCredential(user_id=user.id, secret_enc=encrypt_text(secret)))
+        return provisioning_uri(secret, account=user.username, issuer=get_settings().totp_issuer)
+    finally:
+        await dispose_engine()
+
+
+@app.command()
+def emulator(
+    host: str = "127.0.0.1",
+    fcm_port: int = 8441,
+    apns_port: int = 8442,
+    control_port: int = 8440,
+    ca_path: Path = Path(".run/emulator-ca.pem"),
+) -> None:
+    """Run the local FCM/APNs emulator (for development, tests and benchmarks)."""
+    from emulator.server import main as emulator_main
+
+    sys.exit(
+        emulator_main([
+            "--host", host, "--fcm-port", str(fcm_port), "--apns-port", str(apns_port),
+            "--control-port", str(control_port), "--ca-path", str(ca_path),
+        ])
+    )
+
+
+_mount_audit()

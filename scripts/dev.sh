@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Development entry point behind `make run` and `make test` (and .ci/run).
+#   scripts/dev.sh setup   venv + dependencies + local PostgreSQL/Redis + database + migrations
+#   scripts/dev.sh run     setup, then API + worker + FCM/APNs emulator in the foreground
+#   scripts/dev.sh test    setup of the venv and services, then ruff, mypy and pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+PG_HOST=127.0.0.1
+PG_PORT=5432
+export PGHOST=$PG_HOST PGPORT=$PG_PORT PGUSER=${PGUSER:-postgres}
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  # Reinstall only when pyproject.toml changed since the last install.
+  local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+  if [ ! -f "$stamp" ]; then
+    log "installing dependencies"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e '.[dev]'
+    rm -f "$VENV"/.installed-* && touch "$stamp"
+  fi
+}
+
+ensure_postgres() {
+  if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then return; fi
+  if ! ls /etc/postgresql >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  log "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && return; sleep 1; done
+  echo "PostgreSQL did not start" >&2; exit 1
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+  if ! command -v redis-server >/dev/null; then
+    log "installing Redis"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  log "starting Redis"
+  mkdir -p /tmp/chuong-redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /tmp/chuong-redis
+  for _ in $(seq 1 30); do redis-cli ping >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "Redis did not start" >&2; exit 1
+}
+
+ensure_database() {
+  # The service connects as chuong_app, which owns nothing and may not change the audit log;
+  # migrations run as the owner (postgres).
+  psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='chuong_app'" postgres | grep -q 1 \
+    || psql -qc "CREATE ROLE chuong_app LOGIN" postgres
+  psql -qtAc "SELECT 1 FROM pg_database WHERE datname='chuong'" postgres | grep -q 1 \
+    || psql -qc "CREATE DATABASE chuong" postgres
+  [ -f .env ] || "$VENV/bin/chuong" init-env
+  CHUONG_MIGRATION_DATABASE_URL="postgresql+asyncpg://postgres@$PG_HOST:$PG_PORT/chuong" "$VENV/bin/chuong" migrate
+}
+
+cmd_setup() {
+  ensure_venv; ensure_postgres; ensure_redis; ensure_database
+}
+
+cmd_run() {
+  cmd_setup
+  export CHUONG_DATABASE_URL="postgresql+asyncpg://chuong_app@$PG_HOST:$PG_PORT/chuong"
+  mkdir -p .run
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
+  log "starting the FCM/APNs emulator (control :8440, FCM :8441, APNs :8442)"
+  "$VENV/bin/chuong" emulator --ca-path .run/emulator-ca.pem & pids+=($!)
+  log "starting the worker"
+  "$VENV/bin/chuong" worker & pids+=($!)
+  log "API on http://127.0.0.1:8000 (OpenAPI: /docs). First account: .venv/bin/chuong admin create"
+  "$VENV/bin/chuong" serve --host 127.0.0.1 --port 8000
+}
+
+cmd_test() {
+  ensure_venv; ensure_postgres; ensure_redis
+  log "ruff"
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  log "mypy"
+  "$VENV/bin/mypy" .
+  log "pytest"
+  "$VENV/bin/pytest" "$@"
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  run) cmd_run ;;
+  test) shift; cmd_test "$@" ;;
+  *) echo "usage: $0 setup|run|test [pytest args]" >&2; exit 2 ;;
+esac

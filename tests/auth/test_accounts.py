@@ -1,0 +1,140 @@
+"""Units and accounts: subtree scoping, role ceilings, encrypted personal data, audit (D-20, D-21)."""
+
+import uuid
+
+from sqlalchemy import text
+
+from auth.roles import Role
+from tests.support.factories import make_account, make_unit, sign_in
+
+STRONG = "seven purple kites over hanoi"
+
+
+def new_user(unit_id, role="editor", **extra):
+    return {
+        "username": f"u{uuid.uuid4().hex[:10]}", "full_name": "Trần Thị Bình", "unit_id": str(unit_id),
+        "role": role, "password": STRONG, **extra,
+    }
+
+
+async def test_unit_admin_creates_accounts_only_inside_its_subtree(client):
+    root = await make_unit()
+    province = await make_unit(parent=root)
+    commune = await make_unit(parent=province)
+    sibling = await make_unit(parent=root)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=province)
+    headers = await sign_in(client, admin)
+
+    inside = await client.post("/v1/users", headers=headers, json=new_user(commune.id))
+    assert inside.status_code == 201, inside.text
+    for unit in (root, sibling):
+        outside = await client.post("/v1/users", headers=headers, json=new_user(unit.id))
+        assert outside.status_code == 404, outside.text
+
+
+async def test_unit_admin_cannot_read_or_change_accounts_outside_its_subtree(client):
+    root = await make_unit()
+    province = await make_unit(parent=root)
+    sibling = await make_unit(parent=root)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=province)
+    stranger = await make_account(role=Role.EDITOR, unit=sibling)
+    boss = await make_account(role=Role.EDITOR, unit=root)
+    headers = await sign_in(client, admin)
+    for target in (stranger, boss):
+        assert (await client.get(f"/v1/users/{target.id}", headers=headers)).status_code == 404
+        assert (await client.patch(f"/v1/users/{target.id}", headers=headers, json={"full_name": "X"})).status_code == 404
+        assert (await client.post(f"/v1/users/{target.id}/disable", headers=headers)).status_code == 404
+        assert (await client.post(f"/v1/users/{target.id}/unlock", headers=headers)).status_code == 404
+        assert (await client.get(f"/v1/users/{target.id}/sessions", headers=headers)).status_code == 404
+    listed = (await client.get("/v1/users", headers=headers)).json()["items"]
+    assert {u["id"] for u in listed} == {str(admin.id)}
+    assert (await client.get(f"/v1/units/{sibling.id}", headers=headers)).status_code == 404
+
+
+async def test_admins_never_grant_a_role_above_their_own(client):
+    root = await make_unit()
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    above = await client.post("/v1/users", headers=headers, json=new_user(root.id, role="system_admin"))
+    assert above.status_code == 403 and above.json()["error"]["code"] == "role_above_own"
+    equal = await client.post("/v1/users", headers=headers, json=new_user(root.id, role="unit_admin"))
+    assert equal.status_code == 201, equal.text
+    editor = await make_account(role=Role.EDITOR, unit=root)
+    promote = await client.patch(f"/v1/users/{editor.id}", headers=headers, json={"role": "system_admin"})
+    assert promote.status_code == 403
+
+
+async def test_mass_assignment_is_rejected(client):
+    root = await make_unit()
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=root)
+    editor = await make_account(role=Role.EDITOR, unit=root)
+    headers = await sign_in(client, admin)
+    for field, value in {"is_active": False, "token_version": 9, "password_hash": "x", "status": "x"}.items():
+        response = await client.patch(f"/v1/users/{editor.id}", headers=headers, json={field: value})
+        assert response.status_code == 422, field
+    own = await sign_in(client, editor)
+    sneaky = await client.post("/v1/auth/password", headers=own,
+                               json={"current_password": editor.password, "new_password": STRONG, "role": "system_admin"})
+    assert sneaky.status_code == 422
+
+
+async def test_phone_and_citizen_id_are_encrypted_at_rest(client, owner_engine):
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    created = await client.post(
+        "/v1/users", headers=headers,
+        json=new_user(root.id, phone="+84 912 345 678", citizen_id="001203004567", email="binh@example.vn",
+                      position="Chuyên viên"),
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["phone"] == "+84912345678" and body["citizen_id"] == "001203004567"
+    async with owner_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT phone_enc, citizen_id_enc FROM users WHERE id = :id"),
+                                  {"id": body["id"]})).one()
+        dump = (await conn.execute(text("SELECT string_agg(details::text, ' ') FROM audit_log"))).scalar_one()
+    assert b"912345678" not in row.phone_enc and b"001203004567" not in row.citizen_id_enc
+    assert "912345678" not in dump and "001203004567" not in dump
+    assert (await client.get(f"/v1/users/{body['id']}", headers=headers)).json()["citizen_id"] == "001203004567"
+
+
+async def test_every_account_mutation_writes_an_audit_row(client, owner_engine):
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    unit = (await client.post("/v1/units", headers=headers,
+                              json={"parent_id": str(root.id), "code": "HN", "name": "Hà Nội", "kind": "province"})).json()
+    user = (await client.post("/v1/users", headers=headers, json=new_user(unit["id"]))).json()
+    await client.patch(f"/v1/users/{user['id']}", headers=headers, json={"position": "Phó phòng"})
+    await client.post(f"/v1/users/{user['id']}/disable", headers=headers)
+    await client.post(f"/v1/users/{user['id']}/enable", headers=headers)
+    await client.post(f"/v1/users/{user['id']}/unlock", headers=headers)
+    await client.patch(f"/v1/units/{unit['id']}", headers=headers, json={"name": "Thành phố Hà Nội"})
+    async with owner_engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT action, actor_id, outcome FROM audit_log ORDER BY seq"))).all()
+    actions = [r.action for r in rows]
+    for expected in ("auth.login", "mfa.verified", "unit.created", "user.created", "user.updated",
+                     "user.disabled", "user.enabled", "user.unlocked", "unit.renamed"):
+        assert expected in actions, expected
+    assert all(str(r.actor_id) == str(admin.id) for r in rows if r.action.startswith(("user.", "unit.")))
+
+
+async def test_permission_denied_is_audited(client, owner_engine):
+    root = await make_unit()
+    editor = await make_account(role=Role.EDITOR, unit=root)
+    headers = await sign_in(client, editor)
+    assert (await client.get("/v1/users", headers=headers)).status_code == 403
+    async with owner_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT actor_id, outcome, object_id FROM audit_log WHERE action='permission.denied'"))).one()
+    assert str(row.actor_id) == str(editor.id) and row.outcome == "denied" and row.object_id == "GET /v1/users"
+
+
+async def test_duplicate_username_is_a_conflict_not_a_500(client):
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    body = new_user(root.id)
+    assert (await client.post("/v1/users", headers=headers, json=body)).status_code == 201
+    again = await client.post("/v1/users", headers=headers, json=body)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "username_taken"
