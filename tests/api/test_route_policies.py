@@ -1,0 +1,100 @@
+"""Every route declares its access policy, and the mandatory-2FA matrix holds for all of them.
+
+The matrix is generated from the route table, so routes added by later issues are covered
+without touching this file.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.deps import AccessPolicy, Authenticated, Public
+from auth.principal import Restriction
+from auth.roles import Role
+from tests.support.factories import make_account, make_unit, password_only
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: frozenset[str]
+    dependant: Dependant
+
+
+def api_routes(app) -> Iterator[Route]:
+    # Recent FastAPI includes routers lazily; iter_route_contexts flattens them with prefixes.
+    for context in iter_route_contexts(app.router.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield Route(path=context.path, methods=frozenset(context.methods), dependant=context.dependant)
+
+
+def policies(dependant: Dependant) -> list[AccessPolicy]:
+    found = [dependant.call] if isinstance(dependant.call, AccessPolicy) else []
+    for sub in dependant.dependencies:
+        found.extend(policies(sub))
+    return found
+
+
+@pytest.fixture
+def routes(app) -> list[Route]:
+    collected = list({(tuple(sorted(r.methods)), r.path): r for r in api_routes(app)}.values())
+    assert len(collected) > 20, "route discovery broke: found too few routes"
+    return collected
+
+
+def test_every_route_declares_an_access_policy(routes):
+    missing = [f"{sorted(r.methods)} {r.path}" for r in routes if len({id(p) for p in policies(r.dependant)}) == 0]
+    assert missing == [], f"routes without an access policy: {missing}"
+
+
+def _allows(route: Route, restriction: Restriction) -> bool:
+    found = policies(route.dependant)
+    return any(isinstance(p, Public) for p in found) or any(
+        isinstance(p, Authenticated) and restriction in p.allow for p in found
+    )
+
+
+# The only routes a password-only session may use: completing MFA, signing out, who-am-I.
+MFA_PENDING_ALLOWED = {
+    "POST /v1/auth/logout", "GET /v1/auth/me", "POST /v1/auth/mfa/enrol", "POST /v1/auth/mfa/enrol/confirm",
+    "POST /v1/auth/mfa/verify", "POST /v1/auth/mfa/recover",
+}
+
+
+def test_restricted_sessions_reach_only_the_routes_that_lift_the_restriction(routes):
+    for restriction in (Restriction.MFA_REQUIRED, Restriction.MFA_ENROLMENT_REQUIRED):
+        allowed = {
+            f"{m} {r.path}" for r in routes for m in r.methods
+            if _allows(r, restriction) and not any(isinstance(p, Public) for p in policies(r.dependant))
+        }
+        assert allowed <= MFA_PENDING_ALLOWED, allowed - MFA_PENDING_ALLOWED
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+
+
+async def test_password_only_session_gets_403_on_every_other_route(client, routes):
+    unit = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=unit)
+    token = (await password_only(client, admin))["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    checked = 0
+    for route in routes:
+        if any(isinstance(p, Public) for p in policies(route.dependant)):
+            continue
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            if f"{method} {route.path}" in MFA_PENDING_ALLOWED:
+                continue
+            response = await client.request(method, _concrete(route.path), headers=headers, json={})
+            assert response.status_code == 403, f"{method} {route.path}: {response.status_code} {response.text}"
+            assert response.json()["error"]["code"] in ("mfa_required", "api_client_not_allowed"), route.path
+            checked += 1
+    assert checked > 15
