@@ -6,8 +6,8 @@ Every route depends on exactly one ``AccessPolicy`` (``Public``, ``Authenticated
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -45,6 +45,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
+    await ratelimit.enforce_ip(current_context().ip or "")
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -56,8 +57,11 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
         ctx.actor_kind, ctx.actor_id, ctx.unit_id = "api_client", client.id, client.unit_id
         await ratelimit.enforce_client(str(client.id))
         principal = Principal(
-            permissions=frozenset(), unit_id=client.unit_id, unit_path=unit_path,
-            api_client=client, scopes=frozenset(client.scopes),
+            permissions=frozenset(),
+            unit_id=client.unit_id,
+            unit_path=unit_path,
+            api_client=client,
+            scopes=frozenset(client.scopes),
         )
     else:
         resolved = await resolve_access_token(session, token)
@@ -73,14 +77,24 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
             )
             ctx.on_behalf_of_id, ctx.unit_id = leader.id, leader.unit_id
             principal = Principal(
-                permissions=permissions, unit_id=leader.unit_id, unit_path=leader_path, user=leader,
-                actor=user, session=resolved.auth_session, delegation=delegation,
+                permissions=permissions,
+                unit_id=leader.unit_id,
+                unit_path=leader_path,
+                user=leader,
+                actor=user,
+                session=resolved.auth_session,
+                delegation=delegation,
             )
         else:
             unit_path = (await session.execute(select(Unit.path).where(Unit.id == user.unit_id))).scalar_one()
             principal = Principal(
-                permissions=permissions_of(Role(user.role)), unit_id=user.unit_id, unit_path=unit_path,
-                user=user, actor=user, session=resolved.auth_session, restriction=resolved.restriction,
+                permissions=permissions_of(Role(user.role)),
+                unit_id=user.unit_id,
+                unit_path=unit_path,
+                user=user,
+                actor=user,
+                session=resolved.auth_session,
+                restriction=resolved.restriction,
             )
     request.state.principal = principal
     return principal
@@ -95,8 +109,11 @@ def _parse_uuid(value: str) -> uuid.UUID:
 
 async def _deny(request: Request, *, code: str, message: str, **details: object) -> Forbidden:
     await audit.record_detached(
-        action="permission.denied", outcome="denied", object_type="route",
-        object_id=f"{request.method} {request.url.path}", details={"reason": code, **details},
+        action="permission.denied",
+        outcome="denied",
+        object_type="route",
+        object_id=f"{request.method} {request.url.path}",
+        details={"reason": code, **details},
     )
     return Forbidden(message, code=code)
 
@@ -144,7 +161,8 @@ class Authenticated(AccessPolicy):
             raise await _deny(request, code="api_client_not_allowed", message="Not available to API clients")
         if principal.restriction is not None and principal.restriction not in self.allow:
             raise await _deny(
-                request, code=principal.restriction.value,
+                request,
+                code=principal.restriction.value,
                 message={
                     Restriction.MFA_ENROLMENT_REQUIRED: "Enrol two-factor authentication first",
                     Restriction.MFA_REQUIRED: "Verify your two-factor code first",
@@ -152,10 +170,13 @@ class Authenticated(AccessPolicy):
                 }[principal.restriction],
             )
         if principal.is_delegated and not self.allow_delegated:
-            raise await _deny(request, code="delegation_not_allowed", message="Not allowed on behalf of someone else")
+            raise await _deny(
+                request, code="delegation_not_allowed", message="Not allowed on behalf of someone else"
+            )
         if self.step_up and not mfa.step_up_fresh(principal.session, now=utcnow()):
             raise await _deny(
-                request, code="step_up_required",
+                request,
+                code="step_up_required",
                 message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
             )
 
@@ -179,11 +200,15 @@ class Require(Authenticated):
         await super().check(request, principal)
         if principal.api_client is not None:
             if self.scope not in principal.scopes:
-                raise await _deny(request, code="missing_scope", message=f"API client lacks scope {self.scope}")
+                raise await _deny(
+                    request, code="missing_scope", message=f"API client lacks scope {self.scope}"
+                )
             return
         missing = sorted(p.value for p in self.permissions - principal.permissions)
         if missing:
-            raise await _deny(request, code="permission_denied", message="You do not have permission", missing=missing)
+            raise await _deny(
+                request, code="permission_denied", message="You do not have permission", missing=missing
+            )
 
 
 def require(*permissions: Permission, step_up: bool = False, allow_delegated: bool = True) -> Principal:
@@ -199,6 +224,7 @@ async def ensure_step_up(request: Request, principal: Principal) -> None:
     """For actions that are sensitive only for some inputs (e.g. granting an admin role)."""
     if not mfa.step_up_fresh(principal.session, now=utcnow()):
         raise await _deny(
-            request, code="step_up_required",
+            request,
+            code="step_up_required",
             message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
         )

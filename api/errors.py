@@ -43,7 +43,10 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
@@ -54,11 +57,13 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     for error in exc.errors():
         # Never echo the offending input back: it may be a password or a lone surrogate that
         # cannot be encoded.
-        details.append({
-            "loc": [str(part) for part in error.get("loc", ())],
-            "msg": str(error.get("msg", "")),
-            "type": str(error.get("type", "")),
-        })
+        details.append(
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+        )
     return details
 
 

@@ -28,7 +28,9 @@ log = get_logger("chuong.access")
 
 REQUESTS = Counter("chuong_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "chuong_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "chuong_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -59,7 +61,10 @@ def _error(status: int, code: str, message: str, request_id: str) -> tuple[dict[
 
 
 def _url_is_clean(scope: Scope) -> bool:
-    for raw in (scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape"), scope["query_string"]):
+    for raw in (
+        scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape"),
+        scope["query_string"],
+    ):
         decoded = unquote_to_bytes(raw.replace(b"+", b" "))
         if b"\x00" in decoded:
             return False
@@ -83,7 +88,8 @@ class RequestGuard:
         supplied = connection.headers.get("x-request-id", "")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         ctx = RequestContext(
-            request_id=request_id, ip=client_ip(connection),
+            request_id=request_id,
+            ip=client_ip(connection),
             user_agent=connection.headers.get("user-agent", "")[:512] or None,
         )
         set_context(ctx)
@@ -103,11 +109,18 @@ class RequestGuard:
 
         declared = connection.headers.get("content-length")
         if not _url_is_clean(scope):
-            await self._reply(send, 422, "validation_error", "The URL contains NUL or invalid UTF-8", request_id)
+            await self._reply(
+                send, 422, "validation_error", "The URL contains NUL or invalid UTF-8", request_id
+            )
             status_holder["status"] = 422
         elif declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._reply(send, 413, "payload_too_large",
-                              f"Request body is limited to {self.max_body_bytes} bytes", request_id)
+            await self._reply(
+                send,
+                413,
+                "payload_too_large",
+                f"Request body is limited to {self.max_body_bytes} bytes",
+                request_id,
+            )
             status_holder["status"] = 413
         else:
             received = 0
@@ -129,8 +142,13 @@ class RequestGuard:
         REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
         LATENCY.labels(scope["method"], template).observe(elapsed)
         log.info(
-            "request", method=scope["method"], route=template, status=status_holder["status"],
-            duration_ms=round(elapsed * 1000, 2), ip=ctx.ip, actor_id=str(ctx.actor_id) if ctx.actor_id else None,
+            "request",
+            method=scope["method"],
+            route=template,
+            status=status_holder["status"],
+            duration_ms=round(elapsed * 1000, 2),
+            ip=ctx.ip,
+            actor_id=str(ctx.actor_id) if ctx.actor_id else None,
         )
 
     @staticmethod

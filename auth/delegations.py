@@ -40,28 +40,48 @@ async def grant(
     if expires_at.tzinfo is None:
         raise Unprocessable("expires_at needs a time zone", code="validation_error")
     if not now < expires_at <= now + dt.timedelta(days=MAX_DELEGATION_DAYS):
-        raise Unprocessable(f"expires_at must be in the next {MAX_DELEGATION_DAYS} days", code="validation_error")
+        raise Unprocessable(
+            f"expires_at must be in the next {MAX_DELEGATION_DAYS} days", code="validation_error"
+        )
     wanted = set(permissions)
     not_held = sorted(p.value for p in wanted - (principal.permissions - NON_DELEGABLE))
     if not_held:
-        raise Forbidden("You can only delegate permissions you hold", code="permission_not_delegable",
-                        details=[{"permission": p} for p in not_held])
+        raise Forbidden(
+            "You can only delegate permissions you hold",
+            code="permission_not_delegable",
+            details=[{"permission": p} for p in not_held],
+        )
     row = (
-        await session.execute(select(User, Unit.path).join(Unit, Unit.id == User.unit_id).where(User.id == delegate_id))
+        await session.execute(
+            select(User, Unit.path).join(Unit, Unit.id == User.unit_id).where(User.id == delegate_id)
+        )
     ).first()
     if row is None or not row.path.startswith(principal.unit_path) or row.User.id == leader.id:
         raise NotFound("Delegate not found in your unit")
     if not row.User.is_active:
         raise Unprocessable("The delegate account is disabled", code="delegate_disabled")
     delegation = Delegation(
-        id=uuid.uuid4(), principal_id=leader.id, delegate_id=delegate_id,
-        permissions=sorted(p.value for p in wanted), reason=reason, expires_at=expires_at, created_at=now,
+        id=uuid.uuid4(),
+        principal_id=leader.id,
+        delegate_id=delegate_id,
+        permissions=sorted(p.value for p in wanted),
+        reason=reason,
+        expires_at=expires_at,
+        created_at=now,
     )
     session.add(delegation)
     await session.flush()
-    audit.record(session, action="delegation.granted", object_type="delegation", object_id=delegation.id,
-                 details={"delegate_id": str(delegate_id), "permissions": delegation.permissions,
-                          "expires_at": expires_at.isoformat()})
+    audit.record(
+        session,
+        action="delegation.granted",
+        object_type="delegation",
+        object_id=delegation.id,
+        details={
+            "delegate_id": str(delegate_id),
+            "permissions": delegation.permissions,
+            "expires_at": expires_at.isoformat(),
+        },
+    )
     return delegation
 
 

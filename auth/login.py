@@ -45,19 +45,29 @@ async def login(
     if user is None:
         verify_password(dummy_hash(), password)
         await audit.record_detached(
-            action="auth.login_failed", outcome="failure", actor_kind="anonymous",
+            action="auth.login_failed",
+            outcome="failure",
+            actor_kind="anonymous",
             details={"username": username[:64], "reason": "unknown_user"},
         )
         raise _invalid()
     now = utcnow()
     check_not_throttled(user, now=now)
     if not verify_password(user.password_hash, password):
-        await record_failure(user_id=user.id, unit_id=user.unit_id, action="auth.login_failed", reason="password")
+        await record_failure(
+            user_id=user.id, unit_id=user.unit_id, action="auth.login_failed", reason="password"
+        )
         raise _invalid()
     if not user.is_active:
         await audit.record_detached(
-            action="auth.login_failed", outcome="failure", actor_kind="user", actor_id=user.id,
-            unit_id=user.unit_id, object_type="user", object_id=user.id, details={"reason": "disabled"},
+            action="auth.login_failed",
+            outcome="failure",
+            actor_kind="user",
+            actor_id=user.id,
+            unit_id=user.unit_id,
+            object_type="user",
+            object_id=user.id,
+            details={"reason": "disabled"},
         )
         raise _invalid()
     if needs_rehash(user.password_hash):
@@ -71,12 +81,18 @@ async def login(
     if totp_code and enrolled:
         await mfa.verify(session, user=user, auth_session=auth_session, code=totp_code)
     audit.record(
-        session, action="auth.login", object_type="session", object_id=auth_session.id,
-        actor_kind="user", actor_id=user.id, unit_id=user.unit_id,
+        session,
+        action="auth.login",
+        object_type="session",
+        object_id=auth_session.id,
+        actor_kind="user",
+        actor_id=user.id,
+        unit_id=user.unit_id,
         details={"mfa": auth_session.mfa_verified_at is not None},
     )
     return LoginResult(
-        tokens=tokens, user=user,
+        tokens=tokens,
+        user=user,
         restriction=restriction_of(user, auth_session, totp_enrolled=enrolled, now=now),
     )
 

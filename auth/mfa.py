@@ -127,7 +127,9 @@ async def use_recovery_code(
         )
     ).first()
     if spent is None:
-        await record_failure(user_id=user.id, unit_id=user.unit_id, action="mfa.recovery_failed", reason="wrong_code")
+        await record_failure(
+            user_id=user.id, unit_id=user.unit_id, action="mfa.recovery_failed", reason="wrong_code"
+        )
         raise Unauthorized("Invalid recovery code", code="invalid_recovery_code", headers={})
     reset_failures(user)
     auth_session.mfa_verified_at = now
@@ -139,7 +141,10 @@ async def use_recovery_code(
         ).all()
     )
     audit.record(
-        session, action="mfa.recovery_code_used", object_type="user", object_id=user.id,
+        session,
+        action="mfa.recovery_code_used",
+        object_type="user",
+        object_id=user.id,
         details={"remaining": remaining},
     )
     return remaining

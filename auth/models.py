@@ -119,7 +119,9 @@ class RefreshToken(UUIDPrimaryKey, Base):
 
     __tablename__ = "refresh_tokens"
 
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     expires_at: Mapped[dt.datetime]

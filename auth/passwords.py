@@ -23,7 +23,9 @@ def _hasher() -> PasswordHasher:
     settings = get_settings()
     # argon2id; defaults follow RFC 9106's second recommended (low-memory) profile.
     return PasswordHasher(
-        time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib, parallelism=settings.argon2_parallelism
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
     )
 
 
@@ -54,7 +56,9 @@ def check_policy(password: str, *, user_inputs: list[str]) -> None:
     if len(password) < min_length:
         raise Unprocessable(f"Password must be at least {min_length} characters long", code="weak_password")
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise Unprocessable(f"Password must be at most {MAX_PASSWORD_LENGTH} characters", code="weak_password")
+        raise Unprocessable(
+            f"Password must be at most {MAX_PASSWORD_LENGTH} characters", code="weak_password"
+        )
     # zxcvbn is quadratic in the length; the first 100 characters decide the score in practice.
     result = zxcvbn(password[:100], user_inputs=[value for value in user_inputs if value])
     if result["score"] < MIN_ZXCVBN_SCORE:

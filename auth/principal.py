@@ -15,7 +15,7 @@ class Restriction(StrEnum):
 
     MFA_ENROLMENT_REQUIRED = "mfa_enrolment_required"
     MFA_REQUIRED = "mfa_required"
-    PASSWORD_CHANGE_REQUIRED = "password_change_required"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 (a state name)
 
 
 @dataclass

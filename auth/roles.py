@@ -66,7 +66,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         | {_P.UNITS_READ}
         | _SELF_SERVICE
     ),
-    Role.EDITOR: frozenset({_P.NEWS_DRAFT, _P.NEWS_EDIT, _P.NOTIFICATIONS_READ, _P.UNITS_READ} | _SELF_SERVICE),
+    Role.EDITOR: frozenset(
+        {_P.NEWS_DRAFT, _P.NEWS_EDIT, _P.NOTIFICATIONS_READ, _P.UNITS_READ} | _SELF_SERVICE
+    ),
     Role.REPORTER: frozenset({_P.NEWS_DRAFT} | _SELF_SERVICE),
     Role.TASK_OFFICER: frozenset({_P.TASKS_READ, _P.TASKS_WRITE, _P.UNITS_READ} | _SELF_SERVICE),
     Role.TASK_APPROVER: frozenset(

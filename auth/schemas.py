@@ -47,7 +47,7 @@ class LoginRequest(RequestModel):
 class TokenResponse(ResponseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (the OAuth token type)
     expires_in: int
     session_id: uuid.UUID
     restriction: str | None = Field(
@@ -98,7 +98,10 @@ class UnitCreate(RequestModel):
     parent_id: uuid.UUID
     code: Code
     name: Name
-    kind: Annotated[str, StringConstraints(pattern=r"^(central|ministry|agency|province|district|commune|department|portal)$")]
+    kind: Annotated[
+        str,
+        StringConstraints(pattern=r"^(central|ministry|agency|province|district|commune|department|portal)$"),
+    ]
 
 
 class UnitUpdate(RequestModel):
@@ -181,5 +184,3 @@ class DelegationOut(ResponseModel):
     created_at: dt.datetime
     expires_at: dt.datetime
     revoked_at: dt.datetime | None
-
-

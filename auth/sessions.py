@@ -10,8 +10,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
-from auth.passwords import is_expired
 from auth.models import AuthSession, RefreshToken, TotpCredential, User
+from auth.passwords import is_expired
 from auth.principal import Restriction
 from auth.roles import MFA_EXEMPT_ROLES, Role
 from auth.tokens import decode_access_token, issue_access_token, new_refresh_token
@@ -50,7 +50,9 @@ async def open_session(
     return auth_session, await _issue(session, auth_session=auth_session, user=user, now=now)
 
 
-async def _issue(session: AsyncSession, *, auth_session: AuthSession, user: User, now: dt.datetime) -> TokenPair:
+async def _issue(
+    session: AsyncSession, *, auth_session: AuthSession, user: User, now: dt.datetime
+) -> TokenPair:
     refresh = new_refresh_token()
     session.add(
         RefreshToken(
@@ -90,7 +92,9 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
     ).first()
     if consumed is None:
         stored = (
-            await session.execute(select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash))
+            await session.execute(
+                select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash)
+            )
         ).scalar_one_or_none()
         if stored is not None:
             owner = await session.get(AuthSession, stored)
@@ -99,9 +103,9 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
         raise Unauthorized("Invalid refresh token", code="invalid_token")
     row = (
         await session.execute(
-            select(AuthSession, User).join(User, User.id == AuthSession.user_id).where(
-                AuthSession.id == consumed.session_id
-            )
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == consumed.session_id)
         )
     ).first()
     if row is None or consumed.expires_at <= now:
@@ -112,8 +116,13 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
     auth_session.last_seen_at = now
     pair = await _issue(session, auth_session=auth_session, user=user, now=now)
     audit.record(
-        session, action="auth.refresh", object_type="session", object_id=auth_session.id,
-        actor_kind="user", actor_id=user.id, unit_id=user.unit_id,
+        session,
+        action="auth.refresh",
+        object_type="session",
+        object_id=auth_session.id,
+        actor_kind="user",
+        actor_id=user.id,
+        unit_id=user.unit_id,
     )
     return pair
 
@@ -172,9 +181,11 @@ async def resolve_access_token(session: AsyncSession, token: str) -> ResolvedSes
         raise Unauthorized("Session has ended", code="session_revoked")
     if now - auth_session.last_seen_at > LAST_SEEN_RESOLUTION:
         auth_session.last_seen_at = now
-    return ResolvedSession(user=user, auth_session=auth_session, restriction=restriction_of(
-        user, auth_session, totp_enrolled=totp_confirmed_at is not None, now=now
-    ))
+    return ResolvedSession(
+        user=user,
+        auth_session=auth_session,
+        restriction=restriction_of(user, auth_session, totp_enrolled=totp_confirmed_at is not None, now=now),
+    )
 
 
 def restriction_of(

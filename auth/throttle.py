@@ -70,8 +70,14 @@ async def record_failure(*, user_id: uuid.UUID, unit_id: uuid.UUID, action: str,
         if values:
             await session.execute(update(User).where(User.id == user_id).values(**values))
         audit.record(
-            session, action=action, outcome="failure", object_type="user", object_id=user_id,
-            actor_kind="user", actor_id=user_id, unit_id=unit_id,
+            session,
+            action=action,
+            outcome="failure",
+            object_type="user",
+            object_id=user_id,
+            actor_kind="user",
+            actor_id=user_id,
+            unit_id=unit_id,
             details={"reason": reason, "failed_attempts": failures, "locked": lock is not None},
         )
 

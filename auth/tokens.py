@@ -67,7 +67,11 @@ def decode_access_token(token: str) -> AccessClaims:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             # Expiry is checked below against the service clock (core.clock), not time.time().
-            options={"require": ["exp", "iat", "sub", "aud", "iss"], "verify_exp": False, "verify_iat": False},
+            options={
+                "require": ["exp", "iat", "sub", "aud", "iss"],
+                "verify_exp": False,
+                "verify_iat": False,
+            },
         )
         expires_at = dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC)
         if expires_at + dt.timedelta(seconds=LEEWAY_SECONDS) <= utcnow():

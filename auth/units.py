@@ -21,8 +21,14 @@ async def create_root_unit(session: AsyncSession, *, code: str, name: str, kind:
     unit = Unit(id=unit_id, parent_id=None, code=code, name=name, kind=kind, path=f"{unit_id.hex}/", depth=0)
     session.add(unit)
     await _flush_unique(session)
-    audit.record(session, action="unit.created", object_type="unit", object_id=unit.id, unit_id=unit.id,
-                 details={"code": code, "name": name, "kind": kind, "parent_id": None})
+    audit.record(
+        session,
+        action="unit.created",
+        object_type="unit",
+        object_id=unit.id,
+        unit_id=unit.id,
+        details={"code": code, "name": name, "kind": kind, "parent_id": None},
+    )
     return unit
 
 
@@ -32,13 +38,24 @@ async def create_unit(
     parent = await get_unit(session, principal=principal, unit_id=parent_id)
     unit_id = uuid.uuid4()
     unit = Unit(
-        id=unit_id, parent_id=parent.id, code=code, name=name, kind=kind,
-        path=f"{parent.path}{unit_id.hex}/", depth=parent.depth + 1,
+        id=unit_id,
+        parent_id=parent.id,
+        code=code,
+        name=name,
+        kind=kind,
+        path=f"{parent.path}{unit_id.hex}/",
+        depth=parent.depth + 1,
     )
     session.add(unit)
     await _flush_unique(session)
-    audit.record(session, action="unit.created", object_type="unit", object_id=unit.id, unit_id=unit.id,
-                 details={"code": code, "name": name, "kind": kind, "parent_id": str(parent.id)})
+    audit.record(
+        session,
+        action="unit.created",
+        object_type="unit",
+        object_id=unit.id,
+        unit_id=unit.id,
+        details={"code": code, "name": name, "kind": kind, "parent_id": str(parent.id)},
+    )
     return unit
 
 
@@ -63,13 +80,21 @@ async def rename_unit(session: AsyncSession, *, principal: Principal, unit_id: u
     unit = await get_unit(session, principal=principal, unit_id=unit_id)
     old = unit.name
     unit.name = name
-    audit.record(session, action="unit.renamed", object_type="unit", object_id=unit.id, unit_id=unit.id,
-                 details={"from": old, "to": name})
+    audit.record(
+        session,
+        action="unit.renamed",
+        object_type="unit",
+        object_id=unit.id,
+        unit_id=unit.id,
+        details={"from": old, "to": name},
+    )
     await session.flush()
     return unit
 
 
-async def list_units(session: AsyncSession, *, principal: Principal, limit: int, after_path: str | None) -> list[Unit]:
+async def list_units(
+    session: AsyncSession, *, principal: Principal, limit: int, after_path: str | None
+) -> list[Unit]:
     """The principal's subtree in tree order (path), keyset-paginated by path."""
     query = select(Unit).order_by(Unit.path).limit(limit)
     if not principal.sees_all_units:

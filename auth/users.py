@@ -60,7 +60,11 @@ async def create_user(session: AsyncSession, *, principal: Principal, body: User
     except IntegrityError as exc:
         raise Conflict("This username is taken", code="username_taken") from exc
     audit.record(
-        session, action="user.created", object_type="user", object_id=user.id, unit_id=unit.id,
+        session,
+        action="user.created",
+        object_type="user",
+        object_id=user.id,
+        unit_id=unit.id,
         details={"username": user.username, "role": user.role, "unit_id": str(unit.id)},
     )
     return user
@@ -69,11 +73,14 @@ async def create_user(session: AsyncSession, *, principal: Principal, body: User
 async def get_user(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID) -> User:
     """A user in the principal's subtree, or 404 (never 403: do not confirm that the id exists)."""
     row = (
-        await session.execute(select(User, Unit.path).join(Unit, Unit.id == User.unit_id).where(User.id == user_id))
+        await session.execute(
+            select(User, Unit.path).join(Unit, Unit.id == User.unit_id).where(User.id == user_id)
+        )
     ).first()
     if row is None or not principal.can_manage_unit(row.path):
         raise NotFound("User not found")
-    return row.User
+    user: User = row.User
+    return user
 
 
 async def list_users(
@@ -120,7 +127,9 @@ def decode_cursor(cursor: str) -> str:
     return value
 
 
-async def update_user(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, body: UserUpdate) -> User:
+async def update_user(
+    session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, body: UserUpdate
+) -> User:
     user = await get_user(session, principal=principal, user_id=user_id)
     changes = body.model_dump(exclude_unset=True)
     revoke = False
@@ -144,7 +153,11 @@ async def update_user(session: AsyncSession, *, principal: Principal, user_id: u
         await revoke_all_sessions(session, user=user, reason="role_or_unit_changed")
     await session.flush()
     audit.record(
-        session, action="user.updated", object_type="user", object_id=user.id, unit_id=user.unit_id,
+        session,
+        action="user.updated",
+        object_type="user",
+        object_id=user.id,
+        unit_id=user.unit_id,
         # Which fields changed, and new values of the non-personal ones; never phone/citizen ID.
         details={
             "fields": sorted(changes),
@@ -155,7 +168,9 @@ async def update_user(session: AsyncSession, *, principal: Principal, user_id: u
     return user
 
 
-async def set_active(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, active: bool) -> User:
+async def set_active(
+    session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, active: bool
+) -> User:
     user = await get_user(session, principal=principal, user_id=user_id)
     if principal.user is not None and user.id == principal.user.id:
         raise Forbidden("You cannot disable your own account", code="self_disable")
@@ -164,8 +179,13 @@ async def set_active(session: AsyncSession, *, principal: Principal, user_id: uu
     user.disabled_at = None if active else utcnow()
     if not active:
         await revoke_all_sessions(session, user=user, reason="disabled")
-    audit.record(session, action="user.enabled" if active else "user.disabled", object_type="user",
-                 object_id=user.id, unit_id=user.unit_id)
+    audit.record(
+        session,
+        action="user.enabled" if active else "user.disabled",
+        object_type="user",
+        object_id=user.id,
+        unit_id=user.unit_id,
+    )
     await session.flush()
     return user
 
@@ -185,8 +205,14 @@ async def reset_credentials(
         await mfa.reset(session, user=user)
     await unlock(session, user=user)
     await revoke_all_sessions(session, user=user, reason="credentials_reset")
-    audit.record(session, action="user.credentials_reset", object_type="user", object_id=user.id,
-                 unit_id=user.unit_id, details={"mfa_reset": reset_mfa})
+    audit.record(
+        session,
+        action="user.credentials_reset",
+        object_type="user",
+        object_id=user.id,
+        unit_id=user.unit_id,
+        details={"mfa_reset": reset_mfa},
+    )
     return user
 
 
@@ -213,17 +239,26 @@ async def change_own_password(session: AsyncSession, *, user: User, current: str
 async def to_out(session: AsyncSession, user: User, *, reveal_personal: bool) -> UserOut:
     enrolled = (
         await session.execute(
-            select(exists().where(TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_not(None)))
+            select(
+                exists().where(TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_not(None))
+            )
         )
     ).scalar_one()
     now = utcnow()
     return UserOut(
-        id=user.id, username=user.username, full_name=user.full_name, position=user.position,
-        unit_id=user.unit_id, role=Role(user.role), email=user.email,
+        id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        position=user.position,
+        unit_id=user.unit_id,
+        role=Role(user.role),
+        email=user.email,
         phone=decrypt_text(user.phone_enc) if reveal_personal and user.phone_enc else None,
         citizen_id=decrypt_text(user.citizen_id_enc) if reveal_personal and user.citizen_id_enc else None,
-        is_active=user.is_active, mfa_enrolled=bool(enrolled),
-        locked=bool(user.locked_until and user.locked_until > now), created_at=user.created_at,
+        is_active=user.is_active,
+        mfa_enrolled=bool(enrolled),
+        locked=bool(user.locked_until and user.locked_until > now),
+        created_at=user.created_at,
     )
 
 
@@ -238,13 +273,23 @@ async def bootstrap_system_admin(
         raise Conflict("A system admin already exists; create further accounts through the API")
     check_policy(password, user_inputs=[username, full_name, email or ""])
     user = User(
-        id=uuid.uuid4(), username=username.lower(), full_name=full_name, unit_id=unit.id,
-        role=Role.SYSTEM_ADMIN.value, email=email, password_hash=hash_password(password),
+        id=uuid.uuid4(),
+        username=username.lower(),
+        full_name=full_name,
+        unit_id=unit.id,
+        role=Role.SYSTEM_ADMIN.value,
+        email=email,
+        password_hash=hash_password(password),
     )
     session.add(user)
     await session.flush()
-    audit.record(session, action="user.created", object_type="user", object_id=user.id, unit_id=unit.id,
-                 actor_kind="system", details={"username": user.username, "role": user.role, "bootstrap": True})
+    audit.record(
+        session,
+        action="user.created",
+        object_type="user",
+        object_id=user.id,
+        unit_id=unit.id,
+        actor_kind="system",
+        details={"username": user.username, "role": user.role, "bootstrap": True},
+    )
     return user
-
-

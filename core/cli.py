@@ -73,9 +73,15 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
         proxy_headers=False,  # forwarded headers are handled by api.client_ip with the trusted list
-        server_header=False, access_log=False,
+        server_header=False,
+        access_log=False,
     )
 
 
@@ -161,10 +167,20 @@ def emulator(
     from emulator.server import main as emulator_main
 
     sys.exit(
-        emulator_main([
-            "--host", host, "--fcm-port", str(fcm_port), "--apns-port", str(apns_port),
-            "--control-port", str(control_port), "--ca-path", str(ca_path),
-        ])
+        emulator_main(
+            [
+                "--host",
+                host,
+                "--fcm-port",
+                str(fcm_port),
+                "--apns-port",
+                str(apns_port),
+                "--control-port",
+                str(control_port),
+                "--ca-path",
+                str(ca_path),
+            ]
+        )
     )
 
 

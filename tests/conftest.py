@@ -9,6 +9,7 @@ dedicated logical database that is flushed before each test.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -16,31 +17,35 @@ from collections.abc import AsyncIterator, Iterator
 from cryptography.fernet import Fernet
 
 # Settings are read from the environment once; set them before any project module is imported.
-os.environ.update({
-    "CHUONG_ENVIRONMENT": "test",
-    "CHUONG_FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-    "CHUONG_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
-    "CHUONG_JWT_KEYS": '{"test-1": "%s", "test-0": "%s"}' % (secrets.token_urlsafe(32), secrets.token_urlsafe(32)),
-    "CHUONG_JWT_ACTIVE_KID": "test-1",
-    "CHUONG_TOKEN_PEPPER": secrets.token_urlsafe(32),
-    "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
-    "CHUONG_LOG_JSON": "false",
-    "CHUONG_LOG_LEVEL": "WARNING",
-    # Cheap argon2 in tests only; the algorithm and code path are the production ones.
-    "CHUONG_ARGON2_TIME_COST": "1",
-    "CHUONG_ARGON2_MEMORY_KIB": "8192",
-    "CHUONG_ARGON2_PARALLELISM": "1",
-})
+os.environ.update(
+    {
+        "CHUONG_ENVIRONMENT": "test",
+        "CHUONG_FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "CHUONG_AUDIT_HMAC_KEY": secrets.token_urlsafe(32),
+        "CHUONG_JWT_KEYS": json.dumps(
+            {"test-1": secrets.token_urlsafe(32), "test-0": secrets.token_urlsafe(32)}
+        ),
+        "CHUONG_JWT_ACTIVE_KID": "test-1",
+        "CHUONG_TOKEN_PEPPER": secrets.token_urlsafe(32),
+        "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "CHUONG_LOG_JSON": "false",
+        "CHUONG_LOG_LEVEL": "WARNING",
+        # Cheap argon2 in tests only; the algorithm and code path are the production ones.
+        "CHUONG_ARGON2_TIME_COST": "1",
+        "CHUONG_ARGON2_MEMORY_KIB": "8192",
+        "CHUONG_ARGON2_PARALLELISM": "1",
+    }
+)
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core import clock  # noqa: E402
-from core.db import configure_engine, dispose_engine  # noqa: E402
-from core.redis import close_redis, configure_redis  # noqa: E402
-from tests.support.databases import TestDatabases  # noqa: E402
+from core import clock
+from core.db import configure_engine, dispose_engine
+from core.redis import close_redis, configure_redis
+from tests.support.databases import TestDatabases
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from auth import audit, mfa, ratelimit
 from auth import login as login_service
 from auth.models import AuthSession, RecoveryCode
 from auth.principal import Principal, Restriction
-from auth.roles import permissions_of, Role
+from auth.roles import Role, permissions_of
 from auth.schemas import (
     ChangePasswordRequest,
     CodeRequest,
@@ -39,7 +39,9 @@ _ANY_RESTRICTION = frozenset(Restriction)
 _MFA_PENDING = frozenset({Restriction.MFA_ENROLMENT_REQUIRED, Restriction.MFA_REQUIRED})
 
 SignedIn = Depends(Authenticated(allow=_ANY_RESTRICTION))
-Enrolling = Depends(Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False))
+Enrolling = Depends(
+    Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
+)
 Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED})))
 ChangingPassword = Depends(
     Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
@@ -55,13 +57,20 @@ async def login(body: LoginRequest, request: Request, session: SessionDep) -> To
     ctx = current_context()
     await ratelimit.enforce_login(ctx.ip or "")
     result = await login_service.login(
-        session, username=body.username, password=body.password, totp_code=body.totp_code,
-        ip=ctx.ip, user_agent=ctx.user_agent,
+        session,
+        username=body.username,
+        password=body.password,
+        totp_code=body.totp_code,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
     )
     tokens = result.tokens
     return TokenResponse(
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_in=tokens.expires_in,
-        session_id=tokens.session_id, restriction=result.restriction.value if result.restriction else None,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        session_id=tokens.session_id,
+        restriction=result.restriction.value if result.restriction else None,
     )
 
 
@@ -75,13 +84,23 @@ async def refresh(body: RefreshRequest, session: SessionDep) -> TokenResponse:
         async with transaction() as detached:
             await revoke_session_family(detached, session_id=reuse.session_id, reason="refresh_reuse")
             audit.record(
-                detached, action="auth.refresh_reused", outcome="denied", object_type="session",
-                object_id=reuse.session_id, actor_kind="user", actor_id=reuse.user_id,
+                detached,
+                action="auth.refresh_reused",
+                outcome="denied",
+                object_type="session",
+                object_id=reuse.session_id,
+                actor_kind="user",
+                actor_id=reuse.user_id,
             )
-        raise Unauthorized("Refresh token reuse detected; the session was revoked", code="session_revoked") from None
+        raise Unauthorized(
+            "Refresh token reuse detected; the session was revoked", code="session_revoked"
+        ) from None
     return TokenResponse(
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, expires_in=tokens.expires_in,
-        session_id=tokens.session_id, restriction=None,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        session_id=tokens.session_id,
+        restriction=None,
     )
 
 
@@ -97,7 +116,11 @@ async def me(session: SessionDep, principal: Principal = SignedIn) -> MeOut:
     out = await to_out(session, principal.actor, reveal_personal=True)
     return MeOut(
         **out.model_dump(),
-        permissions=sorted(principal.permissions if principal.restriction is None else permissions_of(Role(principal.actor.role))),
+        permissions=sorted(
+            principal.permissions
+            if principal.restriction is None
+            else permissions_of(Role(principal.actor.role))
+        ),
         acting_as=principal.user.id if principal.is_delegated else None,
         delegation_id=principal.delegation.id if principal.delegation else None,
     )
@@ -113,10 +136,14 @@ async def begin_enrolment(session: SessionDep, principal: Principal = Enrolling)
 
 
 @router.post("/mfa/enrol/confirm", response_model=RecoveryCodesResponse)
-async def confirm_enrolment(body: CodeRequest, session: SessionDep, principal: Principal = Enrolling) -> RecoveryCodesResponse:
+async def confirm_enrolment(
+    body: CodeRequest, session: SessionDep, principal: Principal = Enrolling
+) -> RecoveryCodesResponse:
     """Confirm with a first code; the answer holds 10 recovery codes, shown only this once."""
     assert principal.actor is not None and principal.session is not None
-    codes = await mfa.confirm_enrolment(session, user=principal.actor, auth_session=principal.session, code=body.code)
+    codes = await mfa.confirm_enrolment(
+        session, user=principal.actor, auth_session=principal.session, code=body.code
+    )
     return RecoveryCodesResponse(recovery_codes=codes)
 
 
@@ -128,7 +155,9 @@ async def verify(body: CodeRequest, session: SessionDep, principal: Principal = 
 
 
 @router.post("/mfa/recover", response_model=dict[str, int])
-async def recover(body: RecoveryRequest, session: SessionDep, principal: Principal = Verifying) -> dict[str, int]:
+async def recover(
+    body: RecoveryRequest, session: SessionDep, principal: Principal = Verifying
+) -> dict[str, int]:
     """Use a single-use recovery code instead of the TOTP code."""
     assert principal.actor is not None and principal.session is not None
     remaining = await mfa.use_recovery_code(
@@ -138,7 +167,9 @@ async def recover(body: RecoveryRequest, session: SessionDep, principal: Princip
 
 
 @router.post("/mfa/recovery-codes", response_model=RecoveryCodesResponse)
-async def regenerate_recovery_codes(session: SessionDep, principal: Principal = OwnMfaChange) -> RecoveryCodesResponse:
+async def regenerate_recovery_codes(
+    session: SessionDep, principal: Principal = OwnMfaChange
+) -> RecoveryCodesResponse:
     """Replace all recovery codes (needs a fresh TOTP step-up)."""
     assert principal.actor is not None
     user_id = principal.actor.id
@@ -151,9 +182,13 @@ async def regenerate_recovery_codes(session: SessionDep, principal: Principal = 
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
-async def change_password(body: ChangePasswordRequest, session: SessionDep, principal: Principal = ChangingPassword) -> None:
+async def change_password(
+    body: ChangePasswordRequest, session: SessionDep, principal: Principal = ChangingPassword
+) -> None:
     assert principal.actor is not None
-    await change_own_password(session, user=principal.actor, current=body.current_password, new=body.new_password)
+    await change_own_password(
+        session, user=principal.actor, current=body.current_password, new=body.new_password
+    )
 
 
 @router.get("/sessions", response_model=list[SessionOut])
@@ -161,8 +196,11 @@ async def list_sessions(session: SessionDep, principal: Principal = FullSession)
     assert principal.actor is not None and principal.session is not None
     rows = await session.scalars(
         select(AuthSession)
-        .where(AuthSession.user_id == principal.actor.id, AuthSession.revoked_at.is_(None),
-               AuthSession.expires_at > utcnow())
+        .where(
+            AuthSession.user_id == principal.actor.id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utcnow(),
+        )
         .order_by(AuthSession.last_seen_at.desc())
         .limit(100)
     )
@@ -186,5 +224,3 @@ async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSe
     assert principal.actor is not None
     await revoke_all_sessions(session, user=principal.actor, reason="signed_out_everywhere")
     audit.record(session, action="session.revoked_all", object_type="user", object_id=principal.actor.id)
-
-

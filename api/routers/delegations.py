@@ -19,13 +19,18 @@ OwnAccount = Depends(Authenticated(allow_delegated=False))
 
 @router.post("", response_model=DelegationOut, status_code=status.HTTP_201_CREATED)
 async def grant_delegation(
-    body: DelegationCreate, session: SessionDep,
+    body: DelegationCreate,
+    session: SessionDep,
     principal: Principal = require(Permission.DELEGATIONS_GRANT, step_up=True, allow_delegated=False),
 ) -> DelegationOut:
     """The delegate then sends ``X-On-Behalf-Of: <delegation id>`` with its own token."""
     delegation = await delegation_service.grant(
-        session, principal=principal, delegate_id=body.delegate_id, permissions=body.permissions,
-        expires_at=body.expires_at, reason=body.reason,
+        session,
+        principal=principal,
+        delegate_id=body.delegate_id,
+        permissions=body.permissions,
+        expires_at=body.expires_at,
+        reason=body.reason,
     )
     return DelegationOut.model_validate(delegation)
 

@@ -51,7 +51,10 @@ async def get_unit(
 
 @router.patch("/{unit_id}", response_model=UnitOut)
 async def rename_unit(
-    unit_id: uuid.UUID, body: UnitUpdate, session: SessionDep, principal: Principal = require(Permission.UNITS_WRITE)
+    unit_id: uuid.UUID,
+    body: UnitUpdate,
+    session: SessionDep,
+    principal: Principal = require(Permission.UNITS_WRITE),
 ) -> UnitOut:
     unit = await unit_service.rename_unit(session, principal=principal, unit_id=unit_id, name=body.name)
     return UnitOut.model_validate(unit)

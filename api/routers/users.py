@@ -27,7 +27,10 @@ ADMIN_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.UNIT_ADMIN})
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
 async def create_user(
-    body: UserCreate, request: Request, session: SessionDep, principal: Principal = require(Permission.USERS_WRITE)
+    body: UserCreate,
+    request: Request,
+    session: SessionDep,
+    principal: Principal = require(Permission.USERS_WRITE),
 ) -> UserOut:
     """The new holder must change the password at first sign-in and enrol TOTP (all but readers)."""
     if body.role in ADMIN_ROLES:
@@ -48,7 +51,13 @@ async def list_users(
     principal: Principal = require(Permission.USERS_READ),
 ) -> Page[UserOut]:
     users, next_cursor = await user_service.list_users(
-        session, principal=principal, limit=limit, cursor=cursor, unit_id=unit_id, role=role, active=active,
+        session,
+        principal=principal,
+        limit=limit,
+        cursor=cursor,
+        unit_id=unit_id,
+        role=role,
+        active=active,
         query_text=q,
     )
     items = [await user_service.to_out(session, u, reveal_personal=False) for u in users]
@@ -67,7 +76,10 @@ async def get_user(
 
 @router.patch("/{user_id}", response_model=UserOut)
 async def update_user(
-    user_id: uuid.UUID, body: UserUpdate, request: Request, session: SessionDep,
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    request: Request,
+    session: SessionDep,
     principal: Principal = require(Permission.USERS_WRITE),
 ) -> UserOut:
     """A change of role or unit ends every session of the user at once (D-23)."""
@@ -95,12 +107,18 @@ async def enable_user(
 
 @router.post("/{user_id}/reset-credentials", response_model=UserOut)
 async def reset_credentials(
-    user_id: uuid.UUID, body: ResetCredentialsRequest, session: SessionDep,
+    user_id: uuid.UUID,
+    body: ResetCredentialsRequest,
+    session: SessionDep,
     principal: Principal = require(Permission.USERS_WRITE, step_up=True),
 ) -> UserOut:
     """When the holder of an account changes: new password, fresh TOTP enrolment, all tokens end."""
     user = await user_service.reset_credentials(
-        session, principal=principal, user_id=user_id, new_password=body.new_password, reset_mfa=body.reset_mfa
+        session,
+        principal=principal,
+        user_id=user_id,
+        new_password=body.new_password,
+        reset_mfa=body.reset_mfa,
     )
     return await user_service.to_out(session, user, reveal_personal=False)
 
@@ -120,7 +138,11 @@ async def list_user_sessions(
     user = await user_service.get_user(session, principal=principal, user_id=user_id)
     rows = await session.scalars(
         select(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > utcnow())
+        .where(
+            AuthSession.user_id == user.id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utcnow(),
+        )
         .order_by(AuthSession.last_seen_at.desc())
         .limit(100)
     )
@@ -129,7 +151,9 @@ async def list_user_sessions(
 
 @router.delete("/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def end_user_session(
-    user_id: uuid.UUID, session_id: uuid.UUID, session: SessionDep,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    session: SessionDep,
     principal: Principal = require(Permission.SESSIONS_MANAGE),
 ) -> None:
     user = await user_service.get_user(session, principal=principal, user_id=user_id)
@@ -137,7 +161,9 @@ async def end_user_session(
     if target is None or target.user_id != user.id:
         raise NotFound("Session not found")
     await revoke_session_family(session, session_id=target.id, reason="ended_by_admin")
-    audit.record(session, action="session.ended", object_type="session", object_id=target.id, unit_id=user.unit_id)
+    audit.record(
+        session, action="session.ended", object_type="session", object_id=target.id, unit_id=user.unit_id
+    )
 
 
 @router.post("/{user_id}/sessions/revoke-all", status_code=status.HTTP_204_NO_CONTENT)
@@ -146,4 +172,6 @@ async def revoke_user_sessions(
 ) -> None:
     user = await user_service.get_user(session, principal=principal, user_id=user_id)
     await revoke_all_sessions(session, user=user, reason="revoked_by_admin")
-    audit.record(session, action="session.revoked_all", object_type="user", object_id=user.id, unit_id=user.unit_id)
+    audit.record(
+        session, action="session.revoked_all", object_type="user", object_id=user.id, unit_id=user.unit_id
+    )

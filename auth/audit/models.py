@@ -62,5 +62,3 @@ HASHED_FIELDS = (
 )
 
 GENESIS_HASH = "0" * 64
-
-

@@ -50,7 +50,9 @@ def routes(app) -> list[Route]:
 
 
 def test_every_route_declares_an_access_policy(routes):
-    missing = [f"{sorted(r.methods)} {r.path}" for r in routes if len({id(p) for p in policies(r.dependant)}) == 0]
+    missing = [
+        f"{sorted(r.methods)} {r.path}" for r in routes if len({id(p) for p in policies(r.dependant)}) == 0
+    ]
     assert missing == [], f"routes without an access policy: {missing}"
 
 
@@ -63,15 +65,21 @@ def _allows(route: Route, restriction: Restriction) -> bool:
 
 # The only routes a password-only session may use: completing MFA, signing out, who-am-I.
 MFA_PENDING_ALLOWED = {
-    "POST /v1/auth/logout", "GET /v1/auth/me", "POST /v1/auth/mfa/enrol", "POST /v1/auth/mfa/enrol/confirm",
-    "POST /v1/auth/mfa/verify", "POST /v1/auth/mfa/recover",
+    "POST /v1/auth/logout",
+    "GET /v1/auth/me",
+    "POST /v1/auth/mfa/enrol",
+    "POST /v1/auth/mfa/enrol/confirm",
+    "POST /v1/auth/mfa/verify",
+    "POST /v1/auth/mfa/recover",
 }
 
 
 def test_restricted_sessions_reach_only_the_routes_that_lift_the_restriction(routes):
     for restriction in (Restriction.MFA_REQUIRED, Restriction.MFA_ENROLMENT_REQUIRED):
         allowed = {
-            f"{m} {r.path}" for r in routes for m in r.methods
+            f"{m} {r.path}"
+            for r in routes
+            for m in r.methods
             if _allows(r, restriction) and not any(isinstance(p, Public) for p in policies(r.dependant))
         }
         assert allowed <= MFA_PENDING_ALLOWED, allowed - MFA_PENDING_ALLOWED
@@ -94,7 +102,9 @@ async def test_password_only_session_gets_403_on_every_other_route(client, route
             if f"{method} {route.path}" in MFA_PENDING_ALLOWED:
                 continue
             response = await client.request(method, _concrete(route.path), headers=headers, json={})
-            assert response.status_code == 403, f"{method} {route.path}: {response.status_code} {response.text}"
+            assert response.status_code == 403, (
+                f"{method} {route.path}: {response.status_code} {response.text}"
+            )
             assert response.json()["error"]["code"] in ("mfa_required", "api_client_not_allowed"), route.path
             checked += 1
     assert checked > 15

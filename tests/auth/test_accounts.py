@@ -12,8 +12,12 @@ STRONG = "seven purple kites over hanoi"
 
 def new_user(unit_id, role="editor", **extra):
     return {
-        "username": f"u{uuid.uuid4().hex[:10]}", "full_name": "Trần Thị Bình", "unit_id": str(unit_id),
-        "role": role, "password": STRONG, **extra,
+        "username": f"u{uuid.uuid4().hex[:10]}",
+        "full_name": "Trần Thị Bình",
+        "unit_id": str(unit_id),
+        "role": role,
+        "password": STRONG,
+        **extra,
     }
 
 
@@ -42,7 +46,9 @@ async def test_unit_admin_cannot_read_or_change_accounts_outside_its_subtree(cli
     headers = await sign_in(client, admin)
     for target in (stranger, boss):
         assert (await client.get(f"/v1/users/{target.id}", headers=headers)).status_code == 404
-        assert (await client.patch(f"/v1/users/{target.id}", headers=headers, json={"full_name": "X"})).status_code == 404
+        assert (
+            await client.patch(f"/v1/users/{target.id}", headers=headers, json={"full_name": "X"})
+        ).status_code == 404
         assert (await client.post(f"/v1/users/{target.id}/disable", headers=headers)).status_code == 404
         assert (await client.post(f"/v1/users/{target.id}/unlock", headers=headers)).status_code == 404
         assert (await client.get(f"/v1/users/{target.id}/sessions", headers=headers)).status_code == 404
@@ -73,8 +79,11 @@ async def test_mass_assignment_is_rejected(client):
         response = await client.patch(f"/v1/users/{editor.id}", headers=headers, json={field: value})
         assert response.status_code == 422, field
     own = await sign_in(client, editor)
-    sneaky = await client.post("/v1/auth/password", headers=own,
-                               json={"current_password": editor.password, "new_password": STRONG, "role": "system_admin"})
+    sneaky = await client.post(
+        "/v1/auth/password",
+        headers=own,
+        json={"current_password": editor.password, "new_password": STRONG, "role": "system_admin"},
+    )
     assert sneaky.status_code == 422
 
 
@@ -83,28 +92,44 @@ async def test_phone_and_citizen_id_are_encrypted_at_rest(client, owner_engine):
     admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
     headers = await sign_in(client, admin)
     created = await client.post(
-        "/v1/users", headers=headers,
-        json=new_user(root.id, phone="+84 912 345 678", citizen_id="001203004567", email="binh@example.vn",
-                      position="Chuyên viên"),
+        "/v1/users",
+        headers=headers,
+        json=new_user(
+            root.id,
+            phone="+84 912 345 678",
+            citizen_id="001203004567",
+            email="binh@example.vn",
+            position="Chuyên viên",
+        ),
     )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["phone"] == "+84912345678" and body["citizen_id"] == "001203004567"
     async with owner_engine.connect() as conn:
-        row = (await conn.execute(text("SELECT phone_enc, citizen_id_enc FROM users WHERE id = :id"),
-                                  {"id": body["id"]})).one()
+        row = (
+            await conn.execute(
+                text("SELECT phone_enc, citizen_id_enc FROM users WHERE id = :id"), {"id": body["id"]}
+            )
+        ).one()
         dump = (await conn.execute(text("SELECT string_agg(details::text, ' ') FROM audit_log"))).scalar_one()
     assert b"912345678" not in row.phone_enc and b"001203004567" not in row.citizen_id_enc
     assert "912345678" not in dump and "001203004567" not in dump
-    assert (await client.get(f"/v1/users/{body['id']}", headers=headers)).json()["citizen_id"] == "001203004567"
+    assert (await client.get(f"/v1/users/{body['id']}", headers=headers)).json()[
+        "citizen_id"
+    ] == "001203004567"
 
 
 async def test_every_account_mutation_writes_an_audit_row(client, owner_engine):
     root = await make_unit()
     admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
     headers = await sign_in(client, admin)
-    unit = (await client.post("/v1/units", headers=headers,
-                              json={"parent_id": str(root.id), "code": "HN", "name": "Hà Nội", "kind": "province"})).json()
+    unit = (
+        await client.post(
+            "/v1/units",
+            headers=headers,
+            json={"parent_id": str(root.id), "code": "HN", "name": "Hà Nội", "kind": "province"},
+        )
+    ).json()
     user = (await client.post("/v1/users", headers=headers, json=new_user(unit["id"]))).json()
     await client.patch(f"/v1/users/{user['id']}", headers=headers, json={"position": "Phó phòng"})
     await client.post(f"/v1/users/{user['id']}/disable", headers=headers)
@@ -112,10 +137,21 @@ async def test_every_account_mutation_writes_an_audit_row(client, owner_engine):
     await client.post(f"/v1/users/{user['id']}/unlock", headers=headers)
     await client.patch(f"/v1/units/{unit['id']}", headers=headers, json={"name": "Thành phố Hà Nội"})
     async with owner_engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT action, actor_id, outcome FROM audit_log ORDER BY seq"))).all()
+        rows = (
+            await conn.execute(text("SELECT action, actor_id, outcome FROM audit_log ORDER BY seq"))
+        ).all()
     actions = [r.action for r in rows]
-    for expected in ("auth.login", "mfa.verified", "unit.created", "user.created", "user.updated",
-                     "user.disabled", "user.enabled", "user.unlocked", "unit.renamed"):
+    for expected in (
+        "auth.login",
+        "mfa.verified",
+        "unit.created",
+        "user.created",
+        "user.updated",
+        "user.disabled",
+        "user.enabled",
+        "user.unlocked",
+        "unit.renamed",
+    ):
         assert expected in actions, expected
     assert all(str(r.actor_id) == str(admin.id) for r in rows if r.action.startswith(("user.", "unit.")))
 
@@ -126,8 +162,14 @@ async def test_permission_denied_is_audited(client, owner_engine):
     headers = await sign_in(client, editor)
     assert (await client.get("/v1/users", headers=headers)).status_code == 403
     async with owner_engine.connect() as conn:
-        row = (await conn.execute(text("SELECT actor_id, outcome, object_id FROM audit_log WHERE action='permission.denied'"))).one()
-    assert str(row.actor_id) == str(editor.id) and row.outcome == "denied" and row.object_id == "GET /v1/users"
+        row = (
+            await conn.execute(
+                text("SELECT actor_id, outcome, object_id FROM audit_log WHERE action='permission.denied'")
+            )
+        ).one()
+    assert (
+        str(row.actor_id) == str(editor.id) and row.outcome == "denied" and row.object_id == "GET /v1/users"
+    )
 
 
 async def test_duplicate_username_is_a_conflict_not_a_500(client):

@@ -44,7 +44,9 @@ async def test_enrolment_flow_unlocks_the_api_and_never_returns_the_secret_again
     async with owner_engine.connect() as conn:
         stored = (await conn.execute(select(TotpCredential.secret_enc))).scalar_one()
         assert secret.encode() not in stored
-        audit_text = (await conn.execute(text("SELECT string_agg(details::text, ' ') FROM audit_log"))).scalar_one()
+        audit_text = (
+            await conn.execute(text("SELECT string_agg(details::text, ' ') FROM audit_log"))
+        ).scalar_one()
         assert secret not in audit_text
 
 
@@ -75,15 +77,20 @@ async def test_concurrent_requests_with_the_same_code_yield_exactly_one_success(
     admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
     sessions = [await password_only(client, admin) for _ in range(6)]
     code = admin.code()
-    responses = await asyncio.gather(*(
-        client.post("/v1/auth/mfa/verify", headers=bearer(s["access_token"]), json={"code": code}) for s in sessions
-    ))
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/auth/mfa/verify", headers=bearer(s["access_token"]), json={"code": code})
+            for s in sessions
+        )
+    )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [204, 401, 401, 401, 401, 401], [r.text for r in responses]
     replayed = [r for r in responses if r.status_code == 401]
     assert {r.json()["error"]["code"] for r in replayed} == {"mfa_code_replayed"}
     async with owner_engine.connect() as conn:
-        count = (await conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'mfa.replayed'"))).scalar_one()
+        count = (
+            await conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'mfa.replayed'"))
+        ).scalar_one()
     assert count == 5
 
 
@@ -94,7 +101,9 @@ async def test_a_code_is_accepted_once_even_sequentially(client):
     code = admin.code()
     ok = await client.post("/v1/auth/mfa/verify", headers=bearer(first["access_token"]), json={"code": code})
     assert ok.status_code == 204
-    again = await client.post("/v1/auth/mfa/verify", headers=bearer(second["access_token"]), json={"code": code})
+    again = await client.post(
+        "/v1/auth/mfa/verify", headers=bearer(second["access_token"]), json={"code": code}
+    )
     assert again.status_code == 401
 
 
@@ -126,15 +135,21 @@ async def test_failures_throttle_the_account_whatever_the_ip(app, client):
     for index in range(3):
         transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{index + 1}", 4000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
-            bad = await other.post("/v1/auth/login", json={"username": admin.username, "password": "wrong" * 3})
+            bad = await other.post(
+                "/v1/auth/login", json={"username": admin.username, "password": "wrong" * 3}
+            )
             assert bad.status_code == 401
     # Third failure started the back-off: even the right password waits, from yet another IP.
-    response = await client.post("/v1/auth/login", json={"username": admin.username, "password": admin.password})
+    response = await client.post(
+        "/v1/auth/login", json={"username": admin.username, "password": admin.password}
+    )
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "throttled"
     assert int(response.headers["Retry-After"]) >= 1
     clock.advance(2)
-    assert (await client.post("/v1/auth/login", json={"username": admin.username, "password": admin.password})).status_code == 200
+    assert (
+        await client.post("/v1/auth/login", json={"username": admin.username, "password": admin.password})
+    ).status_code == 200
 
 
 async def test_lockout_after_repeated_failures_and_unlock_by_unit_admin(client):
@@ -142,14 +157,20 @@ async def test_lockout_after_repeated_failures_and_unlock_by_unit_admin(client):
     officer = await make_account(role=Role.TASK_OFFICER, unit=unit)
     admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
     for _ in range(10):
-        await client.post("/v1/auth/login", json={"username": officer.username, "password": "not the password"})
+        await client.post(
+            "/v1/auth/login", json={"username": officer.username, "password": "not the password"}
+        )
         clock.advance(1000)  # wait out each back-off so that every attempt counts
-    locked = await client.post("/v1/auth/login", json={"username": officer.username, "password": officer.password})
+    locked = await client.post(
+        "/v1/auth/login", json={"username": officer.username, "password": officer.password}
+    )
     assert locked.status_code == 429 and locked.json()["error"]["code"] == "account_locked"
     headers = await sign_in(client, admin)
     unlock = await client.post(f"/v1/users/{officer.id}/unlock", headers=headers)
     assert unlock.status_code == 200, unlock.text
-    ok = await client.post("/v1/auth/login", json={"username": officer.username, "password": officer.password})
+    ok = await client.post(
+        "/v1/auth/login", json={"username": officer.username, "password": officer.password}
+    )
     assert ok.status_code == 200
 
 
@@ -157,10 +178,14 @@ async def test_lockout_expires_after_the_configured_time(client):
     unit = await make_unit()
     officer = await make_account(role=Role.TASK_OFFICER, unit=unit)
     for _ in range(10):
-        await client.post("/v1/auth/login", json={"username": officer.username, "password": "not the password"})
+        await client.post(
+            "/v1/auth/login", json={"username": officer.username, "password": "not the password"}
+        )
         clock.advance(1000)
     clock.advance(1801)
-    ok = await client.post("/v1/auth/login", json={"username": officer.username, "password": officer.password})
+    ok = await client.post(
+        "/v1/auth/login", json={"username": officer.username, "password": officer.password}
+    )
     assert ok.status_code == 200
 
 
@@ -169,9 +194,13 @@ async def test_wrong_totp_codes_count_towards_the_throttle(client):
     admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
     login = await password_only(client, admin)
     for _ in range(3):
-        r = await client.post("/v1/auth/mfa/verify", headers=bearer(login["access_token"]), json={"code": "000000"})
+        r = await client.post(
+            "/v1/auth/mfa/verify", headers=bearer(login["access_token"]), json={"code": "000000"}
+        )
         assert r.status_code in (401, 429)
-    r = await client.post("/v1/auth/mfa/verify", headers=bearer(login["access_token"]), json={"code": admin.code()})
+    r = await client.post(
+        "/v1/auth/mfa/verify", headers=bearer(login["access_token"]), json={"code": admin.code()}
+    )
     # admin.code() advanced the clock by 30 s, past the short back-off, so the right code works now.
     assert r.status_code == 204
 
@@ -183,13 +212,19 @@ async def test_recovery_code_is_single_use(client):
     headers = bearer(login["access_token"])
     secret = (await client.post("/v1/auth/mfa/enrol", headers=headers)).json()["secret"]
     codes = (
-        await client.post("/v1/auth/mfa/enrol/confirm", headers=headers, json={"code": code_for(secret, at=clock.utcnow())})
+        await client.post(
+            "/v1/auth/mfa/enrol/confirm", headers=headers, json={"code": code_for(secret, at=clock.utcnow())}
+        )
     ).json()["recovery_codes"]
     again = await password_only(client, editor)
-    used = await client.post("/v1/auth/mfa/recover", headers=bearer(again["access_token"]), json={"recovery_code": codes[0]})
+    used = await client.post(
+        "/v1/auth/mfa/recover", headers=bearer(again["access_token"]), json={"recovery_code": codes[0]}
+    )
     assert used.status_code == 200 and used.json() == {"remaining": 9}
     third = await password_only(client, editor)
-    reuse = await client.post("/v1/auth/mfa/recover", headers=bearer(third["access_token"]), json={"recovery_code": codes[0]})
+    reuse = await client.post(
+        "/v1/auth/mfa/recover", headers=bearer(third["access_token"]), json={"recovery_code": codes[0]}
+    )
     assert reuse.status_code == 401
 
 
@@ -202,6 +237,8 @@ async def test_step_up_is_required_for_sensitive_actions_after_five_minutes(clie
     body = {"new_password": "a brand new passphrase 7", "reset_mfa": True}
     stale = await client.post(f"/v1/users/{target.id}/reset-credentials", headers=headers, json=body)
     assert stale.status_code == 403 and stale.json()["error"]["code"] == "step_up_required"
-    assert (await client.post("/v1/auth/mfa/verify", headers=headers, json={"code": admin.code()})).status_code == 204
+    assert (
+        await client.post("/v1/auth/mfa/verify", headers=headers, json={"code": admin.code()})
+    ).status_code == 204
     fresh = await client.post(f"/v1/users/{target.id}/reset-credentials", headers=headers, json=body)
     assert fresh.status_code == 200, fresh.text

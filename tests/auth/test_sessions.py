@@ -15,7 +15,8 @@ from tests.support.factories import make_account, make_unit, sign_in
 
 async def _login_full(client, account) -> dict:
     response = await client.post(
-        "/v1/auth/login", json={"username": account.username, "password": account.password, "totp_code": account.code()}
+        "/v1/auth/login",
+        json={"username": account.username, "password": account.password, "totp_code": account.code()},
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -33,7 +34,9 @@ async def test_disabling_a_user_ends_their_tokens_on_the_next_request(client):
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "session_revoked"
     # …and a disabled account cannot sign in again.
-    assert (await client.post("/v1/auth/login", json={"username": editor.username, "password": editor.password})).status_code == 401
+    assert (
+        await client.post("/v1/auth/login", json={"username": editor.username, "password": editor.password})
+    ).status_code == 401
 
 
 async def test_role_or_unit_change_ends_tokens_and_refresh_tokens(client):
@@ -43,9 +46,13 @@ async def test_role_or_unit_change_ends_tokens_and_refresh_tokens(client):
     editor = await make_account(role=Role.EDITOR, unit=root)
     tokens = await _login_full(client, editor)
     admin_headers = await sign_in(client, admin)
-    changed = await client.patch(f"/v1/users/{editor.id}", headers=admin_headers, json={"unit_id": str(other.id)})
+    changed = await client.patch(
+        f"/v1/users/{editor.id}", headers=admin_headers, json={"unit_id": str(other.id)}
+    )
     assert changed.status_code == 200, changed.text
-    assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).status_code == 401
+    assert (
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    ).status_code == 401
     refresh = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refresh.status_code == 401
 
@@ -56,10 +63,16 @@ async def test_admin_ending_one_session_leaves_the_others(client):
     editor = await make_account(role=Role.EDITOR, unit=unit)
     first, second = await _login_full(client, editor), await _login_full(client, editor)
     admin_headers = await sign_in(client, admin)
-    ended = await client.delete(f"/v1/users/{editor.id}/sessions/{first['session_id']}", headers=admin_headers)
+    ended = await client.delete(
+        f"/v1/users/{editor.id}/sessions/{first['session_id']}", headers=admin_headers
+    )
     assert ended.status_code == 204
-    assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {first['access_token']}"})).status_code == 401
-    assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"})).status_code == 200
+    assert (
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {first['access_token']}"})
+    ).status_code == 401
+    assert (
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    ).status_code == 200
 
 
 async def test_user_lists_and_ends_own_sessions_and_signs_out_everywhere(client):
@@ -72,7 +85,9 @@ async def test_user_lists_and_ends_own_sessions_and_signs_out_everywhere(client)
     assert [s["current"] for s in listed if s["id"] == first["session_id"]] == [True]
     assert (await client.post("/v1/auth/sessions/revoke-all", headers=headers)).status_code == 204
     for tokens in (first, second):
-        assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).status_code == 401
+        assert (
+            await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        ).status_code == 401
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(client):
@@ -86,17 +101,21 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client):
     # The old refresh token shows up again: someone copied it. The whole session ends.
     reuse = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert reuse.status_code == 401
-    assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"})).status_code == 401
-    assert (await client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})).status_code == 401
+    assert (
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {new['access_token']}"})
+    ).status_code == 401
+    assert (
+        await client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
+    ).status_code == 401
 
 
 async def test_concurrent_refresh_of_one_token_gives_one_success(client):
     unit = await make_unit()
     editor = await make_account(role=Role.EDITOR, unit=unit)
     tokens = await _login_full(client, editor)
-    results = await asyncio.gather(*(
-        client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(4)
-    ))
+    results = await asyncio.gather(
+        *(client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(4))
+    )
     assert sorted(r.status_code for r in results).count(200) == 1
 
 
@@ -116,14 +135,24 @@ async def test_bad_tokens_get_401(client):
     keys = settings.jwt_keyring()
     cases = {
         "alg none": _forge(claims, {"alg": "none", "typ": "JWT", "kid": settings.jwt_active_kid}),
-        "wrong audience": jwt.encode({**claims, "aud": "someone-else"}, keys[settings.jwt_active_kid],
-                                     algorithm="HS256", headers={"kid": settings.jwt_active_kid}),
-        "wrong issuer": jwt.encode({**claims, "iss": "evil"}, keys[settings.jwt_active_kid],
-                                   algorithm="HS256", headers={"kid": settings.jwt_active_kid}),
+        "wrong audience": jwt.encode(
+            {**claims, "aud": "someone-else"},
+            keys[settings.jwt_active_kid],
+            algorithm="HS256",
+            headers={"kid": settings.jwt_active_kid},
+        ),
+        "wrong issuer": jwt.encode(
+            {**claims, "iss": "evil"},
+            keys[settings.jwt_active_kid],
+            algorithm="HS256",
+            headers={"kid": settings.jwt_active_kid},
+        ),
         "unknown kid": jwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": "nope"}),
-        "bad signature": tokens["access_token"][:-4] + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB"),
-        "HS512 not allowed": jwt.encode(claims, keys[settings.jwt_active_kid], algorithm="HS512",
-                                        headers={"kid": settings.jwt_active_kid}),
+        "bad signature": tokens["access_token"][:-4]
+        + ("AAAA" if not tokens["access_token"].endswith("AAAA") else "BBBB"),
+        "HS512 not allowed": jwt.encode(
+            claims, keys[settings.jwt_active_kid], algorithm="HS512", headers={"kid": settings.jwt_active_kid}
+        ),
         "garbage": "not-a-jwt",
     }
     for name, token in cases.items():
@@ -141,7 +170,9 @@ async def test_older_signing_key_still_verifies_after_rotation(client, monkeypat
     editor = await make_account(role=Role.EDITOR, unit=unit)
     tokens = await _login_full(client, editor)
     monkeypatch.setattr(get_settings(), "jwt_active_kid", "test-0")
-    assert (await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).status_code == 200
+    assert (
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    ).status_code == 200
 
 
 async def test_password_change_required_at_first_sign_in_and_after_max_age(client, owner_engine):
@@ -151,18 +182,29 @@ async def test_password_change_required_at_first_sign_in_and_after_max_age(clien
     assert tokens["restriction"] == "password_change_required"
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get("/v1/auth/sessions", headers=headers)).status_code == 403
-    weak = await client.post("/v1/auth/password", headers=headers,
-                             json={"current_password": editor.password, "new_password": "password1234"})
+    weak = await client.post(
+        "/v1/auth/password",
+        headers=headers,
+        json={"current_password": editor.password, "new_password": "password1234"},
+    )
     assert weak.status_code == 422 and weak.json()["error"]["code"] == "weak_password"
-    short = await client.post("/v1/auth/password", headers=headers,
-                              json={"current_password": editor.password, "new_password": "Xq9!short"})
+    short = await client.post(
+        "/v1/auth/password",
+        headers=headers,
+        json={"current_password": editor.password, "new_password": "Xq9!short"},
+    )
     assert short.status_code == 422
-    ok = await client.post("/v1/auth/password", headers=headers,
-                           json={"current_password": editor.password, "new_password": "river quietly folds 1975 lanterns"})
+    ok = await client.post(
+        "/v1/auth/password",
+        headers=headers,
+        json={"current_password": editor.password, "new_password": "river quietly folds 1975 lanterns"},
+    )
     assert ok.status_code == 204, ok.text
     assert (await client.get("/v1/auth/sessions", headers=headers)).status_code == 200
     # Past the maximum age the same restriction comes back.
     async with owner_engine.begin() as conn:
-        await conn.execute(text("UPDATE users SET password_changed_at = now() - interval '200 days' WHERE id = :id"),
-                           {"id": editor.id})
+        await conn.execute(
+            text("UPDATE users SET password_changed_at = now() - interval '200 days' WHERE id = :id"),
+            {"id": editor.id},
+        )
     assert (await client.get("/v1/auth/sessions", headers=headers)).status_code == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import uuid
@@ -55,10 +56,9 @@ class TestDatabases:
         try:
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE)
             if not exists:
-                try:
+                # Another test run may create it at the same moment.
+                with contextlib.suppress(asyncpg.DuplicateObjectError):
                     await conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
-                except asyncpg.DuplicateObjectError:
-                    pass  # created concurrently by another test run
             await conn.execute(f'CREATE DATABASE "{self.template}"')
         finally:
             await conn.close()
@@ -83,7 +83,9 @@ class TestDatabases:
         async def _drop_all() -> None:
             conn = await self._admin()
             try:
-                names = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{self.prefix}%")
+                names = await conn.fetch(
+                    "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{self.prefix}%"
+                )
                 for row in names:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
             finally:

@@ -25,6 +25,7 @@ PASSWORD = "correct horse battery staple 42"
 def _password_hash() -> str:
     return hash_password(PASSWORD)
 
+
 _seq = itertools.count(1)
 
 
@@ -49,9 +50,13 @@ async def make_unit(*, parent: Unit | None = None, code: str | None = None, name
     async with transaction() as session:
         unit_id = uuid.uuid4()
         unit = Unit(
-            id=unit_id, parent_id=parent.id if parent else None, code=code or f"U{next(_seq)}", name=name,
+            id=unit_id,
+            parent_id=parent.id if parent else None,
+            code=code or f"U{next(_seq)}",
+            name=name,
             kind="province" if parent else "central",
-            path=f"{parent.path if parent else ''}{unit_id.hex}/", depth=(parent.depth + 1) if parent else 0,
+            path=f"{parent.path if parent else ''}{unit_id.hex}/",
+            depth=(parent.depth + 1) if parent else 0,
         )
         session.add(unit)
     return unit
@@ -70,8 +75,13 @@ async def make_account(
     secret = new_secret() if enrolled else None
     async with transaction() as session:
         user = User(
-            id=uuid.uuid4(), username=username, full_name=f"Nguyễn Văn {username}", unit_id=unit.id,
-            role=role.value, password_hash=_password_hash(), is_active=active,
+            id=uuid.uuid4(),
+            username=username,
+            full_name=f"Nguyễn Văn {username}",
+            unit_id=unit.id,
+            role=role.value,
+            password_hash=_password_hash(),
+            is_active=active,
             must_change_password=must_change_password,
         )
         session.add(user)
@@ -79,7 +89,8 @@ async def make_account(
         if secret is not None:
             session.add(
                 TotpCredential(
-                    user_id=user.id, secret_enc=encrypt_text(secret),
+                    user_id=user.id,
+                    secret_enc=encrypt_text(secret),
                     confirmed_at=dt.datetime.now(dt.UTC),
                 )
             )
@@ -99,7 +110,9 @@ async def sign_in(client: httpx.AsyncClient, account: Account) -> dict[str, str]
 
 
 async def password_only(client: httpx.AsyncClient, account: Account) -> dict[str, object]:
-    response = await client.post("/v1/auth/login", json={"username": account.username, "password": account.password})
+    response = await client.post(
+        "/v1/auth/login", json={"username": account.username, "password": account.password}
+    )
     assert response.status_code == 200, response.text
     data: dict[str, object] = response.json()
     return data
