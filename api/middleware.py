@@ -75,6 +75,18 @@ def _url_is_clean(scope: Scope) -> bool:
     return True
 
 
+def _route_template(scope: Scope) -> str:
+    """The matched route as a template (``/v1/users/{user_id}``), to keep metric labels bounded.
+    Rebuilt from the path parameters so it holds for routes included under any prefix."""
+    if scope.get("route") is None:
+        return "unmatched"
+    names = {str(value).lower(): name for name, value in (scope.get("path_params") or {}).items()}
+    return "/".join(
+        f"{{{names[segment.lower()]}}}" if segment.lower() in names else segment
+        for segment in scope["path"].split("/")
+    )
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -137,8 +149,7 @@ class RequestGuard:
 
             await self.app(scope, limited_receive, send_wrapper)
         elapsed = time.perf_counter() - started
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = _route_template(scope)
         REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
         LATENCY.labels(scope["method"], template).observe(elapsed)
         log.info(
