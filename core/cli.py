@@ -185,3 +185,5 @@ def emulator(
 
 
 _mount_audit()
+if __name__ == "__main__":
+    app()
