@@ -22,6 +22,7 @@ from auth.sessions import resolve_access_token
 from core.context import current_context
 from core.db import get_sessionmaker, utcnow
 from core.errors import Forbidden, Unauthorized
+from devices import service as devices
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
@@ -39,6 +40,7 @@ async def get_session() -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 ON_BEHALF_OF_HEADER = "x-on-behalf-of"
+DEVICE_PERMISSIONS = frozenset({Permission.INBOX_READ, Permission.DEVICES_OWN})
 
 
 async def _authenticate(request: Request, session: AsyncSession) -> Principal:
@@ -52,7 +54,12 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized()
     ctx = current_context()
-    if token.startswith(api_clients.KEY_PREFIX):
+    if token.startswith(devices.CREDENTIAL_PREFIX):
+        device = await devices.authenticate_credential(session, token)
+        ctx.actor_kind, ctx.actor_id = "device", device.id
+        await ratelimit.enforce_client(f"device:{device.id}")
+        principal = Principal(permissions=DEVICE_PERMISSIONS, unit_id=None, unit_path="", device=device)
+    elif token.startswith(api_clients.KEY_PREFIX):
         client, unit_path = await api_clients.authenticate(session, key=token, ip=ctx.ip or "")
         ctx.actor_kind, ctx.actor_id, ctx.unit_id = "api_client", client.id, client.unit_id
         await ratelimit.enforce_client(str(client.id))
@@ -107,7 +114,9 @@ def _parse_uuid(value: str) -> uuid.UUID:
         raise Forbidden("No such delegation for you", code="delegation_invalid") from exc
 
 
-async def _deny(request: Request, *, code: str, message: str, **details: object) -> Forbidden:
+async def deny(request: Request, *, code: str, message: str, **details: object) -> Forbidden:
+    """Audit a refusal (in its own transaction: the request's will roll back) and return the
+    error to raise."""
     await audit.record_detached(
         action="permission.denied",
         outcome="denied",
@@ -143,11 +152,13 @@ class Authenticated(AccessPolicy):
         allow: frozenset[Restriction] = frozenset(),
         allow_delegated: bool = True,
         allow_api_client: bool = False,
+        allow_device: bool = False,
         step_up: bool = False,
     ) -> None:
         self.allow = allow
         self.allow_delegated = allow_delegated
         self.allow_api_client = allow_api_client
+        self.allow_device = allow_device
         self.step_up = step_up
         self.description = "authenticated"
 
@@ -158,9 +169,13 @@ class Authenticated(AccessPolicy):
 
     async def check(self, request: Request, principal: Principal) -> None:
         if principal.api_client is not None and not self.allow_api_client:
-            raise await _deny(request, code="api_client_not_allowed", message="Not available to API clients")
+            raise await deny(request, code="api_client_not_allowed", message="Not available to API clients")
+        if principal.device is not None and not self.allow_device:
+            raise await deny(
+                request, code="device_not_allowed", message="Not available to device credentials"
+            )
         if principal.restriction is not None and principal.restriction not in self.allow:
-            raise await _deny(
+            raise await deny(
                 request,
                 code=principal.restriction.value,
                 message={
@@ -170,15 +185,25 @@ class Authenticated(AccessPolicy):
                 }[principal.restriction],
             )
         if principal.is_delegated and not self.allow_delegated:
-            raise await _deny(
+            raise await deny(
                 request, code="delegation_not_allowed", message="Not allowed on behalf of someone else"
             )
         if self.step_up and not mfa.step_up_fresh(principal.session, now=utcnow()):
-            raise await _deny(
+            raise await deny(
                 request,
                 code="step_up_required",
                 message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
             )
+
+
+class OptionalAuthenticated(Authenticated):
+    """Anonymous callers pass as ``None``; a caller that sends credentials must pass them all
+    (a password-only session is refused here too)."""
+
+    async def __call__(self, request: Request, session: SessionDep) -> Principal | None:  # type: ignore[override]
+        if not request.headers.get("authorization"):
+            return None
+        return await super().__call__(request, session)
 
 
 class Require(Authenticated):
@@ -200,13 +225,13 @@ class Require(Authenticated):
         await super().check(request, principal)
         if principal.api_client is not None:
             if self.scope not in principal.scopes:
-                raise await _deny(
+                raise await deny(
                     request, code="missing_scope", message=f"API client lacks scope {self.scope}"
                 )
             return
         missing = sorted(p.value for p in self.permissions - principal.permissions)
         if missing:
-            raise await _deny(
+            raise await deny(
                 request, code="permission_denied", message="You do not have permission", missing=missing
             )
 
@@ -223,7 +248,7 @@ PUBLIC = Depends(Public())
 async def ensure_step_up(request: Request, principal: Principal) -> None:
     """For actions that are sensitive only for some inputs (e.g. granting an admin role)."""
     if not mfa.step_up_fresh(principal.session, now=utcnow()):
-        raise await _deny(
+        raise await deny(
             request,
             code="step_up_required",
             message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",

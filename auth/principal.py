@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from auth.models import ApiClient, AuthSession, Delegation, User
 from auth.roles import Permission, Role
+from devices.models import Device
 
 
 class Restriction(StrEnum):
@@ -24,13 +25,15 @@ class Principal:
     ``actor`` is who is actually at the keyboard. They differ only under a delegation."""
 
     permissions: frozenset[Permission]
-    unit_id: uuid.UUID
+    unit_id: uuid.UUID | None
     unit_path: str
     user: User | None = None
     actor: User | None = None
     session: AuthSession | None = None
     delegation: Delegation | None = None
     api_client: ApiClient | None = None
+    # An anonymous portal-app device authenticated by its device credential.
+    device: Device | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     restriction: Restriction | None = None
 
@@ -56,4 +59,4 @@ class Principal:
 
     def can_manage_unit(self, unit_path: str) -> bool:
         """Admins act only inside their own subtree (object-level check, D-20)."""
-        return self.sees_all_units or unit_path.startswith(self.unit_path)
+        return self.sees_all_units or (bool(self.unit_path) and unit_path.startswith(self.unit_path))

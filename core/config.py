@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     abuse_window_seconds: int = 60
     abuse_block_seconds: int = 900
 
+    # --- devices ---
+    device_limit_per_user: int = 20
+    device_stale_days: int = 270
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -76,6 +80,17 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "rate_limit_per_account", "rate_limit_per_client", "rate_limit_per_ip", "rate_limit_login_per_ip"
+    )
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        # A typo here would otherwise turn every request into a 500.
+        from limits import parse
+
+        parse(value)
         return value
 
     def jwt_keyring(self) -> dict[str, str]:

@@ -1,4 +1,3 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
-import auth.audit.models
-import auth.models  # noqa: F401
+import notifications.models  # noqa: F401

@@ -12,7 +12,10 @@ _client: Redis | None = None
 def get_redis() -> Redis:
     global _client
     if _client is None:
-        _client = Redis.from_url(get_settings().redis_url, decode_responses=True)
+        # Short timeouts: a Redis that hangs must not hang requests (rate limits fail open).
+        _client = Redis.from_url(
+            get_settings().redis_url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
     return _client
 
 

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 
 from cryptography.fernet import Fernet
 
+from tests.support.redis_db import claim_redis_database
+
 # Settings are read from the environment once; set them before any project module is imported.
 os.environ.update(
     {
@@ -27,7 +29,12 @@ os.environ.update(
         ),
         "CHUONG_JWT_ACTIVE_KID": "test-1",
         "CHUONG_TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL") or claim_redis_database(),
+        # Generous limits so that ordinary tests never trip them; tests/ratelimit sets its own.
+        "CHUONG_RATE_LIMIT_PER_ACCOUNT": "100000/minute",
+        "CHUONG_RATE_LIMIT_PER_CLIENT": "100000/minute",
+        "CHUONG_RATE_LIMIT_PER_IP": "100000/minute",
+        "CHUONG_RATE_LIMIT_LOGIN_PER_IP": "100000/minute",
         "CHUONG_LOG_JSON": "false",
         "CHUONG_LOG_LEVEL": "WARNING",
         # Cheap argon2 in tests only; the algorithm and code path are the production ones.
@@ -94,14 +101,14 @@ def _reset_clock() -> Iterator[None]:
 
 
 @pytest.fixture
-async def app(database_url: str, redis: Redis):  # type: ignore[no-untyped-def]
+async def app(database_url: str, redis: Redis):
     from api.app import create_app
 
     return create_app(manage_resources=False)
 
 
 @pytest.fixture
-async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.10", 51000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

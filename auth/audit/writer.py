@@ -80,6 +80,9 @@ def _flush(sync_session: Session) -> None:
     buffer: list[dict[str, Any]] | None = sync_session.info.pop(_BUFFER, None)
     if not buffer:
         return
+    # Under READ COMMITTED (the only isolation level the service uses for writes) the head read
+    # after the lock sees every chain row committed before it; an older REPEATABLE READ snapshot
+    # would not, and the insert would fail on the seq primary key rather than fork the chain.
     sync_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
     head = sync_session.execute(
         select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)

@@ -32,6 +32,7 @@ def api_routes(app) -> Iterator[Route]:
     # Recent FastAPI includes routers lazily; iter_route_contexts flattens them with prefixes.
     for context in iter_route_contexts(app.router.routes):
         if isinstance(context.original_route, APIRoute):
+            assert context.path is not None and context.methods is not None
             yield Route(path=context.path, methods=frozenset(context.methods), dependant=context.dependant)
 
 

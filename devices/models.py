@@ -1,0 +1,42 @@
+"""The device registry: one row per push token (per provider)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import ARRAY, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, Timestamps, UUIDPrimaryKey
+
+
+class Device(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "devices"
+
+    app: Mapped[str] = mapped_column(String(16))  # portal | tracking
+    platform: Mapped[str] = mapped_column(String(16))  # android | ios
+    provider: Mapped[str] = mapped_column(String(8))  # fcm | apns
+    apns_environment: Mapped[str | None] = mapped_column(String(16))  # sandbox | production
+    token: Mapped[str] = mapped_column(String(1024))
+    locale: Mapped[str] = mapped_column(String(8), server_default=text("'vi'"))
+    time_zone: Mapped[str] = mapped_column(String(64), server_default=text("'Asia/Ho_Chi_Minh'"))
+    app_version: Mapped[str | None] = mapped_column(String(32))
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
+    # Linked account; NULL for anonymous portal readers, who hold a device credential instead.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    # Set when the provider says the token is dead (UNREGISTERED, 410, BadDeviceToken) or the
+    # owner unregisters; such devices are never sent to and are purged by a cron job.
+    invalidated_at: Mapped[dt.datetime | None]
+    invalid_reason: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("provider", "token", name="uq_devices_provider_token"),
+        Index("ix_devices_user", "user_id", postgresql_where=text("user_id IS NOT NULL")),
+        # Audience scans walk live devices of one app in id order (keyset pagination).
+        Index("ix_devices_app_live", "app", "id", postgresql_where=text("invalidated_at IS NULL")),
+        Index("ix_devices_topics", "topics", postgresql_using="gin"),
+        Index("ix_devices_last_seen", "last_seen_at"),
+    )

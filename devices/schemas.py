@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from core.schemas import RequestModel, ResponseModel
+from devices.locales import normalise_locale
+
+App = Literal["portal", "tracking"]
+Platform = Literal["android", "ios"]
+Provider = Literal["fcm", "apns"]
+ApnsEnvironment = Literal["sandbox", "production"]
+Topic = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+# FCM registration tokens are URL-safe base64 with ':' (≈160–200 chars); APNs tokens are hex.
+Token = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=r"^[A-Za-z0-9:_\-.]+$")]
+
+
+def _time_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown time zone") from exc
+    return value
+
+
+class DeviceRegister(RequestModel):
+    app: App
+    platform: Platform
+    # iOS apps may use FCM too; by default Android → FCM and iOS → APNs.
+    provider: Provider | None = None
+    apns_environment: ApnsEnvironment | None = None
+    token: Token
+    locale: Annotated[str, StringConstraints(max_length=35), AfterValidator(normalise_locale)] = "vi"
+    time_zone: Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)] = (
+        "Asia/Ho_Chi_Minh"
+    )
+    app_version: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9A-Za-z.+_-]+$")] | None = None
+    topics: Annotated[list[Topic], Field(max_length=50)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _provider_defaults(self) -> DeviceRegister:
+        if self.provider is None:
+            self.provider = "fcm" if self.platform == "android" else "apns"
+        if self.provider == "apns":
+            if self.platform != "ios":
+                raise ValueError("APNs tokens belong to iOS devices")
+            self.apns_environment = self.apns_environment or "production"
+        elif self.apns_environment is not None:
+            raise ValueError("apns_environment applies only to the apns provider")
+        self.topics = sorted(set(self.topics))
+        return self
+
+
+class DeviceOut(ResponseModel):
+    id: uuid.UUID
+    app: str
+    platform: str
+    provider: str
+    apns_environment: str | None
+    locale: str
+    time_zone: str
+    app_version: str | None
+    topics: list[str]
+    last_seen_at: dt.datetime
+    created_at: dt.datetime
+
+
+class DeviceRegistered(DeviceOut):
+    device_credential: str | None = Field(
+        default=None,
+        description="Anonymous devices only: send as `Authorization: Bearer …` for this device's inbox "
+        "and receipts. Returned when issued or rotated; store it on the device.",
+    )

@@ -1,0 +1,71 @@
+"""Which devices a notification targets, read page by page in device-id order (keyset), so a
+fan-out to millions never holds more than one page in memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from auth.models import Unit, User
+from devices.models import Device
+from devices.service import live_since
+
+
+def audience_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
+    if audience.get("all"):
+        return and_(True)
+    clauses: list[ColumnElement[bool]] = []
+    active_users = select(User.id).where(User.is_active.is_(True))
+    if audience.get("users"):
+        ids = [uuid.UUID(u) for u in audience["users"]]
+        clauses.append(Device.user_id.in_(active_users.where(User.id.in_(ids))))
+    if audience.get("units"):
+        # A unit includes its sub-units (a province's communes).
+        targets = (
+            select(Unit.path)
+            .where(Unit.id.in_([uuid.UUID(u) for u in audience["units"]]))
+            .subquery("targets")
+        )
+        unit_ids = select(Unit.id).join(targets, Unit.path.startswith(targets.c.path))
+        clauses.append(Device.user_id.in_(active_users.where(User.unit_id.in_(unit_ids))))
+    if audience.get("roles"):
+        role_users = active_users.where(User.role.in_(audience["roles"]))
+        if sender_unit_path is not None:
+            role_users = role_users.join(Unit, Unit.id == User.unit_id).where(
+                Unit.path.startswith(sender_unit_path)
+            )
+        clauses.append(Device.user_id.in_(role_users))
+    if audience.get("devices"):
+        clauses.append(Device.id.in_([uuid.UUID(d) for d in audience["devices"]]))
+    if audience.get("topics"):
+        clauses.append(Device.topics.overlap(list(audience["topics"])))
+    return or_(*clauses) if clauses else false()
+
+
+def page_query(
+    *,
+    app: str,
+    audience: dict[str, Any],
+    sender_unit_path: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+    now: dt.datetime,
+) -> Select[uuid.UUID, str, str]:
+    query: Select[uuid.UUID, str, str] = (
+        select(Device.id, Device.provider, Device.locale)
+        .where(
+            Device.app == app,
+            Device.invalidated_at.is_(None),
+            Device.last_seen_at >= live_since(now),
+            audience_filter(audience, sender_unit_path=sender_unit_path),
+        )
+        .order_by(Device.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(Device.id > after)
+    return query

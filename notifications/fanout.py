@@ -1,0 +1,88 @@
+"""Fan-out: turn a notification's audience into delivery rows, one keyset page at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.models import Unit
+from core.jobs import defer
+from devices.locales import DEFAULT_LANGUAGE
+from notifications.audience import page_query
+from notifications.models import Delivery, Notification
+from notifications.service import queue_for
+
+PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
+FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
+
+
+async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
+    """Insert the next page of deliveries and queue a send batch for it. Returns True while more
+    pages remain. Idempotent: the notification row is locked, the cursor is stored with the page,
+    and ``ON CONFLICT DO NOTHING`` absorbs a page written twice."""
+    notification = await session.get(Notification, notification_id, with_for_update=True)
+    if (
+        notification is None
+        or notification.status in FINAL_STATUSES
+        or notification.fanout_done_at is not None
+    ):
+        return False
+    if notification.expires_at <= now:
+        notification.status, notification.completed_at = "expired", now
+        return False
+    sender_path = None
+    if notification.unit_id is not None:
+        sender_path = (
+            await session.execute(select(Unit.path).where(Unit.id == notification.unit_id))
+        ).scalar()
+    rows = (
+        await session.execute(
+            page_query(
+                app=notification.app,
+                audience=notification.audience,
+                sender_unit_path=sender_path,
+                after=notification.fanout_cursor,
+                limit=PAGE_SIZE,
+                now=now,
+            )
+        )
+    ).all()
+    if rows:
+        languages = notification.title
+        inserted = await session.execute(
+            insert(Delivery)
+            .values(
+                [
+                    {
+                        "notification_id": notification.id,
+                        "device_id": row.id,
+                        "provider": row.provider,
+                        "language": row.locale if row.locale in languages else DEFAULT_LANGUAGE,
+                        "next_attempt_at": now,
+                    }
+                    for row in rows
+                ]
+            )
+            .on_conflict_do_nothing(constraint="uq_deliveries_notification_device")
+            .returning(Delivery.id)
+        )
+        notification.targeted += len(inserted.all())
+        notification.fanout_cursor = rows[-1].id
+        notification.status = "sending"
+        defer(
+            session,
+            "send_batch",
+            str(notification.id),
+            job_id=f"send:{notification.id}:{rows[-1].id.hex}",
+            queue=queue_for(notification.priority),
+        )
+    if len(rows) < PAGE_SIZE:
+        notification.fanout_done_at = now
+        if notification.targeted == 0:
+            notification.status, notification.completed_at = "completed", now
+        return False
+    return True

@@ -1,0 +1,91 @@
+"""Notifications and their per-device deliveries (the outbox)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UUIDPrimaryKey
+
+
+class Notification(UUIDPrimaryKey, Base):
+    __tablename__ = "notifications"
+
+    app: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16))  # normal | high | emergency
+    sensitivity: Mapped[str] = mapped_column(String(16))  # public | internal | classified
+    title: Mapped[dict[str, str]] = mapped_column(JSONB)  # language → text, "vi" always present
+    body: Mapped[dict[str, str]] = mapped_column(JSONB)
+    data: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'"))
+    deep_link: Mapped[str | None] = mapped_column(String(2048))
+    collapse_key: Mapped[str | None] = mapped_column(String(64))
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    audience: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_by_kind: Mapped[str] = mapped_column(String(16))  # user | api_client
+    created_by_id: Mapped[uuid.UUID] = mapped_column()
+    unit_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"))
+
+    # queued → fanning_out → sending → completed (or expired / cancelled)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'queued'"))
+    targeted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    sent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    invalid: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Keyset position of the fan-out, so a restarted fan-out resumes instead of starting over.
+    fanout_cursor: Mapped[uuid.UUID | None]
+    fanout_done_at: Mapped[dt.datetime | None]
+
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    expires_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("created_by_id", "idempotency_key", name="uq_notifications_idempotency"),
+        Index(
+            "ix_notifications_status",
+            "status",
+            postgresql_where=text("status IN ('queued','fanning_out','sending')"),
+        ),
+        Index("ix_notifications_created_at", "created_at"),
+    )
+
+
+class Delivery(Base):
+    """One row per notification × device. ``status`` moves pending → sending (claimed by a worker
+    until ``claimed_until``) → sent | invalid | retrying | failed."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    notification_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(8))
+    language: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    claimed_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (
+        UniqueConstraint("notification_id", "device_id", name="uq_deliveries_notification_device"),
+        # Due work: what send-batch claims and what the reconciler scans.
+        Index(
+            "ix_deliveries_due",
+            "notification_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'retrying', 'sending')"),
+        ),
+        Index("ix_deliveries_device", "device_id"),
+    )

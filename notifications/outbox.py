@@ -1,0 +1,208 @@
+"""The delivery outbox: claim due rows, record provider results, schedule retries.
+
+A claim is a short transaction: due rows are picked with ``FOR UPDATE SKIP LOCKED`` and leased
+(status ``sending``, ``claimed_until``) so no transaction stays open across network calls. A
+worker killed mid-batch leaves its rows leased; once the lease ends they are due again, so at
+most one batch is sent twice (at-least-once to the provider).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from devices import service as devices
+from devices.models import Device
+from notifications.models import Delivery, Notification
+from notifications.providers.base import Outcome, SendResult
+
+LEASE = dt.timedelta(seconds=90)  # longer than the send job's timeout (60 s)
+MAX_ATTEMPTS = 8
+RETRY_BASE_SECONDS = 5.0
+RETRY_MAX_SECONDS = 900.0
+DUE_STATUSES = ("pending", "retrying")
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    device_id: uuid.UUID
+    provider: str
+    language: str
+    attempts: int
+    token: str | None  # None when the device was retired after the fan-out
+    apns_environment: str | None
+
+
+def due_clause(now: dt.datetime) -> ColumnElement[bool]:
+    """Rows a worker may take: due pending/retrying rows and leases that ran out."""
+    return or_(
+        and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
+        and_(Delivery.status == "sending", Delivery.claimed_until < now),
+    )
+
+
+async def claim(
+    session: AsyncSession, *, notification_id: uuid.UUID, limit: int, now: dt.datetime
+) -> list[ClaimedDelivery]:
+    picked = (
+        select(Delivery.id)
+        .where(Delivery.notification_id == notification_id, due_clause(now))
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    leased = (
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(picked.scalar_subquery()))
+            .values(
+                status="sending", claimed_until=now + LEASE, attempts=Delivery.attempts + 1, updated_at=now
+            )
+            .returning(
+                Delivery.id, Delivery.device_id, Delivery.provider, Delivery.language, Delivery.attempts
+            )
+        )
+    ).all()
+    if not leased:
+        return []
+    tokens = {
+        row.id: row
+        for row in (
+            await session.execute(
+                select(Device.id, Device.token, Device.apns_environment).where(
+                    Device.id.in_([r.device_id for r in leased]), Device.invalidated_at.is_(None)
+                )
+            )
+        ).all()
+    }
+    return [
+        ClaimedDelivery(
+            id=r.id,
+            device_id=r.device_id,
+            provider=r.provider,
+            language=r.language,
+            attempts=r.attempts,
+            token=tokens[r.device_id].token if r.device_id in tokens else None,
+            apns_environment=tokens[r.device_id].apns_environment if r.device_id in tokens else None,
+        )
+        for r in leased
+    ]
+
+
+def retry_delay(attempts: int, retry_after: float | None, *, rng: random.Random | None = None) -> float:
+    """Exponential back-off with jitter; a provider's Retry-After is a floor, never shortened."""
+    ceiling = min(RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1), RETRY_MAX_SECONDS)
+    jittered = (rng or random).uniform(ceiling / 2, ceiling)
+    return max(jittered, retry_after or 0.0)
+
+
+@dataclass
+class RecordSummary:
+    sent: int = 0
+    invalid: int = 0
+    failed: int = 0
+    retrying: int = 0
+    next_retry_at: dt.datetime | None = None
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    notification: Notification,
+    results: Sequence[tuple[ClaimedDelivery, SendResult]],
+    now: dt.datetime,
+) -> RecordSummary:
+    """Write every result in bulk, retire dead tokens, roll the counters up, and finish the
+    notification once nothing is left to send."""
+    summary = RecordSummary()
+    updates: list[dict[str, object]] = []
+    dead_devices: list[uuid.UUID] = []
+    for delivery, result in results:
+        row: dict[str, object] = {
+            "id": delivery.id,
+            "claimed_until": None,
+            "updated_at": now,
+            "error_code": result.error_code,
+        }
+        if result.outcome is Outcome.ACCEPTED:
+            row.update(status="sent", provider_message_id=result.message_id)
+            summary.sent += 1
+        elif result.outcome is Outcome.INVALID_TOKEN:
+            row["status"] = "invalid"
+            dead_devices.append(delivery.device_id)
+            summary.invalid += 1
+        elif result.outcome is Outcome.RETRY:
+            next_at = now + dt.timedelta(seconds=retry_delay(delivery.attempts, result.retry_after))
+            if delivery.attempts >= MAX_ATTEMPTS or next_at >= notification.expires_at:
+                row.update(status="failed", error_code=f"{result.error_code or 'retry'}:gave_up"[:64])
+                summary.failed += 1
+            else:
+                row.update(status="retrying", next_attempt_at=next_at)
+                summary.retrying += 1
+                if summary.next_retry_at is None or next_at < summary.next_retry_at:
+                    summary.next_retry_at = next_at
+        else:
+            row["status"] = "failed"
+            summary.failed += 1
+        updates.append(row)
+    if updates:
+        await session.execute(update(Delivery), updates)
+    if dead_devices:
+        await devices.invalidate(session, device_ids=dead_devices, reason="provider_rejected_token")
+    await session.execute(
+        update(Notification)
+        .where(Notification.id == notification.id)
+        .values(
+            sent=Notification.sent + summary.sent,
+            invalid=Notification.invalid + summary.invalid,
+            failed=Notification.failed + summary.failed,
+        )
+    )
+    await finish_if_done(session, notification_id=notification.id, now=now)
+    return summary
+
+
+async def finish_if_done(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
+    open_work = exists().where(
+        Delivery.notification_id == notification_id, Delivery.status.in_((*DUE_STATUSES, "sending"))
+    )
+    finished = (
+        await session.execute(
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status == "sending",
+                Notification.fanout_done_at.is_not(None),
+                ~open_work,
+            )
+            .values(status="completed", completed_at=now)
+            .returning(Notification.id)
+        )
+    ).first()
+    return finished is not None
+
+
+async def expire_overdue(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int:
+    """Past the TTL a push is pointless: what is still unsent fails as ``expired``."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.notification_id == notification_id, Delivery.status.in_(DUE_STATUSES))
+        .values(status="failed", error_code="expired", updated_at=now)
+        .returning(Delivery.id)
+    )
+    count = len(result.all())
+    if count:
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id)
+            .values(failed=Notification.failed + count)
+        )
+    return count

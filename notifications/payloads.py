@@ -1,0 +1,159 @@
+"""What a phone receives: the per-language content of a notification and its FCM / APNs wire
+form, with the 4096-byte limit checked before anything is queued.
+
+Privacy (D-17): ``internal`` and ``classified`` notifications never carry their title, body,
+data or deep link in a push. They go out with an opaque id (the app fetches the content over
+the authenticated API) and, when ``visible`` is on, a generic localised line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from firebase_admin import messaging
+
+from core.errors import Unprocessable
+from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
+
+MAX_PAYLOAD_BYTES = 4096
+GENERIC_LINE = {
+    "vi": "Bạn có thông báo mới",
+    "en": "You have a new notification",
+    "zh": "您有一条新通知",
+    "fr": "Vous avez une nouvelle notification",
+    "es": "Tiene una nueva notificación",
+    "ru": "У вас новое уведомление",
+}
+TITLE = {"vi": "Chuông", "en": "Chuông", "zh": "Chuông", "fr": "Chuông", "es": "Chuông", "ru": "Chuông"}
+
+
+@dataclass(frozen=True)
+class PushSpec:
+    """The parts of a notification that shape its pushes (a row or a request body)."""
+
+    id: str
+    kind: str
+    priority: str
+    sensitivity: str
+    title: dict[str, str]
+    body: dict[str, str]
+    data: dict[str, str] = field(default_factory=dict)
+    deep_link: str | None = None
+    collapse_key: str | None = None
+    ttl_seconds: int = 86400
+
+    @property
+    def sensitive(self) -> bool:
+        return self.sensitivity != "public"
+
+
+@dataclass(frozen=True)
+class RenderedPush:
+    title: str | None
+    body: str | None
+    data: dict[str, str]
+    language: str
+
+
+def language_for(spec: PushSpec, locale: str) -> str:
+    return locale if locale in spec.title else DEFAULT_LANGUAGE
+
+
+def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True) -> RenderedPush:
+    if spec.sensitive:
+        data = {"notification_id": spec.id, "sensitivity": spec.sensitivity}
+        if not visible_generic_alert:
+            return RenderedPush(title=None, body=None, data=data, language=language)
+        return RenderedPush(
+            title=TITLE.get(language, TITLE["vi"]),
+            body=GENERIC_LINE.get(language, GENERIC_LINE["vi"]),
+            data=data,
+            language=language,
+        )
+    data = {**spec.data, "notification_id": spec.id, "kind": spec.kind}
+    if spec.deep_link:
+        data["deep_link"] = spec.deep_link
+    title = spec.title.get(language) or spec.title[DEFAULT_LANGUAGE]
+    body = spec.body.get(language) or spec.body[DEFAULT_LANGUAGE]
+    return RenderedPush(title=title, body=body, data=data, language=language)
+
+
+def _urgent(spec: PushSpec) -> bool:
+    return spec.priority in ("high", "emergency")
+
+
+def fcm_message(spec: PushSpec, push: RenderedPush, *, token: str) -> messaging.Message:
+    notification = None
+    android_notification = None
+    if push.title is not None:
+        notification = messaging.Notification(title=push.title, body=push.body)
+        # The tag makes a later push with the same collapse key replace this one on the phone.
+        android_notification = (
+            messaging.AndroidNotification(tag=spec.collapse_key) if spec.collapse_key else None
+        )
+    return messaging.Message(
+        token=token,
+        notification=notification,
+        data=push.data,
+        android=messaging.AndroidConfig(
+            priority="high" if _urgent(spec) else "normal",
+            ttl=spec.ttl_seconds,
+            collapse_key=spec.collapse_key,
+            notification=android_notification,
+        ),
+    )
+
+
+def apns_payload(spec: PushSpec, push: RenderedPush) -> dict[str, Any]:
+    aps: dict[str, Any]
+    if push.title is None:
+        aps = {"content-available": 1}
+    else:
+        aps = {"alert": {"title": push.title, "body": push.body}, "sound": "default"}
+        if spec.sensitive:
+            aps["mutable-content"] = 1  # lets the app's extension fetch and show the real content
+    if spec.collapse_key:
+        aps["thread-id"] = spec.collapse_key
+    return {"aps": aps, **push.data}
+
+
+def apns_priority(spec: PushSpec, push: RenderedPush) -> int:
+    # Background (content-available only) pushes must use priority 5, or APNs rejects them.
+    return 10 if push.title is not None and _urgent(spec) else 5
+
+
+def fcm_size(message: messaging.Message) -> int:
+    encoded = messaging._MessagingService.encode_message(message)
+    return len(orjson.dumps({k: v for k, v in encoded.items() if k not in ("token", "topic", "condition")}))
+
+
+def apns_size(payload: dict[str, Any]) -> int:
+    return len(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+
+
+def check_sizes(spec: PushSpec) -> dict[str, dict[str, int]]:
+    """Sizes per language and provider; 422 naming the culprits when one exceeds 4096 bytes."""
+    sizes: dict[str, dict[str, int]] = {}
+    too_big: list[dict[str, Any]] = []
+    for language in [lang for lang in SUPPORTED_LANGUAGES if lang in spec.title] or [DEFAULT_LANGUAGE]:
+        push = render(spec, language)
+        fcm = fcm_size(fcm_message(spec, push, token="size-probe"))  # noqa: S106 (not a secret)
+        apns = apns_size(apns_payload(spec, push))
+        sizes[language] = {"fcm": fcm, "apns": apns}
+        for provider, size in (("fcm", fcm), ("apns", apns)):
+            if size > MAX_PAYLOAD_BYTES:
+                too_big.append(
+                    {"language": language, "provider": provider, "bytes": size, "limit": MAX_PAYLOAD_BYTES}
+                )
+    if too_big:
+        worst = max(too_big, key=lambda item: item["bytes"])
+        raise Unprocessable(
+            f"Push payload too large: {worst['bytes']} bytes for {worst['language']} on {worst['provider']}, "
+            f"the limit is {MAX_PAYLOAD_BYTES} bytes after JSON encoding (Vietnamese letters take 2–3 bytes)",
+            code="payload_too_large",
+            details=too_big,
+        )
+    return sizes

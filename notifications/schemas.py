@@ -1,0 +1,107 @@
+"""Request/response bodies for notifications."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from auth.roles import Role
+from core.schemas import RequestModel, ResponseModel
+from devices.locales import SUPPORTED_LANGUAGES
+
+Language = Literal["vi", "en", "zh", "fr", "es", "ru"]
+Priority = Literal["normal", "high", "emergency"]
+Sensitivity = Literal["public", "internal", "classified"]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+DataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+Topic = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+
+# FCM refuses these keys in the data block; "gcm."/"google." prefixes are reserved too.
+RESERVED_DATA_KEYS = frozenset(
+    {"from", "message_type", "collapse_key", "notification_id", "kind", "sensitivity"}
+)
+MAX_TTL_SECONDS = 28 * 24 * 3600  # FCM's maximum (4 weeks)
+
+
+class Audience(RequestModel):
+    """Who receives it. ``all`` targets every live device of the app; the other lists are
+    unioned. A device is targeted once even when it matches several lists."""
+
+    all: bool = False
+    users: Annotated[list[uuid.UUID], Field(max_length=10_000)] = Field(default_factory=list)
+    units: Annotated[list[uuid.UUID], Field(max_length=1000)] = Field(default_factory=list)
+    roles: Annotated[list[Role], Field(max_length=20)] = Field(default_factory=list)
+    devices: Annotated[list[uuid.UUID], Field(max_length=10_000)] = Field(default_factory=list)
+    topics: Annotated[list[Topic], Field(max_length=100)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Audience:
+        if not (self.all or self.users or self.units or self.roles or self.devices or self.topics):
+            raise ValueError("audience is empty: set all=true or list users, units, roles, devices or topics")
+        return self
+
+
+class NotificationCreate(RequestModel):
+    app: Literal["portal", "tracking"]
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")]
+    priority: Priority = "normal"
+    sensitivity: Sensitivity = "public"
+    title: dict[Language, Title]
+    body: dict[Language, Body]
+    data: Annotated[
+        dict[DataKey, Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=32)
+    ] = Field(default_factory=dict)
+    deep_link: (
+        Annotated[str, StringConstraints(max_length=2048, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")] | None
+    ) = None
+    collapse_key: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] | None
+    ) = None
+    ttl_seconds: Annotated[int, Field(ge=0, le=MAX_TTL_SECONDS)] = 24 * 3600
+    audience: Audience
+
+    @field_validator("title", "body")
+    @classmethod
+    def _vietnamese_required(cls, value: dict[str, str]) -> dict[str, str]:
+        if "vi" not in value:
+            raise ValueError("the Vietnamese (vi) text is required; other languages fall back to it")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if k in RESERVED_DATA_KEYS or k.startswith(("gcm.", "google.")))
+        if bad:
+            raise ValueError(f"reserved data keys: {', '.join(bad)}")
+        return value
+
+
+class NotificationOut(ResponseModel):
+    id: uuid.UUID
+    app: str
+    kind: str
+    priority: str
+    sensitivity: str
+    status: str
+    title: dict[str, str]
+    body: dict[str, str]
+    data: dict[str, str]
+    deep_link: str | None
+    collapse_key: str | None
+    ttl_seconds: int
+    audience: dict[str, object]
+    targeted: int
+    sent: int
+    invalid: int
+    failed: int
+    pending: int = 0
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    completed_at: dt.datetime | None
+
+
+assert set(SUPPORTED_LANGUAGES) == {"vi", "en", "zh", "fr", "es", "ru"}

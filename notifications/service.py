@@ -1,0 +1,219 @@
+"""Creating and reading notifications (delivery-core issue, §4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+import orjson
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth import audit
+from auth.models import Unit, User
+from auth.principal import Principal
+from core.db import utcnow
+from core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from notifications.models import Notification
+from notifications.payloads import PushSpec, check_sizes
+from notifications.schemas import NotificationCreate
+
+# Namespace of the advisory locks that make concurrent requests with one Idempotency-Key 409.
+IDEMPOTENCY_LOCK_NAMESPACE = 0x6964656D
+
+
+def spec_of(notification: Notification) -> PushSpec:
+    return PushSpec(
+        id=str(notification.id),
+        kind=notification.kind,
+        priority=notification.priority,
+        sensitivity=notification.sensitivity,
+        title=notification.title,
+        body=notification.body,
+        data=notification.data,
+        deep_link=notification.deep_link,
+        collapse_key=notification.collapse_key,
+        ttl_seconds=notification.ttl_seconds,
+    )
+
+
+def queue_for(priority: str) -> str:
+    return HIGH_QUEUE if priority in ("high", "emergency") else BULK_QUEUE
+
+
+async def create(
+    session: AsyncSession, *, principal: Principal, body: NotificationCreate, idempotency_key: str | None
+) -> tuple[Notification, bool]:
+    """Returns (notification, created). Same key + same body → the earlier notification; same key
+    + different body → 422; the same key while the first request is still running → 409."""
+    creator_kind, creator_id = _creator(principal)
+    request_hash = hashlib.sha256(
+        orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    if idempotency_key is not None:
+        lock_key = int.from_bytes(
+            hashlib.sha256(f"{creator_id}:{idempotency_key}".encode()).digest()[:4], "big"
+        )
+        locked = (
+            await session.execute(
+                text("SELECT pg_try_advisory_xact_lock(:ns, :key)"),
+                {"ns": IDEMPOTENCY_LOCK_NAMESPACE, "key": lock_key - (1 << 31)},
+            )
+        ).scalar_one()
+        if not locked:
+            raise Conflict(
+                "A request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+            )
+        existing = (
+            await session.execute(
+                select(Notification).where(
+                    Notification.created_by_id == creator_id, Notification.idempotency_key == idempotency_key
+                )
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing.request_hash != request_hash:
+                raise Unprocessable(
+                    "This Idempotency-Key was used with a different request body",
+                    code="idempotency_key_reused",
+                )
+            return existing, False
+    await _check_audience(session, principal=principal, body=body)
+    notification_id = uuid.uuid4()
+    title: dict[str, str] = {str(language): text for language, text in body.title.items()}
+    body_text: dict[str, str] = {str(language): text for language, text in body.body.items()}
+    check_sizes(
+        PushSpec(
+            id=str(notification_id),
+            kind=body.kind,
+            priority=body.priority,
+            sensitivity=body.sensitivity,
+            title=title,
+            body=body_text,
+            data=body.data,
+            deep_link=body.deep_link,
+            collapse_key=body.collapse_key,
+            ttl_seconds=body.ttl_seconds,
+        )
+    )
+    now = utcnow()
+    values = {
+        "id": notification_id,
+        "app": body.app,
+        "kind": body.kind,
+        "priority": body.priority,
+        "sensitivity": body.sensitivity,
+        "title": title,
+        "body": body_text,
+        "data": body.data,
+        "deep_link": body.deep_link,
+        "collapse_key": body.collapse_key,
+        "ttl_seconds": body.ttl_seconds,
+        "audience": body.audience.model_dump(mode="json"),
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "created_by_kind": creator_kind,
+        "created_by_id": creator_id,
+        "unit_id": principal.unit_id,
+        "status": "queued",
+        "created_at": now,
+        "expires_at": now + dt.timedelta(seconds=body.ttl_seconds),
+    }
+    await session.execute(insert(Notification).values(**values))
+    notification = await session.get(Notification, notification_id)
+    assert notification is not None
+    audit.record(
+        session,
+        action="notification.created",
+        object_type="notification",
+        object_id=notification_id,
+        details={
+            "app": body.app,
+            "kind": body.kind,
+            "priority": body.priority,
+            "sensitivity": body.sensitivity,
+            "audience": _audience_summary(body),
+        },
+    )
+    defer(
+        session,
+        "fan_out",
+        str(notification_id),
+        job_id=f"fanout:{notification_id}",
+        queue=queue_for(body.priority),
+    )
+    return notification, True
+
+
+def _creator(principal: Principal) -> tuple[str, uuid.UUID]:
+    if principal.api_client is not None:
+        return "api_client", principal.api_client.id
+    return "user", principal.user_id
+
+
+def _audience_summary(body: NotificationCreate) -> dict[str, object]:
+    audience = body.audience
+    return {
+        "all": audience.all,
+        "users": len(audience.users),
+        "units": [str(u) for u in audience.units],
+        "roles": list(audience.roles),
+        "devices": len(audience.devices),
+        "topics": audience.topics,
+    }
+
+
+async def _check_audience(session: AsyncSession, *, principal: Principal, body: NotificationCreate) -> None:
+    """Senders reach only their own subtree; broadcasts (all readers, topics) are for senders of a
+    root unit (central agencies) or system admins."""
+    audience = body.audience
+    if (audience.all or audience.topics) and not (
+        principal.sees_all_units or principal.unit_path.count("/") == 1
+    ):
+        raise Forbidden(
+            "Only central senders may broadcast to all readers or topics", code="broadcast_not_allowed"
+        )
+    if audience.units:
+        paths = (await session.execute(select(Unit.id, Unit.path).where(Unit.id.in_(audience.units)))).all()
+        visible = {row.id for row in paths if principal.can_manage_unit(row.path)}
+        missing = [str(u) for u in audience.units if u not in visible]
+        if missing:
+            raise NotFound("Unknown units in the audience", details=[{"unit_id": u} for u in missing])
+    if audience.users:
+        rows = (
+            await session.execute(
+                select(User.id, Unit.path)
+                .join(Unit, Unit.id == User.unit_id)
+                .where(User.id.in_(audience.users))
+            )
+        ).all()
+        visible = {row.id for row in rows if principal.can_manage_unit(row.path)}
+        missing = [str(u) for u in audience.users if u not in visible]
+        if missing:
+            raise NotFound("Unknown users in the audience", details=[{"user_id": u} for u in missing[:50]])
+    if audience.devices and not principal.sees_all_units:
+        raise Forbidden(
+            "Targeting devices directly is reserved to system admins", code="device_targeting_not_allowed"
+        )
+
+
+async def get(session: AsyncSession, *, principal: Principal, notification_id: uuid.UUID) -> Notification:
+    notification = await session.get(Notification, notification_id)
+    if notification is None or not _visible(principal, notification):
+        raise NotFound("Notification not found")
+    return notification
+
+
+def _visible(principal: Principal, notification: Notification) -> bool:
+    if principal.sees_all_units:
+        return True
+    if principal.api_client is not None:
+        return notification.created_by_id == principal.api_client.id
+    return notification.unit_id == principal.unit_id or notification.created_by_id == principal.user_id
+
+
+async def pending_count(session: AsyncSession, notification: Notification) -> int:
+    return max(0, notification.targeted - notification.sent - notification.invalid - notification.failed)

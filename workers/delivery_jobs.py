@@ -1,0 +1,175 @@
+"""Delivery jobs: thin wrappers that open transactions and call notifications/.
+
+Every job is idempotent: arq may run a job twice, and the reconciler may queue extra copies;
+the outbox's leases and ``SKIP LOCKED`` make the extra copies find nothing to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select
+
+from core.db import utcnow
+from core.jobs import defer
+from core.logging import get_logger
+from devices import service as devices
+from notifications import dispatch, fanout, outbox
+from notifications.models import Delivery, Notification
+from notifications.service import queue_for, spec_of
+from workers.queue import committing
+
+log = get_logger(__name__)
+
+FANOUT_SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the job re-queues itself
+SEND_BATCH = fanout.PAGE_SIZE
+RECONCILE_GRACE = dt.timedelta(seconds=30)
+MAX_JOBS_PER_RECONCILE = 50
+
+
+async def fan_out(ctx: dict[str, Any], notification_id: str) -> int:
+    nid = uuid.UUID(notification_id)
+    started = time.monotonic()
+    pages = 0
+    while True:
+        async with committing() as session:
+            more = await fanout.fan_out_page(session, notification_id=nid, now=utcnow())
+            pages += 1
+            if more and time.monotonic() - started > FANOUT_SLICE_SECONDS:
+                notification = await session.get(Notification, nid)
+                assert notification is not None
+                defer(
+                    session,
+                    "fan_out",
+                    notification_id,
+                    job_id=f"fanout:{nid}:{notification.fanout_cursor}",
+                    queue=queue_for(notification.priority),
+                )
+                return pages
+        if not more:
+            return pages
+
+
+async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int]:
+    nid = uuid.UUID(notification_id)
+    now = utcnow()
+    async with committing() as session:
+        notification = await session.get(Notification, nid)
+        if notification is None or notification.status in fanout.FINAL_STATUSES:
+            return {"claimed": 0}
+        if notification.expires_at <= now:
+            await outbox.expire_overdue(session, notification_id=nid, now=now)
+            await outbox.finish_if_done(session, notification_id=nid, now=now)
+            return {"claimed": 0}
+        claimed = await outbox.claim(session, notification_id=nid, limit=SEND_BATCH, now=now)
+        spec = spec_of(notification)
+    if not claimed:
+        return {"claimed": 0}
+    results = await dispatch.send_claimed(spec, claimed, ctx["providers"])
+    async with committing() as session:
+        notification = await session.get(Notification, nid)
+        assert notification is not None
+        summary = await outbox.record(session, notification=notification, results=results, now=utcnow())
+        if summary.next_retry_at is not None:
+            defer(
+                session,
+                "send_batch",
+                notification_id,
+                job_id=f"retry:{nid}:{int(summary.next_retry_at.timestamp())}",
+                queue=queue_for(notification.priority),
+                defer_until=summary.next_retry_at,
+            )
+    return {
+        "claimed": len(claimed),
+        "sent": summary.sent,
+        "invalid": summary.invalid,
+        "failed": summary.failed,
+        "retrying": summary.retrying,
+    }
+
+
+async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+    """Re-queue what a lost job, a killed worker or a flushed Redis left behind; expire what is
+    past its TTL; finish notifications with nothing left to do."""
+    now = utcnow()
+    minute = int(now.timestamp() // 60)
+    stats = {"fanouts": 0, "batches": 0, "expired": 0}
+    async with committing() as session:
+        active = (
+            (
+                await session.execute(
+                    select(Notification).where(Notification.status.in_(("queued", "fanning_out", "sending")))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for notification in active:
+            queue = queue_for(notification.priority)
+            if notification.expires_at <= now:
+                stats["expired"] += await outbox.expire_overdue(
+                    session, notification_id=notification.id, now=now
+                )
+                if notification.fanout_done_at is None:
+                    notification.fanout_done_at = now  # nothing more will be fanned out
+                notification.status = "sending"
+                await session.flush()
+                await outbox.finish_if_done(session, notification_id=notification.id, now=now)
+                continue
+            if notification.fanout_done_at is None and notification.created_at <= now - RECONCILE_GRACE:
+                defer(
+                    session,
+                    "fan_out",
+                    str(notification.id),
+                    job_id=f"fanout:{notification.id}:r{minute}",
+                    queue=queue,
+                )
+                stats["fanouts"] += 1
+            due = (
+                await session.execute(
+                    select(func.count()).select_from(
+                        select(Delivery.id)
+                        .where(
+                            Delivery.notification_id == notification.id,
+                            outbox.due_clause(now - RECONCILE_GRACE),
+                        )
+                        .limit(SEND_BATCH * MAX_JOBS_PER_RECONCILE)
+                        .subquery()
+                    )
+                )
+            ).scalar_one()
+            for index in range(min(MAX_JOBS_PER_RECONCILE, -(-due // SEND_BATCH))):
+                defer(
+                    session,
+                    "send_batch",
+                    str(notification.id),
+                    job_id=f"reconcile:{notification.id}:{minute}:{index}",
+                    queue=queue,
+                )
+                stats["batches"] += 1
+            if notification.fanout_done_at is not None and notification.status == "sending":
+                await outbox.finish_if_done(session, notification_id=notification.id, now=now)
+    if any(stats.values()):
+        log.info("reconciled", **stats)
+    return stats
+
+
+async def purge(ctx: dict[str, Any]) -> dict[str, int]:
+    """Stale devices, and delivery rows of notifications finished more than 30 days ago."""
+    now = utcnow()
+    async with committing() as session:
+        purged_devices = await devices.purge_stale(session, now=now)
+        old = select(Notification.id).where(
+            and_(
+                Notification.completed_at.is_not(None),
+                Notification.completed_at < now - dt.timedelta(days=30),
+            )
+        )
+        result = await session.execute(
+            delete(Delivery).where(Delivery.notification_id.in_(old)).returning(Delivery.id)
+        )
+        purged_deliveries = len(result.all())
+    return {"devices": purged_devices, "deliveries": purged_deliveries}

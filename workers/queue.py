@@ -1,0 +1,60 @@
+"""Sending deferred jobs to arq (the only enqueue path; see core/jobs.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import get_settings
+from core.db import transaction
+from core.jobs import DeferredJob, take_deferred
+from core.logging import get_logger
+
+log = get_logger(__name__)
+
+_pool: ArqRedis | None = None
+
+
+def redis_settings() -> RedisSettings:
+    return RedisSettings.from_dsn(get_settings().redis_url)
+
+
+async def get_pool() -> ArqRedis:
+    global _pool
+    if _pool is None:
+        _pool = await create_pool(redis_settings())
+    return _pool
+
+
+async def close_pool() -> None:
+    global _pool
+    if _pool is not None:
+        await _pool.aclose()
+    _pool = None
+
+
+async def enqueue(jobs: list[DeferredJob]) -> None:
+    """Best effort: PostgreSQL already holds the work, so a failure here is logged and the
+    reconciler picks the work up within a minute."""
+    if not jobs:
+        return
+    try:
+        pool = await get_pool()
+        for job in jobs:
+            await pool.enqueue_job(
+                job.name, *job.args, _job_id=job.job_id, _queue_name=job.queue, _defer_until=job.defer_until
+            )
+    except Exception as exc:  # Redis down or flushed: the reconciler recovers
+        log.warning("enqueue_failed", error=type(exc).__name__, jobs=len(jobs))
+
+
+@asynccontextmanager
+async def committing() -> AsyncIterator[AsyncSession]:
+    """A transaction whose deferred jobs are enqueued once it has committed."""
+    async with transaction() as session:
+        yield session
+    await enqueue(take_deferred(session))
