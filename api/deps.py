@@ -22,12 +22,15 @@ from auth.sessions import resolve_access_token
 from core.context import current_context
 from core.db import get_sessionmaker, utcnow
 from core.errors import Forbidden, Unauthorized
+from core.jobs import take_deferred
 from devices import service as devices
+from workers.queue import enqueue
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed after the endpoint returns and before the
-    response is sent (``scope="function"``), rolled back if anything raised."""
+    response is sent (``scope="function"``), rolled back if anything raised. Jobs the request
+    deferred are enqueued only once the commit succeeded."""
     async with get_sessionmaker()() as session:
         try:
             yield session
@@ -35,6 +38,7 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        await enqueue(take_deferred(session))
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -253,3 +257,8 @@ async def ensure_step_up(request: Request, principal: Principal) -> None:
             code="step_up_required",
             message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
         )
+
+
+def require_or_scope(*permissions: Permission, scope: str, step_up: bool = False) -> Principal:
+    """Staff holding the permissions, or an API client holding ``scope``."""
+    return Depends(Require(*permissions, scope=scope, step_up=step_up))  # type: ignore[no-any-return]

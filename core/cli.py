@@ -86,13 +86,20 @@ def serve(
 
 
 @app.command()
-def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False) -> None:
-    """Run the background worker (arq)."""
+def worker(
+    queue: Annotated[str, typer.Option(help="high (urgent pushes, housekeeping) or bulk")] = "high",
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+) -> None:
+    """Run a background worker (arq) on one queue."""
     from arq.worker import run_worker
 
+    from core.jobs import BULK_QUEUE, HIGH_QUEUE
     from workers.settings import WorkerSettings
 
-    run_worker(WorkerSettings, burst=burst)  # type: ignore[arg-type]
+    queues = {"high": HIGH_QUEUE, "bulk": BULK_QUEUE}
+    if queue not in queues:
+        raise typer.BadParameter("queue must be high or bulk")
+    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue])  # type: ignore[arg-type]
 
 
 @admin_app.command("create")

@@ -68,6 +68,28 @@ class Settings(BaseSettings):
     abuse_window_seconds: int = 60
     abuse_block_seconds: int = 900
 
+    # --- push providers ---
+    # With no FCM credentials / APNs key configured, pushes go to the local emulator
+    # (`chuong emulator`), so development, tests and benchmarks never need the real services.
+    fcm_credentials_file: str | None = None
+    fcm_project_id: str = "chuong-emulator"
+    apns_key_file: str | None = None
+    apns_key_id: str = "EMULATORK1"
+    apns_team_id: str = "EMULATORT1"
+    apns_topic: str = "vn.chuong.app"
+    apns_timeout_seconds: float = 10.0
+    apns_max_connections: int = 10
+    emulator_host: str = "127.0.0.1"
+    emulator_fcm_port: int = 8441
+    emulator_apns_port: int = 8442
+    emulator_ca_path: str = ".run/emulator-ca.pem"
+    # A claimed batch is leased this long; a killed worker's rows are due again after it.
+    delivery_lease_seconds: int = 90
+    # Due rows older than this are re-queued by the reconciler (a lost job or a flushed Redis).
+    reconcile_grace_seconds: int = 30
+    # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
+    sensitive_visible_alert: bool = True
+
     # --- devices ---
     device_limit_per_user: int = 20
     device_stale_days: int = 270

@@ -13,8 +13,11 @@ from typing import Any
 
 
 class FaultKind(StrEnum):
+    """Also the token prefixes: a token "unregistered-abc" gets FaultKind.UNREGISTERED."""
+
     UNREGISTERED = "unregistered"  # FCM 404 UNREGISTERED / APNs 410 Unregistered
-    BAD_TOKEN = "bad"  # noqa: S105 - a token prefix, not a secret. FCM 400 INVALID_ARGUMENT / APNs 400 BadDeviceToken
+    # The value is a token prefix, not a secret (S105).
+    BAD_TOKEN = "bad"  # noqa: S105 - FCM 400 INVALID_ARGUMENT / APNs 400 BadDeviceToken
     QUOTA = "quota"  # FCM 429 QUOTA_EXCEEDED / APNs 429 TooManyRequests, both with Retry-After
     UNAVAILABLE = "unavailable"  # 503
     INTERNAL = "internal"  # 500

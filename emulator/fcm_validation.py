@@ -68,8 +68,8 @@ _WEBPUSH_FIELDS = frozenset({"headers", "data", "notification", "fcm_options"})
 _APNS_FIELDS = frozenset({"headers", "payload", "fcm_options", "live_activity_token"})
 _TTL = re.compile(r"^\d+(\.\d{1,9})?s$")
 _ANDROID_PRIORITIES = frozenset({"normal", "high", "NORMAL", "HIGH"})
-# FCM refuses these data keys: they collide with fields it adds on the device.
-_RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
+# FCM v1 refuses these data keys: they collide with fields it adds on the device.
+_RESERVED_DATA_KEYS = frozenset({"from", "message_type"})
 _RESERVED_DATA_PREFIXES = ("google", "gcm")
 
 

@@ -154,9 +154,17 @@ class Http1ServerConnection:
         if out and not self._transport.is_closing():
             self._transport.write(b"".join(out))
         if close:
-            self.shutdown()
+            self._close()
 
     def shutdown(self) -> None:
+        """Stop reading; close once the replies already owed have been written."""
+        self._stop_reading = True
+        if not self._pipeline:
+            self._close()
+        else:
+            self._pipeline[-1].keep_alive = False
+
+    def _close(self) -> None:
         if not self._closed:
             self.connection_lost()
             self._transport.close()

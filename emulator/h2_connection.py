@@ -8,7 +8,6 @@ handling one read are written with a single `transport.write`. No task per strea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from h2.config import H2Configuration
@@ -25,8 +24,10 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from emulator.http_types import Handler, Reply, Request
+from emulator.records import Stats
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ MAX_REQUEST_BODY = 1 << 20
 # Bodies up to this size go out as a single DATA frame, waiting for window if need be.
 # aioapns json-parses each DATA frame on its own, so an APNs error body must never be split.
 SINGLE_FRAME_BODY = 1024
+DRAIN_GRACE_S = 1.0
 
 
 class _Stream:
@@ -57,11 +59,22 @@ class _Stream:
 
 
 class H2ServerConnection:
-    def __init__(self, transport: asyncio.Transport, handler: Handler) -> None:
+    def __init__(self, transport: asyncio.Transport, handler: Handler, stats: Stats) -> None:
         self._transport = transport
         self._handler = handler
+        self._stats = stats
         self._loop = asyncio.get_running_loop()
-        config = H2Configuration(client_side=False, header_encoding=None)
+        # Header validation and normalisation cost more than all of the emulator's own work
+        # (a dozen generator passes per header block); the clients under test are mature
+        # HTTP/2 stacks, and our own reply headers are lower-case literals.
+        config = H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self._conn = H2Connection(config=config)
         self._conn.local_settings = Settings(
             client=False,
@@ -74,7 +87,13 @@ class H2ServerConnection:
         self._streams: dict[int, _Stream] = {}
         self._unsent: dict[int, bytes] = {}  # response bodies waiting for flow-control window
         self._timers: dict[int, asyncio.TimerHandle] = {}  # replies held back by injected latency
+        self._open: set[int] = set()  # streams received and not yet fully answered
         self._closed = False
+        # Graceful shutdown state (see `shutdown`).
+        self._draining = False
+        self._grace_over = False
+        self._goaway_last_stream_id = 0
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         conn = self._conn
@@ -105,7 +124,11 @@ class H2ServerConnection:
                 assert isinstance(event, RequestReceived)
                 stream_id = event.stream_id
                 assert stream_id is not None
+                if self._draining and stream_id > self._goaway_last_stream_id:
+                    self._conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+                    continue
                 self._streams[stream_id] = _Stream(event.headers or [])
+                self._opened(stream_id)
             elif kind is StreamEnded:
                 assert isinstance(event, StreamEnded)
                 assert event.stream_id is not None
@@ -141,7 +164,7 @@ class H2ServerConnection:
         stream.chunks.append(event.data)
         stream.size += len(event.data)
         if stream.size > MAX_REQUEST_BODY:
-            del self._streams[stream_id]
+            self._forget(stream_id)
             self._conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
 
     def _dispatch(self, stream_id: int) -> None:
@@ -184,8 +207,12 @@ class H2ServerConnection:
         try:
             self._conn.send_headers(stream_id, headers, end_stream=not body)
         except ProtocolError:
-            return  # the client reset the stream or is closing the connection meanwhile
-        if body:
+            # The client reset the stream or is closing the connection meanwhile.
+            self._finished(stream_id)
+            return
+        if not body:
+            self._finished(stream_id)
+        else:
             self._unsent[stream_id] = body
             self._push(stream_id)
 
@@ -204,9 +231,11 @@ class H2ServerConnection:
                 conn.send_data(stream_id, data[:chunk], end_stream=chunk == len(data))
                 data = data[chunk:]
         except ProtocolError:
-            return
+            data = b""
         if data:
             self._unsent[stream_id] = data
+        else:
+            self._finished(stream_id)
 
     def _resume_unsent(self, stream_id: int | None) -> None:
         if stream_id is None:
@@ -221,6 +250,24 @@ class H2ServerConnection:
         timer = self._timers.pop(stream_id, None)
         if timer is not None:
             timer.cancel()
+        self._finished(stream_id)
+
+    def _opened(self, stream_id: int) -> None:
+        self._open.add(stream_id)
+        stats = self._stats
+        stats.streams_in_flight += 1
+        if stats.streams_in_flight > stats.peak_streams_in_flight:
+            stats.peak_streams_in_flight = stats.streams_in_flight
+        if len(self._open) > stats.peak_streams_per_connection:
+            stats.peak_streams_per_connection = len(self._open)
+
+    def _finished(self, stream_id: int) -> None:
+        if stream_id in self._open:
+            self._open.discard(stream_id)
+            self._stats.streams_in_flight -= 1
+            if self._grace_over and not self._open:
+                self._flush()
+                self._close_transport()
 
     def _flush(self) -> None:
         data = self._conn.data_to_send()
@@ -236,18 +283,45 @@ class H2ServerConnection:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
-    def shutdown(self) -> None:
-        """Server stop: say GOAWAY (NO_ERROR, last stream processed) and close."""
+    def shutdown(self, grace: float = DRAIN_GRACE_S) -> None:
+        """Graceful GOAWAY: answer the streams already received, refuse new ones, then close.
+
+        h2's own `close_connection()` is terminal (any later frame is a ProtocolError), so the
+        GOAWAY frame is written by hand and h2 keeps running the streams in progress. The
+        socket stays open for `grace` seconds even when idle: a client may have a request on
+        the wire already, and closing under it makes the kernel answer with a TCP reset that
+        discards the GOAWAY before the client reads it. A client that reads the GOAWAY
+        retries on a new connection (httpcore does so transparently).
+        """
+        if self._closed or self._draining:
+            return
+        self._draining = True
+        self._flush()
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self._conn.highest_inbound_stream_id
+        goaway.error_code = ErrorCodes.NO_ERROR
+        self._goaway_last_stream_id = goaway.last_stream_id
+        self._transport.write(goaway.serialize())
+        self._drain_timer = self._loop.call_later(grace, self._drain_deadline, grace)
+
+    def _drain_deadline(self, grace: float) -> None:
         if self._closed:
             return
-        with contextlib.suppress(ProtocolError):
-            self._conn.close_connection()
-        self._flush()
-        self._close_transport()
+        if not self._open or self._grace_over:
+            self._close_transport()
+            return
+        # Streams still running (latency, or a peer that withholds window): one more grace.
+        self._grace_over = True
+        self._drain_timer = self._loop.call_later(grace, self._drain_deadline, grace)
 
     def connection_lost(self) -> None:
         self._closed = True
+        self._stats.streams_in_flight -= len(self._open)
+        self._open.clear()
         self._cancel_timers()
         self._streams.clear()
         self._unsent.clear()

@@ -9,9 +9,10 @@ client preface starts with "PRI ", anything else is HTTP/1.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from typing import Protocol
+from typing import Protocol, cast
 
 from emulator.h1_connection import Http1ServerConnection
 from emulator.h2_connection import H2ServerConnection
@@ -38,10 +39,10 @@ class _ConnectionProtocol(asyncio.Protocol):
         self._sniffed = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
+        self._transport = cast(asyncio.Transport, transport)
         self._listener.connection_opened(self)
-        ssl_object = transport.get_extra_info("ssl_object")
+        ssl_object = self._transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
             self._start_engine("h2")
@@ -64,7 +65,7 @@ class _ConnectionProtocol(asyncio.Protocol):
         assert self._transport is not None
         engine: _Engine
         if protocol == "h2":
-            engine = H2ServerConnection(self._transport, self._listener.handler)
+            engine = H2ServerConnection(self._transport, self._listener.handler, self._listener.stats)
         else:
             engine = Http1ServerConnection(self._transport, self._listener.handler)
         self._engine = engine
@@ -86,6 +87,10 @@ class _ConnectionProtocol(asyncio.Protocol):
         elif self._transport is not None:
             self._transport.close()
 
+    def close_now(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
 
 class Listener:
     """One port: a name for stats, a handler, and optionally TLS."""
@@ -99,6 +104,7 @@ class Listener:
         self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: set[_ConnectionProtocol] = set()
+        self._all_closed: asyncio.Event | None = None  # only while stopping
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -121,16 +127,26 @@ class Listener:
         if connection in self._connections:
             self._connections.discard(connection)
             self.stats.connections_open -= 1
+            if not self._connections and self._all_closed is not None:
+                self._all_closed.set()
 
     def drop_connections(self) -> None:
         """GOAWAY / close every live connection (clients must reconnect), keep listening."""
         for connection in list(self._connections):
             connection.shutdown()
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_timeout: float = 3.0) -> None:
+        """Stop accepting, GOAWAY everyone, give clients `drain_timeout` s, then cut the rest."""
         if self._server is None:
             return
         self._server.close()
+        self._all_closed = asyncio.Event()
+        if not self._connections:
+            self._all_closed.set()
         self.drop_connections()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_closed.wait(), drain_timeout)
+        for connection in list(self._connections):
+            connection.close_now()
         await self._server.wait_closed()
         self._server = None

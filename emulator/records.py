@@ -83,11 +83,17 @@ class Stats:
         self.connections_opened = 0
         self.connections_open = 0
         self.protocols: Counter[str] = Counter()
+        # HTTP/2 streams received and not yet answered (held by latency or flow control).
+        self.streams_in_flight = 0
+        self.peak_streams_in_flight = 0
+        self.peak_streams_per_connection = 0
 
     def clear_counts(self) -> None:
         # Connection gauges describe live sockets, so they are not part of a reset.
         self.outcomes.clear()
         self.oauth_tokens_issued = 0
+        self.peak_streams_in_flight = self.streams_in_flight
+        self.peak_streams_per_connection = 0
 
     def as_json(self) -> dict[str, Any]:
         providers: dict[str, dict[str, Any]] = {}
@@ -104,6 +110,11 @@ class Stats:
                 "opened": self.connections_opened,
                 "open": self.connections_open,
                 "by_protocol": dict(self.protocols),
+            },
+            "h2_streams": {
+                "in_flight": self.streams_in_flight,
+                "peak_in_flight": self.peak_streams_in_flight,
+                "peak_per_connection": self.peak_streams_per_connection,
             },
         }
 

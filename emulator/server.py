@@ -1,6 +1,6 @@
 """Starting and stopping the emulator, in-process (`Emulator`) or as its own process (`main`).
 
-    python -m emulator --host 127.0.0.1 --fcm-port 9443 --apns-port 9444 --control-port 9480 \
+    python -m emulator --host 127.0.0.1 --fcm-port 8441 --apns-port 8442 --control-port 8440 \
         --ca-path /tmp/chuong-emulator/ca.pem
 
 Ports of 0 pick free ports. Once listening, one line goes to stdout:
@@ -29,6 +29,7 @@ from emulator.apns import ApnsHandler
 from emulator.control import ControlHandler
 from emulator.faults import FaultInjector, FaultSettings
 from emulator.fcm import FcmHandler
+from emulator.hpack_cache import install_hpack_huffman_cache
 from emulator.listener import Listener
 from emulator.records import MessageLog
 from emulator.tls import EmulatorTls
@@ -53,6 +54,9 @@ class EmulatorConfig:
     retry_after_s: int = 1
     slow_latency_ms: float = 500.0
     seed: int | None = None
+    # Extra names for the server certificate, e.g. a docker-compose service name that
+    # clients in other containers dial ("emulator" is always included).
+    cert_hosts: tuple[str, ...] = ()
 
 
 class Emulator:
@@ -64,7 +68,7 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
-        self.tls = EmulatorTls(extra_hosts=(self.config.host,))
+        self.tls = EmulatorTls(extra_hosts=(self.config.host, *self.config.cert_hosts))
         self.faults = FaultInjector(
             FaultSettings(
                 retry_after_s=self.config.retry_after_s, slow_latency_ms=self.config.slow_latency_ms
@@ -97,6 +101,7 @@ class Emulator:
         self.ca_path = self.config.ca_path
 
     async def start(self) -> None:
+        install_hpack_huffman_cache()
         host = self.config.host
         self.tls.write_ca(self.ca_path)
         self.fcm_port = await self._fcm.start(host, self.config.fcm_port)
@@ -105,8 +110,7 @@ class Emulator:
         logger.info("provider emulator listening: %s", self.addresses())
 
     async def stop(self) -> None:
-        for listener in (self._fcm, self._apns, self._control):
-            await listener.stop()
+        await asyncio.gather(*(listener.stop() for listener in (self._fcm, self._apns, self._control)))
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -165,9 +169,15 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
         prog="python -m emulator", description="Local FCM/APNs provider emulator"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--fcm-port", type=int, default=9443, help="FCM HTTP v1 over TLS, h2 and http/1.1")
-    parser.add_argument("--apns-port", type=int, default=9444, help="APNs provider API over TLS, h2")
-    parser.add_argument("--control-port", type=int, default=9480, help="control API, plain HTTP/1.1")
+    parser.add_argument("--fcm-port", type=int, default=8441, help="FCM HTTP v1 over TLS, h2 and http/1.1")
+    parser.add_argument("--apns-port", type=int, default=8442, help="APNs provider API over TLS, h2")
+    parser.add_argument("--control-port", type=int, default=8440, help="control API, plain HTTP/1.1")
+    parser.add_argument(
+        "--cert-host",
+        action="append",
+        default=[],
+        help="extra DNS name or IP for the server certificate (repeatable)",
+    )
     parser.add_argument(
         "--ca-path", type=Path, default=DEFAULT_CA_PATH, help="where to write the CA cert PEM"
     )
@@ -194,6 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
         retry_after_s=args.retry_after,
         slow_latency_ms=args.slow_latency_ms,
         seed=args.seed,
+        cert_hosts=tuple(args.cert_host),
     )
 
 

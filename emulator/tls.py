@@ -30,7 +30,8 @@ class EmulatorTls:
 
     def __init__(self, *, extra_hosts: tuple[str, ...] = ()) -> None:
         self.ca = trustme.CA(organization_name="Chuong provider emulator")
-        identities = ["localhost", "127.0.0.1", "::1", *PROVIDER_HOST_NAMES]
+        # "emulator" is the docker-compose service name other containers dial.
+        identities = ["localhost", "127.0.0.1", "::1", "emulator", *PROVIDER_HOST_NAMES]
         for host in extra_hosts:
             if host and host not in identities and not _is_wildcard_address(host):
                 identities.append(host)

@@ -18,12 +18,12 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from core.config import get_settings
 from devices import service as devices
 from devices.models import Device
 from notifications.models import Delivery, Notification
 from notifications.providers.base import Outcome, SendResult
 
-LEASE = dt.timedelta(seconds=90)  # longer than the send job's timeout (60 s)
 MAX_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 900.0
@@ -39,6 +39,11 @@ class ClaimedDelivery:
     attempts: int
     token: str | None  # None when the device was retired after the fan-out
     apns_environment: str | None
+
+
+def lease() -> dt.timedelta:
+    """Longer than the send job's timeout (60 s), so a live batch never loses its lease."""
+    return dt.timedelta(seconds=get_settings().delivery_lease_seconds)
 
 
 def due_clause(now: dt.datetime) -> ColumnElement[bool]:
@@ -64,7 +69,7 @@ async def claim(
             update(Delivery)
             .where(Delivery.id.in_(picked.scalar_subquery()))
             .values(
-                status="sending", claimed_until=now + LEASE, attempts=Delivery.attempts + 1, updated_at=now
+                status="sending", claimed_until=now + lease(), attempts=Delivery.attempts + 1, updated_at=now
             )
             .returning(
                 Delivery.id, Delivery.device_id, Delivery.provider, Delivery.language, Delivery.attempts

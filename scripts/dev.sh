@@ -79,8 +79,9 @@ cmd_run() {
   trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
   log "starting the FCM/APNs emulator (control :8440, FCM :8441, APNs :8442)"
   "$VENV/bin/chuong" emulator --ca-path .run/emulator-ca.pem & pids+=($!)
-  log "starting the worker"
-  "$VENV/bin/chuong" worker & pids+=($!)
+  log "starting the workers (high and bulk queues)"
+  "$VENV/bin/chuong" worker --queue high & pids+=($!)
+  "$VENV/bin/chuong" worker --queue bulk & pids+=($!)
   log "API on http://127.0.0.1:8000 (OpenAPI: /docs). First account: .venv/bin/chuong admin create"
   "$VENV/bin/chuong" serve --host 127.0.0.1 --port 8000
 }

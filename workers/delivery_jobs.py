@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, select
 
+from core.config import get_settings
 from core.db import utcnow
 from core.jobs import defer
 from core.logging import get_logger
@@ -26,7 +27,6 @@ log = get_logger(__name__)
 
 FANOUT_SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the job re-queues itself
 SEND_BATCH = fanout.PAGE_SIZE
-RECONCILE_GRACE = dt.timedelta(seconds=30)
 MAX_JOBS_PER_RECONCILE = 50
 
 
@@ -95,7 +95,8 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     """Re-queue what a lost job, a killed worker or a flushed Redis left behind; expire what is
     past its TTL; finish notifications with nothing left to do."""
     now = utcnow()
-    minute = int(now.timestamp() // 60)
+    tick = int(now.timestamp() // 15)  # job-id bucket: one re-queue per notification per tick
+    grace = dt.timedelta(seconds=get_settings().reconcile_grace_seconds)
     stats = {"fanouts": 0, "batches": 0, "expired": 0}
     async with committing() as session:
         active = (
@@ -119,12 +120,12 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
                 await session.flush()
                 await outbox.finish_if_done(session, notification_id=notification.id, now=now)
                 continue
-            if notification.fanout_done_at is None and notification.created_at <= now - RECONCILE_GRACE:
+            if notification.fanout_done_at is None and notification.created_at <= now - grace:
                 defer(
                     session,
                     "fan_out",
                     str(notification.id),
-                    job_id=f"fanout:{notification.id}:r{minute}",
+                    job_id=f"fanout:{notification.id}:r{tick}",
                     queue=queue,
                 )
                 stats["fanouts"] += 1
@@ -134,7 +135,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
                         select(Delivery.id)
                         .where(
                             Delivery.notification_id == notification.id,
-                            outbox.due_clause(now - RECONCILE_GRACE),
+                            outbox.due_clause(now - grace),
                         )
                         .limit(SEND_BATCH * MAX_JOBS_PER_RECONCILE)
                         .subquery()
@@ -146,7 +147,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
                     session,
                     "send_batch",
                     str(notification.id),
-                    job_id=f"reconcile:{notification.id}:{minute}:{index}",
+                    job_id=f"reconcile:{notification.id}:{tick}:{index}",
                     queue=queue,
                 )
                 stats["batches"] += 1

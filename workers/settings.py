@@ -1,39 +1,54 @@
-"""arq worker settings: the only place that knows about arq (see ARCHITECTURE.md)."""
+"""arq worker settings: the only place that knows about arq (see ARCHITECTURE.md).
+
+Two queues: ``high`` (emergency/high-priority pushes and housekeeping) and ``bulk``; run one
+worker per queue (``chuong worker --queue high|bulk``) so bulk traffic never delays urgent pushes.
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from arq import cron
-from arq.connections import RedisSettings
 
 from core.config import get_settings
 from core.context import RequestContext, set_context
 from core.db import dispose_engine
+from core.jobs import HIGH_QUEUE
 from core.logging import configure_logging
+from notifications.providers.registry import build_providers, close_providers
+from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.jobs import purge_ended_sessions
+from workers.queue import close_pool, redis_settings
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
+    ctx["providers"] = build_providers(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await close_providers(ctx.get("providers", {}))
+    await close_pool()
     await dispose_engine()
 
 
 class WorkerSettings:
-    redis_settings = RedisSettings.from_dsn(get_settings().redis_url)
-    functions: ClassVar[list[Any]] = [purge_ended_sessions]
+    redis_settings = redis_settings()
+    queue_name = HIGH_QUEUE
+    functions: ClassVar[list[Any]] = [fan_out, send_batch, reconcile, purge, purge_ended_sessions]
     cron_jobs: ClassVar[list[Any]] = [
-        cron(purge_ended_sessions, hour=3, minute=17, run_at_startup=False, unique=True, timeout=300),
+        cron(reconcile, second={0, 30}, unique=True, timeout=55, run_at_startup=True),
+        cron(purge, hour=3, minute=7, unique=True, timeout=600),
+        cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
     ]
     on_startup = startup
     on_shutdown = shutdown
-    # Short timeouts so that a killed worker's job is retried within about a minute.
+    # Short timeouts so that a killed worker's batch is re-run in about a minute.
     job_timeout = 60
     max_tries = 5
-    poll_delay = 0.1
+    max_jobs = 20
+    poll_delay = 0.05
+    keep_result = 60
     health_check_interval = 30

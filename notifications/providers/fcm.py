@@ -1,0 +1,88 @@
+"""FCM through firebase-admin: the library encodes messages, sends them over HTTP/2 and maps
+FCM's error JSON to exceptions; this module only classifies the outcome of each message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import firebase_admin
+from firebase_admin import exceptions, messaging
+
+from notifications.payloads import fcm_message
+from notifications.providers.base import Outcome, PushRequest, SendResult
+from notifications.providers.retry_after import retry_after_of
+
+BATCH_LIMIT = 500  # messaging.send_each_async accepts at most 500 messages a call
+
+
+def classify(error: Exception) -> SendResult:
+    """What to do next about one failed message (sygnal-style: a table, not special cases)."""
+    code = getattr(error, "code", None) or type(error).__name__
+    if isinstance(error, messaging.UnregisteredError | messaging.SenderIdMismatchError):
+        return SendResult(Outcome.INVALID_TOKEN, error_code=_fcm_code(error))
+    if isinstance(error, exceptions.InvalidArgumentError):
+        # INVALID_ARGUMENT covers both a malformed token and a malformed message; only the
+        # former says "registration token".
+        if "registration token" in str(error).lower():
+            return SendResult(Outcome.INVALID_TOKEN, error_code="INVALID_ARGUMENT")
+        return SendResult(Outcome.FAILED, error_code="INVALID_ARGUMENT")
+    if isinstance(error, messaging.QuotaExceededError | exceptions.ResourceExhaustedError):
+        return SendResult(Outcome.RETRY, error_code="QUOTA_EXCEEDED", retry_after=retry_after_of(error))
+    if isinstance(
+        error,
+        exceptions.UnavailableError
+        | exceptions.InternalError
+        | exceptions.DeadlineExceededError
+        | exceptions.UnknownError,
+    ):
+        return SendResult(Outcome.RETRY, error_code=_fcm_code(error), retry_after=retry_after_of(error))
+    if isinstance(error, messaging.ThirdPartyAuthError):
+        return SendResult(Outcome.FAILED, error_code="THIRD_PARTY_AUTH_ERROR")
+    if isinstance(error, exceptions.FirebaseError):
+        return SendResult(Outcome.FAILED, error_code=_fcm_code(error))
+    return SendResult(Outcome.RETRY, error_code=f"transport:{code}"[:64])
+
+
+def _fcm_code(error: Exception) -> str:
+    names = {
+        messaging.UnregisteredError: "UNREGISTERED",
+        messaging.SenderIdMismatchError: "SENDER_ID_MISMATCH",
+        exceptions.UnavailableError: "UNAVAILABLE",
+        exceptions.InternalError: "INTERNAL",
+        exceptions.DeadlineExceededError: "DEADLINE_EXCEEDED",
+    }
+    for kind, name in names.items():
+        if isinstance(error, kind):
+            return name
+    code = getattr(error, "code", None)
+    return str(code or type(error).__name__)[:64]
+
+
+class FcmProvider:
+    name = "fcm"
+
+    def __init__(self, app: firebase_admin.App) -> None:
+        self.app = app
+
+    async def send(self, requests: Sequence[PushRequest]) -> list[SendResult]:
+        results: list[SendResult] = []
+        for start in range(0, len(requests), BATCH_LIMIT):
+            chunk = requests[start : start + BATCH_LIMIT]
+            messages = [fcm_message(r.spec, r.push, token=r.token) for r in chunk]
+            try:
+                batch = await messaging.send_each_async(messages, app=self.app)
+            except Exception as exc:  # the whole call failed (e.g. credentials): retry them all
+                failure = classify(exc)
+                results.extend(failure for _ in chunk)
+                continue
+            for response in batch.responses:
+                if response.success:
+                    results.append(SendResult.accepted(response.message_id))
+                else:
+                    results.append(classify(response.exception))
+        return results
+
+    async def close(self) -> None:
+        from emulator.clients import close_firebase_app
+
+        await close_firebase_app(self.app)

@@ -1,0 +1,30 @@
+"""Reading a provider's Retry-After (seconds or an HTTP date) off an error."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.utils import parsedate_to_datetime
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or dt.datetime.now(dt.UTC)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECONDS)
+
+
+def retry_after_of(error: Exception) -> float | None:
+    response = getattr(error, "http_response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    return parse_retry_after(headers.get("retry-after"))

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+
+from arq.connections import RedisSettings
+from arq.worker import Worker
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from auth.roles import Role
+from core.db import transaction
+from core.jobs import BULK_QUEUE, HIGH_QUEUE
+from notifications.models import Delivery, Notification
+from tests.support.factories import make_account, make_unit, sign_in
+from workers.settings import WorkerSettings
+
+
+async def central_sender(client) -> dict[str, str]:
+    unit = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=unit)
+    return await sign_in(client, admin)
+
+
+def notification_body(**overrides) -> dict:
+    body = {
+        "app": "portal",
+        "kind": "breaking_news",
+        "priority": "high",
+        "title": {"vi": "Tin đặc biệt quan trọng", "en": "Breaking news"},
+        "body": {"vi": "Nội dung bản tin", "en": "Story body"},
+        "data": {"article_id": "a-1"},
+        "deep_link": "dangcongsan://article/a-1",
+        "collapse_key": "a-1",
+        "audience": {"all": True},
+    }
+    body.update(overrides)
+    return body
+
+
+async def run_workers(ctx: dict) -> None:
+    """Drain both queues with real arq workers (as `chuong worker` runs, minus crons).
+
+    A burst worker would also wait, in real time, for retries deferred to the future; this one
+    stops once nothing is due and nothing runs. Tests drive retries with the service clock and
+    call the job functions, which is how the reconciler recovers lost jobs too."""
+    settings = RedisSettings.from_dsn(os.environ["CHUONG_REDIS_URL"])
+    redis = Redis.from_url(os.environ["CHUONG_REDIS_URL"])
+    try:
+        for queue in (HIGH_QUEUE, BULK_QUEUE, HIGH_QUEUE):
+            worker = Worker(
+                functions=WorkerSettings.functions,
+                redis_settings=settings,
+                queue_name=queue,
+                poll_delay=0.01,
+                handle_signals=False,
+                ctx=dict(ctx),
+                keep_result=60,
+                max_jobs=20,
+            )
+            running = asyncio.create_task(worker.main())
+            idle = 0
+            while idle < 3:
+                await asyncio.sleep(0.05)
+                due = await redis.zcount(queue, "-inf", int(time.time() * 1000))
+                idle = idle + 1 if due == 0 and not worker.tasks else 0
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await worker.close()
+    finally:
+        await redis.aclose()
+
+
+async def load(notification_id: str | uuid.UUID) -> tuple[Notification, list[Delivery]]:
+    async with transaction() as session:
+        notification = await session.get(Notification, uuid.UUID(str(notification_id)))
+        deliveries = (
+            (
+                await session.execute(
+                    select(Delivery).where(Delivery.notification_id == uuid.UUID(str(notification_id)))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert notification is not None
+        return notification, list(deliveries)
