@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.middleware import SECURITY_HEADERS
 from core.context import current_context
 from core.errors import ChuongError
 from core.logging import get_logger
@@ -84,4 +85,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", error_type=type(exc).__name__)
-        return error_response(500, "internal_error", "Internal server error")
+        # Starlette answers this one from ServerErrorMiddleware, which sits outside RequestGuard,
+        # so the guard's headers (request id, security headers) must be added here.
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        headers["X-Request-ID"] = current_context().request_id or ""
+        return error_response(500, "internal_error", "Internal server error", headers=headers)

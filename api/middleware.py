@@ -102,16 +102,34 @@ class RequestGuard:
         ctx = RequestContext(
             request_id=request_id,
             ip=client_ip(connection),
-            user_agent=connection.headers.get("user-agent", "")[:512] or None,
+            # NUL would make PostgreSQL refuse the session and audit rows that store it (a 500).
+            user_agent=connection.headers.get("user-agent", "").replace("\x00", "")[:512] or None,
         )
         set_context(ctx)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
+        # Set once a body without an honest Content-Length outgrows the limit. FastAPI turns any
+        # error raised while it reads the body into "400 There was an error parsing the body", so
+        # the guard then drops whatever the app answers and sends the 413 itself.
+        too_large = {"hit": False, "replied": False, "app_started": False}
 
         async def send_wrapper(message: Message) -> None:
+            if too_large["hit"] and not too_large["app_started"]:
+                if not too_large["replied"]:
+                    too_large["replied"] = True
+                    status_holder["status"] = 413
+                    await self._reply(
+                        send,
+                        413,
+                        "payload_too_large",
+                        f"Request body is limited to {self.max_body_bytes} bytes",
+                        request_id,
+                    )
+                return
             if message["type"] == "http.response.start":
+                too_large["app_started"] = True
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -143,20 +161,32 @@ class RequestGuard:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body_bytes:
-                        # A ChuongError, so the app's handler answers 413 in the usual shape.
+                        too_large["hit"] = True
                         raise PayloadTooLarge(f"Request body is limited to {self.max_body_bytes} bytes")
                 return message
 
-            await self.app(scope, limited_receive, send_wrapper)
+            try:
+                await self.app(scope, limited_receive, send_wrapper)
+            except Exception:
+                if not too_large["hit"] or too_large["app_started"]:
+                    self._record(scope, ctx, started, status_holder["status"])
+                    raise
+                # The size error escaped the app: answer 413 here rather than let it become a 500.
+                await send_wrapper({"type": "http.response.start", "status": 413, "headers": []})
+        self._record(scope, ctx, started, status_holder["status"])
+
+    @staticmethod
+    def _record(scope: Scope, ctx: RequestContext, started: float, status: int) -> None:
+        """Metrics and the access-log line; also for an exception on its way to the 500 handler."""
         elapsed = time.perf_counter() - started
         template = _route_template(scope)
-        REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
+        REQUESTS.labels(scope["method"], template, str(status)).inc()
         LATENCY.labels(scope["method"], template).observe(elapsed)
         log.info(
             "request",
             method=scope["method"],
             route=template,
-            status=status_holder["status"],
+            status=status,
             duration_ms=round(elapsed * 1000, 2),
             ip=ctx.ip,
             actor_id=str(ctx.actor_id) if ctx.actor_id else None,

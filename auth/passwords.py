@@ -59,8 +59,9 @@ def check_policy(password: str, *, user_inputs: list[str]) -> None:
         raise Unprocessable(
             f"Password must be at most {MAX_PASSWORD_LENGTH} characters", code="weak_password"
         )
-    # zxcvbn is quadratic in the length; the first 100 characters decide the score in practice.
-    result = zxcvbn(password[:100], user_inputs=[value for value in user_inputs if value])
+    # zxcvbn refuses more than 72 characters (and is quadratic in the length); a passphrase's
+    # first 72 characters decide its score in practice.
+    result = zxcvbn(password[:72], user_inputs=[value[:72] for value in user_inputs if value])
     if result["score"] < MIN_ZXCVBN_SCORE:
         feedback = result.get("feedback") or {}
         hints = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
 
 from auth.roles import Permission, Role
 from core.schemas import RequestModel, ResponseModel
@@ -131,6 +131,8 @@ class UserCreate(RequestModel):
 
 
 class UserUpdate(RequestModel):
+    """Omitted fields stay as they are; ``null`` clears the optional ones."""
+
     full_name: Name | None = None
     position: Name | None = None
     unit_id: uuid.UUID | None = None
@@ -138,6 +140,13 @@ class UserUpdate(RequestModel):
     email: EmailStr | None = None
     phone: Phone | None = None
     citizen_id: CitizenId | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_not_null(self) -> UserUpdate:
+        for name in ("full_name", "unit_id", "role"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
 
 
 class UserOut(ResponseModel):

@@ -122,8 +122,12 @@ def decode_cursor(cursor: str) -> str:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError as exc:
         raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\x00" in value or not value.isprintable():
         raise BadRequest("Invalid cursor", code="invalid_cursor")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
     return value
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # (`chuong emulator`), so development, tests and benchmarks never need the real services.
     fcm_credentials_file: str | None = None
     fcm_project_id: str = "chuong-emulator"
+    # "http1": firebase-admin encodes and maps errors, aiohttp HTTP/1.1 keep-alive sends (≈0.3 ms
+    # CPU a message); "firebase_admin": the library's own send_each_async over httpx HTTP/2
+    # (≈1.9 ms). See notifications/providers/fcm_http1.py.
+    fcm_transport: Literal["http1", "firebase_admin"] = "http1"
+    # Concurrent FCM requests per worker process; HTTP/1.1 carries one per connection, so this
+    # is also the keep-alive pool size (FCM's HTTP/2 limit is 100 streams per connection).
+    fcm_max_in_flight: int = 100
+    fcm_timeout_seconds: float = 10.0
     apns_key_file: str | None = None
     apns_key_id: str = "EMULATORK1"
     apns_team_id: str = "EMULATORT1"
@@ -87,6 +95,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: int = 90
     # Due rows older than this are re-queued by the reconciler (a lost job or a flushed Redis).
     reconcile_grace_seconds: int = 30
+    reconcile_every_seconds: int = 30
+    # Send batches a worker holds at once. A killed worker re-sends at most this many batches.
+    send_batches_in_flight: int = 1
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True
 

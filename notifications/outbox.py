@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -118,6 +118,52 @@ class RecordSummary:
     next_retry_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Decision:
+    delivery: ClaimedDelivery
+    status: str
+    error_code: str | None
+    message_id: str | None = None
+    next_attempt_at: dt.datetime | None = None
+
+
+def _decide(
+    delivery: ClaimedDelivery, result: SendResult, *, now: dt.datetime, expires_at: dt.datetime
+) -> _Decision:
+    if result.outcome is Outcome.ACCEPTED:
+        return _Decision(delivery, "sent", result.error_code, message_id=result.message_id)
+    if result.outcome is Outcome.INVALID_TOKEN:
+        return _Decision(delivery, "invalid", result.error_code)
+    if result.outcome is Outcome.RETRY:
+        next_at = now + dt.timedelta(seconds=retry_delay(delivery.attempts, result.retry_after))
+        if delivery.attempts >= MAX_ATTEMPTS or next_at >= expires_at:
+            return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64])
+        return _Decision(delivery, "retrying", result.error_code, next_attempt_at=next_at)
+    return _Decision(delivery, "failed", result.error_code)
+
+
+# One statement for the whole batch. ``attempts`` is the fencing token: a row whose lease ran out
+# and was claimed again by another worker has a higher count, so a late result cannot overwrite
+# the newer attempt's, and the counters only count rows actually written.
+_RECORD_SQL = text(
+    """
+    UPDATE deliveries AS d
+    SET status = r.status,
+        error_code = r.error_code,
+        provider_message_id = COALESCE(r.message_id, d.provider_message_id),
+        next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+        claimed_until = NULL,
+        updated_at = :now
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),
+        CAST(:error_codes AS text[]), CAST(:message_ids AS text[]), CAST(:next_attempts AS timestamptz[])
+    ) AS r(id, attempts, status, error_code, message_id, next_attempt_at)
+    WHERE d.id = r.id AND d.attempts = r.attempts AND d.status = 'sending'
+    RETURNING d.id, d.status, d.device_id, d.next_attempt_at
+    """
+)
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -125,52 +171,49 @@ async def record(
     results: Sequence[tuple[ClaimedDelivery, SendResult]],
     now: dt.datetime,
 ) -> RecordSummary:
-    """Write every result in bulk, retire dead tokens, roll the counters up, and finish the
-    notification once nothing is left to send."""
+    """Write every result in one statement, retire dead tokens, roll the counters up, and finish
+    the notification once nothing is left to send."""
     summary = RecordSummary()
-    updates: list[dict[str, object]] = []
-    dead_devices: list[uuid.UUID] = []
-    for delivery, result in results:
-        row: dict[str, object] = {
-            "id": delivery.id,
-            "claimed_until": None,
-            "updated_at": now,
-            "error_code": result.error_code,
-        }
-        if result.outcome is Outcome.ACCEPTED:
-            row.update(status="sent", provider_message_id=result.message_id)
-            summary.sent += 1
-        elif result.outcome is Outcome.INVALID_TOKEN:
-            row["status"] = "invalid"
-            dead_devices.append(delivery.device_id)
-            summary.invalid += 1
-        elif result.outcome is Outcome.RETRY:
-            next_at = now + dt.timedelta(seconds=retry_delay(delivery.attempts, result.retry_after))
-            if delivery.attempts >= MAX_ATTEMPTS or next_at >= notification.expires_at:
-                row.update(status="failed", error_code=f"{result.error_code or 'retry'}:gave_up"[:64])
+    decisions = [_decide(d, r, now=now, expires_at=notification.expires_at) for d, r in results]
+    if decisions:
+        written = (
+            await session.execute(
+                _RECORD_SQL,
+                {
+                    "now": now,
+                    "ids": [x.delivery.id for x in decisions],
+                    "attempts": [x.delivery.attempts for x in decisions],
+                    "statuses": [x.status for x in decisions],
+                    "error_codes": [x.error_code for x in decisions],
+                    "message_ids": [x.message_id for x in decisions],
+                    "next_attempts": [x.next_attempt_at for x in decisions],
+                },
+            )
+        ).all()
+        dead_devices = [row.device_id for row in written if row.status == "invalid"]
+        for row in written:
+            if row.status == "sent":
+                summary.sent += 1
+            elif row.status == "invalid":
+                summary.invalid += 1
+            elif row.status == "failed":
                 summary.failed += 1
             else:
-                row.update(status="retrying", next_attempt_at=next_at)
                 summary.retrying += 1
-                if summary.next_retry_at is None or next_at < summary.next_retry_at:
-                    summary.next_retry_at = next_at
-        else:
-            row["status"] = "failed"
-            summary.failed += 1
-        updates.append(row)
-    if updates:
-        await session.execute(update(Delivery), updates)
-    if dead_devices:
-        await devices.invalidate(session, device_ids=dead_devices, reason="provider_rejected_token")
-    await session.execute(
-        update(Notification)
-        .where(Notification.id == notification.id)
-        .values(
-            sent=Notification.sent + summary.sent,
-            invalid=Notification.invalid + summary.invalid,
-            failed=Notification.failed + summary.failed,
+                if summary.next_retry_at is None or row.next_attempt_at < summary.next_retry_at:
+                    summary.next_retry_at = row.next_attempt_at
+        if dead_devices:
+            await devices.invalidate(session, device_ids=dead_devices, reason="provider_rejected_token")
+    if summary.sent or summary.invalid or summary.failed:
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == notification.id)
+            .values(
+                sent=Notification.sent + summary.sent,
+                invalid=Notification.invalid + summary.invalid,
+                failed=Notification.failed + summary.failed,
+            )
         )
-    )
     await finish_if_done(session, notification_id=notification.id, now=now)
     return summary
 

@@ -6,6 +6,7 @@ the outbox's leases and ``SKIP LOCKED`` make the extra copies find nothing to do
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -54,7 +55,16 @@ async def fan_out(ctx: dict[str, Any], notification_id: str) -> int:
 
 
 async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int]:
-    nid = uuid.UUID(notification_id)
+    # Claimed-but-unrecorded rows are what a killed worker sends twice; holding at most
+    # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
+    slots: asyncio.Semaphore = ctx.setdefault(
+        "send_slots", asyncio.Semaphore(get_settings().send_batches_in_flight)
+    )
+    async with slots:
+        return await _send_batch(ctx, uuid.UUID(notification_id))
+
+
+async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
     now = utcnow()
     async with committing() as session:
         notification = await session.get(Notification, nid)
@@ -68,7 +78,9 @@ async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int
         spec = spec_of(notification)
     if not claimed:
         return {"claimed": 0}
-    results = await dispatch.send_claimed(spec, claimed, ctx["providers"])
+    results = await dispatch.send_claimed(
+        spec, claimed, ctx["providers"], visible_generic_alert=get_settings().sensitive_visible_alert
+    )
     async with committing() as session:
         notification = await session.get(Notification, nid)
         assert notification is not None
@@ -77,7 +89,7 @@ async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int
             defer(
                 session,
                 "send_batch",
-                notification_id,
+                str(nid),
                 job_id=f"retry:{nid}:{int(summary.next_retry_at.timestamp())}",
                 queue=queue_for(notification.priority),
                 defer_until=summary.next_retry_at,

@@ -39,7 +39,13 @@ class WorkerSettings:
     queue_name = HIGH_QUEUE
     functions: ClassVar[list[Any]] = [fan_out, send_batch, reconcile, purge, purge_ended_sessions]
     cron_jobs: ClassVar[list[Any]] = [
-        cron(reconcile, second={0, 30}, unique=True, timeout=55, run_at_startup=True),
+        cron(
+            reconcile,
+            second=set(range(0, 60, max(1, get_settings().reconcile_every_seconds))),
+            unique=True,
+            timeout=55,
+            run_at_startup=True,
+        ),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
     ]

@@ -3,6 +3,7 @@ log is itself written to the log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from auth.audit.verify import verify_chain
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
+from core.errors import Unprocessable
 from core.schemas import Page
 
 router = APIRouter(tags=["audit"])
@@ -38,6 +40,12 @@ def audit_filters(
     since: Annotated[AwareDatetime | None, Query(description="inclusive; with a time zone offset")] = None,
     until: Annotated[AwareDatetime | None, Query(description="exclusive; with a time zone offset")] = None,
 ) -> AuditFilter:
+    for name, value in (("since", since), ("until", until)):
+        try:
+            if value is not None:
+                value.astimezone(dt.UTC)  # year 1 at +14:00 or year 9999 at -14:00 overflow
+        except OverflowError as exc:
+            raise Unprocessable(f"{name} is out of range", details=[{"loc": ["query", name]}]) from exc
     return AuditFilter(
         actor_id=actor_id,
         on_behalf_of_id=on_behalf_of_id,

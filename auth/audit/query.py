@@ -112,7 +112,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         prefix, _, seq = text.partition(":")
-        if prefix != "audit" or not seq.isdigit():
+        if prefix != "audit" or not seq.isdigit() or int(seq) > 2**63 - 1:  # seq is a BIGINT
             raise ValueError(text)
         return int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

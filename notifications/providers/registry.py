@@ -13,6 +13,7 @@ from core.config import Settings
 from notifications.providers.apns import ApnsProvider
 from notifications.providers.base import PushProvider
 from notifications.providers.fcm import FcmProvider
+from notifications.providers.fcm_http1 import FcmHttp1Provider
 
 
 def _fcm_app(settings: Settings) -> firebase_admin.App:
@@ -62,10 +63,27 @@ def _apns_client(settings: Settings, *, sandbox: bool) -> APNs:
     )
 
 
+def _fcm_provider(settings: Settings) -> PushProvider:
+    app = _fcm_app(settings)
+    if settings.fcm_transport == "firebase_admin":
+        return FcmProvider(app)
+    ssl_context = None  # the system CA store, as for fcm.googleapis.com
+    if not settings.fcm_credentials_file:
+        from emulator.tls import client_ssl_context
+
+        ssl_context = client_ssl_context(settings.emulator_ca_path)
+    return FcmHttp1Provider(
+        app,
+        ssl_context=ssl_context,
+        max_in_flight=settings.fcm_max_in_flight,
+        timeout=settings.fcm_timeout_seconds,
+    )
+
+
 def build_providers(settings: Settings) -> dict[str, PushProvider]:
     """Keys match ``notifications.dispatch.provider_key``. Call inside the running event loop."""
     return {
-        "fcm": FcmProvider(_fcm_app(settings)),
+        "fcm": _fcm_provider(settings),
         "apns:production": ApnsProvider(
             _apns_client(settings, sandbox=False), timeout=settings.apns_timeout_seconds
         ),

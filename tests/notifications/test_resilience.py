@@ -1,0 +1,172 @@
+"""Nothing queued is lost: a worker killed with SIGKILL mid fan-out, or Redis flushed, and
+every delivery still ends sent / invalid / failed, with duplicates bounded by one batch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from tests.notifications.helpers import central_sender, notification_body
+
+DEVICES = 10_000
+BATCH = 500
+
+
+async def insert_devices(owner_engine, count: int) -> None:
+    """Bulk-create live portal devices: 70 % FCM, 30 % APNs."""
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO devices (id, app, platform, provider, apns_environment, token, locale)
+                SELECT gen_random_uuid(), 'portal',
+                       CASE WHEN i % 10 < 7 THEN 'android' ELSE 'ios' END,
+                       CASE WHEN i % 10 < 7 THEN 'fcm' ELSE 'apns' END,
+                       CASE WHEN i % 10 < 7 THEN NULL ELSE 'production' END,
+                       CASE WHEN i % 10 < 7 THEN 'ok-fcm-' || i ELSE lpad(to_hex(i), 64, '0') END,
+                       (ARRAY['vi','en','zh','fr','es','ru'])[1 + i % 6]
+                FROM generate_series(1, :count) AS i
+                """
+            ),
+            {"count": count},
+        )
+
+
+def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CHUONG_DATABASE_URL": database_url,
+        "CHUONG_EMULATOR_HOST": emulator.client_host,
+        "CHUONG_EMULATOR_FCM_PORT": str(emulator.fcm_port),
+        "CHUONG_EMULATOR_APNS_PORT": str(emulator.apns_port),
+        "CHUONG_EMULATOR_CA_PATH": str(emulator.ca_path),
+        # Short lease and reconcile period so that recovery is seen in seconds, not minutes.
+        "CHUONG_DELIVERY_LEASE_SECONDS": "15",
+        "CHUONG_RECONCILE_GRACE_SECONDS": "1",
+        "CHUONG_RECONCILE_EVERY_SECONDS": "2",
+        "CHUONG_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "worker", "--queue", "high"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def counts(owner_engine, notification_id: str) -> dict[str, int]:
+    async with owner_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT status, count(*) FROM deliveries WHERE notification_id = :id GROUP BY status"),
+                {"id": notification_id},
+            )
+        ).all()
+        status = (
+            await conn.execute(
+                text("SELECT status FROM notifications WHERE id = :id"), {"id": notification_id}
+            )
+        ).scalar_one()
+    return {"notification": status, **{row.status: row.count for row in rows}}  # type: ignore[dict-item]
+
+
+async def wait_for(predicate, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def assert_all_final_and_duplicates_bounded(emulator, final: dict[str, int]) -> None:
+    assert final["notification"] == "completed", final
+    assert final.get("sent", 0) + final.get("invalid", 0) + final.get("failed", 0) == DEVICES, final
+    assert final.get("sent", 0) == DEVICES, final
+    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
+    assert len(per_token) == DEVICES  # every device got its push…
+    duplicates = sum(n - 1 for n in per_token.values())
+    assert duplicates <= BATCH  # …and at most one batch went out twice
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_fan_out_loses_nothing(
+    client, database_url, owner_engine, emulated_settings, emulator
+):
+    await insert_devices(owner_engine, DEVICES)
+    headers = await central_sender(client)
+    notification_id = (
+        await client.post("/v1/notifications", json=notification_body(), headers=headers)
+    ).json()["id"]
+
+    first = start_worker(database_url, emulator)
+    try:
+
+        async def some_sent() -> bool:
+            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1500
+
+        await wait_for(some_sent, timeout=120, what="the first worker to send some pushes")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    midway = await counts(owner_engine, notification_id)
+    assert midway["notification"] != "completed", midway
+
+    second = start_worker(database_url, emulator)
+    try:
+
+        async def done() -> bool:
+            return (await counts(owner_engine, notification_id))["notification"] == "completed"
+
+        await wait_for(done, timeout=240, what="the second worker to finish the notification")
+    finally:
+        stop(second)
+    assert_all_final_and_duplicates_bounded(emulator, await counts(owner_engine, notification_id))
+
+
+@pytest.mark.slow
+async def test_redis_flushed_mid_fan_out_is_recovered_by_the_reconciler(
+    client, database_url, owner_engine, emulated_settings, emulator
+):
+    await insert_devices(owner_engine, DEVICES)
+    headers = await central_sender(client)
+    notification_id = (
+        await client.post("/v1/notifications", json=notification_body(), headers=headers)
+    ).json()["id"]
+    worker = start_worker(database_url, emulator)
+    try:
+
+        async def some_sent() -> bool:
+            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1500
+
+        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+        redis = Redis.from_url(os.environ["CHUONG_REDIS_URL"])
+        await redis.flushdb()  # every queued job and arq's bookkeeping are gone
+        await redis.aclose()
+
+        async def done() -> bool:
+            return (await counts(owner_engine, notification_id))["notification"] == "completed"
+
+        await wait_for(done, timeout=240, what="the reconciler to finish the notification")
+    finally:
+        stop(worker)
+    assert_all_final_and_duplicates_bounded(emulator, await counts(owner_engine, notification_id))
