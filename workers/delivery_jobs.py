@@ -54,13 +54,21 @@ async def fan_out(ctx: dict[str, Any], notification_id: str) -> int:
             return pages
 
 
+_SLOTS: dict[int, asyncio.Semaphore] = {}
+
+
+def _send_slots() -> asyncio.Semaphore:
+    # Per process (arq hands every job a fresh copy of ctx, so the semaphore cannot live there).
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _SLOTS:
+        _SLOTS[loop_id] = asyncio.Semaphore(get_settings().send_batches_in_flight)
+    return _SLOTS[loop_id]
+
+
 async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int]:
     # Claimed-but-unrecorded rows are what a killed worker sends twice; holding at most
     # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
-    slots: asyncio.Semaphore = ctx.setdefault(
-        "send_slots", asyncio.Semaphore(get_settings().send_batches_in_flight)
-    )
-    async with slots:
+    async with _send_slots():
         return await _send_batch(ctx, uuid.UUID(notification_id))
 
 

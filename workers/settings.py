@@ -15,7 +15,8 @@ from core.context import RequestContext, set_context
 from core.db import dispose_engine
 from core.jobs import HIGH_QUEUE
 from core.logging import configure_logging
-from notifications.providers.registry import build_providers, close_providers
+from notifications.providers.lazy import LazyProviders
+from notifications.providers.registry import build_providers
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.jobs import purge_ended_sessions
 from workers.queue import close_pool, redis_settings
@@ -25,11 +26,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
-    ctx["providers"] = build_providers(settings)
+    ctx["providers"] = LazyProviders(lambda: build_providers(settings))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await close_providers(ctx.get("providers", {}))
+    providers = ctx.get("providers")
+    if isinstance(providers, LazyProviders):
+        await providers.close()
     await close_pool()
     await dispose_engine()
 
