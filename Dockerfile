@@ -7,6 +7,7 @@ COPY core core
 COPY api api
 COPY auth auth
 COPY devices devices
+COPY inbox inbox
 COPY notifications notifications
 COPY workers workers
 COPY emulator emulator

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestGuard
-from api.routers import api_clients, delegations, devices, health, notifications, units, users
+from api.routers import api_clients, delegations, devices, health, inbox, notifications, units, users
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
 from core.config import get_settings
@@ -43,6 +43,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(delegations.router, prefix="/v1/delegations")
     app.include_router(devices.router, prefix="/v1/devices")
     app.include_router(notifications.router, prefix="/v1/notifications")
+    app.include_router(inbox.router, prefix="/v1/inbox")
     app.include_router(api_clients.router, prefix="/v1/api-clients")
     app.include_router(audit_routes.router, prefix="/v1/audit")
     return app

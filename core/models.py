@@ -1,3 +1,4 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
+import inbox.models  # noqa: F401
 import notifications.models  # noqa: F401

@@ -17,6 +17,7 @@ from auth.principal import Principal
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from inbox import fanout as inbox_fanout
 from notifications.models import Notification
 from notifications.payloads import PushSpec, check_sizes
 from notifications.schemas import NotificationCreate
@@ -145,6 +146,8 @@ async def create(
         job_id=f"fanout:{notification_id}",
         queue=queue_for(body.priority),
     )
+    # In-app inbox (inbox/fanout.py): announce broadcasts, queue per-recipient rows (after commit).
+    await inbox_fanout.schedule(session, notification)
     return notification, True
 
 

@@ -18,6 +18,7 @@ from core.logging import configure_logging
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
+from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
 from workers.queue import close_pool, redis_settings
 
@@ -40,7 +41,15 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     redis_settings = redis_settings()
     queue_name = HIGH_QUEUE
-    functions: ClassVar[list[Any]] = [fan_out, send_batch, reconcile, purge, purge_ended_sessions]
+    functions: ClassVar[list[Any]] = [
+        fan_out,
+        send_batch,
+        reconcile,
+        purge,
+        purge_ended_sessions,
+        inbox_fan_out,
+        inbox_reconcile,
+    ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
             reconcile,
@@ -48,6 +57,12 @@ class WorkerSettings:
             unique=True,
             timeout=55,
             run_at_startup=True,
+        ),
+        cron(
+            inbox_reconcile,
+            second=set(range(0, 60, max(1, get_settings().reconcile_every_seconds))),
+            unique=True,
+            timeout=55,
         ),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),

@@ -1,0 +1,166 @@
+"""The in-app inbox of a signed-in user or an anonymous portal device (docs/inbox.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from api.deps import Authenticated, SessionDep, deny
+from auth.principal import Principal
+from auth.roles import Permission
+from core.db import utcnow
+from core.errors import BadRequest
+from core.schemas import Page
+from inbox import receipts
+from inbox import service as inbox_service
+from inbox import stream as inbox_stream
+from inbox.queries import Filters, decode_cursor
+from inbox.readers import Reader, reader_of
+from inbox.schemas import App, InboxItemOut, ReadAll, ReceiptIn, ReceiptOut, UnreadCount, render
+from inbox.stream import NotAcceptable
+
+router = APIRouter(tags=["inbox"])
+
+
+class InboxReader(Authenticated):
+    """A signed-in user (or their delegate) or a device credential, holding ``inbox:read``."""
+
+    def __init__(self) -> None:
+        super().__init__(allow_device=True)
+        self.description = Permission.INBOX_READ.value
+
+    async def check(self, request: Request, principal: Principal) -> None:
+        await super().check(request, principal)
+        if not principal.has(Permission.INBOX_READ):
+            raise await deny(
+                request,
+                code="permission_denied",
+                message="You do not have permission",
+                missing=["inbox:read"],
+            )
+
+
+Caller = Depends(InboxReader())
+
+
+async def _reader(session: SessionDep, principal: Principal = Caller) -> Reader:
+    return await reader_of(session, principal=principal, now=utcnow())
+
+
+ReaderDep = Annotated[Reader, Depends(_reader)]
+
+
+@router.get("", response_model=Page[InboxItemOut])
+async def list_inbox(
+    session: SessionDep,
+    reader: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+    unread: Annotated[bool, Query(description="only unread items")] = False,
+    archived: Annotated[bool, Query(description="the archive instead of the inbox")] = False,
+    app: App | None = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="created at or after; with an offset")] = None,
+) -> Page[InboxItemOut]:
+    """Newest first, merged from the caller's own items and the broadcasts that match them."""
+    if since is not None:
+        try:
+            since = since.astimezone(dt.UTC)  # year 9999 at -14:00 overflows
+        except OverflowError as exc:
+            raise BadRequest("since is out of range", code="invalid_since") from exc
+    filters = Filters(app=app, kind=kind, since=since, unread=unread, archived=archived)
+    items, next_cursor = await inbox_service.list_items(
+        session, reader=reader, filters=filters, cursor=cursor, limit=limit
+    )
+    return Page[InboxItemOut](
+        items=[render(item, language=reader.language, full=False) for item in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/unread-count", response_model=UnreadCount)
+async def unread_count(session: SessionDep, reader: ReaderDep, app: App | None = None) -> UnreadCount:
+    """Unread, not archived items (the same number is the badge of pushes)."""
+    return UnreadCount(unread=await inbox_service.unread_count(session, reader=reader, app=app))
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def stream(
+    request: Request,
+    reader: ReaderDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=512)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: ``item`` (a new item, in the list's form; its ``id`` is a cursor),
+    ``read``, ``read_all``, ``archived``, ``unarchived``, ``unread`` (the count, on connect),
+    heartbeats. Send ``Accept: text/event-stream``; reconnect with ``Last-Event-ID`` to replay."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
+    after = decode_cursor(last_event_id) if last_event_id else None
+    return StreamingResponse(
+        inbox_stream.stream(reader, after=after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/read-all", response_model=UnreadCount)
+async def read_all(session: SessionDep, reader: ReaderDep, body: ReadAll | None = None) -> UnreadCount:
+    """Mark everything read (of one app, and up to and including one item, when given)."""
+    body = body or ReadAll()
+    unread = await inbox_service.read_all(
+        session, reader=reader, app=body.app, up_to=body.up_to, now=utcnow()
+    )
+    return UnreadCount(unread=unread)
+
+
+@router.get("/{notification_id}", response_model=InboxItemOut)
+async def get_item(notification_id: uuid.UUID, session: SessionDep, reader: ReaderDep) -> InboxItemOut:
+    """The full content, for internal items too; classified items carry their status only."""
+    item = await inbox_service.get_item(session, reader=reader, notification_id=notification_id, full=True)
+    return render(item, language=reader.language, full=True)
+
+
+@router.post("/{notification_id}/read", response_model=InboxItemOut)
+async def mark_read(notification_id: uuid.UUID, session: SessionDep, reader: ReaderDep) -> InboxItemOut:
+    item = await inbox_service.mark_read(
+        session, reader=reader, notification_id=notification_id, now=utcnow()
+    )
+    return render(item, language=reader.language, full=False)
+
+
+@router.post("/{notification_id}/archive", response_model=InboxItemOut)
+async def archive(notification_id: uuid.UUID, session: SessionDep, reader: ReaderDep) -> InboxItemOut:
+    item = await inbox_service.set_archived(
+        session, reader=reader, notification_id=notification_id, archived=True, now=utcnow()
+    )
+    return render(item, language=reader.language, full=False)
+
+
+@router.post("/{notification_id}/unarchive", response_model=InboxItemOut)
+async def unarchive(notification_id: uuid.UUID, session: SessionDep, reader: ReaderDep) -> InboxItemOut:
+    item = await inbox_service.set_archived(
+        session, reader=reader, notification_id=notification_id, archived=False, now=utcnow()
+    )
+    return render(item, language=reader.language, full=False)
+
+
+@router.post("/{notification_id}/receipts", response_model=ReceiptOut)
+async def receipt(
+    notification_id: uuid.UUID, body: ReceiptIn, session: SessionDep, reader: ReaderDep
+) -> ReceiptOut:
+    """The app reports ``received`` (on arrival) or ``opened`` (tapped; also marks it read).
+    Idempotent: the first report of each is kept."""
+    recorded = await receipts.record_receipt(
+        session, reader=reader, notification_id=notification_id, event=body.event, now=utcnow()
+    )
+    return ReceiptOut.model_validate(recorded)

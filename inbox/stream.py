@@ -1,0 +1,115 @@
+"""``GET /v1/inbox/stream``: Server-Sent Events of new items and read-state changes.
+
+Live events come from Redis pub/sub (inbox/events.py); every item event carries the item's
+cursor as its SSE ``id``, so a client that reconnects with ``Last-Event-ID`` first gets the items
+it missed, replayed from PostgreSQL, then live events again. A comment line every
+``HEARTBEAT_SECONDS`` keeps proxies from closing an idle stream; after ``MAX_STREAM_SECONDS`` the
+server ends the stream and the client reconnects (EventSource does so by itself).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from core.config import get_settings
+from core.db import transaction
+from core.errors import ChuongError, NotFound
+from inbox import events, queries, service
+from inbox.queries import Filters, Position
+from inbox.readers import Reader
+from inbox.schemas import render
+
+HEARTBEAT_SECONDS = 15.0
+MAX_STREAM_SECONDS = 300.0
+REPLAY_LIMIT = 100
+RETRY_MILLISECONDS = 3000
+
+
+class NotAcceptable(ChuongError):
+    status_code = 406
+    code = "not_acceptable"
+
+
+def frame(event: str, data: Any, *, event_id: str | None = None) -> str:
+    lines = [f"id: {event_id}"] if event_id else []
+    lines += [f"event: {event}", f"data: {orjson.dumps(data).decode()}"]
+    return "\n".join(lines) + "\n\n"
+
+
+async def _missed(reader: Reader, after: Position) -> tuple[list[service.Item], bool, int]:
+    """Items newer than ``after``, oldest first; whether more were missed than are replayed;
+    and the unread count now."""
+    async with transaction() as session:
+        markers = await queries.load_markers(session, reader)
+        entries, more = await queries.page(
+            session, reader, Filters(since=after[0]), markers=markers, before=None, limit=REPLAY_LIMIT
+        )
+        newer = [entry.notification_id for entry in entries if entry.position > after]
+        items = [
+            await service.get_item(session, reader=reader, notification_id=nid) for nid in reversed(newer)
+        ]
+        unread = await queries.unread_count(session, reader, app=None, markers=markers)
+    return items, more, unread
+
+
+async def _unread(reader: Reader) -> int:
+    async with transaction() as session:
+        return await service.unread_count(session, reader=reader, app=None)
+
+
+def _item_frame(reader: Reader, item: service.Item) -> str:
+    out = render(item, language=reader.language, full=False)
+    return frame("item", out.model_dump(mode="json"), event_id=queries.encode_cursor(item.entry.position))
+
+
+async def stream(reader: Reader, *, after: Position | None) -> AsyncIterator[str]:
+    # A connection of its own: a subscribed connection cannot serve other commands.
+    redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
+    pubsub = redis.pubsub()
+    try:
+        # Subscribe before replaying, so nothing falls between the replay and the live events.
+        await pubsub.subscribe(
+            events.reader_channel(reader.id), *[events.app_channel(a) for a in reader.apps]
+        )
+        yield f"retry: {RETRY_MILLISECONDS}\n\n"
+        replayed: set[uuid.UUID] = set()
+        if after is not None:
+            items, more, unread = await _missed(reader, after)
+            if more:
+                yield frame("reset", {"reason": "too_many_missed"})  # reload the list instead
+            for item in items:
+                replayed.add(item.notification.id)
+                yield _item_frame(reader, item)
+        else:
+            unread = await _unread(reader)
+        yield frame("unread", {"unread": unread})
+        deadline = time.monotonic() + MAX_STREAM_SECONDS
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=min(HEARTBEAT_SECONDS, remaining)
+            )
+            if message is None:
+                yield ": heartbeat\n\n"
+                continue
+            payload = orjson.loads(message["data"])
+            if payload.get("type") != "item":
+                yield frame(str(payload.get("type")), payload)
+                continue
+            notification_id = uuid.UUID(payload["id"])
+            if notification_id in replayed:
+                continue
+            try:
+                async with transaction() as session:
+                    item = await service.get_item(session, reader=reader, notification_id=notification_id)
+            except NotFound:
+                continue  # a broadcast to topics this reader does not follow
+            yield _item_frame(reader, item)
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()

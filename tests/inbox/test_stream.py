@@ -1,0 +1,101 @@
+"""``GET /v1/inbox/stream``: live items and read-state changes through Redis pub/sub,
+heartbeats, and replay from PostgreSQL on reconnect with Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import pytest
+
+from core import clock
+from inbox import events
+from inbox import stream as inbox_stream
+from inbox.queries import encode_cursor
+from tests.inbox.helpers import anonymous_device, insert_notification, send, signed_in
+from tests.notifications.helpers import central_sender
+from tests.support.factories import make_unit
+
+SSE = {"Accept": "text/event-stream"}
+
+
+@pytest.fixture(autouse=True)
+def _short_streams(monkeypatch):
+    monkeypatch.setattr(inbox_stream, "MAX_STREAM_SECONDS", 2.0)
+    monkeypatch.setattr(inbox_stream, "HEARTBEAT_SECONDS", 0.3)
+
+
+def parse(body: str) -> list[dict]:
+    frames = []
+    for block in body.split("\n\n"):
+        fields: dict = {}
+        for line in block.splitlines():
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "event" in fields:
+            frames.append(
+                {"event": fields["event"], "id": fields.get("id"), "data": json.loads(fields["data"])}
+            )
+        elif fields:
+            frames.append({"event": "comment" if "" in fields else "retry", "data": fields})
+    return frames
+
+
+async def test_live_items_and_read_changes_reach_the_stream(client):
+    sender = await central_sender(client)
+    user = await signed_in(client, unit=await make_unit(), topics=["van-kien"])
+
+    async def act() -> tuple[str, str, str]:
+        await asyncio.sleep(0.4)
+        broadcast = await send(client, sender, audience={"topics": ["van-kien"]})
+        await send(client, sender, audience={"topics": ["tu-lieu"]}, collapse_key="other")  # not followed
+        targeted = await send(client, sender, app="tracking", audience={"users": [str(user.reader_id)]})
+        await client.post(f"/v1/inbox/{broadcast}/read", headers=user.headers)
+        await events.drain()
+        return broadcast, targeted, ""
+
+    response, (broadcast, targeted, _) = await asyncio.gather(
+        client.get("/v1/inbox/stream", headers=user.headers | SSE), act()
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    frames = parse(response.text)
+    named = [(f["event"], f["data"].get("id")) for f in frames if f["event"] not in ("comment", "retry")]
+    assert named[0] == ("unread", None)
+    assert [n for n in named if n[0] != "unread"] == [
+        ("item", broadcast),
+        ("item", targeted),
+        ("read", broadcast),
+    ]
+    item_frames = [f for f in frames if f["event"] == "item"]
+    assert all(f["id"] for f in item_frames)
+    assert any(f["event"] == "comment" for f in frames), "no heartbeat"
+
+
+async def test_reconnecting_with_last_event_id_replays_what_was_missed(client):
+    device = await anonymous_device(client)
+    base = clock.utcnow() + dt.timedelta(seconds=30)
+    ids = [
+        await insert_notification(audience={"all": True}, created_at=base + dt.timedelta(seconds=i))
+        for i in range(4)
+    ]
+    # The client saw the oldest item live; an item event's id is the item's cursor.
+    last_event_id = encode_cursor((base, ids[0]))
+    listed = (await client.get("/v1/inbox", params={"cursor": last_event_id}, headers=device.headers)).json()
+    assert listed["items"] == []  # nothing older: the cursor is the oldest item's
+
+    response = await client.get(
+        "/v1/inbox/stream", headers=device.headers | SSE | {"Last-Event-ID": last_event_id}
+    )
+    frames = [f for f in parse(response.text) if f["event"] in ("item", "unread")]
+    assert [f["data"].get("id") for f in frames if f["event"] == "item"] == [str(i) for i in ids[1:]]
+    assert frames[-1] == {"event": "unread", "id": None, "data": {"unread": 4}}
+
+
+async def test_a_stream_needs_accept_event_stream_and_a_valid_last_event_id(client):
+    device = await anonymous_device(client)
+    response = await client.get("/v1/inbox/stream", headers=device.headers)
+    assert response.status_code == 406 and response.json()["error"]["code"] == "not_acceptable"
+    bad = await client.get("/v1/inbox/stream", headers=device.headers | SSE | {"Last-Event-ID": "nope"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"

@@ -1,0 +1,60 @@
+"""Inbox jobs: thin wrappers around inbox/fanout.py (per-recipient inbox rows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+from core.config import get_settings
+from core.db import utcnow
+from core.jobs import defer
+from inbox import fanout
+from notifications.models import Notification
+from workers.queue import committing
+
+SLICE_SECONDS = 40.0  # inside the 60 s job timeout; the job hands over to a fresh one
+MAX_REQUEUES = 50
+
+
+async def inbox_fan_out(ctx: dict[str, Any], notification_id: str) -> int:
+    nid = uuid.UUID(notification_id)
+    started = time.monotonic()
+    pages = 0
+    while True:
+        async with committing() as session:
+            more = await fanout.write_page(session, notification_id=nid, now=utcnow())
+            pages += 1
+            if more and time.monotonic() - started > SLICE_SECONDS:
+                notification = await session.get(Notification, nid)
+                assert notification is not None
+                defer(
+                    session,
+                    "inbox_fan_out",
+                    notification_id,
+                    job_id=f"inbox:{nid}:s{int(time.time())}",
+                    queue=fanout.queue_of(notification.priority),
+                )
+                return pages
+        if not more:
+            return pages
+
+
+async def inbox_reconcile(ctx: dict[str, Any]) -> int:
+    """Re-queue inbox fan-outs whose job was lost (flushed Redis, killed worker): they resume
+    from their saved cursor."""
+    now = utcnow()
+    tick = int(now.timestamp() // 15)
+    grace = dt.timedelta(seconds=get_settings().reconcile_grace_seconds)
+    async with committing() as session:
+        stalled = await fanout.stalled(session, before=now - grace, limit=MAX_REQUEUES)
+        for notification_id, queue in stalled:
+            defer(
+                session,
+                "inbox_fan_out",
+                str(notification_id),
+                job_id=f"inbox:{notification_id}:r{tick}",
+                queue=queue,
+            )
+    return len(stalled)
