@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     fcm_transport: Literal["http1", "firebase_admin"] = "http1"
     # Concurrent FCM requests per worker process; HTTP/1.1 carries one per connection, so this
     # is also the keep-alive pool size (FCM's HTTP/2 limit is 100 streams per connection).
-    fcm_max_in_flight: int = 100
-    fcm_timeout_seconds: float = 10.0
+    fcm_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    fcm_timeout_seconds: float = Field(default=10.0, gt=0)
     apns_key_file: str | None = None
     apns_key_id: str = "EMULATORK1"
     apns_team_id: str = "EMULATORT1"

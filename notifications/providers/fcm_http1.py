@@ -1,11 +1,11 @@
 """FCM HTTP v1 over aiohttp HTTP/1.1 keep-alive; firebase-admin does everything but the transport.
 
-Why: `messaging.send_each_async` sends through httpx's pure-Python HTTP/2 stack at ≈1.9 ms of
-client CPU per message; aiohttp's C-accelerated HTTP/1.1 costs a fraction of that. Everything
+Why: `messaging.send_each_async` sends through httpx's pure-Python HTTP/2 stack at ≈1.5 ms of
+client CPU per message; aiohttp's C-accelerated HTTP/1.1 costs ≈0.2 ms (docs/benchmarks.md). Everything
 that decides *what* goes on the wire and *what an answer means* stays firebase-admin's, so the
 two transports are interchangeable (`fcm_transport` setting) and tested against one table.
 
-firebase-admin 7.7 internals used (pinned by tests/providers/test_fcm_internals.py):
+firebase-admin 7.7 internals used (pinned by tests/providers/test_fcm_http1.py):
 - `messaging._get_messaging_service(app)`: `_credential` (google-auth credentials),
   `_fcm_url` (the messages:send URL; `emulator.clients` re-aims it at the emulator) and
   `_fcm_headers` (API format version and client id), plus `_http_client.METRICS_HEADERS`;
@@ -27,12 +27,16 @@ import firebase_admin
 import google.auth.transport.requests
 import httpx
 import orjson
+import yarl
 from firebase_admin import _http_client, messaging
 from google.auth.credentials import TokenState
 
+from core.logging import get_logger
 from notifications.payloads import fcm_message
 from notifications.providers.base import Outcome, PushRequest, SendResult
 from notifications.providers.fcm import classify
+
+log = get_logger(__name__)
 
 # Encoded once per (spec, rendered push) with this token, which is then cut out of the JSON.
 _PLACEHOLDER = "chuong-token-placeholder"
@@ -54,9 +58,11 @@ class AccessToken:
 
     async def headers(self) -> dict[str, str]:
         state = self._credential.token_state
-        if state is TokenState.INVALID or self._headers is None:
+        if state is TokenState.INVALID:
             await self._refresh(self._headers)
-        elif state is TokenState.STALE and self._background is None:
+        elif self._headers is None:
+            self._headers = self._apply()
+        if state is TokenState.STALE and self._background is None:
             self._background = asyncio.create_task(self._refresh(self._headers))
             self._background.add_done_callback(self._background_done)
         assert self._headers is not None
@@ -75,14 +81,21 @@ class AccessToken:
             credential = self._credential
             if force or credential.token_state is not TokenState.FRESH:
                 await asyncio.to_thread(credential.refresh, google.auth.transport.requests.Request())
-            headers: dict[str, str] = {}
-            credential.apply(headers)  # "authorization" plus a quota-project header if any
-            self._headers = headers
+            self._headers = self._apply()
+
+    def _apply(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        self._credential.apply(headers)  # "authorization", plus a quota-project header if any
+        return headers
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background = None
         if not task.cancelled():
             task.exception()  # a failed early refresh is retried by the next batch
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
 
 
 class FcmHttp1Provider:
@@ -99,6 +112,7 @@ class FcmHttp1Provider:
         self.app = app
         self._service = messaging._get_messaging_service(app)
         self.url: str = self._service._fcm_url
+        self._url = yarl.URL(self.url)  # parsed once, not per request
         self._token = AccessToken(self._service._credential)
         # HTTP/1.1 without pipelining carries one request per connection, so the in-flight cap
         # is also the size of the keep-alive pool; it is shared by every batch of this process.
@@ -120,7 +134,11 @@ class FcmHttp1Provider:
                 connector=aiohttp.TCPConnector(limit=self.max_in_flight, ssl=self._ssl),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
-                skip_auto_headers=("User-Agent",),
+                # Per-request work aiohttp would do for nothing: FCM sets no cookies and
+                # answers small uncompressed JSON.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                auto_decompress=False,
             )
         return self._session
 
@@ -147,8 +165,12 @@ class FcmHttp1Provider:
                     result, status = await self._post(session, body, auth)
                     if status == 401 and result.error_code != "THIRD_PARTY_AUTH_ERROR":
                         # Our token was refused (revoked, clock skew): one refresh, one retry.
-                        auth = await self._token.refreshed(auth)
-                        result, _ = await self._post(session, body, auth)
+                        try:
+                            auth = await self._token.refreshed(auth)
+                        except Exception as exc:  # the 401's own result stands
+                            log.warning("fcm_token_refresh_failed", error=type(exc).__name__)
+                        else:
+                            result, _ = await self._post(session, body, auth)
                 results[index] = result
 
         await asyncio.gather(*(lane() for _ in range(min(len(requests), self.max_in_flight))))
@@ -159,7 +181,7 @@ class FcmHttp1Provider:
         self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
     ) -> tuple[SendResult, int]:
         try:
-            async with session.post(self.url, data=body, headers=auth) as response:
+            async with session.post(self._url, data=body, headers=auth) as response:
                 content = await response.read()
                 if response.status == 200:
                     return SendResult.accepted(orjson.loads(content)["name"]), 200
@@ -183,6 +205,7 @@ class FcmHttp1Provider:
         return exception
 
     async def close(self) -> None:
+        self._token.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
