@@ -64,7 +64,9 @@ async def test_pages_never_skip_or_repeat_while_items_arrive_concurrently(client
     assert expected <= set(ids), f"skipped: {expected - set(ids)}"
     positions = [(dt.datetime.fromisoformat(item["created_at"]), uuid.UUID(item["id"])) for item in seen]
     assert positions == sorted(positions, reverse=True)
-    assert step > 10
+    # 30 visible items at 4 a page need 8 pages; how many arrivals land in pages not yet read
+    # depends on scheduling, so only the lower bound is certain.
+    assert step >= 8
 
 
 async def test_the_cursor_is_opaque_and_stable(client):
