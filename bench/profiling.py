@@ -109,13 +109,15 @@ class QuerySampler:
     async def run(self, conn: Any, database: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             rows = await conn.fetch(
-                "SELECT query FROM pg_stat_activity WHERE datname = $1 AND state = 'active'"
+                "SELECT query, wait_event_type FROM pg_stat_activity WHERE datname = $1 AND state = 'active'"
                 " AND pid <> pg_backend_pid()",
                 database,
             )
             self.polls += 1
             for row in rows:
-                self.samples[" ".join(row["query"].split())[:140]] += 1
+                # "Lock": waiting for another transaction (e.g. on the notification row).
+                waiting = row["wait_event_type"] or "running"
+                self.samples[f"[{waiting}] " + " ".join(row["query"].split())[:130]] += 1
             await asyncio.sleep(0.02)
 
     def summary(self, *, top: int = 10) -> str:
