@@ -5,19 +5,32 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
 from core.jobs import defer
 from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
-from notifications.models import Delivery, Notification
+from notifications.models import Notification
 from notifications.service import queue_for
 
 PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
 FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
+
+# Arrays rather than a 500-row VALUES list: the statement is compiled once and cached, where a
+# multi-row ``insert().values([...])`` was recompiled for every page (15 % of worker CPU).
+_INSERT_PAGE_SQL = text(
+    """
+    INSERT INTO deliveries (notification_id, device_id, provider, language, next_attempt_at)
+    SELECT CAST(:notification_id AS uuid), page.device_id, page.provider, page.language,
+        CAST(:now AS timestamptz)
+    FROM unnest(CAST(:device_ids AS uuid[]), CAST(:providers AS text[]), CAST(:languages AS text[]))
+        AS page(device_id, provider, language)
+    ON CONFLICT ON CONSTRAINT uq_deliveries_notification_device DO NOTHING
+    RETURNING id
+    """
+)
 
 
 async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
@@ -54,21 +67,14 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
     if rows:
         languages = notification.title
         inserted = await session.execute(
-            insert(Delivery)
-            .values(
-                [
-                    {
-                        "notification_id": notification.id,
-                        "device_id": row.id,
-                        "provider": row.provider,
-                        "language": row.locale if row.locale in languages else DEFAULT_LANGUAGE,
-                        "next_attempt_at": now,
-                    }
-                    for row in rows
-                ]
-            )
-            .on_conflict_do_nothing(constraint="uq_deliveries_notification_device")
-            .returning(Delivery.id)
+            _INSERT_PAGE_SQL,
+            {
+                "notification_id": notification.id,
+                "now": now,
+                "device_ids": [row.id for row in rows],
+                "providers": [row.provider for row in rows],
+                "languages": [row.locale if row.locale in languages else DEFAULT_LANGUAGE for row in rows],
+            },
         )
         notification.targeted += len(inserted.all())
         notification.fanout_cursor = rows[-1].id

@@ -7,9 +7,11 @@ the outbox's leases and ``SKIP LOCKED`` make the extra copies find nothing to do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select
@@ -21,6 +23,8 @@ from core.logging import get_logger
 from devices import service as devices
 from notifications import dispatch, fanout, outbox
 from notifications.models import Delivery, Notification
+from notifications.payloads import PushSpec
+from notifications.providers.base import SendResult
 from notifications.service import queue_for, spec_of
 from workers.queue import committing
 
@@ -28,6 +32,7 @@ log = get_logger(__name__)
 
 FANOUT_SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the job re-queues itself
 SEND_BATCH = fanout.PAGE_SIZE
+SEND_CHUNKS = 2  # a batch is claimed and sent in pipelined chunks (see _send_batch)
 MAX_JOBS_PER_RECONCILE = 50
 
 
@@ -72,23 +77,25 @@ async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int
         return await _send_batch(ctx, uuid.UUID(notification_id))
 
 
-async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
+async def _claim_chunk(nid: uuid.UUID, limit: int) -> tuple[PushSpec, list[outbox.ClaimedDelivery]] | None:
+    """Lease the next rows of a notification, unless it was cancelled, finished or expired
+    meanwhile (a cancel therefore stops new provider calls at the next chunk)."""
     now = utcnow()
     async with committing() as session:
         notification = await session.get(Notification, nid)
         if notification is None or notification.status in fanout.FINAL_STATUSES:
-            return {"claimed": 0}
+            return None
         if notification.expires_at <= now:
             await outbox.expire_overdue(session, notification_id=nid, now=now)
             await outbox.finish_if_done(session, notification_id=nid, now=now)
-            return {"claimed": 0}
-        claimed = await outbox.claim(session, notification_id=nid, limit=SEND_BATCH, now=now)
-        spec = spec_of(notification)
-    if not claimed:
-        return {"claimed": 0}
-    results = await dispatch.send_claimed(
-        spec, claimed, ctx["providers"], visible_generic_alert=get_settings().sensitive_visible_alert
-    )
+            return None
+        claimed = await outbox.claim(session, notification_id=nid, limit=limit, now=now)
+        return spec_of(notification), claimed
+
+
+async def _record_chunk(
+    nid: uuid.UUID, results: list[tuple[outbox.ClaimedDelivery, SendResult]]
+) -> Counter[str]:
     async with committing() as session:
         notification = await session.get(Notification, nid)
         assert notification is not None
@@ -102,13 +109,60 @@ async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
                 queue=queue_for(notification.priority),
                 defer_until=summary.next_retry_at,
             )
-    return {
-        "claimed": len(claimed),
-        "sent": summary.sent,
-        "invalid": summary.invalid,
-        "failed": summary.failed,
-        "retrying": summary.retrying,
-    }
+    return Counter(
+        sent=summary.sent, invalid=summary.invalid, failed=summary.failed, retrying=summary.retrying
+    )
+
+
+async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
+    """Up to SEND_BATCH rows in SEND_CHUNKS chunks, pipelined: the next chunk is claimed while the
+    current one is on the wire, and a chunk's results are written while the next one is sent.
+    The rows claimed but not yet recorded never exceed SEND_BATCH, so a killed worker still
+    re-sends at most one batch."""
+    chunk = max(1, -(-SEND_BATCH // SEND_CHUNKS))
+    first = await _claim_chunk(nid, chunk)
+    if first is None or not first[1]:
+        return {"claimed": 0}
+    spec, claimed = first
+    providers = ctx["providers"]
+    alert = get_settings().sensitive_visible_alert
+    totals: Counter[str] = Counter()
+    left = SEND_BATCH
+    recording: asyncio.Task[Counter[str]] | None = None
+    claiming: asyncio.Task[tuple[PushSpec, list[outbox.ClaimedDelivery]] | None] | None = None
+    try:
+        while claimed:
+            totals["claimed"] += len(claimed)
+            left -= len(claimed)
+            sending = asyncio.ensure_future(
+                dispatch.send_claimed(spec, claimed, providers, visible_generic_alert=alert)
+            )
+            # A short chunk means nothing more was due: do not ask again.
+            claiming = (
+                asyncio.ensure_future(_claim_chunk(nid, min(chunk, left)))
+                if left > 0 and len(claimed) == chunk
+                else None
+            )
+            results = await sending
+            if recording is not None:
+                totals.update(await recording)
+            recording = asyncio.ensure_future(_record_chunk(nid, results))
+            following = await claiming if claiming is not None else None
+            claiming = None
+            claimed = following[1] if following is not None else []
+        if recording is not None:
+            totals.update(await recording)
+            recording = None
+    except BaseException:
+        # Rows already leased stay leased and are retried once the lease ends; results already
+        # in hand are still written, so what was sent is not sent again.
+        if claiming is not None:
+            claiming.cancel()
+        if recording is not None and not recording.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(recording)
+        raise
+    return dict(totals)
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
