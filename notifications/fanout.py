@@ -76,19 +76,27 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
                 "languages": [row.locale if row.locale in languages else DEFAULT_LANGUAGE for row in rows],
             },
         )
-        notification.targeted += len(inserted.all())
+        delivery_ids = inserted.scalars().all()
+        notification.targeted += len(delivery_ids)
         notification.fanout_cursor = rows[-1].id
         notification.status = "sending"
-        defer(
-            session,
-            "send_batch",
-            str(notification.id),
-            job_id=f"send:{notification.id}:{rows[-1].id.hex}",
-            queue=queue_for(notification.priority),
-        )
+        if delivery_ids:
+            # The job claims through the primary key within this page's id range; a page written
+            # twice inserts nothing and its first writer already queued the job.
+            defer(
+                session,
+                "send_batch",
+                str(notification.id),
+                min(delivery_ids),
+                max(delivery_ids),
+                job_id=f"send:{notification.id}:{rows[-1].id.hex}",
+                queue=queue_for(notification.priority),
+            )
     if len(rows) < PAGE_SIZE:
         notification.fanout_done_at = now
-        if notification.targeted == 0:
+        settled = notification.sent + notification.invalid + notification.failed
+        if notification.targeted == 0 or settled >= notification.targeted:
+            # Nothing targeted, or every send already recorded before the last (empty) page.
             notification.status, notification.completed_at = "completed", now
         return False
     return True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from core.config import get_settings
 from devices import service as devices
@@ -55,46 +55,64 @@ def due_clause(now: dt.datetime) -> ColumnElement[bool]:
 
 
 # One round trip: pick due rows (skipping rows other workers hold), lease them, and read the
-# device's current token. Plain SQL with array-free scalar binds, so it is compiled once and
-# cached; the ORM version cost a compile of an expanding IN list per batch. A device retired
-# after the fan-out comes back with a NULL token.
-_CLAIM_SQL = text(
-    """
-    WITH picked AS (
-        SELECT id FROM deliveries
-        WHERE notification_id = :notification_id
-          AND (
-            (status IN ('pending', 'retrying') AND next_attempt_at <= :now)
-            OR (status = 'sending' AND claimed_until < :now)
-          )
-        ORDER BY next_attempt_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ), leased AS (
-        UPDATE deliveries AS d
-        SET status = 'sending', claimed_until = :until, attempts = d.attempts + 1, updated_at = :now
-        FROM picked
-        WHERE d.id = picked.id
-        RETURNING d.id, d.device_id, d.provider, d.language, d.attempts
+# device's current token. Plain SQL, compiled once and cached (the ORM version compiled an
+# expanding IN list per batch). A device retired after the fan-out comes back with a NULL token.
+def _claim_sql(*, ranged: bool) -> TextClause:
+    # A send job made by the fan-out knows the id range of the page it was queued for, and claims
+    # through the primary key in that range: the cost stays per page whatever the table's size.
+    # Without a range (retries, the reconciler) due rows are taken in due order.
+    where_range = "AND id BETWEEN :low AND :high" if ranged else ""
+    order = "id" if ranged else "next_attempt_at"
+    return text(
+        f"""
+        WITH picked AS (
+            SELECT id FROM deliveries
+            WHERE notification_id = :notification_id {where_range}
+              AND (
+                (status IN ('pending', 'retrying') AND next_attempt_at <= :now)
+                OR (status = 'sending' AND claimed_until < :now)
+              )
+            ORDER BY {order}
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ), leased AS (
+            UPDATE deliveries AS d
+            SET status = 'sending', claimed_until = :until, attempts = d.attempts + 1, updated_at = :now
+            FROM picked
+            WHERE d.id = picked.id
+            RETURNING d.id, d.device_id, d.provider, d.language, d.attempts
+        )
+        SELECT leased.id, leased.device_id, leased.provider, leased.language, leased.attempts,
+               devices.token, devices.apns_environment
+        FROM leased
+        LEFT JOIN devices ON devices.id = leased.device_id AND devices.invalidated_at IS NULL
+        ORDER BY leased.id
+        """  # noqa: S608 - the two variants are fixed strings, every value is a bind parameter
     )
-    SELECT leased.id, leased.device_id, leased.provider, leased.language, leased.attempts,
-           devices.token, devices.apns_environment
-    FROM leased
-    LEFT JOIN devices ON devices.id = leased.device_id AND devices.invalidated_at IS NULL
-    ORDER BY leased.id
-    """
-)
+
+
+_CLAIM_DUE_SQL = _claim_sql(ranged=False)
+_CLAIM_RANGE_SQL = _claim_sql(ranged=True)
 
 
 async def claim(
-    session: AsyncSession, *, notification_id: uuid.UUID, limit: int, now: dt.datetime
+    session: AsyncSession,
+    *,
+    notification_id: uuid.UUID,
+    limit: int,
+    now: dt.datetime,
+    id_range: tuple[int, int] | None = None,
 ) -> list[ClaimedDelivery]:
-    rows = (
-        await session.execute(
-            _CLAIM_SQL,
-            {"notification_id": notification_id, "now": now, "until": now + lease(), "limit": limit},
-        )
-    ).all()
+    params: dict[str, object] = {
+        "notification_id": notification_id,
+        "now": now,
+        "until": now + lease(),
+        "limit": limit,
+    }
+    if id_range is not None:
+        params["low"], params["high"] = id_range
+    statement = _CLAIM_DUE_SQL if id_range is None else _CLAIM_RANGE_SQL
+    rows = (await session.execute(statement, params)).all()
     return [
         ClaimedDelivery(
             id=row.id,
@@ -221,8 +239,29 @@ async def record(
                 failed=Notification.failed + summary.failed,
             )
         )
-    await finish_if_done(session, notification_id=notification.id, now=now)
+    await finish_if_counted(session, notification_id=notification.id, now=now)
     return summary
+
+
+async def finish_if_counted(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
+    """Finish the notification once its counters show every targeted delivery settled. Constant
+    cost per batch, where looking for open rows walks the due index past every row already sent
+    (quadratic over a 1M-device send). The reconciler's ``finish_if_done`` is the exact backstop,
+    e.g. when a deleted device took its delivery row with it."""
+    finished = (
+        await session.execute(
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status == "sending",
+                Notification.fanout_done_at.is_not(None),
+                Notification.sent + Notification.invalid + Notification.failed >= Notification.targeted,
+            )
+            .values(status="completed", completed_at=now)
+            .returning(Notification.id)
+        )
+    ).first()
+    return finished is not None
 
 
 async def finish_if_done(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:

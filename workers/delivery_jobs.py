@@ -70,14 +70,21 @@ def _send_slots() -> asyncio.Semaphore:
     return _SLOTS[loop_id]
 
 
-async def send_batch(ctx: dict[str, Any], notification_id: str) -> dict[str, int]:
+async def send_batch(
+    ctx: dict[str, Any], notification_id: str, low_id: int | None = None, high_id: int | None = None
+) -> dict[str, int]:
+    """Send due deliveries of a notification: those of one fan-out page (``low_id``..``high_id``)
+    or, for retries and the reconciler, whatever is due first."""
     # Claimed-but-unrecorded rows are what a killed worker sends twice; holding at most
     # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
+    id_range = (low_id, high_id) if low_id is not None and high_id is not None else None
     async with _send_slots():
-        return await _send_batch(ctx, uuid.UUID(notification_id))
+        return await _send_batch(ctx, uuid.UUID(notification_id), id_range)
 
 
-async def _claim_chunk(nid: uuid.UUID, limit: int) -> tuple[PushSpec, list[outbox.ClaimedDelivery]] | None:
+async def _claim_chunk(
+    nid: uuid.UUID, limit: int, id_range: tuple[int, int] | None
+) -> tuple[PushSpec, list[outbox.ClaimedDelivery]] | None:
     """Lease the next rows of a notification, unless it was cancelled, finished or expired
     meanwhile (a cancel therefore stops new provider calls at the next chunk)."""
     now = utcnow()
@@ -89,7 +96,7 @@ async def _claim_chunk(nid: uuid.UUID, limit: int) -> tuple[PushSpec, list[outbo
             await outbox.expire_overdue(session, notification_id=nid, now=now)
             await outbox.finish_if_done(session, notification_id=nid, now=now)
             return None
-        claimed = await outbox.claim(session, notification_id=nid, limit=limit, now=now)
+        claimed = await outbox.claim(session, notification_id=nid, limit=limit, now=now, id_range=id_range)
         return spec_of(notification), claimed
 
 
@@ -114,13 +121,15 @@ async def _record_chunk(
     )
 
 
-async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
+async def _send_batch(
+    ctx: dict[str, Any], nid: uuid.UUID, id_range: tuple[int, int] | None
+) -> dict[str, int]:
     """Up to SEND_BATCH rows in SEND_CHUNKS chunks, pipelined: the next chunk is claimed while the
     current one is on the wire, and a chunk's results are written while the next one is sent.
     The rows claimed but not yet recorded never exceed SEND_BATCH, so a killed worker still
     re-sends at most one batch."""
     chunk = max(1, -(-SEND_BATCH // SEND_CHUNKS))
-    first = await _claim_chunk(nid, chunk)
+    first = await _claim_chunk(nid, chunk, id_range)
     if first is None or not first[1]:
         return {"claimed": 0}
     spec, claimed = first
@@ -139,7 +148,7 @@ async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID) -> dict[str, int]:
             )
             # A short chunk means nothing more was due: do not ask again.
             claiming = (
-                asyncio.ensure_future(_claim_chunk(nid, min(chunk, left)))
+                asyncio.ensure_future(_claim_chunk(nid, min(chunk, left), id_range))
                 if left > 0 and len(claimed) == chunk
                 else None
             )
