@@ -57,7 +57,8 @@ async def raw_baseline(provider_name: str, count: int, emulator_pid: int) -> Fig
     )
     pushes = [render(spec, "vi"), render(spec, "en")]
     token = support.fcm_token if provider_name == "fcm" else support.apns_token
-    providers = build_providers(get_settings())
+    # Raw means the client alone: no shared pacing (one Redis round trip per batch) either.
+    providers = build_providers(get_settings(), paced=False)
     provider = providers[PROVIDER_KEYS[provider_name]]
     try:
         # Connections, TLS handshakes and the first token are not what is measured.

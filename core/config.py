@@ -101,14 +101,68 @@ class Settings(BaseSettings):
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True
 
+    # --- pacing: one send budget in Redis shared by every worker (docs/delivery.md) ---
+    pacing_enabled: bool = True
+    # FCM's project-wide quota ("messages per minute"; 600,000 by default for a project).
+    fcm_quota_per_minute: int = Field(default=600_000, ge=1)
+    # Apple publishes no number: a pace that keeps the connections from being throttled.
+    apns_pace_per_second: float = Field(default=10_000.0, gt=0)
+    # Bucket depth in seconds of the rate: how much may go at once after an idle spell.
+    pacing_burst_seconds: float = Field(default=1.0, gt=0)
+    # While high/emergency pushes want permits (and this long after they last asked), normal
+    # priority traffic may use at most this share of the rate; breaking news gets the rest.
+    pacing_bulk_share: float = Field(default=0.2, ge=0, le=1)
+    pacing_high_demand_seconds: float = Field(default=2.0, gt=0)
+    # A batch waits at most this long for permits; the rest goes back to the outbox as a retry.
+    pacing_max_wait_seconds: float = Field(default=10.0, ge=0)
+    # Every worker pauses this long after QUOTA_EXCEEDED when FCM sends no Retry-After.
+    pacing_quota_backoff_seconds: float = Field(default=60.0, ge=0)
+    # Prometheus metrics of a worker process (pacing counters), off unless a port is given;
+    # give each worker process its own port.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
     # --- devices ---
     device_limit_per_user: int = 20
     device_stale_days: int = 270
 
+    # --- SMS emergency fallback (D-31, docs/sms.md) ---
+    # With no gateway URL, SMS go to the emulator's sink (control port, /sms/send).
+    sms_gateway_url: str | None = None
+    sms_gateway_username: str | None = None  # HTTP basic auth when set ...
+    sms_gateway_password: SecretStr | None = None
+    sms_gateway_api_key: SecretStr | None = None  # ... or "Authorization: Bearer <key>"
+    sms_sender_name: str = "CHUONG"
+    # The whole text: SMS never carry notification content (titles, bodies, task details).
+    sms_message_template: str = "Bạn có thông báo khẩn trên ứng dụng Chuông. Vui lòng mở ứng dụng."
+    sms_timeout_seconds: float = Field(default=10.0, gt=0)
+    emulator_control_port: int = 8440
+    # (a) emergency notifications: SMS when no device of the user reported received/opened in time.
+    sms_ack_window_minutes: int = Field(default=10, ge=1)
+    # (b) degraded mode: emergency and high priority, after this shorter window.
+    sms_degraded_ack_window_minutes: int = Field(default=2, ge=0)
+    # Notifications older than this are never considered (a late switch-on does not SMS old news).
+    sms_lookback_minutes: int = Field(default=360, ge=1)
+    # Kinds (prefix match) that never go by SMS whatever their priority: routine reminders.
+    sms_never_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["reminder", "task_reminder", "task.reminder", "kpi_reminder", "digest"]
+    )
+    sms_daily_cap_per_user: int = Field(default=3, ge=0)
+    sms_daily_cap_per_unit: int = Field(default=100, ge=0)
+    sms_daily_cap_total: int = Field(default=1000, ge=0)
+    sms_max_attempts: int = Field(default=3, ge=1)
+    sms_retry_base_seconds: float = Field(default=30.0, ge=0)
+    sms_sweep_batch: int = Field(default=500, ge=1)
+    sms_send_concurrency: int = Field(default=10, ge=1)
+    # Push circuit breaker: error rate per provider over a sliding window of Redis buckets.
+    push_breaker_window_seconds: int = Field(default=300, ge=10)
+    push_breaker_min_requests: int = Field(default=50, ge=1)
+    push_breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", "sms_never_kinds", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

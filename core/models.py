@@ -2,3 +2,4 @@
 
 import inbox.models  # noqa: F401
 import notifications.models  # noqa: F401
+from notifications.sms import models as _sms_models  # noqa: F401

@@ -13,6 +13,7 @@ GET    /stats                      counts per provider and outcome, connections,
 POST   /drop-connections           GOAWAY every provider connection (clients reconnect)
 POST   /token                      OAuth2 token endpoint over plain HTTP, for a service
                                    account whose token_uri points here
+*      /sms/...                    the SMS gateway sink (emulator/sms.py)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from emulator.faults import FaultInjector, FaultSettingsError
 from emulator.fcm import token_reply
 from emulator.http_types import Reply, Request, json_reply
 from emulator.records import MessageLog
+from emulator.sms import SmsSink
 
 
 class ControlHandler:
@@ -37,9 +39,11 @@ class ControlHandler:
         log: MessageLog,
         ca_pem: bytes,
         drop_connections: Callable[[], None],
+        sms: SmsSink | None = None,
     ) -> None:
         self.faults = faults
         self.log = log
+        self.sms = sms or SmsSink()
         self._ca_pem = ca_pem
         self._drop_connections = drop_connections
 
@@ -56,9 +60,12 @@ class ControlHandler:
                 return json_reply(200, self.faults.settings.as_json())
             if method in ("PUT", "POST", "PATCH"):
                 return self._update_faults(request.body)
+        if path.startswith("/sms/"):
+            return self.sms(request)
         if route == ("POST", "/reset"):
             self.faults.reset()
             self.log.clear()
+            self.sms.clear()
             return json_reply(200, {"faults": self.faults.settings.as_json()})
         if path == "/messages":
             if method == "GET":

@@ -32,6 +32,7 @@ from emulator.fcm import FcmHandler
 from emulator.hpack_cache import install_hpack_huffman_cache
 from emulator.listener import Listener
 from emulator.records import MessageLog
+from emulator.sms import SmsSink
 from emulator.tls import EmulatorTls
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,13 @@ class Emulator:
             stats=stats,
             ssl_context=self.tls.server_context(["h2"]),
         )
+        self.sms = SmsSink()
         self.control = ControlHandler(
-            faults=self.faults, log=self.log, ca_pem=self.tls.ca_pem, drop_connections=self.drop_connections
+            faults=self.faults,
+            log=self.log,
+            ca_pem=self.tls.ca_pem,
+            drop_connections=self.drop_connections,
+            sms=self.sms,
         )
         self._control = Listener(name="control", handler=self.control, stats=stats, ssl_context=None)
         self.fcm_port = self.apns_port = self.control_port = 0
@@ -125,6 +131,7 @@ class Emulator:
         """Fault defaults, empty record, zero counts: what `POST /reset` does."""
         self.faults.reset()
         self.log.clear()
+        self.sms.clear()
 
     def drop_connections(self) -> None:
         self._fcm.drop_connections()
@@ -156,6 +163,7 @@ class Emulator:
             "apns_port": self.apns_port,
             "control_url": self.control_url,
             "token_uri": self.token_uri,
+            "sms_url": f"{self.control_url}/sms/send",
             "ca_path": str(self.ca_path),
         }
 

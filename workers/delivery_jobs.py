@@ -21,7 +21,7 @@ from core.db import utcnow
 from core.jobs import defer
 from core.logging import get_logger
 from devices import service as devices
-from notifications import dispatch, fanout, outbox
+from notifications import breaker, dispatch, fanout, outbox
 from notifications.models import Delivery, Notification
 from notifications.payloads import PushSpec
 from notifications.providers.base import SendResult
@@ -153,6 +153,7 @@ async def _send_batch(
                 else None
             )
             results = await sending
+            await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
             if recording is not None:
                 totals.update(await recording)
             recording = asyncio.ensure_future(_record_chunk(nid, results))

@@ -21,6 +21,7 @@ from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
 from workers.queue import close_pool, redis_settings
+from workers.sms_jobs import sms_fallback
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -28,6 +29,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
     ctx["providers"] = LazyProviders(lambda: build_providers(settings))
+    if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
+        from prometheus_client import start_http_server
+
+        ctx["metrics_server"], _ = start_http_server(
+            settings.worker_metrics_port, addr=settings.worker_metrics_host
+        )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -49,6 +56,7 @@ class WorkerSettings:
         purge_ended_sessions,
         inbox_fan_out,
         inbox_reconcile,
+        sms_fallback,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -64,6 +72,7 @@ class WorkerSettings:
             unique=True,
             timeout=55,
         ),
+        cron(sms_fallback, second=20, unique=True, timeout=55),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
     ]

@@ -14,6 +14,8 @@ from notifications.providers.apns import ApnsProvider
 from notifications.providers.base import PushProvider
 from notifications.providers.fcm import FcmProvider
 from notifications.providers.fcm_http1 import FcmHttp1Provider
+from notifications.providers.paced import PacedProvider
+from notifications.ratecontrol import RateController, family_of
 
 
 def _fcm_app(settings: Settings) -> firebase_admin.App:
@@ -80,9 +82,12 @@ def _fcm_provider(settings: Settings) -> PushProvider:
     )
 
 
-def build_providers(settings: Settings) -> dict[str, PushProvider]:
-    """Keys match ``notifications.dispatch.provider_key``. Call inside the running event loop."""
-    return {
+def build_providers(settings: Settings, *, paced: bool | None = None) -> dict[str, PushProvider]:
+    """Keys match ``notifications.dispatch.provider_key``. Call inside the running event loop.
+
+    Each provider is wrapped in the shared rate controller (``pacing_enabled``), so the FCM
+    quota and the APNs pace hold across all worker processes together."""
+    providers: dict[str, PushProvider] = {
         "fcm": _fcm_provider(settings),
         "apns:production": ApnsProvider(
             _apns_client(settings, sandbox=False), timeout=settings.apns_timeout_seconds
@@ -90,6 +95,13 @@ def build_providers(settings: Settings) -> dict[str, PushProvider]:
         "apns:sandbox": ApnsProvider(
             _apns_client(settings, sandbox=True), timeout=settings.apns_timeout_seconds
         ),
+    }
+    if not (settings.pacing_enabled if paced is None else paced):
+        return providers
+    controller = RateController(settings=settings)
+    return {
+        key: PacedProvider(provider, controller=controller, family=family_of(key))
+        for key, provider in providers.items()
     }
 
 

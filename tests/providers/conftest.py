@@ -34,6 +34,9 @@ def emulated(emulator: Emulator, **changes: object) -> Settings:
             "emulator_fcm_port": emulator.fcm_port,
             "emulator_apns_port": emulator.apns_port,
             "emulator_ca_path": str(emulator.ca_path),
+            # The transports alone: the shared pacing (tests/notifications/test_ratecontrol.py)
+            # would carry one test's quota back-off into the next.
+            "pacing_enabled": False,
             **changes,
         }
     )

@@ -1,0 +1,19 @@
+"""Prometheus metrics of the SMS fallback and the push circuit breaker (process-local: the
+process that sends or records increments them; see docs/sms.md for scraping)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SMS_MESSAGES = Counter(
+    "chuong_sms_messages_total",
+    "SMS fallback decisions and sends by status (sent, failed, retrying, capped, no_phone)",
+    ["status", "reason"],
+)
+BREAKER_OPEN = Gauge(
+    "chuong_push_breaker_open", "1 while a push provider's circuit breaker is open", ["provider"]
+)
+BREAKER_ALERTS = Counter(
+    "chuong_push_breaker_alerts_total", "Times a push provider's circuit breaker opened", ["provider"]
+)
+DEGRADED_MODE = Gauge("chuong_sms_degraded_mode", "1 while the operator's SMS degraded mode is on")

@@ -1,0 +1,133 @@
+"""Daily caps hold under concurrent bursts, and overlapping cron runs send each SMS once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import select
+
+from core import clock
+from core.db import transaction
+from notifications.sms import caps, sweep
+from notifications.sms.models import SmsDailyCount
+from tests.sms.helpers import admin_headers, after_window, audit_rows, ledger, notify, person, sink
+from tests.support.factories import make_unit
+from workers.sms_jobs import sms_fallback
+
+
+async def test_unit_cap_holds_under_a_concurrent_burst_of_reservations(
+    database_url, sms_settings, monkeypatch
+):
+    monkeypatch.setattr(sms_settings, "sms_daily_cap_per_unit", 5)
+    unit = await make_unit()
+    now = clock.utcnow()
+
+    async def reserve_one() -> str | None:
+        async with transaction() as session:
+            return await caps.reserve(session, user_id=uuid.uuid4(), unit_id=unit.id, now=now)
+
+    outcomes = await asyncio.gather(*(reserve_one() for _ in range(30)))
+    assert outcomes.count(None) == 5
+    assert set(outcomes) == {None, "cap_unit"}
+    async with transaction() as session:
+        counts = {
+            (row.scope, row.count)
+            for row in (await session.execute(select(SmsDailyCount))).scalars()
+            if row.scope != "user"
+        }
+    # A refused reservation consumed nothing: the overall counter also stopped at 5.
+    assert counts == {("unit", 5), ("all", 5)}
+
+
+async def test_total_cap_holds_under_a_burst_and_a_new_local_day_resets_it(
+    database_url, sms_settings, monkeypatch
+):
+    monkeypatch.setattr(sms_settings, "sms_daily_cap_total", 7)
+    units = [await make_unit() for _ in range(3)]
+    now = clock.utcnow()
+
+    async def reserve_one(index: int) -> str | None:
+        async with transaction() as session:
+            return await caps.reserve(session, user_id=uuid.uuid4(), unit_id=units[index % 3].id, now=now)
+
+    outcomes = await asyncio.gather(*(reserve_one(i) for i in range(40)))
+    assert outcomes.count(None) == 7
+    tomorrow = now + __import__("datetime").timedelta(days=1)
+    async with transaction() as session:
+        assert await caps.reserve(session, user_id=uuid.uuid4(), unit_id=units[0].id, now=tomorrow) is None
+
+
+async def test_caps_hold_when_two_sweeps_race_over_a_burst_of_emergencies(
+    client, emulator, sms_provider, sms_settings, monkeypatch
+):
+    monkeypatch.setattr(sms_settings, "sms_daily_cap_per_unit", 4)
+    monkeypatch.setattr(sms_settings, "sms_sweep_batch", 3)  # many small batches interleave
+    unit = await make_unit()
+    sender = await admin_headers(client, unit)
+    readers = [await person(client, unit, signed_in=False) for _ in range(12)]
+    await notify(client, sender, audience={"users": [str(reader.id) for reader in readers]})
+    after_window()
+
+    first, second = await asyncio.gather(sweep.run_once(sms_provider), sweep.run_once(sms_provider))
+    assert first.sent + second.sent == 4
+    assert first.capped + second.capped == 8
+    assert len(await sink(emulator)) == 4
+    statuses = sorted(row.status for row in await ledger())
+    assert statuses == ["capped"] * 8 + ["sent"] * 4
+    assert len(await audit_rows("sms.capped")) == 8
+
+
+async def test_user_cap_limits_sms_per_person_per_day(
+    client, emulator, sms_provider, sms_settings, monkeypatch
+):
+    monkeypatch.setattr(sms_settings, "sms_daily_cap_per_user", 2)
+    unit = await make_unit()
+    sender = await admin_headers(client, unit)
+    reader = await person(client, unit)
+    for index in range(4):
+        await notify(client, sender, audience={"users": [str(reader.id)]}, title=f"Khẩn {index}")
+    after_window()
+    stats = await sweep.run_once(sms_provider)
+    assert (stats.sent, stats.capped) == (2, 2)
+    assert len(await sink(emulator, to=reader.phone)) == 2
+
+
+async def test_two_overlapping_cron_runs_send_one_sms_per_user(client, emulator, sms_settings):
+    unit = await make_unit()
+    sender = await admin_headers(client, unit)
+    readers = [await person(client, unit, signed_in=False) for _ in range(6)]
+    await notify(client, sender, audience={"users": [str(reader.id) for reader in readers]})
+    after_window()
+
+    # The cron job as arq runs it (its own gateway client per run), twice at the same time.
+    runs = await asyncio.gather(sms_fallback({}), sms_fallback({}), sms_fallback({}))
+    assert sum(run["sent"] for run in runs) == 6
+    messages = await sink(emulator)
+    assert sorted(message["to"] for message in messages) == sorted(str(reader.phone) for reader in readers)
+    assert len(await ledger()) == 6
+    assert len(await audit_rows("sms.sent")) == 6
+
+
+async def test_a_killed_worker_s_lease_is_resent_with_the_same_reference_and_delivered_once(
+    client, emulator, sms_provider, sms_settings
+):
+    from notifications.sms import fallback, sender
+
+    unit = await make_unit()
+    admin = await admin_headers(client, unit)
+    reader = await person(client, unit, signed_in=False)
+    await notify(client, admin, audience={"users": [str(reader.id)]})
+    after_window()
+    async with transaction() as session:
+        await fallback.decide(session, now=clock.utcnow())
+    async with transaction() as session:
+        claimed = await sender.claim(session, limit=10, now=clock.utcnow())
+    await sender.send_claimed(sms_provider, claimed)  # sent, then the worker dies before recording
+
+    assert (await sweep.run_once(sms_provider)).sent == 0  # still leased
+    clock.advance(sender.lease().total_seconds() + 1)
+    assert (await sweep.run_once(sms_provider)).sent == 1
+    assert emulator.sms.attempts == 2
+    assert len(await sink(emulator)) == 1  # the gateway deduplicated the resend by reference
+    assert [(row.status, row.attempts) for row in await ledger()] == [("sent", 2)]

@@ -1,0 +1,23 @@
+"""The SMS fallback cron (D-31): a thin wrapper around notifications/sms/sweep.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import get_settings
+from notifications.providers.sms import SmsProvider, build_sms_provider
+from notifications.sms import sweep
+
+
+async def sms_fallback(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every minute: SMS for unacknowledged emergencies (and, in degraded mode, high priority);
+    then send or retry what is due. Overlapping runs send each SMS once."""
+    provider: SmsProvider | None = ctx.get("sms_provider")
+    if provider is not None:
+        return (await sweep.run_once(provider)).as_dict()
+    # One aiohttp session per run: a run a minute does not need a long-lived pool.
+    built = build_sms_provider(get_settings())
+    try:
+        return (await sweep.run_once(built)).as_dict()
+    finally:
+        await built.close()
