@@ -2,8 +2,9 @@
 
 ``record()`` only buffers the row on the session. Just before that session commits, the buffer
 is written as one batch under a transaction-scoped advisory lock, so the chain has one order and
-the lock is held only for the insert and the commit, not for the whole request. A rollback drops
-the buffer together with the change.
+the lock is held only for the insert and the commit, not for the whole request. Each buffered row
+belongs to the (nested) transaction it was recorded in: rolling back a savepoint drops that
+savepoint's rows only, rolling back the whole transaction drops them all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from auth.audit.chain import chain_hash, normalise_details
 from auth.audit.models import GENESIS_HASH, AuditLog
@@ -58,28 +59,46 @@ def record(
         "details": normalise_details(details or {}),
     }
     sync_session = session.sync_session
-    buffer: list[dict[str, Any]] | None = sync_session.info.get(_BUFFER)
+    # Begin the (autobegin) transaction now, so that a rollback before any SQL ran is seen too.
+    owner = sync_session.get_nested_transaction() or sync_session.get_transaction() or sync_session.begin()
+    buffer: list[tuple[SessionTransaction, dict[str, Any]]] | None = sync_session.info.get(_BUFFER)
     if buffer is None:
         buffer = sync_session.info[_BUFFER] = []
         if not event.contains(sync_session, "before_commit", _flush):
             event.listen(sync_session, "before_commit", _flush)
-            event.listen(sync_session, "after_rollback", _drop)
-    buffer.append(row)
+            # "soft": fires for savepoints and for rollbacks that had no SQL to undo.
+            event.listen(sync_session, "after_soft_rollback", _drop)
+    buffer.append((owner, row))
 
 
 def pending(session: AsyncSession) -> list[dict[str, Any]]:
     """Rows queued on this session and not yet written (for tests and debugging)."""
-    return list(session.sync_session.info.get(_BUFFER) or [])
+    return [row for _, row in session.sync_session.info.get(_BUFFER) or []]
 
 
-def _drop(sync_session: Session) -> None:
-    sync_session.info.pop(_BUFFER, None)
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+def _drop(sync_session: Session, previous_transaction: SessionTransaction) -> None:
+    buffer: list[tuple[SessionTransaction, dict[str, Any]]] | None = sync_session.info.get(_BUFFER)
+    if not buffer:
+        return
+    if not previous_transaction.nested:
+        sync_session.info.pop(_BUFFER, None)
+        return
+    buffer[:] = [(owner, row) for owner, row in buffer if not _within(owner, previous_transaction)]
 
 
 def _flush(sync_session: Session) -> None:
-    buffer: list[dict[str, Any]] | None = sync_session.info.pop(_BUFFER, None)
-    if not buffer:
+    entries: list[tuple[SessionTransaction, dict[str, Any]]] | None = sync_session.info.pop(_BUFFER, None)
+    if not entries:
         return
+    buffer = [row for _, row in entries]
     # Under READ COMMITTED (the only isolation level the service uses for writes) the head read
     # after the lock sees every chain row committed before it; an older REPEATABLE READ snapshot
     # would not, and the insert would fail on the seq primary key rather than fork the chain.
