@@ -12,6 +12,8 @@ from api.middleware import RequestGuard
 from api.routers import api_clients, delegations, devices, health, inbox, notifications, units, users
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
+from api.routers import news as news_routes
+from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from core.config import get_settings
 from core.db import dispose_engine
@@ -47,5 +49,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(inbox.router, prefix="/v1/inbox")
     app.include_router(api_clients.router, prefix="/v1/api-clients")
     app.include_router(audit_routes.router, prefix="/v1/audit")
+    app.include_router(news_routes.router, prefix="/v1/news")
+    app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
     return app

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ARRAY, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY  # the PostgreSQL one has overlap() (&&)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Timestamps, UUIDPrimaryKey
@@ -22,6 +23,9 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
     locale: Mapped[str] = mapped_column(String(8), server_default=text("'vi'"))
     time_zone: Mapped[str] = mapped_column(String(64), server_default=text("'Asia/Ho_Chi_Minh'"))
     app_version: Mapped[str | None] = mapped_column(String(32))
+    # ``app_version`` as one comparable number (devices.schemas.version_code), NULL if unparsable.
+    app_version_code: Mapped[int | None] = mapped_column(BigInteger)
+    province: Mapped[str | None] = mapped_column(String(32))  # region code for news audiences
     topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
     # Linked account; NULL for anonymous portal readers, who hold a device credential instead.
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -40,3 +44,15 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_devices_topics", "topics", postgresql_using="gin"),
         Index("ix_devices_last_seen", "last_seen_at"),
     )
+
+
+class AccountTopic(Base):
+    """Sections a signed-in reader follows (per account, all their portal devices): the source
+    the account's devices' ``topics`` are rebuilt from when a device is linked or follows change."""
+
+    __tablename__ = "account_topics"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    app: Mapped[str] = mapped_column(String(16), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))

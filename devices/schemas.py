@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 import zoneinfo
 from typing import Annotated, Literal
@@ -17,6 +18,21 @@ ApnsEnvironment = Literal["sandbox", "production"]
 Topic = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
 # FCM registration tokens are URL-safe base64 with ':' (≈160–200 chars); APNs tokens are hex.
 Token = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=r"^[A-Za-z0-9:_\-.]+$")]
+
+
+# A region code (e.g. "ha-noi", "79"): news audiences may target provinces (D-01).
+Province = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+_VERSION = re.compile(r"^(\d{1,5})(?:\.(\d{1,5}))?(?:\.(\d{1,5}))?")
+
+
+def version_code(version: str | None) -> int | None:
+    """``2.10.3`` → a number that orders like the version (2.10 > 2.9); None if it has no
+    leading ``major[.minor[.patch]]``. Pre-release suffixes are ignored."""
+    match = _VERSION.match(version or "")
+    if match is None:
+        return None
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    return (major * 100_000 + minor) * 100_000 + patch
 
 
 def _time_zone(value: str) -> str:
@@ -40,6 +56,7 @@ class DeviceRegister(RequestModel):
     )
     app_version: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9A-Za-z.+_-]+$")] | None = None
     topics: Annotated[list[Topic], Field(max_length=50)] = Field(default_factory=list)
+    province: Province | None = None
 
     @model_validator(mode="after")
     def _provider_defaults(self) -> DeviceRegister:
@@ -65,6 +82,7 @@ class DeviceOut(ResponseModel):
     time_zone: str
     app_version: str | None
     topics: list[str]
+    province: str | None = None
     last_seen_at: dt.datetime
     created_at: dt.datetime
 

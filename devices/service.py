@@ -16,8 +16,8 @@ from core.config import get_settings
 from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
 from core.errors import NotFound, Unauthorized
-from devices.models import Device
-from devices.schemas import DeviceRegister
+from devices.models import AccountTopic, Device
+from devices.schemas import DeviceRegister, version_code
 
 CREDENTIAL_PREFIX = "chd_"
 
@@ -58,7 +58,9 @@ async def register(
         "locale": body.locale,
         "time_zone": body.time_zone,
         "app_version": body.app_version,
-        "topics": body.topics,
+        "app_version_code": version_code(body.app_version),
+        "province": body.province,
+        "topics": await _with_account_topics(session, body=body, user_id=user_id),
         "last_seen_at": now,
     }
     device = await _lock_by_token(session, body.provider, body.token)
@@ -114,6 +116,53 @@ async def register(
     await _enforce_limit(session, user_id=user_id, keep=device.id)
     await session.flush()
     return Registration(device=device, credential=credential, created=False)
+
+
+async def _with_account_topics(
+    session: AsyncSession, *, body: DeviceRegister, user_id: uuid.UUID | None
+) -> list[str]:
+    """A signed-in reader's follows live on the account (``account_topics``), so a phone linked
+    to the account gets them on top of whatever topics the app sends."""
+    if user_id is None:
+        return body.topics
+    followed = (
+        await session.execute(
+            select(AccountTopic.topic).where(AccountTopic.user_id == user_id, AccountTopic.app == body.app)
+        )
+    ).scalars()
+    return sorted(set(body.topics) | set(followed))
+
+
+async def set_account_topics(
+    session: AsyncSession, *, user_id: uuid.UUID, app: str, managed: set[str], followed: set[str]
+) -> None:
+    """Replace which of the ``managed`` topics (the news sections) the account follows, on the
+    account and on every live device of that app linked to it; other topics are left alone."""
+    await session.execute(
+        delete(AccountTopic).where(
+            AccountTopic.user_id == user_id, AccountTopic.app == app, AccountTopic.topic.in_(managed)
+        )
+    )
+    if followed:
+        await session.execute(
+            insert(AccountTopic)
+            .values([{"user_id": user_id, "app": app, "topic": topic} for topic in sorted(followed)])
+            .on_conflict_do_nothing()
+        )
+    linked = (
+        await session.execute(
+            select(Device)
+            .where(Device.user_id == user_id, Device.app == app, Device.invalidated_at.is_(None))
+            .with_for_update()
+        )
+    ).scalars()
+    for device in linked:
+        device.topics = sorted((set(device.topics) - managed) | followed)
+
+
+async def account_topics(session: AsyncSession, *, user_id: uuid.UUID, app: str) -> list[str]:
+    query = select(AccountTopic.topic).where(AccountTopic.user_id == user_id, AccountTopic.app == app)
+    return sorted((await session.execute(query)).scalars())
 
 
 async def _lock_by_token(session: AsyncSession, provider: str, token: str) -> Device | None:

@@ -12,6 +12,14 @@ from inbox.service import Item
 from notifications.payloads import GENERIC_LINE
 
 App = Literal["portal", "tracking"]
+WITHDRAWN_LINE = {
+    "vi": "Tin này đã được thu hồi",
+    "en": "This story has been withdrawn",
+    "zh": "此新闻已撤回",
+    "fr": "Cet article a été retiré",
+    "es": "Esta noticia ha sido retirada",
+    "ru": "Эта новость отозвана",
+}
 
 
 class InboxItemOut(ResponseModel):
@@ -35,6 +43,8 @@ class InboxItemOut(ResponseModel):
     read_at: dt.datetime | None
     archived: bool
     archived_at: dt.datetime | None
+    # Recalled by its sender: the content is gone and a withdrawal line shows instead.
+    withdrawn: bool = False
 
 
 class UnreadCount(ResponseModel):
@@ -72,6 +82,10 @@ def render(item: Item, *, language: str, full: bool) -> InboxItemOut:
         deep_link, data = notification.deep_link, dict(notification.data)
         if notification.sensitivity == "classified":
             deep_link, data = None, {}
+    withdrawn = notification.withdrawn_at is not None
+    if withdrawn:
+        language = language if language in WITHDRAWN_LINE else DEFAULT_LANGUAGE
+        title, body, deep_link, data = WITHDRAWN_LINE[language], None, None, {}
     return InboxItemOut(
         id=notification.id,
         app=notification.app,
@@ -90,4 +104,5 @@ def render(item: Item, *, language: str, full: bool) -> InboxItemOut:
         read_at=item.read_at,
         archived=item.entry.archived_at is not None,
         archived_at=item.entry.archived_at,
+        withdrawn=withdrawn,
     )

@@ -12,7 +12,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from auth.models import Unit, User
 from devices.models import Device
+from devices.schemas import version_code
 from devices.service import live_since
+from notifications.models import Delivery
 
 
 def audience_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
@@ -43,7 +45,28 @@ def audience_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -
         clauses.append(Device.id.in_([uuid.UUID(d) for d in audience["devices"]]))
     if audience.get("topics"):
         clauses.append(Device.topics.overlap(list(audience["topics"])))
+    if audience.get("recipients_of"):
+        # A recall's retract push goes to exactly the devices the original reached.
+        received = select(Delivery.device_id).where(
+            Delivery.notification_id == uuid.UUID(audience["recipients_of"]), Delivery.status == "sent"
+        )
+        clauses.append(Device.id.in_(received))
     return or_(*clauses) if clauses else false()
+
+
+def restriction_filter(audience: dict[str, Any]) -> ColumnElement[bool]:
+    """Narrowing filters ANDed to whatever the audience selects (breaking news, D-01): reader
+    language, region and minimum app version. Devices with an unknown version or region are left
+    out when the filter is set: they cannot be shown to qualify."""
+    clauses: list[ColumnElement[bool]] = []
+    if audience.get("languages"):
+        clauses.append(Device.locale.in_(list(audience["languages"])))
+    if audience.get("provinces"):
+        clauses.append(Device.province.in_(list(audience["provinces"])))
+    if audience.get("min_app_version"):
+        code = version_code(audience["min_app_version"])
+        clauses.append(Device.app_version_code >= code if code is not None else false())
+    return and_(*clauses) if clauses else and_(True)
 
 
 def page_query(
@@ -62,6 +85,7 @@ def page_query(
             Device.invalidated_at.is_(None),
             Device.last_seen_at >= live_since(now),
             audience_filter(audience, sender_unit_path=sender_unit_path),
+            restriction_filter(audience),
         )
         .order_by(Device.id)
         .limit(limit)

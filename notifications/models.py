@@ -40,6 +40,8 @@ class Notification(UUIDPrimaryKey, Base):
     sent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     invalid: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Deliveries never attempted because the notification was cancelled (news cancel, issue 5).
+    cancelled: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # Keyset position of the fan-out, so a restarted fan-out resumes instead of starting over.
     fanout_cursor: Mapped[uuid.UUID | None]
     fanout_done_at: Mapped[dt.datetime | None]
@@ -47,6 +49,8 @@ class Notification(UUIDPrimaryKey, Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     expires_at: Mapped[dt.datetime]
     completed_at: Mapped[dt.datetime | None]
+    # Set when the sender recalls it: a retract push went out and the inbox shows it withdrawn.
+    withdrawn_at: Mapped[dt.datetime | None]
 
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key", name="uq_notifications_idempotency"),

@@ -239,6 +239,10 @@ async def record(
                 failed=Notification.failed + summary.failed,
             )
         )
+    # Stats: first/last provider request times, and a wake-up for live progress streams.
+    from notifications.stats import note_batch  # at call time: stats loads inbox and service modules
+
+    await note_batch(session, notification_id=notification.id, results=results, now=now)
     await finish_if_counted(session, notification_id=notification.id, now=now)
     return summary
 

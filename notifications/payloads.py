@@ -9,7 +9,7 @@ the authenticated API) and, when ``visible`` is on, a generic localised line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -27,6 +27,8 @@ GENERIC_LINE = {
     "es": "Tiene una nueva notificación",
     "ru": "У вас новое уведомление",
 }
+# Badges above this are sent as this (the apps show "99+"); it also bounds the badge query.
+BADGE_CAP = 99
 TITLE = {"vi": "Chuông", "en": "Chuông", "zh": "Chuông", "fr": "Chuông", "es": "Chuông", "ru": "Chuông"}
 
 
@@ -56,13 +58,23 @@ class RenderedPush:
     body: str | None
     data: dict[str, str]
     language: str
+    # The reader's unread count (inbox/badges.py), a number only whatever the sensitivity.
+    badge: int | None = None
 
 
 def language_for(spec: PushSpec, locale: str) -> str:
     return locale if locale in spec.title else DEFAULT_LANGUAGE
 
 
+# Control pushes the app acts on without showing anything: a news recall's retract (same collapse
+# key as the original, so the app can remove exactly that notification from the tray).
+DATA_ONLY_KINDS = frozenset({"news.retract"})
+
+
 def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True) -> RenderedPush:
+    if spec.kind in DATA_ONLY_KINDS:
+        data = {**spec.data, "notification_id": spec.id, "kind": spec.kind}
+        return RenderedPush(title=None, body=None, data=data, language=language)
     if spec.sensitive:
         data = {"notification_id": spec.id, "sensitivity": spec.sensitivity}
         if not visible_generic_alert:
@@ -81,6 +93,13 @@ def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True)
     return RenderedPush(title=title, body=body, data=data, language=language)
 
 
+def with_badge(push: RenderedPush, badge: int) -> RenderedPush:
+    """The push with the app icon's badge: ``aps.badge`` on APNs, the notification count and
+    ``data["badge"]`` on FCM (data values are strings there)."""
+    badge = max(0, min(badge, BADGE_CAP))
+    return replace(push, badge=badge, data={**push.data, "badge": str(badge)})
+
+
 def _urgent(spec: PushSpec) -> bool:
     return spec.priority in ("high", "emergency")
 
@@ -92,7 +111,9 @@ def fcm_message(spec: PushSpec, push: RenderedPush, *, token: str) -> messaging.
         notification = messaging.Notification(title=push.title, body=push.body)
         # The tag makes a later push with the same collapse key replace this one on the phone.
         android_notification = (
-            messaging.AndroidNotification(tag=spec.collapse_key) if spec.collapse_key else None
+            messaging.AndroidNotification(tag=spec.collapse_key, notification_count=push.badge)
+            if spec.collapse_key or push.badge is not None
+            else None
         )
     return messaging.Message(
         token=token,
@@ -117,6 +138,8 @@ def apns_payload(spec: PushSpec, push: RenderedPush) -> dict[str, Any]:
             aps["mutable-content"] = 1  # lets the app's extension fetch and show the real content
     if spec.collapse_key:
         aps["thread-id"] = spec.collapse_key
+    if push.badge is not None:
+        aps["badge"] = push.badge
     return {"aps": aps, **push.data}
 
 
@@ -139,7 +162,7 @@ def check_sizes(spec: PushSpec) -> dict[str, dict[str, int]]:
     sizes: dict[str, dict[str, int]] = {}
     too_big: list[dict[str, Any]] = []
     for language in [lang for lang in SUPPORTED_LANGUAGES if lang in spec.title] or [DEFAULT_LANGUAGE]:
-        push = render(spec, language)
+        push = with_badge(render(spec, language), BADGE_CAP)  # the largest badge
         fcm = fcm_size(fcm_message(spec, push, token="size-probe"))  # noqa: S106 (not a secret)
         apns = apns_size(apns_payload(spec, push))
         sizes[language] = {"fcm": fcm, "apns": apns}

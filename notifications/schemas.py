@@ -98,10 +98,72 @@ class NotificationOut(ResponseModel):
     sent: int
     invalid: int
     failed: int
+    cancelled: int = 0
     pending: int = 0
     created_at: dt.datetime
     expires_at: dt.datetime
     completed_at: dt.datetime | None
+    withdrawn_at: dt.datetime | None = None
 
 
 assert set(SUPPORTED_LANGUAGES) == {"vi", "en", "zh", "fr", "es", "ru"}
+
+
+# --- delivery stats and progress (notifications/stats.py) ---
+
+
+class DeliveryCounts(ResponseModel):
+    """Deliveries by state; ``targeted = sent + invalid + failed + retrying + pending + cancelled``.
+    ``pending`` includes batches a worker holds right now. ``received``/``opened`` come from the
+    app's receipts (inbox), not from the providers."""
+
+    targeted: int = 0
+    sent: int = 0
+    invalid: int = 0
+    failed: int = 0
+    retrying: int = 0
+    pending: int = 0
+    cancelled: int = 0
+    received: int = 0
+    opened: int = 0
+
+
+class NotificationStatsOut(ResponseModel):
+    notification_id: uuid.UUID
+    status: str
+    priority: str
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+    totals: DeliveryCounts
+    by_language: dict[str, DeliveryCounts]
+    by_platform: dict[str, DeliveryCounts]
+    first_request_at: dt.datetime | None
+    last_request_at: dt.datetime | None
+    # Relative to created_at: how long until the first and the latest provider request.
+    seconds_to_first_request: float | None
+    seconds_to_last_request: float | None
+
+
+class NotificationProgress(ResponseModel):
+    """A cheap snapshot (the notification's counters and receipt counts) for live progress."""
+
+    notification_id: uuid.UUID
+    status: str
+    finished: bool
+    targeted: int
+    sent: int
+    invalid: int
+    failed: int
+    cancelled: int
+    pending: int
+    received: int
+    opened: int
+    seconds_to_first_request: float | None
+    seconds_to_last_request: float | None
+
+
+class NotificationDetailOut(NotificationOut):
+    """``GET /v1/notifications/{id}``: the counters plus the readers' receipts (issue 4)."""
+
+    received: int = 0
+    opened: int = 0

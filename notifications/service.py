@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from auth import audit
 from auth.models import Unit, User
@@ -18,7 +20,7 @@ from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
 from inbox import fanout as inbox_fanout
-from notifications.models import Notification
+from notifications.models import Delivery, Notification
 from notifications.payloads import PushSpec, check_sizes
 from notifications.schemas import NotificationCreate
 
@@ -83,45 +85,92 @@ async def create(
                 )
             return existing, False
     await _check_audience(session, principal=principal, body=body)
-    notification_id = uuid.uuid4()
     title: dict[str, str] = {str(language): text for language, text in body.title.items()}
     body_text: dict[str, str] = {str(language): text for language, text in body.body.items()}
+    notification = await create_prepared(
+        session,
+        app=body.app,
+        kind=body.kind,
+        priority=body.priority,
+        sensitivity=body.sensitivity,
+        title=title,
+        body=body_text,
+        data=body.data,
+        deep_link=body.deep_link,
+        collapse_key=body.collapse_key,
+        ttl_seconds=body.ttl_seconds,
+        audience=body.audience.model_dump(mode="json"),
+        audience_summary=_audience_summary(body),
+        created_by_kind=creator_kind,
+        created_by_id=creator_id,
+        unit_id=principal.unit_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+    return notification, True
+
+
+async def create_prepared(
+    session: AsyncSession,
+    *,
+    app: str,
+    kind: str,
+    priority: str,
+    sensitivity: str,
+    title: dict[str, str],
+    body: dict[str, str],
+    data: dict[str, str],
+    deep_link: str | None,
+    collapse_key: str | None,
+    ttl_seconds: int,
+    audience: dict[str, Any],
+    audience_summary: dict[str, object],
+    created_by_kind: str,
+    created_by_id: uuid.UUID,
+    unit_id: uuid.UUID | None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> Notification:
+    """Insert a notification whose audience the caller has already authorised (the public API
+    above, or a domain workflow such as an approved breaking-news item), audit it, and queue its
+    fan-out and inbox work after commit. Payload sizes are checked here, whoever the caller."""
+    notification_id = uuid.uuid4()
     check_sizes(
         PushSpec(
             id=str(notification_id),
-            kind=body.kind,
-            priority=body.priority,
-            sensitivity=body.sensitivity,
+            kind=kind,
+            priority=priority,
+            sensitivity=sensitivity,
             title=title,
-            body=body_text,
-            data=body.data,
-            deep_link=body.deep_link,
-            collapse_key=body.collapse_key,
-            ttl_seconds=body.ttl_seconds,
+            body=body,
+            data=data,
+            deep_link=deep_link,
+            collapse_key=collapse_key,
+            ttl_seconds=ttl_seconds,
         )
     )
     now = utcnow()
     values = {
         "id": notification_id,
-        "app": body.app,
-        "kind": body.kind,
-        "priority": body.priority,
-        "sensitivity": body.sensitivity,
+        "app": app,
+        "kind": kind,
+        "priority": priority,
+        "sensitivity": sensitivity,
         "title": title,
-        "body": body_text,
-        "data": body.data,
-        "deep_link": body.deep_link,
-        "collapse_key": body.collapse_key,
-        "ttl_seconds": body.ttl_seconds,
-        "audience": body.audience.model_dump(mode="json"),
+        "body": body,
+        "data": data,
+        "deep_link": deep_link,
+        "collapse_key": collapse_key,
+        "ttl_seconds": ttl_seconds,
+        "audience": audience,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
-        "created_by_kind": creator_kind,
-        "created_by_id": creator_id,
-        "unit_id": principal.unit_id,
+        "created_by_kind": created_by_kind,
+        "created_by_id": created_by_id,
+        "unit_id": unit_id,
         "status": "queued",
         "created_at": now,
-        "expires_at": now + dt.timedelta(seconds=body.ttl_seconds),
+        "expires_at": now + dt.timedelta(seconds=ttl_seconds),
     }
     await session.execute(insert(Notification).values(**values))
     notification = await session.get(Notification, notification_id)
@@ -132,11 +181,11 @@ async def create(
         object_type="notification",
         object_id=notification_id,
         details={
-            "app": body.app,
-            "kind": body.kind,
-            "priority": body.priority,
-            "sensitivity": body.sensitivity,
-            "audience": _audience_summary(body),
+            "app": app,
+            "kind": kind,
+            "priority": priority,
+            "sensitivity": sensitivity,
+            "audience": audience_summary,
         },
     )
     defer(
@@ -144,11 +193,11 @@ async def create(
         "fan_out",
         str(notification_id),
         job_id=f"fanout:{notification_id}",
-        queue=queue_for(body.priority),
+        queue=queue_for(priority),
     )
     # In-app inbox (inbox/fanout.py): announce broadcasts, queue per-recipient rows (after commit).
     await inbox_fanout.schedule(session, notification)
-    return notification, True
+    return notification
 
 
 def _creator(principal: Principal) -> tuple[str, uuid.UUID]:
@@ -219,4 +268,77 @@ def _visible(principal: Principal, notification: Notification) -> bool:
 
 
 async def pending_count(session: AsyncSession, notification: Notification) -> int:
-    return max(0, notification.targeted - notification.sent - notification.invalid - notification.failed)
+    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
+    return max(0, notification.targeted - settled)
+
+
+# Rows no worker holds: due or retrying, or leased by a worker whose lease ran out (killed).
+def _unattempted(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(
+        Delivery.status.in_(("pending", "retrying")),
+        and_(Delivery.status == "sending", Delivery.claimed_until < now),
+    )
+
+
+async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int | None:
+    """Stop a notification: no fan-out page and no send batch starts after this commits (both
+    check the status under the notification's row lock / before claiming); batches already at
+    the provider finish and record their results. Rows not yet attempted become ``cancelled``.
+    Returns how many rows were cancelled, or None when it had already finished."""
+    notification = await session.get(Notification, notification_id, with_for_update=True)
+    if notification is None:
+        raise NotFound("Notification not found")
+    if notification.status in ("completed", "expired"):
+        return None
+    notification.status = "cancelled"
+    notification.completed_at = notification.completed_at or now
+    notification.fanout_done_at = notification.fanout_done_at or now
+    count = await cancel_remaining(session, notification=notification, now=now)
+    audit.record(
+        session,
+        action="notification.cancelled",
+        object_type="notification",
+        object_id=notification_id,
+        details={"cancelled_deliveries": count},
+    )
+    return count
+
+
+async def cancel_remaining(session: AsyncSession, *, notification: Notification, now: dt.datetime) -> int:
+    """Also for the sweep after a cancel: a batch in flight at cancel time may record rows as
+    ``retrying``; those will never be claimed again, so they are cancelled too."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.notification_id == notification.id, _unattempted(now))
+        .values(status="cancelled", claimed_until=None, updated_at=now)
+        .returning(Delivery.id)
+    )
+    count = len(result.all())
+    if count:
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == notification.id)
+            .values(cancelled=Notification.cancelled + count)
+        )
+        await session.refresh(notification, ["cancelled"])
+    return count
+
+
+async def in_flight(session: AsyncSession, *, notification_id: uuid.UUID) -> int:
+    """Rows a worker holds right now (claimed and not yet recorded)."""
+    query = select(func.count()).where(
+        Delivery.notification_id == notification_id, Delivery.status == "sending"
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def withdraw(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> None:
+    """Mark a recalled notification: inboxes show it as withdrawn, without its content."""
+    await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.withdrawn_at.is_(None))
+        .values(withdrawn_at=now)
+    )
+    audit.record(
+        session, action="notification.withdrawn", object_type="notification", object_id=notification_id
+    )

@@ -20,6 +20,7 @@ from notifications.providers.registry import build_providers
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
+from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, redis_settings
 from workers.sms_jobs import sms_fallback
 
@@ -57,6 +58,8 @@ class WorkerSettings:
         inbox_fan_out,
         inbox_reconcile,
         sms_fallback,
+        news_release,
+        news_tick,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -73,6 +76,8 @@ class WorkerSettings:
             timeout=55,
         ),
         cron(sms_fallback, second=20, unique=True, timeout=55),
+        # Scheduled breaking news goes out within 5 s of its time even if its deferred job is lost.
+        cron(news_tick, second=set(range(0, 60, 5)), unique=True, timeout=55),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
     ]

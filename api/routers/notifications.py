@@ -5,14 +5,22 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from api.deps import SessionDep, require_or_scope
 from auth.principal import Principal
 from auth.roles import Permission
+from inbox.stream import NotAcceptable
 from notifications import service as notification_service
+from notifications import stats as notification_stats
 from notifications.models import Notification
-from notifications.schemas import NotificationCreate, NotificationOut
+from notifications.schemas import (
+    NotificationCreate,
+    NotificationDetailOut,
+    NotificationOut,
+    NotificationStatsOut,
+)
 
 router = APIRouter(tags=["notifications"])
 
@@ -52,11 +60,58 @@ async def create_notification(
     return _out(notification)
 
 
-@router.get("/{notification_id}", response_model=NotificationOut)
+@router.get("/{notification_id}", response_model=NotificationDetailOut)
 async def get_notification(
     notification_id: uuid.UUID,
     session: SessionDep,
     principal: Principal = require_or_scope(Permission.NOTIFICATIONS_READ, scope="notifications:send"),
-) -> NotificationOut:
-    """Live counters: targeted, sent, invalid (dead tokens), failed, pending."""
-    return _out(await notification_service.get(session, principal=principal, notification_id=notification_id))
+) -> NotificationDetailOut:
+    """Live counters: targeted, sent, invalid (dead tokens), failed, pending; and the readers'
+    receipts (received, opened)."""
+    notification = await notification_service.get(
+        session, principal=principal, notification_id=notification_id
+    )
+    received, opened = await notification_stats.receipt_counts(session, notification_id=notification.id)
+    out = _out(notification)
+    return NotificationDetailOut(**out.model_dump(), received=received, opened=opened)
+
+
+@router.get("/{notification_id}/stats", response_model=NotificationStatsOut)
+async def get_notification_stats(
+    notification_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_or_scope(Permission.NOTIFICATIONS_READ, scope="notifications:send"),
+) -> NotificationStatsOut:
+    """Deliveries by state, per language and per platform (targeted = sent + invalid + failed +
+    retrying + pending + cancelled), receipts (received, opened), and the time from creation to
+    the first and the latest provider request."""
+    notification = await notification_service.get(
+        session, principal=principal, notification_id=notification_id
+    )
+    return await notification_stats.stats_of(session, notification=notification)
+
+
+@router.get(
+    "/{notification_id}/progress",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def notification_progress(
+    request: Request,
+    notification_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_or_scope(Permission.NOTIFICATIONS_READ, scope="notifications:send"),
+) -> StreamingResponse:
+    """Server-Sent Events: ``progress`` snapshots (counters and receipts) as batches are recorded
+    and at least every second, then ``final`` with the full stats once the notification is
+    finished, and the stream ends. Send ``Accept: text/event-stream``."""
+    notification = await notification_service.get(
+        session, principal=principal, notification_id=notification_id
+    )
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
+    return StreamingResponse(
+        notification_stats.progress_stream(notification.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

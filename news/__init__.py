@@ -1,0 +1,1 @@
+"""Portal app: breaking-news items, their four-eyes workflow, sections readers follow."""

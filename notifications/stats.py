@@ -1,0 +1,286 @@
+"""Per-notification delivery stats (per language, per platform), receipts, timing, and the live
+progress stream.
+
+* **Stats** (``GET /v1/notifications/{id}/stats``) group the notification's delivery rows by
+  language and the device's platform in one query, and its receipts likewise, so every figure
+  adds up: ``targeted = sent + invalid + failed + retrying + pending + cancelled``. Receipts of a
+  signed-in user's inbox carry no device and are counted under ``unknown``.
+* **Timing**: ``first_request_at`` / ``last_request_at`` on the notification are set when a
+  batch's provider answers are recorded (``note_batch``, called by ``outbox.record``), so "time to
+  first / last provider request" costs nothing to read. They are the recording times, i.e. late
+  by at most one batch's round trip.
+* **Progress** (``GET /v1/notifications/{id}/progress``): Server-Sent Events, as the inbox
+  stream (inbox/stream.py): ``note_batch`` publishes a wake-up on Redis after the batch's commit;
+  the stream sends a cheap snapshot (the notification's counters and the receipt counts, two
+  index lookups) when woken, at most every ``MIN_GAP_SECONDS``, and at least every
+  ``SNAPSHOT_SECONDS``; once the notification is finished it sends ``final`` with the full stats
+  and ends. With Redis down the stream still works, by polling alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import DateTime, func, select, table, update
+from sqlalchemy import column as sql_column
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import get_settings
+from core.db import transaction
+from core.logging import get_logger
+from devices.models import Device
+from inbox import events
+from inbox.models import Receipt
+from notifications.fanout import FINAL_STATUSES
+from notifications.models import Delivery, Notification
+from notifications.providers.base import SendResult
+from notifications.schemas import DeliveryCounts, NotificationProgress, NotificationStatsOut
+
+log = get_logger(__name__)
+
+UNKNOWN = "unknown"
+SNAPSHOT_SECONDS = 1.0
+MIN_GAP_SECONDS = 0.25
+MAX_STREAM_SECONDS = 300.0
+RETRY_MILLISECONDS = 3000
+# Results made up locally, without a provider request (see dispatch.py and providers/paced.py).
+_LOCAL_CODES = ("device_retired", "rate_limited")
+
+# The two timing columns of migration 0005, addressed at the table level (Core), so the ORM
+# model stays as its owners keep it.
+_timing = table(
+    "notifications",
+    sql_column("id"),
+    sql_column("first_request_at", DateTime(timezone=True)),
+    sql_column("last_request_at", DateTime(timezone=True)),
+)
+
+
+def progress_channel(notification_id: uuid.UUID) -> str:
+    return f"chuong:notifications:progress:{notification_id}"
+
+
+def _from_provider(result: SendResult) -> bool:
+    code = result.error_code or ""
+    return code not in _LOCAL_CODES and not code.startswith("no_provider:")
+
+
+async def note_batch(
+    session: AsyncSession,
+    *,
+    notification_id: uuid.UUID,
+    results: Sequence[tuple[Any, SendResult]],
+    now: dt.datetime,
+) -> None:
+    """A batch's results were recorded: stamp the first/last provider request times and wake the
+    progress streams (after commit; a rolled-back batch is never announced)."""
+    if any(_from_provider(result) for _, result in results):
+        await session.execute(
+            update(_timing)
+            .where(_timing.c.id == notification_id)
+            .values(
+                first_request_at=func.coalesce(_timing.c.first_request_at, now),
+                last_request_at=func.greatest(func.coalesce(_timing.c.last_request_at, now), now),
+            )
+        )
+    if results:
+        events.publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
+
+
+def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:
+    return None if at is None else round((at - created_at).total_seconds(), 3)
+
+
+async def _timing_of(session: AsyncSession, notification_id: uuid.UUID) -> tuple[dt.datetime | None, ...]:
+    row = (
+        await session.execute(
+            select(_timing.c.first_request_at, _timing.c.last_request_at).where(
+                _timing.c.id == notification_id
+            )
+        )
+    ).one()
+    return row.first_request_at, row.last_request_at
+
+
+async def receipt_counts(session: AsyncSession, *, notification_id: uuid.UUID) -> tuple[int, int]:
+    """Readers who reported the notification received / opened (the receipts' primary key
+    starts with the notification id: an index range)."""
+    row = (
+        await session.execute(
+            select(func.count(Receipt.received_at), func.count(Receipt.opened_at)).where(
+                Receipt.notification_id == notification_id
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _add(into: dict[str, DeliveryCounts], key: str, **values: int) -> None:
+    current = into.setdefault(key, DeliveryCounts())
+    for name, value in values.items():
+        setattr(current, name, getattr(current, name) + value)
+
+
+async def stats_of(session: AsyncSession, *, notification: Notification) -> NotificationStatsOut:
+    """The full breakdown. One grouped scan of the notification's deliveries (the unique index
+    on (notification_id, device_id)) joined to devices, and one of its receipts."""
+    settled = {"sent", "invalid", "failed", "retrying", "cancelled"}
+    counted = {name: func.count().filter(Delivery.status == name) for name in sorted(settled)}
+    delivery_rows = (
+        await session.execute(
+            select(Delivery.language, Device.platform, func.count().label("targeted"), *counted.values())
+            .join(Device, Device.id == Delivery.device_id)
+            .where(Delivery.notification_id == notification.id)
+            .group_by(Delivery.language, Device.platform)
+        )
+    ).all()
+    language = func.coalesce(Delivery.language, Device.locale, UNKNOWN)
+    platform = func.coalesce(Device.platform, UNKNOWN)
+    receipt_rows = (
+        await session.execute(
+            select(language, platform, func.count(Receipt.received_at), func.count(Receipt.opened_at))
+            .select_from(Receipt)
+            .outerjoin(Device, Device.id == Receipt.device_id)
+            .outerjoin(
+                Delivery,
+                (Delivery.notification_id == Receipt.notification_id)
+                & (Delivery.device_id == Receipt.device_id),
+            )
+            .where(Receipt.notification_id == notification.id)
+            .group_by(language, platform)
+        )
+    ).all()
+
+    totals: dict[str, DeliveryCounts] = {}
+    by_language: dict[str, DeliveryCounts] = {}
+    by_platform: dict[str, DeliveryCounts] = {}
+    for row in delivery_rows:
+        values = dict(zip(sorted(settled), row[3:], strict=True))
+        # Everything not final nor retrying: not yet claimed, or in a worker's hands right now
+        # (status 'sending'); computed as the rest so the identity holds whatever the statuses.
+        values["pending"] = row.targeted - sum(values.values())
+        values["targeted"] = row.targeted
+        for into, key in ((totals, "all"), (by_language, row.language), (by_platform, row.platform)):
+            _add(into, key, **values)
+    for lang, plat, received, opened in receipt_rows:
+        for into, key in ((totals, "all"), (by_language, lang), (by_platform, plat)):
+            _add(into, key, received=received, opened=opened)
+
+    first, last = await _timing_of(session, notification.id)
+    return NotificationStatsOut(
+        notification_id=notification.id,
+        status=notification.status,
+        priority=notification.priority,
+        created_at=notification.created_at,
+        completed_at=notification.completed_at,
+        totals=totals.get("all", DeliveryCounts()),
+        by_language=dict(sorted(by_language.items())),
+        by_platform=dict(sorted(by_platform.items())),
+        first_request_at=first,
+        last_request_at=last,
+        seconds_to_first_request=_seconds(notification.created_at, first),
+        seconds_to_last_request=_seconds(notification.created_at, last),
+    )
+
+
+async def progress_of(session: AsyncSession, *, notification: Notification) -> NotificationProgress:
+    received, opened = await receipt_counts(session, notification_id=notification.id)
+    first, last = await _timing_of(session, notification.id)
+    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
+    return NotificationProgress(
+        notification_id=notification.id,
+        status=notification.status,
+        finished=notification.status in FINAL_STATUSES,
+        targeted=notification.targeted,
+        sent=notification.sent,
+        invalid=notification.invalid,
+        failed=notification.failed,
+        cancelled=notification.cancelled,
+        pending=max(0, notification.targeted - settled),
+        received=received,
+        opened=opened,
+        seconds_to_first_request=_seconds(notification.created_at, first),
+        seconds_to_last_request=_seconds(notification.created_at, last),
+    )
+
+
+def frame(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {orjson.dumps(data).decode()}\n\n"
+
+
+async def _snapshot(
+    notification_id: uuid.UUID,
+) -> tuple[NotificationProgress | None, NotificationStatsOut | None]:
+    """The progress now, and the full stats once the notification is finished."""
+    async with transaction() as session:
+        notification = await session.get(Notification, notification_id)
+        if notification is None:
+            return None, None
+        progress = await progress_of(session, notification=notification)
+        final = await stats_of(session, notification=notification) if progress.finished else None
+        return progress, final
+
+
+async def _woken(pubsub: Any, seconds: float) -> bool:
+    """Wait for a wake-up (True) or the timeout (False); drain the wake-ups queued meanwhile, so
+    a burst of recorded batches costs one snapshot."""
+    deadline = time.monotonic() + seconds
+    # get_message also returns None, early, for the ignored subscribe confirmation: keep waiting.
+    while (left := deadline - time.monotonic()) > 0:
+        if await pubsub.get_message(ignore_subscribe_messages=True, timeout=left) is not None:
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0) is not None:
+                pass
+            return True
+    return False
+
+
+async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[str, None]:
+    """``progress`` snapshots until the notification is finished, then ``final`` (full stats)
+    and the end. The caller has already checked that the principal may see the notification."""
+    # A connection of its own: a subscribed connection cannot serve other commands.
+    redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
+    pubsub: Any = redis.pubsub()
+    try:
+        try:
+            await pubsub.subscribe(progress_channel(notification_id))
+        except Exception as exc:  # Redis down: snapshots by polling only
+            log.warning("progress_subscribe_failed", error=type(exc).__name__)
+            pubsub = None
+        yield f"retry: {RETRY_MILLISECONDS}\n\n"
+        deadline = time.monotonic() + MAX_STREAM_SECONDS
+        while True:
+            sent_at = time.monotonic()
+            progress, final = await _snapshot(notification_id)
+            if progress is None:
+                yield frame("gone", {"notification_id": str(notification_id)})
+                return
+            if final is not None:
+                yield frame("final", final.model_dump(mode="json"))
+                return
+            yield frame("progress", progress.model_dump(mode="json"))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # the client reconnects (EventSource does so by itself)
+            timeout = min(SNAPSHOT_SECONDS, remaining)
+            if pubsub is None:
+                await asyncio.sleep(timeout)
+                continue
+            try:
+                woken = await _woken(pubsub, timeout)
+            except Exception as exc:
+                log.warning("progress_wakeup_failed", error=type(exc).__name__)
+                pubsub = None
+                continue
+            if woken:
+                await asyncio.sleep(max(0.0, sent_at + MIN_GAP_SECONDS - time.monotonic()))
+    finally:
+        if pubsub is not None:
+            await pubsub.aclose()
+        await redis.aclose()
