@@ -15,6 +15,7 @@ from api.routers import auth as auth_routes
 from api.routers import news as news_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
+from api.routers import tracking as tracking_routes
 from core.config import get_settings
 from core.db import dispose_engine
 from core.logging import configure_logging
@@ -52,4 +53,5 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(news_routes.router, prefix="/v1/news")
     app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
+    app.include_router(tracking_routes.router, prefix="/v1/tracking")
     return app

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     device_limit_per_user: int = 20
     device_stale_days: int = 270
 
+    # --- tracking app (docs/tracking.md) ---
+    # Overrides of tracking/rules.py's reminder policy, as a JSON object (CHUONG_TRACKING_RULES).
+    tracking_rules: dict[str, Any] = Field(default_factory=dict)
+    # Records accepted in one intake request (bulk upsert of tasks or KPIs).
+    tracking_max_batch: int = Field(default=5000, ge=1, le=20000)
+    # Ledger rows one sender transaction turns into notifications.
+    tracking_send_chunk: int = Field(default=500, ge=1, le=5000)
+
     # --- SMS emergency fallback (D-31, docs/sms.md) ---
     # With no gateway URL, SMS go to the emulator's sink (control port, /sms/send).
     sms_gateway_url: str | None = None
@@ -145,7 +153,8 @@ class Settings(BaseSettings):
     sms_lookback_minutes: int = Field(default=360, ge=1)
     # Kinds (prefix match) that never go by SMS whatever their priority: routine reminders.
     sms_never_kinds: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["reminder", "task_reminder", "task.reminder", "kpi_reminder", "digest"]
+        # tracking/sender.py sends "tracking.reminder.<rule>" and "tracking.digest".
+        default_factory=lambda: ["tracking.reminder", "tracking.digest", "reminder", "digest"]
     )
     sms_daily_cap_per_user: int = Field(default=3, ge=0)
     sms_daily_cap_per_unit: int = Field(default=100, ge=0)

@@ -3,4 +3,5 @@
 import inbox.models  # noqa: F401
 import news.models  # noqa: F401
 import notifications.models  # noqa: F401
+import tracking.models  # noqa: F401
 from notifications.sms import models as _sms_models  # noqa: F401

@@ -23,6 +23,7 @@ from workers.jobs import purge_ended_sessions
 from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, redis_settings
 from workers.sms_jobs import sms_fallback
+from workers.tracking_jobs import tracking_send, tracking_sweep
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -60,6 +61,8 @@ class WorkerSettings:
         sms_fallback,
         news_release,
         news_tick,
+        tracking_sweep,
+        tracking_send,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -78,6 +81,8 @@ class WorkerSettings:
         cron(sms_fallback, second=20, unique=True, timeout=55),
         # Scheduled breaking news goes out within 5 s of its time even if its deferred job is lost.
         cron(news_tick, second=set(range(0, 60, 5)), unique=True, timeout=55),
+        # Tracking reminders (docs/tracking.md): each sweep also catches up any missed minute.
+        cron(tracking_sweep, second=5, unique=True, timeout=55),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
     ]

@@ -88,7 +88,7 @@ async def test_normal_high_routine_and_broadcast_notifications_never_go_by_sms(
     users = {"users": [str(reader.id)]}
     await notify(client, sender, audience=users, priority="normal")
     await notify(client, sender, audience=users, priority="high")
-    await notify(client, sender, audience=users, priority="emergency", kind="task_reminder")
+    await notify(client, sender, audience=users, priority="emergency", kind="tracking.reminder.due_day")
     await notify(client, sender, audience=users, priority="emergency", kind="reminder.deadline")
     await notify(client, sender, audience={"all": True}, priority="emergency", app="portal")
     await notify(client, sender, audience={"topics": ["bao-lu"]}, priority="emergency", app="portal")

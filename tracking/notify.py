@@ -1,0 +1,91 @@
+"""Tracking notifications go through the delivery core (``notifications.service.create``): an
+inbox item per recipient plus a push. Classified tasks (D-17) go out as ``classified``: the push
+is data-only with an opaque id, and the texts themselves are a status line that names no task,
+so not even the inbox's full view shows task content."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.principal import Principal
+from notifications import service as notifications
+from notifications.schemas import Audience, NotificationCreate
+from tracking.rules import Rules
+
+# The sweep and the sender act for the service itself, not for a person or a connected system:
+# their notifications name this id as creator (kind "system"). Their audience is authorised by
+# construction (the task's own people, its unit's leaders, the standing agency).
+SYSTEM_SENDER_ID = uuid.UUID("00000000-0000-4000-8000-0000000c4a9e")
+REMINDER_TTL_SECONDS = 3 * 24 * 3600
+CLASSIFIED_TITLE = "Nhiệm vụ mật có cập nhật"
+CLASSIFIED_BODY = "Bạn có một thông báo về nhiệm vụ mật. Vui lòng mở ứng dụng để xem."
+MAX_AUDIENCE = 10_000
+
+
+@dataclass
+class Message:
+    kind: str  # tracking.assigned, tracking.reminder.deadline, …
+    title: str
+    body: str
+    recipients: Sequence[uuid.UUID]
+    classified: bool = False
+    priority: str = "normal"
+    data: dict[str, str] = field(default_factory=dict)
+    deep_link: str | None = None
+
+
+async def send(
+    session: AsyncSession, *, principal: Principal | None, message: Message, rules: Rules
+) -> uuid.UUID:
+    """``principal``: the connected system whose intake caused the event (its audience is checked
+    like any sender's); None for the service's own reminders."""
+    recipients = list(dict.fromkeys(message.recipients))[:MAX_AUDIENCE]
+    if message.classified:
+        title, body, data, deep_link, sensitivity = CLASSIFIED_TITLE, CLASSIFIED_BODY, {}, None, "classified"
+    else:
+        title, body, data, deep_link = message.title, message.body, message.data, message.deep_link
+        sensitivity = rules.open_sensitivity
+    create = NotificationCreate(
+        app="tracking",
+        kind=message.kind,
+        priority=message.priority,
+        sensitivity=sensitivity,
+        title={"vi": title[:256]},
+        body={"vi": body[:4000]},
+        data=data,
+        deep_link=deep_link,
+        ttl_seconds=REMINDER_TTL_SECONDS,
+        audience=Audience(users=recipients),
+    )
+    if principal is not None:
+        notification, _ = await notifications.create(
+            session, principal=principal, body=create, idempotency_key=None
+        )
+        return notification.id
+    notification = await notifications.create_prepared(
+        session,
+        app=create.app,
+        kind=create.kind,
+        priority=create.priority,
+        sensitivity=create.sensitivity,
+        title={"vi": create.title["vi"]},
+        body={"vi": create.body["vi"]},
+        data=create.data,
+        deep_link=create.deep_link,
+        collapse_key=None,
+        ttl_seconds=create.ttl_seconds,
+        audience=create.audience.model_dump(mode="json"),
+        audience_summary={"users": len(recipients)},
+        created_by_kind="system",
+        created_by_id=SYSTEM_SENDER_ID,
+        unit_id=None,
+    )
+    return notification.id
+
+
+def task_link(task_id: uuid.UUID) -> str:
+    return f"chuong-tracking://tasks/{task_id}"

@@ -1,0 +1,203 @@
+"""Request and response bodies of the tracking app."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
+
+from core.schemas import RequestModel, ResponseModel
+
+Code = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+LongText = Annotated[str, StringConstraints(max_length=20_000)]
+ResultStatus = Literal["not_started", "in_progress", "done"]
+DeadlineStatus = Literal["on_time", "due_soon", "overdue", "done"]
+# int64 range, so a version always fits the BIGINT column (no 500 on a huge number).
+Version = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def _plausible(value: dt.date) -> dt.date:
+    # Year 1 or 9999 would overflow when moved between time zones; no task lives there.
+    if not 2000 <= value.year <= 2100:
+        raise ValueError("dates must be between the years 2000 and 2100")
+    return value
+
+
+Day = Annotated[dt.date, AfterValidator(_plausible)]
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
+
+class Attachment(RequestModel):
+    """A reference to an evidence file kept by the tracking system (never the file itself)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    size: Annotated[int, Field(ge=0, le=2**40)] | None = None
+    media_type: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class ReportState(RequestModel):
+    """The unit's latest progress report and the standing agency's decision (D-15)."""
+
+    status: Literal["submitted", "approved", "rejected"]
+    reason: LongText | None = None
+
+    @model_validator(mode="after")
+    def _reason_for_rejection(self) -> ReportState:
+        if self.status == "rejected" and not (self.reason and self.reason.strip()):
+            raise ValueError("a rejected report needs a reason")
+        return self
+
+
+class TaskUpsert(RequestModel):
+    code: Code
+    version: Version
+    name: ShortText
+    group_code: Code | None = None
+    group_name: ShortText | None = None
+    lead_unit: UnitCode
+    cooperating_units: Annotated[list[UnitCode], Field(max_length=200)] = Field(default_factory=list)
+    responsible_users: Annotated[list[Username], Field(max_length=200)] = Field(default_factory=list)
+    assigning_document: ShortText | None = None
+    expected_output: LongText | None = None
+    assigned_at: Instant | None = None
+    # A date means the end of that working day (17:00 Asia/Ho_Chi_Minh).
+    deadline: Day | Instant
+    priority: Annotated[int, Field(ge=1, le=5)] = 3
+    result_status: ResultStatus = "not_started"
+    completed_at: Instant | None = None
+    confirmed_at: Instant | None = None
+    classified: bool = False
+    description: LongText | None = None
+    difficulties: LongText | None = None
+    proposals: LongText | None = None
+    attachments: Annotated[list[Attachment], Field(max_length=50)] = Field(default_factory=list)
+    report: ReportState | None = None
+
+    @model_validator(mode="after")
+    def _classified_carries_status_only(self) -> TaskUpsert:
+        # D-17: for classified tasks only the status is entered.
+        if self.classified:
+            present = [
+                name
+                for name in ("description", "difficulties", "proposals")
+                if getattr(self, name) is not None
+            ]
+            if self.attachments:
+                present.append("attachments")
+            if self.report is not None and self.report.reason:
+                present.append("report.reason")
+            if present:
+                raise ValueError("classified tasks carry only their status; remove: " + ", ".join(present))
+        return self
+
+
+class TaskBatch(RequestModel):
+    tasks: Annotated[list[TaskUpsert], Field(min_length=1)]
+
+
+class KpiUpsert(RequestModel):
+    code: Code
+    period: Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    period_kind: Literal["month", "quarter", "year", "ad_hoc"]
+    version: Version
+    name: ShortText
+    unit: UnitCode
+    responsible_users: Annotated[list[Username], Field(max_length=200)] = Field(default_factory=list)
+    target: Annotated[Decimal, Field(max_digits=30, decimal_places=6, allow_inf_nan=False)] | None = None
+    value: Annotated[Decimal, Field(max_digits=30, decimal_places=6, allow_inf_nan=False)] | None = None
+    cumulative_value: (
+        Annotated[Decimal, Field(max_digits=30, decimal_places=6, allow_inf_nan=False)] | None
+    ) = None
+    report_due: Day
+    reported_at: Instant | None = None
+
+
+class KpiBatch(RequestModel):
+    kpis: Annotated[list[KpiUpsert], Field(min_length=1)]
+
+
+class UpsertResult(ResponseModel):
+    created: int
+    updated: int
+    # Records whose stored version is the same or newer: left untouched.
+    ignored: list[str]
+    notifications: int
+
+
+class TaskOut(ResponseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    group_code: str | None
+    group_name: str | None
+    lead_unit_id: uuid.UUID
+    cooperating_unit_ids: list[uuid.UUID]
+    responsible_user_ids: list[uuid.UUID]
+    assigned_at: dt.datetime | None
+    deadline: dt.datetime
+    priority: int
+    result_status: str
+    completed_at: dt.datetime | None
+    classified: bool
+    description: str | None
+    difficulties: str | None
+    proposals: str | None
+    report_status: str | None
+    received_at: dt.datetime
+    confirmed_at: dt.datetime | None
+    confirm_by: dt.datetime | None
+    deadline_status: DeadlineStatus
+    colour: str
+    version: int
+
+
+class StatusCount(ResponseModel):
+    unit_id: uuid.UUID
+    deadline_status: DeadlineStatus
+    count: int
+
+
+class PreferenceIn(RequestModel):
+    """Quiet hours in local time (Asia/Ho_Chi_Minh); ``22:00``–``06:30`` wraps midnight."""
+
+    quiet_start: dt.time | None = None
+    quiet_end: dt.time | None = None
+    daily_digest: bool = False
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> PreferenceIn:
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            raise ValueError("give both quiet_start and quiet_end, or neither")
+        if self.quiet_start is not None and self.quiet_start == self.quiet_end:
+            raise ValueError("quiet hours must not be empty")
+        for value in (self.quiet_start, self.quiet_end):
+            if value is not None and value.tzinfo is not None:
+                raise ValueError("quiet hours are local times without an offset")
+        return self
+
+
+class PreferenceOut(ResponseModel):
+    quiet_start: dt.time | None
+    quiet_end: dt.time | None
+    daily_digest: bool
+
+
+class CalendarDayIn(RequestModel):
+    day: Day
+    kind: Literal["off", "work"]
+    note: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class CalendarDayOut(ResponseModel):
+    day: dt.date
+    kind: str
+    note: str | None

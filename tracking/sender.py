@@ -1,0 +1,275 @@
+"""Turning pending ledger rows into notifications, at most once each.
+
+A sender claims pending rows with ``FOR UPDATE SKIP LOCKED`` (two workers never hold the same
+row), creates one notification per (subject, rule, occurrence) for the claimed recipients, and
+marks the rows ``sent`` with the notification's id in the same transaction: a crash before the
+commit loses both, a commit keeps both, and a row that is ``sent`` is never claimed again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from core.workcalendar import WorkCalendar
+from tracking import notify
+from tracking.events import local_date
+from tracking.models import Kpi, Preference, Reminder, Task
+from tracking.rules import Rules
+
+MAX_DIGEST_LISTED = 5
+DIGEST_USERS_PER_RUN = 500
+
+
+@dataclass(frozen=True)
+class Subject:
+    code: str
+    name: str
+    due: str
+    classified: bool
+    open: bool
+
+
+def _text(rule: str, occurrence: str, subject: Subject, rules: Rules) -> tuple[str, str]:
+    head = f"{subject.code}: {subject.name}"
+    if rule == "deadline":
+        days = int(occurrence.split(":", 1)[0][1:])
+        title = "Nhiệm vụ đến hạn hôm nay" if days == 0 else "Nhắc hạn nhiệm vụ"
+        return title, f"{head}. Hạn hoàn thành: {subject.due}."
+    if rule == "overdue":
+        step, target = occurrence.split(":")[:2]
+        if target == "responsible":
+            return "Nhiệm vụ quá hạn", f"{head} đã quá hạn từ {subject.due}. Vui lòng cập nhật tiến độ."
+        who = "đơn vị chủ trì" if target == "unit_leaders" else "cơ quan thường trực"
+        return (
+            f"Cảnh báo nhiệm vụ quá hạn ({who})",
+            f"{head} quá hạn {step[1:]} ngày làm việc (hạn {subject.due}) và chưa hoàn thành.",
+        )
+    if rule == "confirm":
+        hours = f"{rules.confirm_window_hours:g}"
+        if occurrence.startswith("half:"):
+            return "Xác nhận nhiệm vụ được giao", (
+                f"{head}. Vui lòng xác nhận hoặc phản hồi trong {hours} giờ làm việc kể từ khi nhận."
+            )
+        return "Nhiệm vụ chưa được xác nhận", f"{head} chưa được xác nhận sau {hours} giờ làm việc."
+    return "Nhắc hạn báo cáo chỉ số", f"{head}. Hạn báo cáo: {subject.due}."
+
+
+async def _subjects(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subject]:
+    subjects: dict[uuid.UUID, Subject] = {}
+    for task in (
+        await session.execute(
+            select(Task.id, Task.code, Task.name, Task.deadline, Task.classified, Task.result_status).where(
+                Task.id.in_(ids)
+            )
+        )
+    ).all():
+        subjects[task.id] = Subject(
+            task.code, task.name, local_date(task.deadline), task.classified, task.result_status != "done"
+        )
+    for kpi in (
+        await session.execute(
+            select(Kpi.id, Kpi.code, Kpi.period, Kpi.name, Kpi.report_due, Kpi.reported_at).where(
+                Kpi.id.in_(ids - subjects.keys())
+            )
+        )
+    ).all():
+        subjects[kpi.id] = Subject(
+            f"{kpi.code} ({kpi.period})",
+            kpi.name,
+            kpi.report_due.strftime("%d/%m/%Y"),
+            False,
+            kpi.reported_at is None,
+        )
+    return subjects
+
+
+async def _mark(
+    session: AsyncSession, ids: list[int], *, status: str, notification_id: uuid.UUID | None, now: dt.datetime
+) -> None:
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.id.in_(ids))
+        .values(status=status, notification_id=notification_id, sent_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def send_pending(session: AsyncSession, *, now: dt.datetime, rules: Rules, limit: int) -> int:
+    """Claim up to ``limit`` pending push rows and send them; returns the rows claimed (0 when
+    nothing is left for this sender)."""
+    claimed = (
+        await session.execute(
+            select(
+                Reminder.id,
+                Reminder.subject_id,
+                Reminder.rule,
+                Reminder.occurrence,
+                Reminder.user_id,
+                Reminder.priority,
+            )
+            .where(Reminder.status == "pending", Reminder.channel == "push")
+            .order_by(Reminder.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not claimed:
+        return 0
+    groups: dict[tuple[uuid.UUID, str, str, str], list[tuple[int, uuid.UUID]]] = defaultdict(list)
+    for row in claimed:
+        groups[(row.subject_id, row.rule, row.occurrence, row.priority)].append((row.id, row.user_id))
+    subjects = await _subjects(session, {key[0] for key in groups})
+    sent: list[tuple[int, uuid.UUID]] = []
+    for (subject_id, rule, occurrence, priority), members in groups.items():
+        ids = [row_id for row_id, _ in members]
+        subject = subjects.get(subject_id)
+        if subject is None or not subject.open:
+            # Done (or reported) since the sweep: the reminder no longer applies.
+            await _mark(session, ids, status="dropped", notification_id=None, now=now)
+            continue
+        title, body = _text(rule, occurrence, subject, rules)
+        message = notify.Message(
+            kind=f"tracking.reminder.{rule}",
+            title=title,
+            body=body,
+            recipients=[user_id for _, user_id in members],
+            classified=subject.classified,
+            priority=priority,
+            data={"subject_id": str(subject_id), "rule": rule},
+            deep_link=notify.task_link(subject_id) if rule != "report" else "chuong-tracking://kpis",
+        )
+        notification_id = await notify.send(session, principal=None, message=message, rules=rules)
+        sent += [(row_id, notification_id) for row_id in ids]
+    if sent:
+        # One statement for the whole chunk, still inside the notifications' transaction.
+        await session.execute(
+            text(
+                "UPDATE tracking_reminders r SET status = 'sent', notification_id = v.nid, sent_at = :now "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:nids AS uuid[])) AS v(id, nid) WHERE r.id = v.id"
+            ),
+            {"ids": [i for i, _ in sent], "nids": [n for _, n in sent], "now": now},
+        )
+    return len(claimed)
+
+
+def _quiet(pref: Preference | None, local_time: dt.time) -> bool:
+    if pref is None or pref.quiet_start is None or pref.quiet_end is None:
+        return False
+    if pref.quiet_start < pref.quiet_end:
+        return pref.quiet_start <= local_time < pref.quiet_end
+    return local_time >= pref.quiet_start or local_time < pref.quiet_end
+
+
+async def send_digests(
+    session: AsyncSession, *, now: dt.datetime, calendar: WorkCalendar, rules: Rules
+) -> int:
+    """One push per digest user and working day, summarising their pending digest rows. The
+    digest itself is a ledger row (subject = the user, occurrence = the local date)."""
+    local = calendar.local(now)
+    if not calendar.is_working_instant(now) or local.time() < rules.digest_time:
+        return 0
+    digest = aliased(Reminder)
+    users = list(
+        (
+            await session.execute(
+                select(Reminder.user_id)
+                .where(
+                    Reminder.status == "pending",
+                    Reminder.channel == "digest",
+                    # Users who had today's digest wait for tomorrow's; skipping them here keeps
+                    # them from filling every run's page and starving the others.
+                    ~exists().where(
+                        digest.rule == "digest",
+                        digest.subject_id == Reminder.user_id,
+                        digest.occurrence == local.date().isoformat(),
+                    ),
+                )
+                .group_by(Reminder.user_id)
+                .limit(DIGEST_USERS_PER_RUN)
+            )
+        ).scalars()
+    )
+    sent = 0
+    for user_id in users:
+        if _quiet(await session.get(Preference, user_id), local.time()):
+            continue
+        claim = await session.execute(
+            insert(Reminder)
+            .values(
+                subject_id=user_id,
+                rule="digest",
+                occurrence=local.date().isoformat(),
+                user_id=user_id,
+                priority="normal",
+                channel="push",
+                status="sent",
+                due_at=now,
+                created_at=now,
+                sent_at=now,
+            )
+            .on_conflict_do_nothing(constraint="uq_tracking_reminders_once")
+            .returning(Reminder.id)
+        )
+        digest_id = claim.scalar_one_or_none()
+        if digest_id is None:
+            continue  # today's digest went out; later rows wait for tomorrow's
+        rows = (
+            await session.execute(
+                select(Reminder.id, Reminder.subject_id, Reminder.rule)
+                .where(
+                    Reminder.user_id == user_id, Reminder.status == "pending", Reminder.channel == "digest"
+                )
+                .order_by(Reminder.id)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        subjects = await _subjects(session, {row.subject_id for row in rows})
+        live = [row for row in rows if (s := subjects.get(row.subject_id)) is not None and s.open]
+        dropped = [row.id for row in rows if row not in live]
+        if dropped:
+            await _mark(session, dropped, status="dropped", notification_id=None, now=now)
+        if not live:
+            continue
+        listed = [subjects[row.subject_id].code for row in live if not subjects[row.subject_id].classified]
+        body = f"Bạn có {len(live)} việc cần chú ý hôm nay"
+        if listed:
+            body += ": " + ", ".join(listed[:MAX_DIGEST_LISTED])
+            body += (
+                f" và {len(listed) - MAX_DIGEST_LISTED} việc khác."
+                if len(listed) > MAX_DIGEST_LISTED
+                else "."
+            )
+        message = notify.Message(
+            kind="tracking.digest",
+            title="Tổng hợp nhắc việc trong ngày",
+            body=body,
+            recipients=[user_id],
+            deep_link="chuong-tracking://tasks",
+        )
+        notification_id = await notify.send(session, principal=None, message=message, rules=rules)
+        await _mark(
+            session, [row.id for row in live], status="sent", notification_id=notification_id, now=now
+        )
+        await session.execute(
+            update(Reminder).where(Reminder.id == digest_id).values(notification_id=notification_id)
+        )
+        sent += 1
+    return sent
+
+
+async def pending_push_count(session: AsyncSession) -> int:
+    return int(
+        (
+            await session.execute(
+                text("SELECT count(*) FROM tracking_reminders WHERE status = 'pending' AND channel = 'push'")
+            )
+        ).scalar_one()
+    )
