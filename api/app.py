@@ -16,6 +16,7 @@ from api.routers import news as news_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
+from console.app import mount_console
 from core.config import get_settings
 from core.db import dispose_engine
 from core.logging import configure_logging
@@ -54,4 +55,6 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
     app.include_router(tracking_routes.router, prefix="/v1/tracking")
+    # The web console (HTML, cookie sessions): a sub-app under /console, outside the OpenAPI schema.
+    mount_console(app)
     return app

@@ -191,6 +191,13 @@ def emulator(
     )
 
 
+def _mount_demo() -> None:
+    from console.demo import cli as demo_app
+
+    app.add_typer(demo_app, name="demo", help="Demo accounts and emulated devices (development)")
+
+
 _mount_audit()
+_mount_demo()
 if __name__ == "__main__":
     app()

@@ -67,6 +67,13 @@ ensure_database() {
   CHUONG_MIGRATION_DATABASE_URL="postgresql+asyncpg://postgres@$PG_HOST:$PG_PORT/chuong" "$VENV/bin/chuong" migrate
 }
 
+ensure_chromium() {
+  # The console's browser tests drive Debian's Chromium through Playwright (never a downloaded build).
+  if [ -x /usr/bin/chromium ]; then return; fi
+  log "installing Chromium (console browser tests)"
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 cmd_setup() {
   ensure_venv; ensure_postgres; ensure_redis; ensure_database
 }
@@ -87,7 +94,7 @@ cmd_run() {
 }
 
 cmd_test() {
-  ensure_venv; ensure_postgres; ensure_redis
+  ensure_venv; ensure_postgres; ensure_redis; ensure_chromium
   log "ruff"
   "$VENV/bin/ruff" check .
   "$VENV/bin/ruff" format --check .

@@ -1,0 +1,1 @@
+"""Server-rendered web console under /console (issue 7): Jinja2 + HTMX, gettext, cookie sessions."""

@@ -1,0 +1,115 @@
+"""The console as an ASGI app mounted at ``/console`` by ``api.app``.
+
+A sub-application rather than more routers on the API: its errors are HTML pages and redirects
+(not the API's JSON shape), its responses carry a Content-Security-Policy, and its routes stay
+out of the OpenAPI schema. Authorisation is not its own: every route depends on one of the API's
+access policies (``api.deps``), checked against the database on every request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from console import i18n
+from console.i18n import _
+from console.routes import admin, audit, clients, delivery, devices, home, news, signin
+from console.security import ConsoleGuard, clear_session_cookie
+from console.templating import BASE, is_htmx, render
+from core.errors import ChuongError
+from core.logging import get_logger
+
+log = get_logger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# Where a restricted session is sent instead of the page it asked for.
+_RESTRICTION_PAGES = {
+    "mfa_enrolment_required": "/mfa/enrol",
+    "mfa_required": "/mfa/verify",
+    "password_change_required": "/password",
+}
+
+
+class LanguageMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            i18n.set_language(i18n.pick_language(request.cookies.get(i18n.LANGUAGE_COOKIE), None))
+        await self.app(scope, receive, send)
+
+
+def _redirect(request: Request, path: str, *, clear_session: bool = False) -> Response:
+    target = BASE + path
+    response: Response
+    if is_htmx(request):
+        # HTMX follows a redirect inside the fragment it asked for; make it navigate instead.
+        response = Response(status_code=204, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    if clear_session:
+        response.headers.append("set-cookie", clear_session_cookie())
+    return response
+
+
+def _error_page(request: Request, status: int, code: str, message: str) -> Response:
+    return render(
+        request,
+        "error.html",
+        {"status": status, "code": code, "message": message},
+        status_code=status,
+        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} if is_htmx(request) else None,
+    )
+
+
+def create_console_app() -> FastAPI:
+    console = FastAPI(title="Chuông console", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @console.exception_handler(ChuongError)
+    async def _chuong(request: Request, exc: ChuongError) -> Response:
+        if exc.status_code == 401:
+            next_path = request.url.path.removeprefix(BASE) or "/"
+            return _redirect(
+                request, f"/login?next={quote(next_path)}&reason={quote(exc.code)}", clear_session=True
+            )
+        if exc.status_code == 403 and exc.code in _RESTRICTION_PAGES:
+            return _redirect(request, _RESTRICTION_PAGES[exc.code])
+        message = exc.message
+        if exc.code == "step_up_required":
+            message = _("Enter your current two-factor code in the form to confirm this action.")
+        return _error_page(request, exc.status_code, exc.code, message)
+
+    @console.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(str(err.get("loc", ["?"])[-1]) for err in exc.errors())
+        return _error_page(request, 422, "validation_error", _("Please check these fields: ") + fields)
+
+    @console.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = _("Page not found") if exc.status_code == 404 else str(exc.detail)
+        return _error_page(request, exc.status_code, "http_error", message)
+
+    console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (signin, home, admin, clients, audit, devices, news, delivery):
+        console.include_router(module.router)
+    # Outermost first: the guard must run before the language middleware reads cookies (it does
+    # not change them) and before any route sees the request.
+    console.add_middleware(LanguageMiddleware)
+    console.add_middleware(ConsoleGuard)
+    return console
+
+
+def mount_console(app: Any) -> None:
+    """``api.app`` calls this; the console lives under /console."""
+    app.mount(BASE, create_console_app())

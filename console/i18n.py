@@ -1,0 +1,65 @@
+"""Vietnamese by default, English on request: gettext catalogues under ``console/locales``.
+
+Templates and code mark strings with ``_()``; ``pybabel extract -F console/babel.cfg`` collects
+them into ``console/locales/messages.pot`` and ``pybabel update`` merges them into each
+language's ``messages.po``. The ``.po`` files are the source of truth and are compiled in memory
+when the console starts (no compiled ``.mo`` to forget to rebuild after a fresh clone).
+"""
+
+from __future__ import annotations
+
+import io
+from contextvars import ContextVar
+from functools import cache
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+LANGUAGES = ("vi", "en")
+DEFAULT_LANGUAGE = "vi"
+LANGUAGE_COOKIE = "chuong_lang"
+
+_current: ContextVar[str] = ContextVar("console_language", default=DEFAULT_LANGUAGE)
+
+
+@cache
+def translations(language: str) -> NullTranslations:
+    po_file = LOCALES_DIR / language / "LC_MESSAGES" / "messages.po"
+    if not po_file.exists():
+        return NullTranslations()
+    with po_file.open("rb") as source:
+        catalog = read_po(source, locale=language)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+def pick_language(cookie: str | None, accept_language: str | None) -> str:
+    """The user's explicit choice (cookie) wins; else Vietnamese, whatever the browser says —
+    the console's users are Vietnamese officials, English is the exception they opt into."""
+    if cookie in LANGUAGES:
+        return cookie
+    return DEFAULT_LANGUAGE
+
+
+def set_language(language: str) -> None:
+    _current.set(language)
+
+
+def current_language() -> str:
+    return _current.get()
+
+
+def gettext(message: str) -> str:
+    return translations(_current.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(_current.get()).ngettext(singular, plural, n)
+
+
+_ = gettext
