@@ -150,6 +150,7 @@ class _Decision:
     error_code: str | None
     message_id: str | None = None
     next_attempt_at: dt.datetime | None = None
+    refund: bool = False  # give back the attempt the claim counted (nothing reached the provider)
 
 
 def _decide(
@@ -160,6 +161,13 @@ def _decide(
     if result.outcome is Outcome.INVALID_TOKEN:
         return _Decision(delivery, "invalid", result.error_code)
     if result.outcome is Outcome.RETRY:
+        if not result.attempted:
+            # Held back before the provider (pacing): only the TTL bounds it, and the attempt the
+            # claim counted is given back.
+            next_at = now + dt.timedelta(seconds=max(result.retry_after or 0.0, 1.0))
+            if next_at >= expires_at:
+                return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64])
+            return _Decision(delivery, "retrying", result.error_code, next_attempt_at=next_at, refund=True)
         next_at = now + dt.timedelta(seconds=retry_delay(delivery.attempts, result.retry_after))
         if delivery.attempts >= MAX_ATTEMPTS or next_at >= expires_at:
             return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64])
@@ -177,12 +185,14 @@ _RECORD_SQL = text(
         error_code = r.error_code,
         provider_message_id = COALESCE(r.message_id, d.provider_message_id),
         next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+        attempts = d.attempts - CASE WHEN r.refund THEN 1 ELSE 0 END,
         claimed_until = NULL,
         updated_at = :now
     FROM unnest(
         CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),
-        CAST(:error_codes AS text[]), CAST(:message_ids AS text[]), CAST(:next_attempts AS timestamptz[])
-    ) AS r(id, attempts, status, error_code, message_id, next_attempt_at)
+        CAST(:error_codes AS text[]), CAST(:message_ids AS text[]), CAST(:next_attempts AS timestamptz[]),
+        CAST(:refunds AS boolean[])
+    ) AS r(id, attempts, status, error_code, message_id, next_attempt_at, refund)
     WHERE d.id = r.id AND d.attempts = r.attempts AND d.status = 'sending'
     RETURNING d.id, d.status, d.device_id, d.next_attempt_at
     """
@@ -212,6 +222,7 @@ async def record(
                     "error_codes": [x.error_code for x in decisions],
                     "message_ids": [x.message_id for x in decisions],
                     "next_attempts": [x.next_attempt_at for x in decisions],
+                    "refunds": [x.refund for x in decisions],
                 },
             )
         ).all()

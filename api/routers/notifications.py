@@ -39,7 +39,8 @@ IdempotencyKey = Annotated[
 
 def _out(notification: Notification) -> NotificationOut:
     out = NotificationOut.model_validate(notification)
-    pending = notification.targeted - notification.sent - notification.invalid - notification.failed
+    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
+    pending = notification.targeted - settled
     return out.model_copy(update={"pending": max(0, pending)})
 
 

@@ -24,6 +24,9 @@ class SendResult:
     message_id: str | None = None
     error_code: str | None = None
     retry_after: float | None = None
+    # False when nothing reached the provider (held back by the shared pacing): the retry does
+    # not use up one of the delivery's attempts.
+    attempted: bool = True
 
     @classmethod
     def accepted(cls, message_id: str | None) -> SendResult:

@@ -77,7 +77,9 @@ class PacedProvider:
                     continue
                 if waited + grant.wait > self.max_wait:
                     rest = indexes[position:]
-                    deferred = SendResult(Outcome.RETRY, error_code=RATE_LIMITED, retry_after=grant.wait)
+                    deferred = SendResult(
+                        Outcome.RETRY, error_code=RATE_LIMITED, retry_after=grant.wait, attempted=False
+                    )
                     for index in rest:
                         results[index] = deferred
                     DEFERRED.labels(self.family, lane).inc(len(rest))

@@ -18,6 +18,9 @@ from notifications.providers.base import Outcome, PushRequest
 from notifications.providers.paced import RATE_LIMITED, PacedProvider
 from notifications.providers.registry import build_providers, close_providers
 from notifications.ratecontrol import Lane, RateController
+from tests.notifications.conftest import register_devices
+from tests.notifications.helpers import central_sender, load, notification_body, run_workers
+from workers.delivery_jobs import send_batch
 
 T0 = 1000.0  # small, so that sums of seconds stay exact enough for the boundaries below
 
@@ -250,3 +253,36 @@ async def test_a_worker_serves_its_pacing_metrics_when_given_a_port(redis, monke
     finally:
         ctx["metrics_server"].shutdown()
         ctx["metrics_server"].server_close()
+
+
+async def test_a_push_held_back_by_pacing_does_not_use_up_an_attempt(
+    client, emulator, emulated_settings, monkeypatch
+):
+    """Through the whole pipeline: a quota of one message a second, no waiting allowed. One push
+    goes out, the others return to the outbox as ``rate_limited`` with their attempt given back,
+    and go out later."""
+    monkeypatch.setattr(emulated_settings, "fcm_quota_per_minute", 60)
+    monkeypatch.setattr(emulated_settings, "pacing_max_wait_seconds", 0.0)
+    built = build_providers(emulated_settings, paced=True)
+    ctx = {"providers": built, "job_id": "test"}
+    try:
+        await register_devices([("fcm", f"paced-{uuid.uuid4().hex}", "vi") for _ in range(3)])
+        headers = await central_sender(client)
+        created = await client.post("/v1/notifications", json=notification_body(), headers=headers)
+        notification_id = created.json()["id"]
+        await run_workers(ctx)
+
+        _, deliveries = await load(notification_id)
+        held = [d for d in deliveries if d.status == "retrying"]
+        assert len(held) == 2 and {d.error_code for d in held} == {RATE_LIMITED}
+        assert {d.attempts for d in held} == {0}
+        assert [d.attempts for d in deliveries if d.status == "sent"] == [1]
+
+        for _ in range(2):
+            clock.advance(2)
+            await send_batch(ctx, notification_id)
+        notification, deliveries = await load(notification_id)
+        assert notification.status == "completed"
+        assert sorted(d.attempts for d in deliveries) == [1, 1, 1]
+    finally:
+        await close_providers(built)
