@@ -2,6 +2,7 @@
 per-recipient rows of other readers and thousands of broadcasts in the 90-day window.
 
     .venv/bin/python -m bench.inbox [--rows 1000000] [--readers 100000] [--broadcasts 3000]
+    .venv/bin/python -m bench.inbox --badges-on chuong_bench_inbox_http [--devices 100000]
 
 A broadcast writes no per-reader rows, so the number of readers it reaches does not appear
 here at all: what matters is how many broadcasts and own rows one reader's queries touch.
@@ -39,8 +40,17 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-async def _populate(rows: int, readers: int, broadcasts: int) -> None:
-    conn = await asyncpg.connect(host=HOST, user="postgres", database=DB)
+def reader_id(index: int) -> uuid.UUID:
+    """The id of reader ``index``: the per-recipient rows below are spread over these ids, and
+    bench/inbox_http.py registers a portal device under each of them."""
+    return uuid.UUID(int=index)
+
+
+async def populate(database: str, *, rows: int, readers: int, broadcasts: int) -> None:
+    """Broadcasts spread over 89 days (a third to all readers, the rest to one of topics t0–t4)
+    and ``rows`` per-recipient rows (a quarter unread) of targeted notifications, each to 1,000
+    of the readers ``reader_id(0 … readers-1)``."""
+    conn = await asyncpg.connect(host=HOST, user="postgres", database=database)
     try:
         await conn.execute(
             """
@@ -92,7 +102,7 @@ def _reader(index: int) -> Reader:
     from inbox.readers import Reader
 
     return Reader(
-        id=uuid.UUID(f"00000000-0000-0000-0000-{index:012x}"),
+        id=reader_id(index),
         kind="user",
         language="vi",
         since=dt.datetime.now(dt.UTC) - dt.timedelta(days=90),
@@ -135,20 +145,78 @@ async def _measure(readers: int, samples: int) -> dict[str, list[float]]:
     return timings
 
 
+async def measure_badges(database: str, *, devices: int, batch: int) -> dict[str, float]:
+    """The badges of one push to ``devices`` readers (device ids reader_id(0 …), as
+    bench/inbox_http.py registers them), batch by batch as the send job computes them."""
+    from bench.support import postgres_cpu_seconds
+    from core.db import configure_engine, dispose_engine, transaction
+    from inbox.badges import unread_badges
+
+    configure_engine(create_async_engine(f"postgresql+asyncpg://postgres@{HOST}/{database}"))
+    try:
+        conn = await asyncpg.connect(host=HOST, user="postgres", database=database)
+        try:
+            notification_id = await conn.fetchval(
+                "SELECT id FROM notifications WHERE app = 'portal' ORDER BY created_at DESC LIMIT 1"
+            )
+        finally:
+            await conn.close()
+        ids = [reader_id(i) for i in range(devices)]
+        async with transaction() as session:  # warm-up: connection, prepared statements, window
+            await unread_badges(session, notification_id=notification_id, device_ids=ids[:batch], now=_now())
+        wall, cpu, pg = time.perf_counter(), time.process_time(), postgres_cpu_seconds()
+        total = 0
+        for start in range(0, devices, batch):
+            async with transaction() as session:
+                badges = await unread_badges(
+                    session,
+                    notification_id=notification_id,
+                    device_ids=ids[start : start + batch],
+                    now=_now(),
+                )
+            total += sum(badges.values())
+        wall, cpu, pg = time.perf_counter() - wall, time.process_time() - cpu, postgres_cpu_seconds() - pg
+    finally:
+        await dispose_engine()
+    return {
+        "deliveries": devices,
+        "batches": -(-devices // batch),
+        "ms per batch": wall * 1000 / -(-devices // batch),
+        "wall ms per delivery": wall * 1000 / devices,
+        "worker CPU ms per delivery": cpu * 1000 / devices,
+        "PostgreSQL CPU ms per delivery": pg * 1000 / devices,
+        "mean badge": total / devices,
+    }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="per-recipient inbox rows")
     parser.add_argument("--readers", type=int, default=100_000, help="readers owning those rows")
     parser.add_argument("--broadcasts", type=int, default=3_000, help="broadcasts in the 90-day window")
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--badges-on",
+        metavar="DATABASE",
+        help="instead: time push badges on a database built by `bench.inbox_http --setup-only`",
+    )
+    parser.add_argument("--devices", type=int, default=100_000, help="with --badges-on")
     args = parser.parse_args()
+    if args.badges_on:
+        figures = asyncio.run(measure_badges(args.badges_on, devices=args.devices, batch=500))
+        print("\n".join(f"{name}: {value:,.3f}" for name, value in figures.items()))
+        return
     asyncio.run(_admin(f'CREATE DATABASE "{DB}"'))
     try:
         config = Config("alembic.ini")
         config.attributes["database_url"] = f"postgresql+asyncpg://postgres@{HOST}/{DB}"
         command.upgrade(config, "head")
         started = time.perf_counter()
-        asyncio.run(_populate(args.rows, args.readers, args.broadcasts))
+        asyncio.run(populate(DB, rows=args.rows, readers=args.readers, broadcasts=args.broadcasts))
         seconds = time.perf_counter() - started
         print(f"populated {args.rows:,} inbox rows, {args.broadcasts:,} broadcasts in {seconds:.1f} s\n")
         timings = asyncio.run(_measure(args.readers, args.samples))

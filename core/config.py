@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     push_breaker_min_requests: int = Field(default=50, ge=1)
     push_breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
 
+    # --- push badges (docs/inbox.md "The badge of pushes") ---
+    # Each push carries its reader's unread count; off: no badge and no badge queries.
+    push_badges: bool = True
+
     log_level: str = "INFO"
     log_json: bool = True
 

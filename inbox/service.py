@@ -51,14 +51,11 @@ async def list_items(
 ) -> tuple[list[Item], str | None]:
     markers = await queries.load_markers(session, reader)
     before = queries.decode_cursor(cursor) if cursor else None
-    entries, more = await queries.page(session, reader, filters, markers=markers, before=before, limit=limit)
-    ids = [entry.notification_id for entry in entries]
-    notifications = {
-        n.id: n
-        for n in (await session.execute(select(Notification).where(Notification.id.in_(ids)))).scalars()
-    }
-    items = [_item(notifications[e.notification_id], e, markers) for e in entries]
-    next_cursor = queries.encode_cursor(entries[-1].position) if more and entries else None
+    rows, more = await queries.page_with_notifications(
+        session, reader, filters, markers=markers, before=before, limit=limit
+    )
+    items = [_item(notification, entry, markers) for entry, notification in rows]
+    next_cursor = queries.encode_cursor(rows[-1][0].position) if more and rows else None
     return items, next_cursor
 
 
@@ -106,8 +103,8 @@ async def get_item(
 
 
 async def unread_count(session: AsyncSession, *, reader: Reader, app: str | None) -> int:
-    markers = await queries.load_markers(session, reader)
-    return await queries.unread_count(session, reader, app=app, markers=markers)
+    # The markers are read in the count's own statement (one round trip, not two).
+    return await queries.unread_count(session, reader, app=app)
 
 
 async def set_state(

@@ -1,13 +1,23 @@
-"""Send one claimed batch through the providers, grouped by provider (and APNs environment)."""
+"""Send one claimed batch through the providers, grouped by provider (and APNs environment),
+each push carrying its reader's unread count as the badge."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.config import get_settings
+from core.db import transaction, utcnow
+from core.logging import get_logger
+from inbox.badges import unread_badges
 from notifications.outbox import ClaimedDelivery
-from notifications.payloads import PushSpec, RenderedPush, render
+from notifications.payloads import PushSpec, RenderedPush, render, with_badge
 from notifications.providers.base import Outcome, PushProvider, PushRequest, SendResult
+
+log = get_logger(__name__)
 
 
 def provider_key(delivery: ClaimedDelivery) -> str:
@@ -24,18 +34,26 @@ async def send_claimed(
     visible_generic_alert: bool = True,
 ) -> list[tuple[ClaimedDelivery, SendResult]]:
     results: list[tuple[ClaimedDelivery, SendResult]] = []
-    rendered: dict[str, RenderedPush] = {}
+    badges = await batch_badges(spec, claimed)
+    # One rendering per language and badge value: the FCM transports encode each distinct push
+    # once per batch, and the cap keeps the distinct badge values few.
+    plain: dict[str, RenderedPush] = {}
+    rendered: dict[tuple[str, int | None], RenderedPush] = {}
     groups: dict[str, list[tuple[ClaimedDelivery, PushRequest]]] = {}
     for delivery in claimed:
         if delivery.token is None:
             # Unregistered or invalidated after the fan-out: nothing to send to.
             results.append((delivery, SendResult(Outcome.INVALID_TOKEN, error_code="device_retired")))
             continue
-        push = rendered.get(delivery.language)
+        badge = badges.get(delivery.device_id)
+        push = rendered.get((delivery.language, badge))
         if push is None:
-            push = rendered[delivery.language] = render(
-                spec, delivery.language, visible_generic_alert=visible_generic_alert
-            )
+            base = plain.get(delivery.language)
+            if base is None:
+                base = plain[delivery.language] = render(
+                    spec, delivery.language, visible_generic_alert=visible_generic_alert
+                )
+            push = rendered[(delivery.language, badge)] = base if badge is None else with_badge(base, badge)
         request = PushRequest(
             token=delivery.token, spec=spec, push=push, apns_environment=delivery.apns_environment
         )
@@ -54,3 +72,19 @@ async def send_claimed(
     for group in await asyncio.gather(*(run(key, items) for key, items in groups.items())):
         results.extend(group)
     return results
+
+
+async def batch_badges(spec: PushSpec, claimed: Sequence[ClaimedDelivery]) -> dict[uuid.UUID, int]:
+    """Device id → badge, for the whole batch in a few queries (inbox/badges.py). The badge is a
+    nicety: if the database cannot answer, the pushes go out without one rather than late."""
+    device_ids = [delivery.device_id for delivery in claimed if delivery.token is not None]
+    if not device_ids or not get_settings().push_badges:
+        return {}
+    try:
+        async with transaction() as session:
+            return await unread_badges(
+                session, notification_id=uuid.UUID(spec.id), device_ids=device_ids, now=utcnow()
+            )
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("badges_unavailable", notification_id=spec.id, error=type(exc).__name__)
+        return {}
