@@ -32,9 +32,13 @@ async def send_claimed(
     providers: Mapping[str, PushProvider],
     *,
     visible_generic_alert: bool = True,
+    badges: Mapping[uuid.UUID, int] | None = None,
 ) -> list[tuple[ClaimedDelivery, SendResult]]:
+    """``badges``: computed beforehand (the send job does it while the previous chunk is on the
+    wire), or here."""
     results: list[tuple[ClaimedDelivery, SendResult]] = []
-    badges = await batch_badges(spec, claimed)
+    if badges is None:
+        badges = await batch_badges(spec, claimed)
     # One rendering per language and badge value: the FCM transports encode each distinct push
     # once per batch, and the cap keeps the distinct badge values few.
     plain: dict[str, RenderedPush] = {}

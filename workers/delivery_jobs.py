@@ -12,6 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select
@@ -82,11 +83,17 @@ async def send_batch(
         return await _send_batch(ctx, uuid.UUID(notification_id), id_range)
 
 
-async def _claim_chunk(
-    nid: uuid.UUID, limit: int, id_range: tuple[int, int] | None
-) -> tuple[PushSpec, list[outbox.ClaimedDelivery]] | None:
+@dataclass(frozen=True)
+class _Chunk:
+    spec: PushSpec
+    claimed: list[outbox.ClaimedDelivery]
+    badges: dict[uuid.UUID, int]
+
+
+async def _claim_chunk(nid: uuid.UUID, limit: int, id_range: tuple[int, int] | None) -> _Chunk | None:
     """Lease the next rows of a notification, unless it was cancelled, finished or expired
-    meanwhile (a cancel therefore stops new provider calls at the next chunk)."""
+    meanwhile (a cancel therefore stops new provider calls at the next chunk), and work out
+    their badges (in a transaction of its own: a badge failure must not undo the lease)."""
     now = utcnow()
     async with committing() as session:
         notification = await session.get(Notification, nid)
@@ -97,7 +104,9 @@ async def _claim_chunk(
             await outbox.finish_if_done(session, notification_id=nid, now=now)
             return None
         claimed = await outbox.claim(session, notification_id=nid, limit=limit, now=now, id_range=id_range)
-        return spec_of(notification), claimed
+        spec = spec_of(notification)
+    badges = await dispatch.batch_badges(spec, claimed) if claimed else {}
+    return _Chunk(spec, claimed, badges)
 
 
 async def _record_chunk(
@@ -129,22 +138,24 @@ async def _send_batch(
     The rows claimed but not yet recorded never exceed SEND_BATCH, so a killed worker still
     re-sends at most one batch."""
     chunk = max(1, -(-SEND_BATCH // SEND_CHUNKS))
-    first = await _claim_chunk(nid, chunk, id_range)
-    if first is None or not first[1]:
+    current = await _claim_chunk(nid, chunk, id_range)
+    if current is None or not current.claimed:
         return {"claimed": 0}
-    spec, claimed = first
     providers = ctx["providers"]
     alert = get_settings().sensitive_visible_alert
     totals: Counter[str] = Counter()
     left = SEND_BATCH
     recording: asyncio.Task[Counter[str]] | None = None
-    claiming: asyncio.Task[tuple[PushSpec, list[outbox.ClaimedDelivery]] | None] | None = None
+    claiming: asyncio.Task[_Chunk | None] | None = None
     try:
-        while claimed:
+        while current is not None and current.claimed:
+            claimed = current.claimed
             totals["claimed"] += len(claimed)
             left -= len(claimed)
             sending = asyncio.ensure_future(
-                dispatch.send_claimed(spec, claimed, providers, visible_generic_alert=alert)
+                dispatch.send_claimed(
+                    current.spec, claimed, providers, visible_generic_alert=alert, badges=current.badges
+                )
             )
             # A short chunk means nothing more was due: do not ask again.
             claiming = (
@@ -157,9 +168,8 @@ async def _send_batch(
             if recording is not None:
                 totals.update(await recording)
             recording = asyncio.ensure_future(_record_chunk(nid, results))
-            following = await claiming if claiming is not None else None
+            current = await claiming if claiming is not None else None
             claiming = None
-            claimed = following[1] if following is not None else []
         if recording is not None:
             totals.update(await recording)
             recording = None
