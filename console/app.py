@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console import i18n
 from console.i18n import _
-from console.routes import admin, audit, clients, delivery, devices, home, news, signin
+from console.routes import admin, audit, clients, delivery, devices, home, news, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.errors import ChuongError
@@ -101,7 +101,7 @@ def create_console_app() -> FastAPI:
         return _error_page(request, exc.status_code, "http_error", message)
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, home, admin, clients, audit, devices, news, delivery):
+    for module in (signin, home, admin, clients, audit, devices, news, delivery, tracking):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy import DateTime, func, select, table, update
+from sqlalchemy import DateTime, Integer, func, select, table, update
 from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -284,3 +286,99 @@ async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[str, Non
         if pubsub is not None:
             await pubsub.aclose()
         await redis.aclose()
+
+
+# --- Stored history (the delivery view's chart after the fact) -----------------------------------
+
+HISTORY_BUCKETS = 60
+HISTORY_SERIES = ("sent", "failed", "invalid", "received", "opened")
+_SETTLED_FOR_HISTORY = ("sent", "failed", "invalid")
+
+
+@dataclass(frozen=True)
+class HistoryBucket:
+    """Events in ``[start, start + bucket_seconds)`` (the last bucket also holds its end)."""
+
+    start: dt.datetime
+    sent: int = 0
+    failed: int = 0
+    invalid: int = 0
+    received: int = 0
+    opened: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryHistory:
+    start: dt.datetime  # the notification's created_at
+    end: dt.datetime  # the last recorded event (== start when nothing happened yet)
+    bucket_seconds: float
+    buckets: list[HistoryBucket] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        return {name: sum(getattr(b, name) for b in self.buckets) for name in HISTORY_SERIES}
+
+
+def _bucket_of(stamp: Any, start: dt.datetime, width: float, count: int) -> Any:
+    """The 0-based bucket of a timestamp column, clamped into [0, count - 1]: an event stamped a
+    hair before ``created_at`` (clock skew between hosts) still counts, so the buckets always add
+    up to the totals."""
+    offset = func.extract("epoch", stamp - start)
+    return func.least(func.greatest(func.floor(offset / width), 0), count - 1).cast(Integer)
+
+
+async def history_of(
+    session: AsyncSession, *, notification: Notification, max_buckets: int = HISTORY_BUCKETS
+) -> DeliveryHistory:
+    """Sent / failed / invalid (by ``deliveries.updated_at`` of rows in those final states) and
+    received / opened (by the receipts' timestamps) in at most ``max_buckets`` equal buckets
+    from the notification's creation to its last event. Nothing new is recorded for it: these
+    are the timestamps the pipeline already keeps, so the chart survives a page reload and the
+    end of the push. A row's ``updated_at`` is when it reached its state (a final row is not
+    touched again), hence "when it was sent"."""
+    start = notification.created_at
+    final = Delivery.status.in_(_SETTLED_FOR_HISTORY)
+    last_delivery = (
+        await session.execute(
+            select(func.max(Delivery.updated_at)).where(Delivery.notification_id == notification.id, final)
+        )
+    ).scalar()
+    last_receipt = (
+        await session.execute(
+            select(func.max(func.greatest(Receipt.received_at, Receipt.opened_at))).where(
+                Receipt.notification_id == notification.id
+            )
+        )
+    ).scalar()
+    end = max([start, *(t for t in (last_delivery, last_receipt) if t is not None)])
+    span = (end - start).total_seconds()
+    # One bucket per second at least: a push that took 3 s is drawn with 3 points, not 60.
+    count = max(1, min(max_buckets, math.ceil(span)))
+    width = max(span / count, 1e-6)
+    if last_delivery is None and last_receipt is None:
+        return DeliveryHistory(start=start, end=end, bucket_seconds=width, buckets=[])
+
+    series: dict[str, dict[int, int]] = {name: {} for name in HISTORY_SERIES}
+    bucket = _bucket_of(Delivery.updated_at, start, width, count).label("bucket")
+    counted = [func.count().filter(Delivery.status == name) for name in _SETTLED_FOR_HISTORY]
+    rows = await session.execute(
+        select(bucket, *counted).where(Delivery.notification_id == notification.id, final).group_by(bucket)
+    )
+    for index, *values in rows.all():
+        for name, value in zip(_SETTLED_FOR_HISTORY, values, strict=True):
+            series[name][index] = value
+    for name, column in (("received", Receipt.received_at), ("opened", Receipt.opened_at)):
+        receipt_bucket = _bucket_of(column, start, width, count).label("bucket")
+        receipt_rows = await session.execute(
+            select(receipt_bucket, func.count())
+            .where(Receipt.notification_id == notification.id, column.is_not(None))
+            .group_by(receipt_bucket)
+        )
+        series[name] = {row[0]: row[1] for row in receipt_rows.all()}
+    buckets = [
+        HistoryBucket(
+            start=start + dt.timedelta(seconds=i * width),
+            **{name: series[name].get(i, 0) for name in HISTORY_SERIES},
+        )
+        for i in range(count)
+    ]
+    return DeliveryHistory(start=start, end=end, bucket_seconds=width, buckets=buckets)

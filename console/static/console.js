@@ -6,11 +6,20 @@
   "use strict";
   var root = document.querySelector("[data-progress-url]");
   if (!root || !window.EventSource) { return; }
-  var SERIES = ["sent", "failed", "received", "opened"];
+  var SERIES = ["sent", "failed", "invalid", "received", "opened"];
   var SVG = "http://www.w3.org/2000/svg";
   var chart = root.querySelector("[data-chart]");
   var samples = [];
   var started = Date.now();
+  // The stored history the server drew (data-history): the live samples continue it, on the same
+  // time axis (seconds since the notification was created).
+  if (chart && chart.getAttribute("data-history")) {
+    try {
+      var history = JSON.parse(chart.getAttribute("data-history"));
+      samples = [{t: 0, targeted: 0, sent: 0, failed: 0, invalid: 0, received: 0, opened: 0}].concat(history.samples);
+      started = Date.now() - history.elapsed * 1000;
+    } catch (e) { samples = []; }
+  }
 
   function draw() {
     if (!chart || samples.length < 2) { return; }
@@ -40,7 +49,8 @@
     if (bar && data.targeted) { bar.max = data.targeted; bar.value = data.sent; }
     samples.push({
       t: (Date.now() - started) / 1000, targeted: data.targeted || 0, sent: data.sent || 0,
-      failed: data.failed || 0, received: data.received || 0, opened: data.opened || 0
+      failed: data.failed || 0, invalid: data.invalid || 0, received: data.received || 0,
+      opened: data.opened || 0
     });
     draw();
   }
