@@ -14,7 +14,7 @@ from sqlalchemy import select
 from auth.roles import Role
 from console.templating import VN_TIME
 from core.db import transaction
-from tests.console.browser import sign_in
+from tests.console.browser import sign_in, snap
 from tests.console.support import console_sign_in
 from tests.support.factories import make_account, make_unit
 from tests.tracking.helpers import Org, confirm_all, ledger, make_org, set_clock, task, tick, upsert
@@ -208,8 +208,10 @@ async def test_in_a_browser_the_leader_goes_from_the_overdue_list_to_the_reminde
     await expect(page.get_by_test_id("tracking-overdue")).to_contain_text(
         "<script>window.__pwned = 1</script>"
     )
+    await snap(page, "tracking")
     await page.get_by_test_id("tracking-overdue").get_by_role("link").first.click()
     await expect(page.get_by_test_id("tracking-reminders")).to_contain_text("Cảnh báo quá hạn")
     await expect(page.get_by_test_id("tracking-reminders")).to_contain_text("2026-12-15 08:0")
+    await snap(page, "tracking-task")
     assert await page.evaluate("window.__pwned") is None
     assert problems == []  # no dialog, no script error, no CSP violation report
