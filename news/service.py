@@ -62,7 +62,9 @@ async def list_visible(
     return list((await session.execute(query)).scalars())
 
 
-def _fields(body: NewsDraft) -> dict[str, Any]:
+def draft_fields(body: NewsDraft) -> dict[str, Any]:
+    """The columns of a news item taken from a draft body (also used by the console preview, on
+    an item that is never stored)."""
     return {
         "article_id": body.article_id,
         "deep_link": body.deep_link,
@@ -81,7 +83,7 @@ def _fields(body: NewsDraft) -> dict[str, Any]:
 async def create_draft(session: AsyncSession, *, principal: Principal, body: NewsDraft) -> NewsItem:
     if principal.unit_id is None:
         raise Forbidden("Only staff of a unit may write news", code="permission_denied")
-    fields = _fields(body)
+    fields = draft_fields(body)
     now = utcnow()
     item = NewsItem(
         id=uuid.uuid4(),
@@ -114,7 +116,7 @@ async def update_draft(
         raise Conflict(f"A {item.status} item cannot be edited", code="news_not_editable")
     if principal.user_id != item.author_id and not principal.has(Permission.NEWS_EDIT):
         raise Forbidden("Only the author or an editor may edit this item", code="permission_denied")
-    for name, value in _fields(body).items():
+    for name, value in draft_fields(body).items():
         setattr(item, name, value)
     await validate(session, principal=principal, item=item)
     item.updated_at = utcnow()

@@ -142,7 +142,7 @@ async def live_preview(request: Request, session: SessionDep, principal: Princip
         unit_id=principal.unit_id,
         author_id=principal.user_id,
         status="draft",
-        **news._fields(body),
+        **news.draft_fields(body),
     )
     preview = await news_preview.preview(session, item=item)
     error = None
