@@ -315,19 +315,9 @@ async def big_push(
 
 
 async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> None:
-    host, port = args.pg.split(":")
-    await support.recreate_database(
-        host=host, port=int(port), superuser=args.pg_superuser, name=args.database
+    conn = await support.fresh_database(
+        pg=args.pg, superuser=args.pg_superuser, name=args.database, redis_url=args.redis_url
     )
-    await asyncio.to_thread(
-        support.migrate, f"postgresql+asyncpg://{args.pg_superuser}@{args.pg}/{args.database}"
-    )
-    from redis.asyncio import Redis
-
-    redis = Redis.from_url(args.redis_url)
-    await redis.flushdb()
-    await redis.aclose()
-    conn = await asyncpg.connect(host=host, port=int(port), user=args.pg_superuser, database=args.database)
     workers: list[Any] = []
     try:
         devices = args.big or args.devices

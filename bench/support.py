@@ -125,6 +125,20 @@ def migrate(owner_url: str) -> None:
     command.upgrade(config, "head")
 
 
+async def fresh_database(*, pg: str, superuser: str, name: str, redis_url: str) -> asyncpg.Connection:
+    """A freshly created and migrated benchmark database with an empty Redis; returns an owner
+    connection to it (the caller closes it)."""
+    host, port = pg.split(":")
+    await recreate_database(host=host, port=int(port), superuser=superuser, name=name)
+    await asyncio.to_thread(migrate, f"postgresql+asyncpg://{superuser}@{pg}/{name}")
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    return await asyncpg.connect(host=host, port=int(port), user=superuser, database=name)
+
+
 def fcm_token(index: int) -> str:
     # Real FCM registration tokens are ~160 characters; the size matters for the wire and the DB.
     return f"bench{index:010d}:APA91b" + "x" * 140

@@ -8,9 +8,8 @@ import httpx
 from auth.models import Unit
 from auth.roles import Role
 from core.db import transaction
-from devices import service as devices
-from devices.schemas import DeviceRegister
 from news.models import NewsItem
+from tests.notifications.conftest import register_devices
 from tests.support.factories import Account, make_account, make_unit, sign_in
 
 
@@ -75,21 +74,7 @@ async def readers(
     app_version: str | None = None,
 ) -> list[uuid.UUID]:
     """(provider, token, locale) → anonymous portal devices."""
-    ids = []
-    async with transaction() as session:
-        for provider, token, locale in specs:
-            body = DeviceRegister(
-                app="portal",
-                platform="android" if provider == "fcm" else "ios",
-                provider=provider,
-                token=token,
-                locale=locale,
-                topics=topics or [],
-                province=province,
-                app_version=app_version,
-            )
-            ids.append((await devices.register(session, body=body, user_id=None)).device.id)
-    return ids
+    return await register_devices(specs, topics=topics, province=province, app_version=app_version)
 
 
 def fcm(n: int, locale: str = "vi", prefix: str = "ok") -> list[tuple[str, str, str]]:

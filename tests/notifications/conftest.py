@@ -55,7 +55,11 @@ def worker_ctx(providers) -> dict:
 
 
 async def register_devices(
-    specs: list[tuple[str, str, str]], *, topics: list[str] | None = None
+    specs: list[tuple[str, str, str]],
+    *,
+    topics: list[str] | None = None,
+    province: str | None = None,
+    app_version: str | None = None,
 ) -> list[uuid.UUID]:
     """(provider, token, locale) → device ids, anonymous portal devices."""
     ids = []
@@ -68,6 +72,8 @@ async def register_devices(
                 token=token,
                 locale=locale,
                 topics=topics or [],
+                province=province,
+                app_version=app_version,
             )
             registration = await devices.register(session, body=body, user_id=None)
             ids.append(registration.device.id)
