@@ -119,7 +119,13 @@ async def test_dropped_connections_mid_batch_are_recovered(fcm: PushProvider, em
     emulator.faults.update({"latency_ms": 20})
 
     async def drop_soon() -> None:
-        await asyncio.sleep(0.15)
+        # Mid-batch by count, not by wall time (a loaded machine is slower): once 350 requests
+        # have reached the emulator. At most 100 are in flight at a time (the stream cap), so at
+        # least 250 had their answer before the drop.
+        received = emulator.log.stats.outcomes[("fcm", "ok")]
+        async with asyncio.timeout(10):
+            while emulator.log.stats.outcomes[("fcm", "ok")] - received < 350:
+                await asyncio.sleep(0.002)
         emulator.drop_connections()
 
     first, _ = await asyncio.gather(fcm.send(requests_for([unique() for _ in range(500)])), drop_soon())
