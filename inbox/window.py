@@ -26,6 +26,9 @@ from notifications.models import Notification
 
 Position = tuple[dt.datetime, uuid.UUID]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Sorts before every position of the same time: (since, _FIRST_ID) starts a time range.
+_FIRST_ID = uuid.UUID(int=0)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 WINDOW_MAX_AGE = dt.timedelta(seconds=60)
 
@@ -41,6 +44,12 @@ class BroadcastWindow:
     index: dict[uuid.UUID, int]
     built_at: dt.datetime
     prefixes: dict[frozenset[str], list[int]] = field(default_factory=dict)
+    # The positions' times in microseconds since the epoch, for callers that read times as such
+    # (push badges: an integer decodes and compares faster than a datetime).
+    micros: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.micros = [(created_at - _EPOCH) // _MICROSECOND for created_at, _ in self.positions]
 
     @property
     def fingerprint(self) -> list[int | None]:
@@ -48,10 +57,12 @@ class BroadcastWindow:
         newest = self.positions[-1][0] if self.positions else None
         return [
             len(self.positions),
-            None if newest is None else (newest - _EPOCH) // dt.timedelta(microseconds=1),
+            None if newest is None else (newest - _EPOCH) // _MICROSECOND,
         ]
 
-    def _prefix(self, topics: frozenset[str]) -> list[int]:
+    def prefix_sums(self, topics: frozenset[str]) -> list[int]:
+        """``sums[p]``: how many of the first ``p`` broadcasts go to all readers or to one of
+        ``topics`` (cached per topic set)."""
         sums = self.prefixes.get(topics)
         if sums is None:
             if len(self.prefixes) > 256:  # many distinct topic sets: keep memory bounded
@@ -65,10 +76,10 @@ class BroadcastWindow:
     ) -> int:
         """Broadcasts created at or after ``since``, after ``marker``, to all readers or one of
         ``topics``, except those in ``skip`` (read, archived, or also an own row)."""
-        low = bisect.bisect_left(self.positions, (since, uuid.UUID(int=0)))
+        low = bisect.bisect_left(self.positions, (since, _FIRST_ID))
         if marker is not None:
             low = max(low, bisect.bisect_right(self.positions, marker))
-        sums = self._prefix(topics)
+        sums = self.prefix_sums(topics)
         count = sums[-1] - sums[low]
         for notification_id in skip:
             position = self.index.get(notification_id)
@@ -92,10 +103,10 @@ class BroadcastWindow:
         """The time of the ``count``-th newest broadcast for ``topics`` in (``after``,
         ``before``) since ``since``; None when there are fewer (no bound needed then)."""
         high = len(self.positions) if before is None else bisect.bisect_left(self.positions, before)
-        low = bisect.bisect_left(self.positions, (since, uuid.UUID(int=0)))
+        low = bisect.bisect_left(self.positions, (since, _FIRST_ID))
         if after is not None:
             low = max(low, bisect.bisect_right(self.positions, after))
-        sums = self._prefix(topics)
+        sums = self.prefix_sums(topics)
         if high <= low or sums[high] - sums[low] < count:
             return None
         # The position of the count-th match from the top: the largest p with
@@ -116,12 +127,18 @@ def window_bound(now: dt.datetime) -> dt.datetime:
 
 
 def fingerprint_sql(app_param: str, bound_param: str) -> str:
-    # Index-only scan of ix_notifications_broadcast (the literal predicate selects it).
-    # Constants only; the values are bound parameters.
+    return fingerprint_of(app=f":{app_param}", bound=f":{bound_param}")
+
+
+def fingerprint_of(*, app: str, bound: str) -> str:
+    """The fingerprint as a scalar subquery, for SQL expressions ``app`` and ``bound`` (bound
+    parameters or outer columns, never values)."""
+    # Index-only scan of ix_notifications_broadcast (the literal predicate selects it). The
+    # table is aliased so that ``app`` may name an outer query's column.
     return (
-        "(SELECT ARRAY[count(*), (extract(epoch FROM max(created_at)) * 1000000)::bigint] "  # noqa: S608
-        f"FROM notifications WHERE {BROADCAST_SQL} AND app = :{app_param} "
-        f"AND created_at >= :{bound_param})"
+        "(SELECT ARRAY[count(*), (extract(epoch FROM max(w.created_at)) * 1000000)::bigint] "  # noqa: S608
+        f"FROM notifications w WHERE {BROADCAST_SQL.replace('audience', 'w.audience')} "
+        f"AND w.app = {app} AND w.created_at >= {bound})"
     )
 
 

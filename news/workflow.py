@@ -268,7 +268,7 @@ async def settle(session: AsyncSession, *, now: dt.datetime, limit: int = 100) -
             settled += 1
         elif item.status != "sending" and notification.status == "cancelled":
             await notifications.cancel_remaining(session, notification=notification, now=now)
-            if await notifications.in_flight(session, notification_id=notification.id) == 0:
+            if await notifications.in_flight(session, notification_id=notification.id, now=now) == 0:
                 item.finished_at = now
                 settled += 1
     return settled

@@ -19,16 +19,27 @@ PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
 FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
 
 # Arrays rather than a 500-row VALUES list: the statement is compiled once and cached, where a
-# multi-row ``insert().values([...])`` was recompiled for every page (15 % of worker CPU).
+# multi-row ``insert().values([...])`` was recompiled for every page (15 % of worker CPU). The
+# page's batch row (what a send job leases, outbox.py) is written by the same statement.
 _INSERT_PAGE_SQL = text(
     """
-    INSERT INTO deliveries (notification_id, device_id, provider, language, next_attempt_at)
-    SELECT CAST(:notification_id AS uuid), page.device_id, page.provider, page.language,
-        CAST(:now AS timestamptz)
-    FROM unnest(CAST(:device_ids AS uuid[]), CAST(:providers AS text[]), CAST(:languages AS text[]))
-        AS page(device_id, provider, language)
-    ON CONFLICT ON CONSTRAINT uq_deliveries_notification_device DO NOTHING
-    RETURNING id
+    WITH inserted AS (
+        INSERT INTO deliveries (notification_id, device_id, provider, language, next_attempt_at)
+        SELECT CAST(:notification_id AS uuid), page.device_id, page.provider, page.language,
+            CAST(:now AS timestamptz)
+        FROM unnest(CAST(:device_ids AS uuid[]), CAST(:providers AS text[]), CAST(:languages AS text[]))
+            AS page(device_id, provider, language)
+        ON CONFLICT ON CONSTRAINT uq_deliveries_notification_device DO NOTHING
+        RETURNING id
+    ), page AS (
+        SELECT count(*) AS inserted, min(id) AS low_id, max(id) AS high_id FROM inserted
+    ), batch AS (
+        INSERT INTO delivery_batches (notification_id, low_id, high_id, next_attempt_at, created_at)
+        SELECT CAST(:notification_id AS uuid), low_id, high_id, CAST(:now AS timestamptz),
+            CAST(:now AS timestamptz)
+        FROM page WHERE inserted > 0
+    )
+    SELECT inserted, low_id, high_id FROM page
     """
 )
 
@@ -66,29 +77,32 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
     ).all()
     if rows:
         languages = notification.title
-        inserted = await session.execute(
-            _INSERT_PAGE_SQL,
-            {
-                "notification_id": notification.id,
-                "now": now,
-                "device_ids": [row.id for row in rows],
-                "providers": [row.provider for row in rows],
-                "languages": [row.locale if row.locale in languages else DEFAULT_LANGUAGE for row in rows],
-            },
-        )
-        delivery_ids = inserted.scalars().all()
-        notification.targeted += len(delivery_ids)
+        page = (
+            await session.execute(
+                _INSERT_PAGE_SQL,
+                {
+                    "notification_id": notification.id,
+                    "now": now,
+                    "device_ids": [row.id for row in rows],
+                    "providers": [row.provider for row in rows],
+                    "languages": [
+                        row.locale if row.locale in languages else DEFAULT_LANGUAGE for row in rows
+                    ],
+                },
+            )
+        ).one()
+        notification.targeted += page.inserted
         notification.fanout_cursor = rows[-1].id
         notification.status = "sending"
-        if delivery_ids:
-            # The job claims through the primary key within this page's id range; a page written
-            # twice inserts nothing and its first writer already queued the job.
+        if page.inserted:
+            # The job leases this page's batch; a page written twice inserts nothing and its first
+            # writer already queued the job.
             defer(
                 session,
                 "send_batch",
                 str(notification.id),
-                min(delivery_ids),
-                max(delivery_ids),
+                page.low_id,
+                page.high_id,
                 job_id=f"send:{notification.id}:{rows[-1].id.hex}",
                 queue=queue_for(notification.priority),
             )

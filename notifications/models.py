@@ -64,8 +64,8 @@ class Notification(UUIDPrimaryKey, Base):
 
 
 class Delivery(Base):
-    """One row per notification × device. ``status`` moves pending → sending (claimed by a worker
-    until ``claimed_until``) → sent | invalid | retrying | failed."""
+    """One row per notification × device. ``status`` moves pending → sent | invalid | retrying |
+    failed (or cancelled); a row being sent stays pending, held through its batch's lease."""
 
     __tablename__ = "deliveries"
 
@@ -79,17 +79,44 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     error_code: Mapped[str | None] = mapped_column(String(64))
     next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
-    claimed_until: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 
+    # No index names ``status`` or ``next_attempt_at``: recording a result then changes no indexed
+    # column, so PostgreSQL can update the row in place (HOT) without touching any index. Due
+    # work is found through ``delivery_batches`` instead.
     __table_args__ = (
         UniqueConstraint("notification_id", "device_id", name="uq_deliveries_notification_device"),
-        # Due work: what send-batch claims and what the reconciler scans.
+        Index("ix_deliveries_device", "device_id"),
+    )
+
+
+class DeliveryBatch(Base):
+    """One fan-out page of a notification's deliveries (ids ``low_id``..``high_id``, filtered by
+    notification): the unit a send job claims, leases and retries.
+
+    ``open`` while any of its rows is pending or retrying; ``next_attempt_at`` is when the
+    earliest of them is due. A worker holds the batch until ``leased_until``; ``lease`` counts
+    the claims, so a worker only settles a batch it still holds."""
+
+    __tablename__ = "delivery_batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    notification_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    low_id: Mapped[int] = mapped_column(BigInteger)
+    high_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8), server_default=text("'open'"))  # open | done
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    leased_until: Mapped[dt.datetime | None]
+    lease: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (
+        UniqueConstraint("notification_id", "low_id", name="uq_delivery_batches_notification_low"),
+        # What send jobs, the reconciler, cancel and expiry look for.
         Index(
-            "ix_deliveries_due",
+            "ix_delivery_batches_open",
             "notification_id",
             "next_attempt_at",
-            postgresql_where=text("status IN ('pending', 'retrying', 'sending')"),
+            postgresql_where=text("status = 'open'"),
         ),
-        Index("ix_deliveries_device", "device_id"),
     )

@@ -1,9 +1,13 @@
-"""The delivery outbox: claim due rows, record provider results, schedule retries.
+"""The delivery outbox: claim due work, record provider results, schedule retries.
 
-A claim is a short transaction: due rows are picked with ``FOR UPDATE SKIP LOCKED`` and leased
-(status ``sending``, ``claimed_until``) so no transaction stays open across network calls. A
-worker killed mid-batch leaves its rows leased; once the lease ends they are due again, so at
-most one batch is sent twice (at-least-once to the provider).
+Work is claimed a batch at a time: each fan-out page of deliveries has a ``delivery_batches``
+row, and a send job leases that row (``leased_until``, one short statement that also reads the
+page's due rows and their devices' current tokens), so no transaction stays open across network
+calls and no delivery row is written until its result is known. A worker killed mid-batch
+leaves the lease to run out; the reconciler then queues the batch again, so at most one batch is
+sent twice (at-least-once to the provider). A result is written only over a row still due at the
+attempt count the sender saw, so a late worker never overwrites a newer attempt's result and the
+counters count each row once.
 """
 
 from __future__ import annotations
@@ -13,20 +17,23 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, text, update
+from sqlalchemy import Boolean, Select, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from core.config import get_settings
 from devices import service as devices
-from notifications.models import Delivery, Notification
+from inbox import events
+from notifications.models import DeliveryBatch, Notification
 from notifications.providers.base import Outcome, SendResult
 
 MAX_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 900.0
 DUE_STATUSES = ("pending", "retrying")
+# Results made up locally, without a provider request (see dispatch.py and providers/paced.py).
+LOCAL_CODES = ("device_retired", "rate_limited")
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,22 @@ class ClaimedDelivery:
     device_id: uuid.UUID
     provider: str
     language: str
-    attempts: int
+    attempts: int  # attempts before this one
     token: str | None  # None when the device was retired after the fan-out
     apns_environment: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased batch: its rows that were due, and what settling it needs."""
+
+    notification_id: uuid.UUID
+    batch_id: int
+    lease: int
+    low_id: int
+    high_id: int
+    expires_at: dt.datetime
+    deliveries: list[ClaimedDelivery]
 
 
 def lease() -> dt.timedelta:
@@ -45,86 +65,94 @@ def lease() -> dt.timedelta:
     return dt.timedelta(seconds=get_settings().delivery_lease_seconds)
 
 
-def due_clause(now: dt.datetime) -> ColumnElement[bool]:
-    """Rows a worker may take: due pending/retrying rows and leases that ran out (``_CLAIM_SQL``
-    spells the same condition in SQL)."""
-    return or_(
-        and_(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now),
-        and_(Delivery.status == "sending", Delivery.claimed_until < now),
-    )
+# _PAGE_NOTE: a batch's rows are read through the primary key range alone, and only then
+# filtered by notification. Given ``notification_id = $1 AND id BETWEEN $2 AND $3`` the
+# prepared statement's generic plan ANDs the primary key with a bitmap of the notification's
+# entries in uq_deliveries_notification_device — every row of the notification, 1M of them at a
+# million devices, for each 500-row batch. ``OFFSET 0`` keeps the range scan a subquery of its own.
 
 
-# One round trip: pick due rows (skipping rows other workers hold), lease them, and read the
-# device's current token. Plain SQL, compiled once and cached (the ORM version compiled an
-# expanding IN list per batch). A device retired after the fan-out comes back with a NULL token.
-def _claim_sql(*, ranged: bool) -> TextClause:
-    # A send job made by the fan-out knows the id range of the page it was queued for, and claims
-    # through the primary key in that range: the cost stays per page whatever the table's size.
-    # Without a range (retries, the reconciler) due rows are taken in due order.
-    where_range = "AND id BETWEEN :low AND :high" if ranged else ""
-    order = "id" if ranged else "next_attempt_at"
-    return text(
-        f"""
-        WITH picked AS (
-            SELECT id FROM deliveries
-            WHERE notification_id = :notification_id {where_range}
-              AND (
-                (status IN ('pending', 'retrying') AND next_attempt_at <= :now)
-                OR (status = 'sending' AND claimed_until < :now)
-              )
-            ORDER BY {order}
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        ), leased AS (
-            UPDATE deliveries AS d
-            SET status = 'sending', claimed_until = :until, attempts = d.attempts + 1, updated_at = :now
-            FROM picked
-            WHERE d.id = picked.id
-            RETURNING d.id, d.device_id, d.provider, d.language, d.attempts
+def _claim_sql(*, ranged: bool) -> str:
+    # A send job queued by the fan-out names its page (``low_id``); retries without one take the
+    # notification's most overdue open batch. Either way: skip a batch another worker holds,
+    # lease it, and read its due rows through the primary key (cost per page, whatever the
+    # table's size). The LEFT JOIN returns the batch even when none of its rows is due.
+    which = "AND low_id = :low" if ranged else ""
+    return f"""
+        WITH live AS (
+            SELECT expires_at FROM notifications
+            WHERE id = :nid AND status NOT IN ('completed', 'expired', 'cancelled') AND expires_at > :now
+        ), batch AS (
+            UPDATE delivery_batches
+            SET leased_until = :until, lease = lease + 1
+            WHERE id = (
+                SELECT id FROM delivery_batches
+                WHERE notification_id = :nid {which} AND status = 'open' AND next_attempt_at <= :now
+                  AND (leased_until IS NULL OR leased_until < :now)
+                ORDER BY next_attempt_at
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            ) AND EXISTS (SELECT 1 FROM live)
+            RETURNING id, lease, low_id, high_id
         )
-        SELECT leased.id, leased.device_id, leased.provider, leased.language, leased.attempts,
+        SELECT batch.id AS batch_id, batch.lease, batch.low_id, batch.high_id,
+               (SELECT expires_at FROM live) AS expires_at,
+               d.id, d.device_id, d.provider, d.language, d.attempts,
                devices.token, devices.apns_environment
-        FROM leased
-        LEFT JOIN devices ON devices.id = leased.device_id AND devices.invalidated_at IS NULL
-        ORDER BY leased.id
+        FROM batch
+        LEFT JOIN LATERAL (
+            SELECT * FROM (
+                SELECT id, notification_id, device_id, provider, language, attempts, status, next_attempt_at
+                FROM deliveries WHERE id BETWEEN batch.low_id AND batch.high_id
+                OFFSET 0  -- see _PAGE_NOTE
+            ) AS page
+            WHERE page.notification_id = :nid AND page.status IN ('pending', 'retrying')
+              AND page.next_attempt_at <= :now
+        ) AS d ON true
+        LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
+        ORDER BY d.id
         """  # noqa: S608 - the two variants are fixed strings, every value is a bind parameter
-    )
 
 
-_CLAIM_DUE_SQL = _claim_sql(ranged=False)
-_CLAIM_RANGE_SQL = _claim_sql(ranged=True)
+# Plain SQL, compiled once and cached (the ORM versions were recompiled per batch).
+_CLAIM_NEXT_SQL = text(_claim_sql(ranged=False))
+_CLAIM_PAGE_SQL = text(_claim_sql(ranged=True))
 
 
 async def claim(
-    session: AsyncSession,
-    *,
-    notification_id: uuid.UUID,
-    limit: int,
-    now: dt.datetime,
-    id_range: tuple[int, int] | None = None,
-) -> list[ClaimedDelivery]:
-    params: dict[str, object] = {
-        "notification_id": notification_id,
-        "now": now,
-        "until": now + lease(),
-        "limit": limit,
-    }
-    if id_range is not None:
-        params["low"], params["high"] = id_range
-    statement = _CLAIM_DUE_SQL if id_range is None else _CLAIM_RANGE_SQL
-    rows = (await session.execute(statement, params)).all()
-    return [
-        ClaimedDelivery(
-            id=row.id,
-            device_id=row.device_id,
-            provider=row.provider,
-            language=row.language,
-            attempts=row.attempts,
-            token=row.token,
-            apns_environment=row.apns_environment,
-        )
-        for row in rows
-    ]
+    session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime, low_id: int | None = None
+) -> Claim | None:
+    """Lease a due batch of a live notification (the page starting at ``low_id``, or the most
+    overdue one) and read its due rows. None when there is nothing to do: the batch is held,
+    settled or not yet due, or the notification is finished, cancelled or past its TTL."""
+    params: dict[str, object] = {"nid": notification_id, "now": now, "until": now + lease()}
+    if low_id is not None:
+        params["low"] = low_id
+    rows = (await session.execute(_CLAIM_NEXT_SQL if low_id is None else _CLAIM_PAGE_SQL, params)).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return Claim(
+        notification_id=notification_id,
+        batch_id=first.batch_id,
+        lease=first.lease,
+        low_id=first.low_id,
+        high_id=first.high_id,
+        expires_at=first.expires_at,
+        deliveries=[
+            ClaimedDelivery(
+                id=row.id,
+                device_id=row.device_id,
+                provider=row.provider,
+                language=row.language,
+                attempts=row.attempts,
+                token=row.token,
+                apns_environment=row.apns_environment,
+            )
+            for row in rows
+            if row.id is not None
+        ],
+    )
 
 
 def retry_delay(attempts: int, retry_after: float | None, *, rng: random.Random | None = None) -> float:
@@ -140,7 +168,7 @@ class RecordSummary:
     invalid: int = 0
     failed: int = 0
     retrying: int = 0
-    next_retry_at: dt.datetime | None = None
+    status: str | None = None  # the notification's, after this record (``completed`` when it finished)
 
 
 @dataclass(frozen=True)
@@ -148,141 +176,185 @@ class _Decision:
     delivery: ClaimedDelivery
     status: str
     error_code: str | None
+    attempts: int  # after this one (a pacing hand-back does not count)
     message_id: str | None = None
     next_attempt_at: dt.datetime | None = None
-    refund: bool = False  # give back the attempt the claim counted (nothing reached the provider)
 
 
 def _decide(
     delivery: ClaimedDelivery, result: SendResult, *, now: dt.datetime, expires_at: dt.datetime
 ) -> _Decision:
+    attempts = delivery.attempts + 1
     if result.outcome is Outcome.ACCEPTED:
-        return _Decision(delivery, "sent", result.error_code, message_id=result.message_id)
+        return _Decision(delivery, "sent", result.error_code, attempts, message_id=result.message_id)
     if result.outcome is Outcome.INVALID_TOKEN:
-        return _Decision(delivery, "invalid", result.error_code)
+        return _Decision(delivery, "invalid", result.error_code, attempts)
     if result.outcome is Outcome.RETRY:
         if not result.attempted:
-            # Held back before the provider (pacing): only the TTL bounds it, and the attempt the
-            # claim counted is given back.
+            # Held back before the provider (pacing): only the TTL bounds it, and it does not use
+            # up an attempt.
             next_at = now + dt.timedelta(seconds=max(result.retry_after or 0.0, 1.0))
             if next_at >= expires_at:
-                return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64])
-            return _Decision(delivery, "retrying", result.error_code, next_attempt_at=next_at, refund=True)
-        next_at = now + dt.timedelta(seconds=retry_delay(delivery.attempts, result.retry_after))
-        if delivery.attempts >= MAX_ATTEMPTS or next_at >= expires_at:
-            return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64])
-        return _Decision(delivery, "retrying", result.error_code, next_attempt_at=next_at)
-    return _Decision(delivery, "failed", result.error_code)
+                return _Decision(
+                    delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts - 1
+                )
+            return _Decision(delivery, "retrying", result.error_code, attempts - 1, next_attempt_at=next_at)
+        next_at = now + dt.timedelta(seconds=retry_delay(attempts, result.retry_after))
+        if attempts >= MAX_ATTEMPTS or next_at >= expires_at:
+            return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts)
+        return _Decision(delivery, "retrying", result.error_code, attempts, next_attempt_at=next_at)
+    return _Decision(delivery, "failed", result.error_code, attempts)
 
 
-# One statement for the whole batch. ``attempts`` is the fencing token: a row whose lease ran out
-# and was claimed again by another worker has a higher count, so a late result cannot overwrite
-# the newer attempt's, and the counters only count rows actually written.
+def from_provider(result: SendResult) -> bool:
+    """Did this result come from a provider request (as opposed to being decided locally)?"""
+    code = result.error_code or ""
+    return code not in LOCAL_CODES and not code.startswith("no_provider:")
+
+
+# One statement per chunk of results: write the rows, count what was written into the
+# notification's counters, stamp its first/last provider request times, and finish it once the
+# counters show every targeted row settled (constant cost per chunk; ``finish_if_done`` is the
+# exact backstop, e.g. when a deleted device took its row with it). A row is written only if it
+# is still due at the attempt count the sender saw: a late worker whose lease ran out and whose
+# batch was sent again cannot overwrite the newer result, and nothing is counted twice.
 _RECORD_SQL = text(
     """
-    UPDATE deliveries AS d
-    SET status = r.status,
-        error_code = r.error_code,
-        provider_message_id = COALESCE(r.message_id, d.provider_message_id),
-        next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
-        attempts = d.attempts - CASE WHEN r.refund THEN 1 ELSE 0 END,
-        claimed_until = NULL,
-        updated_at = :now
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]),
-        CAST(:error_codes AS text[]), CAST(:message_ids AS text[]), CAST(:next_attempts AS timestamptz[]),
-        CAST(:refunds AS boolean[])
-    ) AS r(id, attempts, status, error_code, message_id, next_attempt_at, refund)
-    WHERE d.id = r.id AND d.attempts = r.attempts AND d.status = 'sending'
-    RETURNING d.id, d.status, d.device_id, d.next_attempt_at
+    WITH r AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:seen_attempts AS integer[]), CAST(:attempts AS integer[]),
+            CAST(:statuses AS text[]), CAST(:error_codes AS text[]), CAST(:message_ids AS text[]),
+            CAST(:next_attempts AS timestamptz[])
+        ) AS r(id, seen_attempts, attempts, status, error_code, message_id, next_attempt_at)
+    ), written AS (
+        UPDATE deliveries AS d
+        SET status = r.status,
+            error_code = r.error_code,
+            provider_message_id = COALESCE(r.message_id, d.provider_message_id),
+            next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+            attempts = r.attempts,
+            updated_at = :now
+        FROM r
+        WHERE d.id = r.id AND d.attempts = r.seen_attempts AND d.status IN ('pending', 'retrying')
+        RETURNING d.status, d.device_id
+    ), counts AS (
+        SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
+               count(*) FILTER (WHERE status = 'invalid') AS invalid,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'retrying') AS retrying,
+               array_agg(device_id) FILTER (WHERE status = 'invalid') AS dead
+        FROM written
+    ), counted AS (
+        UPDATE notifications AS n
+        SET sent = n.sent + c.sent,
+            invalid = n.invalid + c.invalid,
+            failed = n.failed + c.failed,
+            first_request_at = CASE WHEN :requested THEN COALESCE(n.first_request_at, :now)
+                                    ELSE n.first_request_at END,
+            last_request_at = CASE WHEN :requested THEN GREATEST(COALESCE(n.last_request_at, :now), :now)
+                                   ELSE n.last_request_at END,
+            status = CASE WHEN n.status = 'sending' AND n.fanout_done_at IS NOT NULL
+                           AND n.sent + c.sent + n.invalid + c.invalid + n.failed + c.failed >= n.targeted
+                          THEN 'completed' ELSE n.status END,
+            completed_at = CASE WHEN n.status = 'sending' AND n.fanout_done_at IS NOT NULL
+                           AND n.sent + c.sent + n.invalid + c.invalid + n.failed + c.failed >= n.targeted
+                          THEN :now ELSE n.completed_at END
+        FROM counts AS c
+        WHERE n.id = :nid
+        RETURNING n.status
+    )
+    SELECT c.sent, c.invalid, c.failed, c.retrying, c.dead, counted.status
+    FROM counts AS c LEFT JOIN counted ON true
     """
-)
+).bindparams(bindparam("requested", type_=Boolean()))
 
 
 async def record(
     session: AsyncSession,
     *,
-    notification: Notification,
+    notification_id: uuid.UUID,
+    expires_at: dt.datetime,
     results: Sequence[tuple[ClaimedDelivery, SendResult]],
     now: dt.datetime,
 ) -> RecordSummary:
-    """Write every result in one statement, retire dead tokens, roll the counters up, and finish
-    the notification once nothing is left to send."""
-    summary = RecordSummary()
-    decisions = [_decide(d, r, now=now, expires_at=notification.expires_at) for d, r in results]
-    if decisions:
-        written = (
-            await session.execute(
-                _RECORD_SQL,
-                {
-                    "now": now,
-                    "ids": [x.delivery.id for x in decisions],
-                    "attempts": [x.delivery.attempts for x in decisions],
-                    "statuses": [x.status for x in decisions],
-                    "error_codes": [x.error_code for x in decisions],
-                    "message_ids": [x.message_id for x in decisions],
-                    "next_attempts": [x.next_attempt_at for x in decisions],
-                    "refunds": [x.refund for x in decisions],
-                },
-            )
-        ).all()
-        dead_devices = [row.device_id for row in written if row.status == "invalid"]
-        for row in written:
-            if row.status == "sent":
-                summary.sent += 1
-            elif row.status == "invalid":
-                summary.invalid += 1
-            elif row.status == "failed":
-                summary.failed += 1
-            else:
-                summary.retrying += 1
-                if summary.next_retry_at is None or row.next_attempt_at < summary.next_retry_at:
-                    summary.next_retry_at = row.next_attempt_at
-        if dead_devices:
-            await devices.invalidate(session, device_ids=dead_devices, reason="provider_rejected_token")
-    if summary.sent or summary.invalid or summary.failed:
+    """Write a chunk's results in one statement (see ``_RECORD_SQL``), retire dead tokens, and
+    wake the notification's progress streams once this commits."""
+    decisions = [_decide(d, r, now=now, expires_at=expires_at) for d, r in results]
+    if not decisions:
+        return RecordSummary()
+    row = (
         await session.execute(
-            update(Notification)
-            .where(Notification.id == notification.id)
-            .values(
-                sent=Notification.sent + summary.sent,
-                invalid=Notification.invalid + summary.invalid,
-                failed=Notification.failed + summary.failed,
-            )
+            _RECORD_SQL,
+            {
+                "nid": notification_id,
+                "now": now,
+                "requested": any(from_provider(result) for _, result in results),
+                "ids": [x.delivery.id for x in decisions],
+                "seen_attempts": [x.delivery.attempts for x in decisions],
+                "attempts": [x.attempts for x in decisions],
+                "statuses": [x.status for x in decisions],
+                "error_codes": [x.error_code for x in decisions],
+                "message_ids": [x.message_id for x in decisions],
+                "next_attempts": [x.next_attempt_at for x in decisions],
+            },
         )
-    # Stats: first/last provider request times, and a wake-up for live progress streams.
-    from notifications.stats import note_batch  # at call time: stats loads inbox and service modules
+    ).one()
+    if row.dead:
+        await devices.invalidate(session, device_ids=list(row.dead), reason="provider_rejected_token")
+    from notifications.stats import progress_channel  # at call time: stats loads inbox and service
 
-    await note_batch(session, notification_id=notification.id, results=results, now=now)
-    await finish_if_counted(session, notification_id=notification.id, now=now)
-    return summary
+    events.publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
+    return RecordSummary(
+        sent=row.sent, invalid=row.invalid, failed=row.failed, retrying=row.retrying, status=row.status
+    )
 
 
-async def finish_if_counted(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
-    """Finish the notification once its counters show every targeted delivery settled. Constant
-    cost per batch, where looking for open rows walks the due index past every row already sent
-    (quadratic over a 1M-device send). The reconciler's ``finish_if_done`` is the exact backstop,
-    e.g. when a deleted device took its delivery row with it."""
-    finished = (
+# After the last chunk: the batch stays open (due when its earliest open row is) or is done.
+# Only the worker still holding the lease settles; one that lost it leaves it to the new holder.
+_SETTLE_SQL = text(
+    """
+    WITH page AS (
+        SELECT notification_id, status, next_attempt_at FROM deliveries
+        WHERE id BETWEEN :low AND :high
+        OFFSET 0  -- see _PAGE_NOTE
+    ), open_rows AS (
+        SELECT count(*) AS open, min(next_attempt_at) AS next_at FROM page
+        WHERE notification_id = :nid AND status IN ('pending', 'retrying')
+    )
+    UPDATE delivery_batches AS b
+    SET leased_until = NULL,
+        status = CASE WHEN o.open = 0 THEN 'done' ELSE 'open' END,
+        next_attempt_at = COALESCE(o.next_at, b.next_attempt_at)
+    FROM open_rows AS o
+    WHERE b.id = :batch AND b.lease = :lease
+    RETURNING b.status, b.next_attempt_at
+    """
+)
+
+
+async def settle(session: AsyncSession, claim: Claim) -> dt.datetime | None:
+    """Release a batch after its last chunk. Returns when it is next due, if it has open rows."""
+    row = (
         await session.execute(
-            update(Notification)
-            .where(
-                Notification.id == notification_id,
-                Notification.status == "sending",
-                Notification.fanout_done_at.is_not(None),
-                Notification.sent + Notification.invalid + Notification.failed >= Notification.targeted,
-            )
-            .values(status="completed", completed_at=now)
-            .returning(Notification.id)
+            _SETTLE_SQL,
+            {
+                "nid": claim.notification_id,
+                "low": claim.low_id,
+                "high": claim.high_id,
+                "batch": claim.batch_id,
+                "lease": claim.lease,
+            },
         )
     ).first()
-    return finished is not None
+    if row is None or row.status == "done":
+        return None
+    next_at: dt.datetime = row.next_attempt_at
+    return next_at
 
 
 async def finish_if_done(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
-    open_work = exists().where(
-        Delivery.notification_id == notification_id, Delivery.status.in_((*DUE_STATUSES, "sending"))
-    )
+    """Finish the notification when its fan-out is done and no batch is open (the exact check,
+    for the reconciler; the send path finishes from the counters)."""
     finished = (
         await session.execute(
             update(Notification)
@@ -290,24 +362,65 @@ async def finish_if_done(session: AsyncSession, *, notification_id: uuid.UUID, n
                 Notification.id == notification_id,
                 Notification.status == "sending",
                 Notification.fanout_done_at.is_not(None),
-                ~open_work,
+                ~_open_batches(notification_id).exists(),
             )
             .values(status="completed", completed_at=now)
             .returning(Notification.id)
         )
     ).first()
     return finished is not None
+
+
+def _open_batches(notification_id: uuid.UUID) -> Select[Any]:
+    return select(DeliveryBatch.id).where(
+        DeliveryBatch.notification_id == notification_id, DeliveryBatch.status == "open"
+    )
+
+
+# Due rows of the notification's open batches that no worker holds right now, closed with one
+# status; the batches they were in are done. A batch under lease is left to its worker, whose
+# settle looks at the notification again (see ``close_batch``).
+_CLOSE_OPEN_SQL = text(
+    """
+    WITH idle AS (
+        UPDATE delivery_batches SET status = 'done', leased_until = NULL
+        WHERE notification_id = :nid AND status = 'open' AND (leased_until IS NULL OR leased_until < :now)
+          AND (CAST(:low AS bigint) IS NULL OR low_id = :low)
+        RETURNING low_id, high_id
+    )
+    UPDATE deliveries AS d
+    SET status = :status, error_code = COALESCE(:error_code, d.error_code), updated_at = :now
+    FROM idle
+    WHERE d.notification_id = :nid AND d.id BETWEEN idle.low_id AND idle.high_id
+      AND d.status IN ('pending', 'retrying')
+    RETURNING d.id
+    """
+)
+
+
+async def close_open(
+    session: AsyncSession,
+    *,
+    notification_id: uuid.UUID,
+    now: dt.datetime,
+    status: str,
+    error_code: str | None,
+    low_id: int | None = None,
+) -> int:
+    """Close the due rows nobody holds (all batches, or the one starting at ``low_id``) as
+    ``status``. Returns how many rows."""
+    result = await session.execute(
+        _CLOSE_OPEN_SQL,
+        {"nid": notification_id, "now": now, "status": status, "error_code": error_code, "low": low_id},
+    )
+    return len(result.all())
 
 
 async def expire_overdue(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int:
     """Past the TTL a push is pointless: what is still unsent fails as ``expired``."""
-    result = await session.execute(
-        update(Delivery)
-        .where(Delivery.notification_id == notification_id, Delivery.status.in_(DUE_STATUSES))
-        .values(status="failed", error_code="expired", updated_at=now)
-        .returning(Delivery.id)
+    count = await close_open(
+        session, notification_id=notification_id, now=now, status="failed", error_code="expired"
     )
-    count = len(result.all())
     if count:
         await session.execute(
             update(Notification)

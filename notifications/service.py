@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from auth import audit
 from auth.models import Unit, User
@@ -20,7 +19,8 @@ from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
 from inbox import fanout as inbox_fanout
-from notifications.models import Delivery, Notification
+from notifications import outbox
+from notifications.models import DeliveryBatch, Notification
 from notifications.payloads import PushSpec, check_sizes
 from notifications.schemas import NotificationCreate
 
@@ -272,14 +272,6 @@ async def pending_count(session: AsyncSession, notification: Notification) -> in
     return max(0, notification.targeted - settled)
 
 
-# Rows no worker holds: due or retrying, or leased by a worker whose lease ran out (killed).
-def _unattempted(now: dt.datetime) -> ColumnElement[bool]:
-    return or_(
-        Delivery.status.in_(("pending", "retrying")),
-        and_(Delivery.status == "sending", Delivery.claimed_until < now),
-    )
-
-
 async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int | None:
     """Stop a notification: no fan-out page and no send batch starts after this commits (both
     check the status under the notification's row lock / before claiming); batches already at
@@ -305,15 +297,12 @@ async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.d
 
 
 async def cancel_remaining(session: AsyncSession, *, notification: Notification, now: dt.datetime) -> int:
-    """Also for the sweep after a cancel: a batch in flight at cancel time may record rows as
-    ``retrying``; those will never be claimed again, so they are cancelled too."""
-    result = await session.execute(
-        update(Delivery)
-        .where(Delivery.notification_id == notification.id, _unattempted(now))
-        .values(status="cancelled", claimed_until=None, updated_at=now)
-        .returning(Delivery.id)
+    """Rows not yet attempted become ``cancelled``; those of a batch a worker holds right now are
+    left to it (its pushes may be at the provider; it cancels what it did not send when it lets
+    the batch go). Also for the sweep after a cancel, should that worker die instead."""
+    count = await outbox.close_open(
+        session, notification_id=notification.id, now=now, status="cancelled", error_code=None
     )
-    count = len(result.all())
     if count:
         await session.execute(
             update(Notification)
@@ -324,10 +313,12 @@ async def cancel_remaining(session: AsyncSession, *, notification: Notification,
     return count
 
 
-async def in_flight(session: AsyncSession, *, notification_id: uuid.UUID) -> int:
-    """Rows a worker holds right now (claimed and not yet recorded)."""
+async def in_flight(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int:
+    """Batches a worker holds right now (leased, not yet settled)."""
     query = select(func.count()).where(
-        Delivery.notification_id == notification_id, Delivery.status == "sending"
+        DeliveryBatch.notification_id == notification_id,
+        DeliveryBatch.status == "open",
+        DeliveryBatch.leased_until >= now,
     )
     return int((await session.execute(query)).scalar_one())
 

@@ -6,11 +6,11 @@ progress stream.
   adds up: ``targeted = sent + invalid + failed + retrying + pending + cancelled``. Receipts of a
   signed-in user's inbox carry no device and are counted under ``unknown``.
 * **Timing**: ``first_request_at`` / ``last_request_at`` on the notification are set when a
-  batch's provider answers are recorded (``note_batch``, called by ``outbox.record``), so "time to
+  batch's provider answers are recorded (by ``outbox.record``, in the same statement), so "time to
   first / last provider request" costs nothing to read. They are the recording times, i.e. late
   by at most one batch's round trip.
 * **Progress** (``GET /v1/notifications/{id}/progress``): Server-Sent Events, as the inbox
-  stream (inbox/stream.py): ``note_batch`` publishes a wake-up on Redis after the batch's commit;
+  stream (inbox/stream.py): ``outbox.record`` publishes a wake-up on Redis after the batch's commit;
   the stream sends a cheap snapshot (the notification's counters and the receipt counts, two
   index lookups) when woken, at most every ``MIN_GAP_SECONDS``, and at least every
   ``SNAPSHOT_SECONDS``; once the notification is finished it sends ``final`` with the full stats
@@ -24,13 +24,13 @@ import datetime as dt
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy import DateTime, Integer, func, select, table, update
+from sqlalchemy import DateTime, Integer, func, select, table
 from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,11 +38,9 @@ from core.config import get_settings
 from core.db import transaction
 from core.logging import get_logger
 from devices.models import Device
-from inbox import events
 from inbox.models import Receipt
 from notifications.fanout import FINAL_STATUSES
 from notifications.models import Delivery, Notification
-from notifications.providers.base import SendResult
 from notifications.schemas import DeliveryCounts, NotificationProgress, NotificationStatsOut
 
 log = get_logger(__name__)
@@ -52,9 +50,6 @@ SNAPSHOT_SECONDS = 1.0
 MIN_GAP_SECONDS = 0.25
 MAX_STREAM_SECONDS = 300.0
 RETRY_MILLISECONDS = 3000
-# Results made up locally, without a provider request (see dispatch.py and providers/paced.py).
-_LOCAL_CODES = ("device_retired", "rate_limited")
-
 # The two timing columns of migration 0005, addressed at the table level (Core), so the ORM
 # model stays as its owners keep it.
 _timing = table(
@@ -67,33 +62,6 @@ _timing = table(
 
 def progress_channel(notification_id: uuid.UUID) -> str:
     return f"chuong:notifications:progress:{notification_id}"
-
-
-def _from_provider(result: SendResult) -> bool:
-    code = result.error_code or ""
-    return code not in _LOCAL_CODES and not code.startswith("no_provider:")
-
-
-async def note_batch(
-    session: AsyncSession,
-    *,
-    notification_id: uuid.UUID,
-    results: Sequence[tuple[Any, SendResult]],
-    now: dt.datetime,
-) -> None:
-    """A batch's results were recorded: stamp the first/last provider request times and wake the
-    progress streams (after commit; a rolled-back batch is never announced)."""
-    if any(_from_provider(result) for _, result in results):
-        await session.execute(
-            update(_timing)
-            .where(_timing.c.id == notification_id)
-            .values(
-                first_request_at=func.coalesce(_timing.c.first_request_at, now),
-                last_request_at=func.greatest(func.coalesce(_timing.c.last_request_at, now), now),
-            )
-        )
-    if results:
-        events.publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
 
 
 def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:
@@ -165,8 +133,8 @@ async def stats_of(session: AsyncSession, *, notification: Notification) -> Noti
     by_platform: dict[str, DeliveryCounts] = {}
     for row in delivery_rows:
         values = dict(zip(sorted(settled), row[3:], strict=True))
-        # Everything not final nor retrying: not yet claimed, or in a worker's hands right now
-        # (status 'sending'); computed as the rest so the identity holds whatever the statuses.
+        # Everything not final nor retrying: not yet sent, or in a worker's hands right now;
+        # computed as the rest so the identity holds whatever the statuses.
         values["pending"] = row.targeted - sum(values.values())
         values["targeted"] = row.targeted
         for into, key in ((totals, "all"), (by_language, row.language), (by_platform, row.platform)):

@@ -12,18 +12,19 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
-from core.db import utcnow
+from core.db import transaction, utcnow
 from core.jobs import defer
 from core.logging import get_logger
 from devices import service as devices
 from notifications import breaker, dispatch, fanout, outbox
-from notifications.models import Delivery, Notification
+from notifications import service as notifications_service
+from notifications.models import Delivery, DeliveryBatch, Notification
 from notifications.payloads import PushSpec
 from notifications.providers.base import SendResult
 from notifications.service import queue_for, spec_of
@@ -32,8 +33,12 @@ from workers.queue import committing
 log = get_logger(__name__)
 
 FANOUT_SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the job re-queues itself
+# ...and after this many pages (20,000 deliveries), so that it queues up behind the send jobs it
+# made: the fan-out stays a few pages ahead of the sends instead of writing a million rows first
+# (rows sent soon after they were written are still in PostgreSQL's buffers; see docs/delivery.md).
+FANOUT_SLICE_PAGES = 40
 SEND_BATCH = fanout.PAGE_SIZE
-SEND_CHUNKS = 2  # a batch is claimed and sent in pipelined chunks (see _send_batch)
+SEND_CHUNKS = 2  # a batch is sent in pipelined chunks (see _send_batch)
 MAX_JOBS_PER_RECONCILE = 50
 
 
@@ -45,7 +50,7 @@ async def fan_out(ctx: dict[str, Any], notification_id: str) -> int:
         async with committing() as session:
             more = await fanout.fan_out_page(session, notification_id=nid, now=utcnow())
             pages += 1
-            if more and time.monotonic() - started > FANOUT_SLICE_SECONDS:
+            if more and (pages >= FANOUT_SLICE_PAGES or time.monotonic() - started > FANOUT_SLICE_SECONDS):
                 notification = await session.get(Notification, nid)
                 assert notification is not None
                 defer(
@@ -74,110 +79,172 @@ def _send_slots() -> asyncio.Semaphore:
 async def send_batch(
     ctx: dict[str, Any], notification_id: str, low_id: int | None = None, high_id: int | None = None
 ) -> dict[str, int]:
-    """Send due deliveries of a notification: those of one fan-out page (``low_id``..``high_id``)
-    or, for retries and the reconciler, whatever is due first."""
-    # Claimed-but-unrecorded rows are what a killed worker sends twice; holding at most
+    """Send the due rows of one batch of a notification: the fan-out page starting at ``low_id``
+    or, without one, its most overdue open batch. (``high_id`` is kept for jobs queued before
+    batches had rows of their own; the batch row knows its range.)"""
+    # Leased-but-unrecorded rows are what a killed worker sends twice; holding at most
     # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
-    id_range = (low_id, high_id) if low_id is not None and high_id is not None else None
     async with _send_slots():
-        return await _send_batch(ctx, uuid.UUID(notification_id), id_range)
+        return await _send_batch(ctx, uuid.UUID(notification_id), low_id)
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    spec: PushSpec
-    claimed: list[outbox.ClaimedDelivery]
-    badges: dict[uuid.UUID, int]
+_SPECS: dict[uuid.UUID, PushSpec] = {}
+_SPECS_KEPT = 64
 
 
-async def _claim_chunk(nid: uuid.UUID, limit: int, id_range: tuple[int, int] | None) -> _Chunk | None:
-    """Lease the next rows of a notification, unless it was cancelled, finished or expired
-    meanwhile (a cancel therefore stops new provider calls at the next chunk), and work out
-    their badges (in a transaction of its own: a badge failure must not undo the lease)."""
+async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
+    """What a notification's pushes say, read once per process: it never changes after creation,
+    and a broadcast to a million devices has 2,000 batches."""
+    spec = _SPECS.get(notification_id)
+    if spec is None:
+        async with transaction() as session:
+            notification = await session.get(Notification, notification_id)
+            if notification is None:
+                return None
+            spec = spec_of(notification)
+        if len(_SPECS) >= _SPECS_KEPT:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[notification_id] = spec
+    return spec
+
+
+async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
     now = utcnow()
     async with committing() as session:
-        notification = await session.get(Notification, nid)
-        if notification is None or notification.status in fanout.FINAL_STATUSES:
-            return None
-        if notification.expires_at <= now:
-            await outbox.expire_overdue(session, notification_id=nid, now=now)
-            await outbox.finish_if_done(session, notification_id=nid, now=now)
-            return None
-        claimed = await outbox.claim(session, notification_id=nid, limit=limit, now=now, id_range=id_range)
-        spec = spec_of(notification)
-    badges = await dispatch.batch_badges(spec, claimed) if claimed else {}
-    return _Chunk(spec, claimed, badges)
+        claim = await outbox.claim(session, notification_id=nid, now=now, low_id=low_id)
+        if claim is None:
+            # Nothing to lease; if that is because the notification outlived its TTL, say so now
+            # rather than at the reconciler's next tick.
+            notification = await session.get(Notification, nid)
+            if (
+                notification is not None
+                and notification.status not in fanout.FINAL_STATUSES
+                and notification.expires_at <= now
+            ):
+                await outbox.expire_overdue(session, notification_id=nid, now=now)
+                await outbox.finish_if_done(session, notification_id=nid, now=now)
+        return claim
 
 
-async def _record_chunk(
-    nid: uuid.UUID, results: list[tuple[outbox.ClaimedDelivery, SendResult]]
+async def _still_sending(nid: uuid.UUID) -> bool:
+    """Checked before each further chunk: a cancel stops new provider calls within one chunk."""
+    async with transaction() as session:
+        status = await session.scalar(select(Notification.status).where(Notification.id == nid))
+    return status is not None and status not in fanout.FINAL_STATUSES
+
+
+async def _prepare(spec: PushSpec, chunk: list[outbox.ClaimedDelivery]) -> dict[uuid.UUID, int] | None:
+    """The chunk's badges, or None when the notification was cancelled or finished meanwhile."""
+    if not await _still_sending(uuid.UUID(spec.id)):
+        return None
+    return await dispatch.batch_badges(spec, chunk)
+
+
+async def _record(
+    claim: outbox.Claim,
+    results: list[tuple[outbox.ClaimedDelivery, SendResult]],
+    *,
+    last: bool,
+    priority: str,
 ) -> Counter[str]:
+    now = utcnow()
     async with committing() as session:
-        notification = await session.get(Notification, nid)
-        assert notification is not None
-        summary = await outbox.record(session, notification=notification, results=results, now=utcnow())
-        if summary.next_retry_at is not None:
-            defer(
-                session,
-                "send_batch",
-                str(nid),
-                job_id=f"retry:{nid}:{int(summary.next_retry_at.timestamp())}",
-                queue=queue_for(notification.priority),
-                defer_until=summary.next_retry_at,
-            )
+        summary = await outbox.record(
+            session,
+            notification_id=claim.notification_id,
+            expires_at=claim.expires_at,
+            results=results,
+            now=now,
+        )
+        if last:
+            await _let_go(session, claim, priority=priority, status=summary.status, now=now)
     return Counter(
         sent=summary.sent, invalid=summary.invalid, failed=summary.failed, retrying=summary.retrying
     )
 
 
-async def _send_batch(
-    ctx: dict[str, Any], nid: uuid.UUID, id_range: tuple[int, int] | None
-) -> dict[str, int]:
-    """Up to SEND_BATCH rows in SEND_CHUNKS chunks, pipelined: the next chunk is claimed while the
-    current one is on the wire, and a chunk's results are written while the next one is sent.
-    The rows claimed but not yet recorded never exceed SEND_BATCH, so a killed worker still
+async def _let_go(
+    session: AsyncSession, claim: outbox.Claim, *, priority: str, status: str | None, now: dt.datetime
+) -> None:
+    """Settle the batch: if the notification was cancelled meanwhile, what was not sent is
+    cancelled; if rows remain open (retries, pacing hand-backs), a job is queued for when the
+    earliest is due."""
+    nid = claim.notification_id
+    if status is None:
+        status = await session.scalar(select(Notification.status).where(Notification.id == nid))
+    if status == "cancelled":
+        notification = await session.get(Notification, nid)
+        assert notification is not None
+        await outbox.settle(session, claim)
+        await notifications_service.cancel_remaining(session, notification=notification, now=now)
+        return
+    next_at = await outbox.settle(session, claim)
+    if next_at is not None:
+        defer(
+            session,
+            "send_batch",
+            str(nid),
+            claim.low_id,
+            claim.high_id,
+            job_id=f"retry:{nid}:{claim.low_id}:{int(next_at.timestamp())}",
+            queue=queue_for(priority),
+            defer_until=next_at,
+        )
+
+
+async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID, low_id: int | None) -> dict[str, int]:
+    """One batch in SEND_CHUNKS chunks, pipelined: the next chunk's badges are worked out while
+    the current one is on the wire, and a chunk's results are written while the next one is
+    sent. The rows leased but not yet recorded never exceed one batch, so a killed worker
     re-sends at most one batch."""
-    chunk = max(1, -(-SEND_BATCH // SEND_CHUNKS))
-    current = await _claim_chunk(nid, chunk, id_range)
-    if current is None or not current.claimed:
+    claim = await _claim(nid, low_id)
+    if claim is None:
         return {"claimed": 0}
+    spec = await _spec(nid)
+    totals: Counter[str] = Counter()
+    claimed = claim.deliveries
+    if spec is None or not claimed:
+        async with committing() as session:
+            await _let_go(
+                session, claim, priority=spec.priority if spec else "normal", status=None, now=utcnow()
+            )
+        return {"claimed": 0}
+    size = max(1, -(-len(claimed) // SEND_CHUNKS))
+    chunks = [claimed[i : i + size] for i in range(0, len(claimed), size)]
     providers = ctx["providers"]
     alert = get_settings().sensitive_visible_alert
-    totals: Counter[str] = Counter()
-    left = SEND_BATCH
     recording: asyncio.Task[Counter[str]] | None = None
-    claiming: asyncio.Task[_Chunk | None] | None = None
+    preparing: asyncio.Task[dict[uuid.UUID, int] | None] | None = None
     try:
-        while current is not None and current.claimed:
-            claimed = current.claimed
-            totals["claimed"] += len(claimed)
-            left -= len(claimed)
+        badges = await dispatch.batch_badges(spec, chunks[0])
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            totals["claimed"] += len(chunk)
             sending = asyncio.ensure_future(
-                dispatch.send_claimed(
-                    current.spec, claimed, providers, visible_generic_alert=alert, badges=current.badges
-                )
+                dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
             )
-            # A short chunk means nothing more was due: do not ask again.
-            claiming = (
-                asyncio.ensure_future(_claim_chunk(nid, min(chunk, left), id_range))
-                if left > 0 and len(claimed) == chunk
-                else None
-            )
+            preparing = None if last else asyncio.ensure_future(_prepare(spec, chunks[index + 1]))
             results = await sending
             await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
             if recording is not None:
                 totals.update(await recording)
-            recording = asyncio.ensure_future(_record_chunk(nid, results))
-            current = await claiming if claiming is not None else None
-            claiming = None
-        if recording is not None:
-            totals.update(await recording)
-            recording = None
+            next_badges = await preparing if preparing is not None else None
+            preparing = None
+            stop = not last and next_badges is None
+            recording = asyncio.ensure_future(
+                _record(claim, results, last=last or stop, priority=spec.priority)
+            )
+            if stop:
+                break
+            badges = next_badges or {}
+        assert recording is not None
+        totals.update(await recording)
+        recording = None
     except BaseException:
-        # Rows already leased stay leased and are retried once the lease ends; results already
-        # in hand are still written, so what was sent is not sent again.
-        if claiming is not None:
-            claiming.cancel()
+        # The batch stays leased and is sent again once the lease ends; results already in hand
+        # are still written, so what was sent is not sent again.
+        if preparing is not None:
+            preparing.cancel()
         if recording is not None and not recording.done():
             with contextlib.suppress(BaseException):
                 await asyncio.shield(recording)
@@ -187,11 +254,12 @@ async def _send_batch(
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     """Re-queue what a lost job, a killed worker or a flushed Redis left behind; expire what is
-    past its TTL; finish notifications with nothing left to do."""
+    past its TTL; finish notifications with nothing left to do; cancel what a worker that died
+    holding a batch of a cancelled notification left open."""
     now = utcnow()
-    tick = int(now.timestamp() // 15)  # job-id bucket: one re-queue per notification per tick
+    tick = int(now.timestamp() // 15)  # job-id bucket: one re-queue per batch per tick
     grace = dt.timedelta(seconds=get_settings().reconcile_grace_seconds)
-    stats = {"fanouts": 0, "batches": 0, "expired": 0}
+    stats = {"fanouts": 0, "batches": 0, "expired": 0, "cancelled": 0}
     async with committing() as session:
         active = (
             (
@@ -223,30 +291,55 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
                     queue=queue,
                 )
                 stats["fanouts"] += 1
-            due = (
-                await session.execute(
-                    select(func.count()).select_from(
-                        select(Delivery.id)
-                        .where(
-                            Delivery.notification_id == notification.id,
-                            outbox.due_clause(now - grace),
-                        )
-                        .limit(SEND_BATCH * MAX_JOBS_PER_RECONCILE)
-                        .subquery()
-                    )
+            # Batches due for a while that nobody holds: their job was lost or their worker died.
+            overdue = await session.execute(
+                select(DeliveryBatch.low_id, DeliveryBatch.high_id)
+                .where(
+                    DeliveryBatch.notification_id == notification.id,
+                    DeliveryBatch.status == "open",
+                    DeliveryBatch.next_attempt_at <= now - grace,
+                    or_(DeliveryBatch.leased_until.is_(None), DeliveryBatch.leased_until < now),
                 )
-            ).scalar_one()
-            for index in range(min(MAX_JOBS_PER_RECONCILE, -(-due // SEND_BATCH))):
+                .order_by(DeliveryBatch.next_attempt_at)
+                .limit(MAX_JOBS_PER_RECONCILE)
+            )
+            for low_id, high_id in overdue.all():
                 defer(
                     session,
                     "send_batch",
                     str(notification.id),
-                    job_id=f"reconcile:{notification.id}:{tick}:{index}",
+                    low_id,
+                    high_id,
+                    job_id=f"reconcile:{notification.id}:{low_id}:{tick}",
                     queue=queue,
                 )
                 stats["batches"] += 1
             if notification.fanout_done_at is not None and notification.status == "sending":
                 await outbox.finish_if_done(session, notification_id=notification.id, now=now)
+        cancelled = (
+            (
+                await session.execute(
+                    select(Notification)
+                    .where(
+                        Notification.status == "cancelled",
+                        select(DeliveryBatch.id)
+                        .where(
+                            DeliveryBatch.notification_id == Notification.id,
+                            DeliveryBatch.status == "open",
+                            or_(DeliveryBatch.leased_until.is_(None), DeliveryBatch.leased_until < now),
+                        )
+                        .exists(),
+                    )
+                    .limit(MAX_JOBS_PER_RECONCILE)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for notification in cancelled:
+            stats["cancelled"] += await notifications_service.cancel_remaining(
+                session, notification=notification, now=now
+            )
     if any(stats.values()):
         log.info("reconciled", **stats)
     return stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import event, select
 
@@ -12,6 +13,7 @@ from core import clock
 from core.config import get_settings
 from core.db import get_engine, transaction
 from devices.models import Device
+from inbox import badges
 from inbox.badges import unread_badges
 from notifications.payloads import BADGE_CAP
 from tests.inbox.helpers import Caller, anonymous_device, insert_notification, signed_in, unread
@@ -137,7 +139,7 @@ async def test_every_device_of_an_account_shows_the_account_count(client):
     assert await _badges(tracking, user) == [[1, 1]]
 
 
-async def test_badges_are_capped_and_take_a_fixed_number_of_queries(client):
+async def test_badges_are_capped_and_take_a_fixed_number_of_queries(client, monkeypatch):
     user = await signed_in(client, unit=await make_unit())
     devices = [await anonymous_device(client) for _ in range(12)]
     for second in range(BADGE_CAP + 5):
@@ -148,6 +150,7 @@ async def test_badges_are_capped_and_take_a_fixed_number_of_queries(client):
         )
     sending = await insert_notification(audience={"all": True}, created_at=_at(3))
     device_ids = await _device_ids(user) + [device.reader_id for device in devices]
+    fetch_on_driver = badges._fetch
 
     async def counted(ids: list[uuid.UUID]) -> tuple[dict[uuid.UUID, int], int]:
         statements: list[str] = []
@@ -155,6 +158,12 @@ async def test_badges_are_capped_and_take_a_fixed_number_of_queries(client):
         def count(conn, cursor, statement, parameters, context, executemany) -> None:
             statements.append(statement)
 
+        async def fetch(driver: Any, sql: str, *args: Any) -> list[Any]:
+            statements.append(sql)
+            return await fetch_on_driver(driver, sql, *args)
+
+        # Badges run their hot statements on the asyncpg connection itself: count those too.
+        monkeypatch.setattr(badges, "_fetch", fetch)
         engine = get_engine().sync_engine
         event.listen(engine, "before_cursor_execute", count)
         try:
@@ -170,9 +179,48 @@ async def test_badges_are_capped_and_take_a_fixed_number_of_queries(client):
     found, queries_for_all = await counted(device_ids)
     assert [found[d] for d in device_ids] == [BADGE_CAP] + [1] * len(devices)
     assert one == {d: found[d] for d in device_ids[:2]}
-    # Notification, devices, the account's devices, the window's fingerprint (and, the first time,
-    # the window itself), reader state, exceptions: never one per device.
-    assert queries_for_all <= queries_for_one <= 7
+    # The notification with its app's window fingerprint, then every device with its reader's
+    # state (and, the first time, the window itself): never one per device.
+    assert queries_for_all <= queries_for_one <= 3
+
+
+async def test_the_row_of_the_notification_being_sent_counts_once_and_not_once_read(client):
+    user = await signed_in(client, unit=await make_unit())
+    for second in (1, 2):
+        await insert_notification(
+            audience={"users": [str(user.reader_id)]}, readers=[user.reader_id], created_at=_at(second)
+        )
+    sending = await insert_notification(
+        audience={"users": [str(user.reader_id)]}, readers=[user.reader_id], created_at=_at(3)
+    )
+    assert await unread(client, user, app="portal") == 3
+    assert await _badges(sending, user) == [[3]]
+    # A retried push after the reader read it: it no longer counts, the others still do.
+    assert (await client.post(f"/v1/inbox/{sending}/read", headers=user.headers)).status_code == 200
+    assert await unread(client, user, app="portal") == 2
+    assert await _badges(sending, user) == [[2]]
+
+
+async def test_a_broadcast_being_sent_counts_once_whether_or_not_it_matches_the_readers_topics(client):
+    # Before the readers arrived: in nobody's inbox.
+    await insert_notification(audience={"all": True}, created_at=clock.utcnow() - dt.timedelta(hours=1))
+    follower = await anonymous_device(client, topics=["van-kien"])
+    plain = await anonymous_device(client, topics=["tu-lieu"])
+    await insert_notification(audience={"all": True}, created_at=_at(1))
+    await insert_notification(audience={"topics": ["tu-lieu"]}, created_at=_at(2))
+    sending = await insert_notification(audience={"topics": ["van-kien"]}, created_at=_at(3))
+    # The follower's inbox has it already; the other reader's gets it with the push.
+    assert [await unread(client, r) for r in (follower, plain)] == [2, 2]
+    assert await _badges(sending, follower, plain) == [[2], [3]]
+
+
+async def test_an_anonymous_device_has_no_broadcasts_of_another_app(client):
+    device = await anonymous_device(client, topics=["van-kien"])
+    await insert_notification(audience={"all": True}, created_at=_at(1), app="tracking")
+    sending = await insert_notification(audience={"all": True}, created_at=_at(2), app="tracking")
+    # A device credential reads its own app's inbox only.
+    assert await unread(client, device, app="tracking") == 0
+    assert await _badges(sending, device) == [[1]]
 
 
 async def test_pushes_carry_the_badge_on_apns_and_fcm(client, emulator, worker_ctx):

@@ -1,0 +1,146 @@
+"""Batch leases (notifications/outbox.py): one worker holds a fan-out page at a time, a worker that
+lost its lease cannot overwrite or double-count, and a cancel never strands rows a worker held."""
+
+import uuid
+
+from sqlalchemy import select, text
+
+from core import clock
+from core.config import get_settings
+from core.db import transaction
+from notifications import outbox
+from notifications import service as notifications
+from notifications.models import DeliveryBatch
+from notifications.providers.base import SendResult
+from tests.notifications.conftest import register_devices
+from tests.notifications.helpers import central_sender, load, notification_body
+from workers.delivery_jobs import _record, fan_out, reconcile, send_batch
+
+
+async def _fanned_out(client, worker_ctx, count: int = 3) -> uuid.UUID:
+    await register_devices([("fcm", f"ok-{uuid.uuid4().hex}", "vi") for _ in range(count)])
+    headers = await central_sender(client)
+    created = await client.post("/v1/notifications", json=notification_body(), headers=headers)
+    assert created.status_code == 202, created.text
+    nid = uuid.UUID(created.json()["id"])
+    await fan_out(worker_ctx, str(nid))
+    return nid
+
+
+async def _claim(nid: uuid.UUID) -> outbox.Claim | None:
+    async with transaction() as session:
+        return await outbox.claim(session, notification_id=nid, now=clock.utcnow())
+
+
+async def _record_all(claim: outbox.Claim, prefix: str) -> outbox.RecordSummary:
+    results = [(d, SendResult.accepted(f"{prefix}-{d.id}")) for d in claim.deliveries]
+    async with transaction() as session:
+        summary = await outbox.record(
+            session,
+            notification_id=claim.notification_id,
+            expires_at=claim.expires_at,
+            results=results,
+            now=clock.utcnow(),
+        )
+        await outbox.settle(session, claim)
+    return summary
+
+
+def _past_the_lease() -> None:
+    clock.advance(get_settings().delivery_lease_seconds + 1)
+
+
+async def _batch(nid: uuid.UUID) -> DeliveryBatch:
+    async with transaction() as session:
+        query = select(DeliveryBatch).where(DeliveryBatch.notification_id == nid)
+        return (await session.execute(query)).scalar_one()
+
+
+async def test_a_held_batch_is_not_claimed_again_until_its_lease_ends(client, emulator, worker_ctx):
+    nid = await _fanned_out(client, worker_ctx)
+    first = await _claim(nid)
+    assert first is not None and len(first.deliveries) == 3
+    assert await _claim(nid) is None  # held
+    assert (await send_batch(worker_ctx, str(nid), first.low_id))["claimed"] == 0
+    _past_the_lease()
+    second = await _claim(nid)  # the first worker is presumed dead
+    assert second is not None and second.lease == first.lease + 1
+    assert [d.id for d in second.deliveries] == [d.id for d in first.deliveries]
+
+
+async def test_a_worker_that_lost_its_lease_writes_and_counts_nothing(client, emulator, worker_ctx):
+    nid = await _fanned_out(client, worker_ctx)
+    late = await _claim(nid)
+    assert late is not None
+    _past_the_lease()
+    current = await _claim(nid)
+    assert current is not None
+    assert (await _record_all(current, "new")).sent == 3
+    # The late worker's answers arrive after all: nothing is overwritten or counted twice.
+    stale = await _record_all(late, "late")
+    assert (stale.sent, stale.failed, stale.retrying) == (0, 0, 0)
+    notification, deliveries = await load(nid)
+    assert notification.status == "completed" and notification.sent == 3
+    assert {d.provider_message_id for d in deliveries} == {f"new-{d.id}" for d in deliveries}
+    assert {d.attempts for d in deliveries} == {1}
+    assert (await _batch(nid)).status == "done"
+
+
+async def test_cancel_leaves_a_held_batch_to_its_worker_which_cancels_what_it_did_not_send(
+    client, emulator, worker_ctx
+):
+    nid = await _fanned_out(client, worker_ctx)
+    claim = await _claim(nid)
+    assert claim is not None
+    async with transaction() as session:
+        # The rows of the held batch may be at the provider right now: not cancelled here.
+        assert await notifications.cancel(session, notification_id=nid, now=clock.utcnow()) == 0
+        assert await notifications.in_flight(session, notification_id=nid, now=clock.utcnow()) == 1
+    # The worker sent its first chunk (one push) and stopped there; letting go cancels the rest.
+    first = claim.deliveries[0]
+    counts = await _record(claim, [(first, SendResult.accepted("m-1"))], last=True, priority="high")
+    assert counts["sent"] == 1
+    notification, deliveries = await load(nid)
+    assert sorted(d.status for d in deliveries) == ["cancelled", "cancelled", "sent"]
+    assert (notification.sent, notification.cancelled, notification.status) == (1, 2, "cancelled")
+    assert (await _batch(nid)).status == "done"
+    async with transaction() as session:
+        assert await notifications.in_flight(session, notification_id=nid, now=clock.utcnow()) == 0
+
+
+async def test_the_reconciler_cancels_what_a_dead_worker_held_of_a_cancelled_notification(
+    client, emulator, worker_ctx
+):
+    nid = await _fanned_out(client, worker_ctx)
+    assert await _claim(nid) is not None  # and the worker dies holding it
+    async with transaction() as session:
+        assert await notifications.cancel(session, notification_id=nid, now=clock.utcnow()) == 0
+    assert (await reconcile({}))["cancelled"] == 0  # still leased
+    _past_the_lease()
+    assert (await reconcile({}))["cancelled"] == 3
+    notification, deliveries = await load(nid)
+    assert {d.status for d in deliveries} == {"cancelled"} and notification.cancelled == 3
+    assert len(emulator.log) == 0
+
+
+async def test_a_recorded_result_changes_no_indexed_column(owner_engine):
+    """Why recording is cheap at a million rows: no index of ``deliveries`` names a column the
+    record writes, so PostgreSQL can update rows in place (HOT) without new index entries."""
+    written = {"status", "error_code", "provider_message_id", "next_attempt_at", "attempts", "updated_at"}
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+                " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = 'deliveries'::regclass"
+            )
+        )
+        indexed = {row.attname for row in rows}
+        predicates = await conn.execute(
+            text(
+                "SELECT count(*) FROM pg_index"
+                " WHERE indrelid = 'deliveries'::regclass AND indpred IS NOT NULL"
+            )
+        )
+        assert predicates.scalar_one() == 0
+    assert indexed and not indexed & written
