@@ -86,8 +86,11 @@ cmd_run() {
   trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
   log "starting the FCM/APNs emulator (control :8440, FCM :8441, APNs :8442)"
   "$VENV/bin/chuong" emulator --ca-path .run/emulator-ca.pem & pids+=($!)
-  log "starting the workers (high and bulk queues)"
-  "$VENV/bin/chuong" worker --queue high & pids+=($!)
+  # A broadcast's send batches are shared by every worker of its queue and a worker is one
+  # process (one core): one high-queue worker per core by default (docs/delivery.md).
+  local high_workers="${CHUONG_HIGH_WORKERS:-$(nproc)}"
+  log "starting the workers ($high_workers on the high queue, 1 on the bulk queue)"
+  for _ in $(seq "$high_workers"); do "$VENV/bin/chuong" worker --queue high & pids+=($!); done
   "$VENV/bin/chuong" worker --queue bulk & pids+=($!)
   log "API on http://127.0.0.1:8000 (OpenAPI: /docs). First account: .venv/bin/chuong admin create"
   "$VENV/bin/chuong" serve --host 127.0.0.1 --port 8000
