@@ -14,7 +14,7 @@ from notifications.models import DeliveryBatch
 from notifications.providers.base import SendResult
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import central_sender, load, notification_body
-from workers.delivery_jobs import _record, fan_out, reconcile, send_batch
+from workers.delivery_jobs import _record, fan_out, purge, reconcile, send_batch
 
 
 async def _fanned_out(client, worker_ctx, count: int = 3) -> uuid.UUID:
@@ -144,3 +144,20 @@ async def test_a_recorded_result_changes_no_indexed_column(owner_engine):
         )
         assert predicates.scalar_one() == 0
     assert indexed and not indexed & written
+
+
+async def test_purge_removes_the_rows_and_batches_of_long_finished_notifications(
+    client, emulator, worker_ctx
+):
+    old = await _fanned_out(client, worker_ctx, count=2)
+    claim = await _claim(old)
+    assert claim is not None
+    await _record_all(claim, "old")
+    clock.advance(31 * 86400)
+    recent = await _fanned_out(client, worker_ctx, count=1)
+    purged = await purge({})
+    assert purged["deliveries"] == 2
+    async with transaction() as session:
+        batches = (await session.execute(select(DeliveryBatch.notification_id))).scalars().all()
+    assert batches == [recent]
+    assert len((await load(recent))[1]) == 3 and (await load(old))[1] == []
