@@ -8,9 +8,9 @@ from fastapi.responses import Response
 from api.deps import Require, SessionDep
 from auth.principal import Principal
 from auth.roles import Permission
-from console.device_stats import device_counts, totals_by
 from console.security import verify_csrf
 from console.templating import render
+from devices.stats import device_counts, totals_by
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 

@@ -1,9 +1,5 @@
-"""Device counts for the console's statistics page.
-
-A read-only aggregate over the device registry: no service offered one yet, and it returns counts
-only (no tokens, no owners). It belongs in ``devices.service`` once the registry grows a stats
-API of its own.
-"""
+"""Device counts per app, platform and language, live and invalidated (the console's statistics
+page shows them). A read-only aggregate over the registry: counts only, no tokens, no owners."""
 
 from __future__ import annotations
 
