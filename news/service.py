@@ -217,7 +217,6 @@ async def out(session: AsyncSession, item: NewsItem) -> NewsOut:
     notification = await session.get(Notification, item.notification_id)
     if notification is None:
         return result
-    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
     stats = NewsStats(
         notification_status=notification.status,
         targeted=notification.targeted,
@@ -225,6 +224,6 @@ async def out(session: AsyncSession, item: NewsItem) -> NewsOut:
         invalid=notification.invalid,
         failed=notification.failed,
         cancelled=notification.cancelled,
-        pending=max(0, notification.targeted - settled),
+        pending=notification.pending,
     )
     return result.model_copy(update={"stats": stats})

@@ -52,6 +52,13 @@ class Notification(UUIDPrimaryKey, Base):
     # Set when the sender recalls it: a retract push went out and the inbox shows it withdrawn.
     withdrawn_at: Mapped[dt.datetime | None]
 
+    @property
+    def pending(self) -> int:
+        """Deliveries not settled yet (not yet sent, held by a worker, or retrying): derived from
+        the counters, so that every figure shown adds up to ``targeted``."""
+        settled = self.sent + self.invalid + self.failed + self.cancelled
+        return max(0, self.targeted - settled)
+
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key", name="uq_notifications_idempotency"),
         Index(

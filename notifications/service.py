@@ -267,11 +267,6 @@ def _visible(principal: Principal, notification: Notification) -> bool:
     return notification.unit_id == principal.unit_id or notification.created_by_id == principal.user_id
 
 
-async def pending_count(session: AsyncSession, notification: Notification) -> int:
-    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
-    return max(0, notification.targeted - settled)
-
-
 async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int | None:
     """Stop a notification: no fan-out page and no send batch starts after this commits (both
     check the status under the notification's row lock / before claiming); batches already at

@@ -163,7 +163,6 @@ async def stats_of(session: AsyncSession, *, notification: Notification) -> Noti
 async def progress_of(session: AsyncSession, *, notification: Notification) -> NotificationProgress:
     received, opened = await receipt_counts(session, notification_id=notification.id)
     first, last = await _timing_of(session, notification.id)
-    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
     return NotificationProgress(
         notification_id=notification.id,
         status=notification.status,
@@ -173,7 +172,7 @@ async def progress_of(session: AsyncSession, *, notification: Notification) -> N
         invalid=notification.invalid,
         failed=notification.failed,
         cancelled=notification.cancelled,
-        pending=max(0, notification.targeted - settled),
+        pending=notification.pending,
         received=received,
         opened=opened,
         seconds_to_first_request=_seconds(notification.created_at, first),

@@ -38,10 +38,7 @@ IdempotencyKey = Annotated[
 
 
 def _out(notification: Notification) -> NotificationOut:
-    out = NotificationOut.model_validate(notification)
-    settled = notification.sent + notification.invalid + notification.failed + notification.cancelled
-    pending = notification.targeted - settled
-    return out.model_copy(update={"pending": max(0, pending)})
+    return NotificationOut.model_validate(notification)  # ``pending`` is derived by the model
 
 
 @router.post("", response_model=NotificationOut, status_code=status.HTTP_202_ACCEPTED)
