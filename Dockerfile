@@ -10,7 +10,6 @@ COPY devices devices
 COPY inbox inbox
 COPY notifications notifications
 COPY workers workers
-COPY emulator emulator
 COPY migrations migrations
 RUN pip install . && useradd --system --uid 10001 chuong
 USER chuong

@@ -9,17 +9,30 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestGuard
-from api.routers import api_clients, delegations, devices, health, inbox, notifications, units, users
+from api.openapi import error_responses
+from api.routers import (
+    api_clients,
+    delegations,
+    devices,
+    health,
+    inbox,
+    mfa_resets,
+    notifications,
+    units,
+    users,
+)
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
 from api.routers import news as news_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
+from auth.session_limits import check_session_limits
 from console.app import mount_console
 from core.config import get_settings
 from core.db import dispose_engine
 from core.logging import configure_logging
+from core.production import ensure_production_ready
 from core.redis import close_redis
 
 
@@ -32,12 +45,18 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app(*, manage_resources: bool = True) -> FastAPI:
     settings = get_settings()
+    # Before anything else: production with a missing or unsafe setting must not serve at all.
+    ensure_production_ready(settings)
+    # A typo in CHUONG_SESSION_LIMITS_BY_ROLE stops the start, not every sign-in later.
+    check_session_limits()
     configure_logging(level=settings.log_level, json=settings.log_json)
     app = FastAPI(
         title="Chuông",
         version="0.1.0",
         description="Push and in-app notification service of the portal and tracking apps.",
         lifespan=_lifespan if manage_resources else None,
+        # The one JSON error shape, declared for every operation (api/openapi.py).
+        responses=error_responses(),
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
@@ -45,6 +64,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(auth_routes.router, prefix="/v1/auth")
     app.include_router(units.router, prefix="/v1/units")
     app.include_router(users.router, prefix="/v1/users")
+    app.include_router(mfa_resets.router, prefix="/v1/mfa-resets")
     app.include_router(delegations.router, prefix="/v1/delegations")
     app.include_router(devices.router, prefix="/v1/devices")
     app.include_router(notifications.router, prefix="/v1/notifications")

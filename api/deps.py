@@ -19,9 +19,10 @@ from auth.models import Unit
 from auth.principal import Principal, Restriction
 from auth.roles import Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
+from core.after_commit import run_after_commit
 from core.context import current_context
-from core.db import get_sessionmaker, utcnow
-from core.errors import Forbidden, Unauthorized
+from core.db import get_sessionmaker, transaction, utcnow
+from core.errors import ChuongError, Forbidden, Unauthorized
 from core.jobs import take_deferred
 from devices import service as devices
 from workers.queue import enqueue
@@ -30,7 +31,8 @@ from workers.queue import enqueue
 async def get_session() -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed after the endpoint returns and before the
     response is sent (``scope="function"``), rolled back if anything raised. Jobs the request
-    deferred are enqueued only once the commit succeeded."""
+    deferred are enqueued only once the commit succeeded, and its after-commit steps
+    (core/after_commit.py) run before the response goes out."""
     async with get_sessionmaker()() as session:
         try:
             yield session
@@ -39,6 +41,7 @@ async def get_session() -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await enqueue(take_deferred(session))
+        await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -51,7 +54,6 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    await ratelimit.enforce_ip(current_context().ip or "")
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -75,7 +77,10 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
             scopes=frozenset(client.scopes),
         )
     else:
-        resolved = await resolve_access_token(session, token)
+        # A Server-Sent Events (re)connection is the browser's doing, not the person's: it does
+        # not keep a staff session from its idle limit (auth/session_limits.py).
+        streaming = "text/event-stream" in request.headers.get("accept", "")
+        resolved = await resolve_access_token(session, token, activity=not streaming)
         user = resolved.user
         ctx.actor_kind, ctx.actor_id, ctx.unit_id = "user", user.id, user.unit_id
         await ratelimit.enforce_account(str(user.id))
@@ -111,6 +116,33 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     return principal
 
 
+async def still_authenticated(request: Request) -> bool:
+    """Do the request's credentials still hold (for a response that outlives its request, such
+    as an SSE stream)? The same checks as ``_authenticate`` (session live, user active, token
+    version, session limits, delegation, device credential) in a transaction of their own, but
+    neither counted against rate limits nor recorded as activity."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return False
+    try:
+        async with transaction() as session:
+            if token.startswith(devices.CREDENTIAL_PREFIX):
+                await devices.authenticate_credential(session, token)
+            elif token.startswith(api_clients.KEY_PREFIX):
+                return False  # API clients read no inbox
+            else:
+                resolved = await resolve_access_token(session, token, activity=False)
+                delegation_id = request.headers.get(ON_BEHALF_OF_HEADER)
+                if delegation_id:
+                    await delegations.resolve(
+                        session, delegate=resolved.user, delegation_id=_parse_uuid(delegation_id)
+                    )
+    except ChuongError:
+        return False
+    return True
+
+
 def _parse_uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -131,8 +163,20 @@ async def deny(request: Request, *, code: str, message: str, **details: object) 
     return Forbidden(message, code=code)
 
 
+async def limit_by_address(request: Request) -> None:
+    """The per-address limit (D-41), counted once per request by whichever access policy runs
+    first. It lives here, not in authentication, so that it cannot miss a route: it once ran
+    only once credentials were read, and public and optionally-authenticated routes (anonymous
+    ``POST /v1/devices``, sign-in, the console's sign-in page) were never counted."""
+    if getattr(request.state, "address_limited", False):
+        return
+    request.state.address_limited = True
+    await ratelimit.enforce_ip(current_context().ip or "")
+
+
 class AccessPolicy:
-    """Base of every access policy; routes declare one through ``dependencies=`` or a parameter."""
+    """Base of every access policy; routes declare one through ``dependencies=`` or a parameter.
+    Every policy counts the request against the per-address limit before anything else."""
 
     description = "access policy"
 
@@ -142,8 +186,8 @@ class Public(AccessPolicy):
 
     description = "public"
 
-    async def __call__(self) -> None:
-        return None
+    async def __call__(self, request: Request) -> None:
+        await limit_by_address(request)
 
 
 class Authenticated(AccessPolicy):
@@ -167,6 +211,7 @@ class Authenticated(AccessPolicy):
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
+        await limit_by_address(request)
         principal = await _authenticate(request, session)
         await self.check(request, principal)
         return principal
@@ -205,6 +250,7 @@ class OptionalAuthenticated(Authenticated):
     (a password-only session is refused here too)."""
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal | None:  # type: ignore[override]
+        await limit_by_address(request)
         if not request.headers.get("authorization"):
             return None
         return await super().__call__(request, session)

@@ -8,10 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.middleware import SECURITY_HEADERS
 from core.context import current_context
+from core.db import is_bounded_wait
 from core.errors import ChuongError
 from core.logging import get_logger
 
@@ -81,6 +84,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not is_bounded_wait(exc):
+            return await _unexpected(request, exc)
+        # A wait the service bounds on purpose (core/db.py): the pool had no free connection in
+        # time, or PostgreSQL cancelled a lock wait or a statement. The request changed nothing
+        # (its transaction rolled back); the client may retry.
+        log.warning("database_wait_bounded", error_type=type(getattr(exc, "orig", exc)).__name__)
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        headers["X-Request-ID"] = current_context().request_id or ""
+        headers["Retry-After"] = "1"
+        return error_response(
+            503, "busy", "The service is busy; nothing was changed, retry shortly", headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

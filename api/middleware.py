@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_ip import client_ip
+from core.codes import parse_ascii_int
 from core.context import RequestContext, set_context
 from core.errors import PayloadTooLarge
 from core.logging import get_logger
@@ -143,7 +144,11 @@ class RequestGuard:
                 send, 422, "validation_error", "The URL contains NUL or invalid UTF-8", request_id
             )
             status_holder["status"] = 422
-        elif declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        elif declared is not None and (
+            # ASCII digits only: a latin-1 "²" passes str.isdigit() and then int() raises.
+            (declared_bytes := parse_ascii_int(declared, maximum=2**63 - 1)) is None
+            or declared_bytes > self.max_body_bytes
+        ):
             await self._reply(
                 send,
                 413,

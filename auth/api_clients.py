@@ -29,11 +29,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from auth import audit
 from auth.models import ApiClient, Unit
 from auth.principal import Principal
+from auth.step_up import require_fresh_step_up
 from auth.units import get_unit
 from core.crypto import keyed_hash
 from core.db import utcnow
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from core.redis import get_redis
+from core.types import clean_text
 
 
 class ApiScope(StrEnum):
@@ -176,6 +178,7 @@ async def create_client(
 ) -> tuple[ApiClient, str]:
     """Returns the client and its key; the key is never retrievable again."""
     unit = await get_unit(session, principal=principal, unit_id=unit_id)
+    require_fresh_step_up(principal)
     key_id = "".join(secrets.choice(_KEY_ID_ALPHABET) for _ in range(_KEY_ID_LENGTH))
     key = _new_key(key_id)
     client = ApiClient(
@@ -238,7 +241,8 @@ async def list_clients(
 def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         name, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(name), uuid.UUID(str(last_id))
+        # A name with NUL or a lone surrogate would reach the query (a 500): not our cursor.
+        return clean_text(str(name)), uuid.UUID(str(last_id))
     except (ValueError, TypeError) as exc:
         raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
 
@@ -249,6 +253,7 @@ async def rotate(
     """A new secret under the same key id. The key being replaced keeps working for
     ``grace_seconds``; a key rotated out earlier stops now (only one previous key is kept)."""
     client = await get_client(session, principal=principal, client_id=client_id)
+    require_fresh_step_up(principal)
     key = _new_key(client.key_id)
     now = utcnow()
     if grace_seconds > 0:
@@ -266,6 +271,7 @@ async def set_status(
     session: AsyncSession, *, principal: Principal, client_id: uuid.UUID, suspended: bool
 ) -> ApiClient:
     client = await get_client(session, principal=principal, client_id=client_id)
+    require_fresh_step_up(principal)
     if (client.status == SUSPENDED) == suspended:
         raise Conflict(
             "The API client is already suspended" if suspended else "The API client is not suspended",
@@ -287,6 +293,7 @@ async def update_client(
     ip_allowlist: list[str] | None,
 ) -> ApiClient:
     client = await get_client(session, principal=principal, client_id=client_id)
+    require_fresh_step_up(principal)
     changes: dict[str, object] = {}
     if name is not None and name != client.name:
         changes["name"] = {"from": client.name, "to": name}

@@ -17,6 +17,7 @@ from auth import audit
 from auth.models import Delegation, Unit, User
 from auth.principal import Principal
 from auth.roles import NON_DELEGABLE, Permission, Role, permissions_of
+from auth.step_up import require_fresh_step_up
 from core.db import utcnow
 from core.errors import Forbidden, NotFound, Unprocessable
 
@@ -34,6 +35,7 @@ async def grant(
 ) -> Delegation:
     if principal.is_delegated:
         raise Forbidden("A delegate cannot delegate further", code="delegation_not_allowed")
+    require_fresh_step_up(principal)
     leader = principal.user
     assert leader is not None
     now = utcnow()

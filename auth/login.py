@@ -55,7 +55,7 @@ async def login(
     check_not_throttled(user, now=now)
     if not verify_password(user.password_hash, password):
         await record_failure(
-            user_id=user.id, unit_id=user.unit_id, action="auth.login_failed", reason="password"
+            session, user_id=user.id, unit_id=user.unit_id, action="auth.login_failed", reason="password"
         )
         raise _invalid()
     if not user.is_active:
@@ -70,16 +70,26 @@ async def login(
             details={"reason": "disabled"},
         )
         raise _invalid()
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    reset_failures(user)
-    auth_session, tokens = await open_session(
-        session, user=user, ip=ip, user_agent=user_agent, mfa_verified=False
-    )
     credential = await session.get(TotpCredential, user.id)
     enrolled = credential is not None and credential.confirmed_at is not None
-    if totp_code and enrolled:
-        await mfa.verify(session, user=user, auth_session=auth_session, code=totp_code)
+    # Every check that can fail comes before the first write to the user's row: a failure is
+    # counted on that row in a transaction of its own (auth/throttle.py).
+    code_verified = False
+    if totp_code and credential is not None and enrolled:
+        await mfa.accept_code(session, user=user, credential=credential, code=totp_code)
+        code_verified = True
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    if code_verified or not enrolled:
+        # Only a complete sign-in clears the failures. With a second factor still to come, a
+        # right password must not: else signing in with the password before each guess would
+        # give unlimited guesses at the code (accept_code clears them when the code passes).
+        reset_failures(user)
+    auth_session, tokens = await open_session(
+        session, user=user, ip=ip, user_agent=user_agent, mfa_verified=code_verified
+    )
+    if code_verified:
+        audit.record(session, action="mfa.verified", object_type="session", object_id=auth_session.id)
     audit.record(
         session,
         action="auth.login",

@@ -57,7 +57,7 @@ async def confirm_enrolment(
         raise Conflict("Start enrolment first", code="mfa_not_started")
     if credential.confirmed_at is not None:
         raise Conflict("TOTP is already enrolled", code="mfa_already_enrolled")
-    await _accept_code(session, user=user, credential=credential, code=code, action="mfa.enrol_failed")
+    await accept_code(session, user=user, credential=credential, code=code, action="mfa.enrol_failed")
     now = utcnow()
     credential.confirmed_at = now
     auth_session.mfa_verified_at = now
@@ -74,19 +74,28 @@ async def verify(session: AsyncSession, *, user: User, auth_session: AuthSession
     credential = await session.get(TotpCredential, user.id)
     if credential is None or credential.confirmed_at is None:
         raise Forbidden("Enrol TOTP first", code="mfa_enrolment_required")
-    await _accept_code(session, user=user, credential=credential, code=code, action="mfa.failed")
+    await accept_code(session, user=user, credential=credential, code=code)
     auth_session.mfa_verified_at = utcnow()
     audit.record(session, action="mfa.verified", object_type="session", object_id=auth_session.id)
 
 
-async def _accept_code(
-    session: AsyncSession, *, user: User, credential: TotpCredential, code: str, action: str
+async def accept_code(
+    session: AsyncSession,
+    *,
+    user: User,
+    credential: TotpCredential,
+    code: str,
+    action: str = "mfa.failed",
 ) -> None:
+    """Accept ``code`` once (single use), or count a failure and raise 401. A failure rolls back
+    the caller's transaction before it is counted (auth/throttle.py)."""
     now = utcnow()
     check_not_throttled(user, now=now)
     step = matching_step(decrypt_text(credential.secret_enc), code, now=now)
     if step is None:
-        await record_failure(user_id=user.id, unit_id=user.unit_id, action=action, reason="wrong_code")
+        await record_failure(
+            session, user_id=user.id, unit_id=user.unit_id, action=action, reason="wrong_code"
+        )
         raise Unauthorized("Invalid TOTP code", code="invalid_mfa_code", headers={})
     # One atomic conditional UPDATE: of two requests carrying the same code, the second waits
     # for the first's row lock, re-reads last_used_step and matches nothing.
@@ -102,7 +111,9 @@ async def _accept_code(
         )
     ).first()
     if accepted is None:
-        await record_failure(user_id=user.id, unit_id=user.unit_id, action="mfa.replayed", reason="replay")
+        await record_failure(
+            session, user_id=user.id, unit_id=user.unit_id, action="mfa.replayed", reason="replay"
+        )
         raise Unauthorized("This TOTP code was already used", code="mfa_code_replayed", headers={})
     reset_failures(user)
     await session.refresh(credential, ["last_used_step"])
@@ -128,7 +139,7 @@ async def use_recovery_code(
     ).first()
     if spent is None:
         await record_failure(
-            user_id=user.id, unit_id=user.unit_id, action="mfa.recovery_failed", reason="wrong_code"
+            session, user_id=user.id, unit_id=user.unit_id, action="mfa.recovery_failed", reason="wrong_code"
         )
         raise Unauthorized("Invalid recovery code", code="invalid_recovery_code", headers={})
     reset_failures(user)

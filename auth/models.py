@@ -1,4 +1,5 @@
-"""Accounts: units, users, TOTP credentials, sessions, refresh tokens, delegations, API clients."""
+"""Accounts: units, users, TOTP credentials, sessions, refresh tokens, delegations, API clients,
+MFA reset requests."""
 
 from __future__ import annotations
 
@@ -164,3 +165,32 @@ class ApiClient(UUIDPrimaryKey, Timestamps, Base):
     rotated_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class MfaResetRequest(UUIDPrimaryKey, Base):
+    """One admin asks, a different admin who may also manage the account confirms (four eyes,
+    auth/mfa_reset.py): resetting someone's second factor is how an account is taken over, so one
+    person must not be able to do it alone. The table keeps the name it had when only the console
+    offered the reset; the API and the console now share it."""
+
+    __tablename__ = "console_mfa_reset_requests"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    requested_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    requested_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    # pending | confirmed | cancelled
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    decided_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        # At most one open request per account.
+        Index(
+            "uq_console_mfa_reset_requests_pending",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )

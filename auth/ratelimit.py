@@ -26,12 +26,14 @@ from auth import audit
 from core.config import get_settings
 from core.errors import TooManyRequests
 from core.logging import get_logger
+from core.netaddr import address_identity
 from core.redis import get_redis
 
 log = get_logger(__name__)
 
 BLOCK_PREFIX = "chuong:block:"
 STRIKES_PREFIX = "chuong:strikes:"
+TRIPPED_PREFIX = "chuong:tripped:"
 LIMITS_PREFIX = "chuong:rl"
 # A dead Redis would otherwise log one warning per request.
 _WARN_EVERY_SECONDS = 30.0
@@ -41,15 +43,26 @@ _last_warning = -math.inf
 
 
 async def enforce_ip(ip: str) -> None:
-    """Every authenticated request, keyed by the client address (after trusted proxies)."""
+    """Every request, whatever its access policy (``api.deps.AccessPolicy`` counts it once),
+    keyed by the client address (after trusted proxies; IPv6 by its /64)."""
     if ip:
-        await _enforce(f"ip:{ip}", get_settings().rate_limit_per_ip)
+        await _enforce(f"ip:{address_identity(ip)}", get_settings().rate_limit_per_ip)
 
 
 async def enforce_login(ip: str) -> None:
     """Sign-in and refresh, keyed by address: a tighter limit against password guessing."""
     if ip:
-        await _enforce(f"login-ip:{ip}", get_settings().rate_limit_login_per_ip)
+        await _enforce(f"login-ip:{address_identity(ip)}", get_settings().rate_limit_login_per_ip)
+
+
+async def enforce_anonymous_registration(network: str | None) -> None:
+    """A device registration without credentials: per network (IPv4 /24, IPv6 /64) and for the
+    whole service. Past the global limit nobody is blocked beyond the window (it is everyone's
+    budget, not one abuser's); its first rejection of each window is audited instead."""
+    settings = get_settings()
+    if network:
+        await _enforce(f"device-reg:{network}", settings.device_registration_limit_per_network)
+    await _enforce("device-reg:all", settings.device_registration_limit_global, block=False)
 
 
 async def enforce_account(user_id: str) -> None:
@@ -84,7 +97,9 @@ def _get_limiter(redis: Redis) -> SlidingWindowCounterRateLimiter:
     return _limiter[1]
 
 
-async def _enforce(key: str, spec: str) -> None:
+async def _enforce(key: str, spec: str, *, block: bool = True) -> None:
+    """``block``: repeated rejections turn into an abuse block (identities of one caller); off
+    for shared budgets, where only the first rejection of each window is audited."""
     redis = get_redis()
     try:
         blocked_for = await redis.ttl(BLOCK_PREFIX + key)
@@ -96,6 +111,16 @@ async def _enforce(key: str, spec: str) -> None:
             return
         stats = await limiter.get_window_stats(item, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        if not block:
+            if await redis.set(TRIPPED_PREFIX + key, "1", ex=retry_after, nx=True):
+                await audit.record_detached(
+                    action="ratelimit.exceeded",
+                    outcome="denied",
+                    object_type="rate_limit",
+                    object_id=key,
+                    details={"limit": spec},
+                )
+            raise TooManyRequests(f"Rate limit of {spec} exceeded", retry_after=retry_after)
         blocked, newly = await _strike(redis, key)
         if newly:
             await audit.record_detached(

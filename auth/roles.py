@@ -42,6 +42,8 @@ class Permission(StrEnum):
     DASHBOARD_READ = "dashboard:read"
     INBOX_READ = "inbox:read"
     DEVICES_OWN = "devices:own"
+    # Registration floods: see and purge anonymous registrations (system admins only).
+    DEVICES_ADMIN = "devices:admin"
 
 
 _P = Permission

@@ -10,17 +10,36 @@ from typing import Annotated
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints, model_validator
 
 from auth.roles import Permission, Role
+from core.codes import FoldedName, ascii_code, ascii_digits, digit_code, fold
 from core.schemas import RequestModel, ResponseModel
+from core.types import BoundedDatetime
 
 Username = Annotated[str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-TotpCode = Annotated[str, StringConstraints(min_length=6, max_length=8, pattern=r"^[0-9 ]+$")]
+# Codes follow the one input rule of core/codes.py: NFKC-folded ("１２３ ４５６" → "123456"), then
+# ASCII only; Arabic-Indic or other scripts' digits answer 422, never reach a comparison.
+TotpCode = Annotated[
+    str, StringConstraints(min_length=1, max_length=32), digit_code(min_length=6, max_length=8)
+]
+_RECOVERY_ALPHABET = re.compile(r"[A-Za-z0-9]{8,16}")
+
+
+def _recovery_code(value: str) -> str:
+    code = ascii_code(value, alphabet=_RECOVERY_ALPHABET, drop="-")
+    if code is None:
+        raise ValueError("a recovery code is 8 letters and digits (A-Z, 2-9)")
+    return code
+
+
+RecoveryCodeText = Annotated[
+    str, StringConstraints(min_length=1, max_length=32), AfterValidator(_recovery_code)
+]
 
 
 def _phone(value: str) -> str:
-    digits = re.sub(r"[\s().-]", "", value)
+    digits = re.sub(r"[\s().-]", "", fold(value))  # fullwidth digits count; other scripts' do not
     if not re.fullmatch(r"\+?[0-9]{8,15}", digits):
         raise ValueError("phone must be 8–15 digits, optionally starting with +")
     return digits
@@ -28,9 +47,10 @@ def _phone(value: str) -> str:
 
 def _citizen_id(value: str) -> str:
     # Vietnamese citizen ID (CCCD) has 12 digits; the older CMND has 9.
-    if not re.fullmatch(r"[0-9]{9}|[0-9]{12}", value.strip()):
+    digits = ascii_digits(value)
+    if digits is None or len(digits) not in (9, 12):
         raise ValueError("citizen ID must be 9 or 12 digits")
-    return value.strip()
+    return digits
 
 
 Phone = Annotated[str, AfterValidator(_phone)]
@@ -39,7 +59,7 @@ CitizenId = Annotated[str, AfterValidator(_citizen_id)]
 
 # --- sign-in ---
 class LoginRequest(RequestModel):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[FoldedName, StringConstraints(min_length=1, max_length=64)]
     password: Password
     totp_code: TotpCode | None = None
 
@@ -64,7 +84,7 @@ class CodeRequest(RequestModel):
 
 
 class RecoveryRequest(RequestModel):
-    recovery_code: Annotated[str, StringConstraints(min_length=8, max_length=20)]
+    recovery_code: RecoveryCodeText
 
 
 class EnrolmentResponse(ResponseModel):
@@ -173,14 +193,16 @@ class MeOut(UserOut):
 
 class ResetCredentialsRequest(RequestModel):
     new_password: Password
+    # True: also ask for the two-admin MFA reset (auth/mfa_reset.py); another admin confirms it.
     reset_mfa: bool = True
+    reason: Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)] | None = None
 
 
 # --- delegations ---
 class DelegationCreate(RequestModel):
     delegate_id: uuid.UUID
     permissions: Annotated[list[Permission], Field(min_length=1, max_length=32)]
-    expires_at: dt.datetime
+    expires_at: BoundedDatetime
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 

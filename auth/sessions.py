@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
@@ -14,10 +14,10 @@ from auth.models import AuthSession, RefreshToken, TotpCredential, User
 from auth.passwords import is_expired
 from auth.principal import Restriction
 from auth.roles import MFA_EXEMPT_ROLES, Role
+from auth.session_limits import EXPIRY_REASONS, Expiry, expiry_of, limits_for
 from auth.tokens import decode_access_token, issue_access_token, new_refresh_token
-from core.config import get_settings
 from core.crypto import keyed_hash
-from core.db import utcnow
+from core.db import abandon, detached_transaction, utcnow
 from core.errors import Unauthorized
 
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
@@ -38,7 +38,8 @@ async def open_session(
     auth_session = AuthSession(
         id=uuid.uuid4(),
         user_id=user.id,
-        expires_at=now + dt.timedelta(seconds=get_settings().refresh_token_ttl_seconds),
+        # The role's absolute limit (12 h for staff, the refresh-token lifetime for readers).
+        expires_at=now + limits_for(Role(user.role)).max_age,
         ip=ip,
         user_agent=(user_agent or "")[:512] or None,
         mfa_verified_at=now if mfa_verified else None,
@@ -79,9 +80,23 @@ class RefreshReuse(Exception):
 
 async def refresh_session(session: AsyncSession, *, refresh_token: str) -> TokenPair:
     """Rotate: the presented token is consumed by one conditional UPDATE, so two concurrent uses
-    of the same token give one success and one reuse."""
+    of the same token give one success and one reuse.
+
+    A refresh is not activity: it does not move ``last_seen_at``, so a client that refreshes on a
+    timer cannot keep an idle staff session open; the limits are checked before anything is
+    written, so the detached transaction that ends an expired session never waits on this one."""
     now = utcnow()
     token_hash = keyed_hash(refresh_token)
+    owner = (
+        await session.execute(
+            select(AuthSession, User)
+            .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
+            .join(User, User.id == AuthSession.user_id)
+            .where(RefreshToken.token_hash == token_hash)
+        )
+    ).first()
+    if owner is not None:
+        await _ensure_not_expired(session, owner[0], owner[1], now=now)
     consumed = (
         await session.execute(
             update(RefreshToken)
@@ -91,15 +106,8 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
         )
     ).first()
     if consumed is None:
-        stored = (
-            await session.execute(
-                select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash)
-            )
-        ).scalar_one_or_none()
-        if stored is not None:
-            owner = await session.get(AuthSession, stored)
-            if owner is not None:
-                raise RefreshReuse(owner.user_id, owner.id)
+        if owner is not None:
+            raise RefreshReuse(owner[0].user_id, owner[0].id)
         raise Unauthorized("Invalid refresh token", code="invalid_token")
     row = (
         await session.execute(
@@ -111,9 +119,8 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
     if row is None or consumed.expires_at <= now:
         raise Unauthorized("Refresh token expired", code="token_expired")
     auth_session, user = row
-    if auth_session.revoked_at is not None or not user.is_active or auth_session.expires_at <= now:
-        raise Unauthorized("Session has ended", code="session_revoked")
-    auth_session.last_seen_at = now
+    if auth_session.revoked_at is not None or not user.is_active:
+        raise _ended(auth_session)
     pair = await _issue(session, auth_session=auth_session, user=user, now=now)
     audit.record(
         session,
@@ -125,6 +132,61 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
         unit_id=user.unit_id,
     )
     return pair
+
+
+def _ended(auth_session: AuthSession) -> Unauthorized:
+    """The 401 for a session that is over: ``session_expired`` when it ran out of time (sign in
+    again), ``session_revoked`` when someone or something ended it."""
+    if auth_session.revoked_reason in EXPIRY_REASONS:
+        return Unauthorized("Session expired; sign in again", code="session_expired")
+    return Unauthorized("Session has ended", code="session_revoked")
+
+
+async def _ensure_not_expired(
+    session: AsyncSession, auth_session: AuthSession, user: User, *, now: dt.datetime
+) -> None:
+    """Raise 401 ``session_expired`` if the session is past its role's absolute or idle limit.
+    The first request to notice ends the session and audits it, once (a conditional UPDATE in a
+    transaction of its own: the failing request rolls back). A session ended otherwise is left
+    to the caller (a refresh still reports the reuse of a rotated token)."""
+    if auth_session.revoked_reason in EXPIRY_REASONS:
+        raise _ended(auth_session)
+    if auth_session.revoked_at is not None:
+        return
+    expiry = expiry_of(auth_session, role=Role(user.role), now=now)
+    if expiry is None:
+        return
+    session_id, user_id, unit_id = auth_session.id, user.id, user.unit_id
+    # Nothing of this request may be held while the detached transaction writes (core/db.py).
+    await abandon(session)
+    await _end_expired(session_id=session_id, user_id=user_id, unit_id=unit_id, expiry=expiry, now=now)
+    raise Unauthorized("Session expired; sign in again", code="session_expired")
+
+
+async def _end_expired(
+    *, session_id: uuid.UUID, user_id: uuid.UUID, unit_id: uuid.UUID, expiry: Expiry, now: dt.datetime
+) -> None:
+    async with detached_transaction() as detached:
+        ended = (
+            await detached.execute(
+                update(AuthSession)
+                .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=expiry.value)
+                .returning(AuthSession.id)
+            )
+        ).first()
+        if ended is not None:
+            audit.record(
+                detached,
+                action="auth.session_expired",
+                outcome="denied",
+                object_type="session",
+                object_id=session_id,
+                actor_kind="user",
+                actor_id=user_id,
+                unit_id=unit_id,
+                details={"reason": expiry.value},
+            )
 
 
 async def revoke_session_family(session: AsyncSession, *, session_id: uuid.UUID, reason: str) -> None:
@@ -155,9 +217,13 @@ class ResolvedSession:
     restriction: Restriction | None
 
 
-async def resolve_access_token(session: AsyncSession, token: str) -> ResolvedSession:
+async def resolve_access_token(
+    session: AsyncSession, token: str, *, activity: bool = True
+) -> ResolvedSession:
     """Check a bearer token against the database: one primary-key join per request, which the
-    permission checks need anyway (current role and unit), so revocation is immediate."""
+    permission checks need anyway (current role and unit), so revocation is immediate, and so
+    is the end of a session that ran past its role's limits. ``activity`` False (a stream
+    reconnecting on its own) does not count towards the idle limit."""
     claims = decode_access_token(token)
     row = (
         await session.execute(
@@ -171,21 +237,50 @@ async def resolve_access_token(session: AsyncSession, token: str) -> ResolvedSes
         raise Unauthorized("Session not found", code="session_revoked")
     auth_session, user, totp_confirmed_at = row
     now = utcnow()
-    if (
-        user.id != claims.user_id
-        or auth_session.revoked_at is not None
-        or auth_session.expires_at <= now
-        or not user.is_active
-        or user.token_version != claims.token_version
-    ):
+    if user.id != claims.user_id or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("Session has ended", code="session_revoked")
-    if now - auth_session.last_seen_at > LAST_SEEN_RESOLUTION:
-        auth_session.last_seen_at = now
+    await _ensure_not_expired(session, auth_session, user, now=now)
+    if auth_session.revoked_at is not None:
+        raise _ended(auth_session)
+    if activity and now - auth_session.last_seen_at >= LAST_SEEN_RESOLUTION:
+        await _touch(session, session_id=auth_session.id, now=now)
     return ResolvedSession(
         user=user,
         auth_session=auth_session,
         restriction=restriction_of(user, auth_session, totp_enrolled=totp_confirmed_at is not None, now=now),
     )
+
+
+async def _touch(session: AsyncSession, *, session_id: uuid.UUID, now: dt.datetime) -> None:
+    """Move ``last_seen_at`` (the idle clock) at most once a minute per session: one conditional
+    UPDATE that skips a row another request is already updating, so parallel requests of one
+    browser never queue behind each other's transactions for it."""
+    stale = (
+        select(AuthSession.id)
+        .where(AuthSession.id == session_id, AuthSession.last_seen_at <= now - LAST_SEEN_RESOLUTION)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == stale)
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def live_sessions(*, user: User, now: dt.datetime) -> Select[AuthSession]:
+    """The user's sessions that can still be used: not ended, not past the role's limits."""
+    limits = limits_for(Role(user.role))
+    query = select(AuthSession).where(
+        AuthSession.user_id == user.id,
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > now,
+        AuthSession.created_at > now - limits.max_age,
+    )
+    if limits.idle is not None:
+        query = query.where(AuthSession.last_seen_at > now - limits.idle)
+    return query
 
 
 def restriction_of(

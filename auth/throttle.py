@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import audit
 from auth.models import User
 from core.config import get_settings
-from core.db import transaction, utcnow
+from core.db import abandon, detached_transaction, utcnow
 from core.errors import TooManyRequests
 
 
@@ -48,11 +48,20 @@ def _backoff(failures: int) -> tuple[dt.timedelta | None, dt.timedelta | None]:
     return throttle, lock
 
 
-async def record_failure(*, user_id: uuid.UUID, unit_id: uuid.UUID, action: str, reason: str) -> None:
+async def record_failure(
+    request_session: AsyncSession, *, user_id: uuid.UUID, unit_id: uuid.UUID, action: str, reason: str
+) -> None:
     """Count a failure and audit it in a transaction of its own: the request that failed rolls
-    back, but the failure must stick."""
+    back, but the failure must stick.
+
+    The request's own transaction is rolled back *first*. It may hold the very ``users`` row
+    counted here (a sign-in flushes the password rehash, a step-up the session's row, ...), and
+    a second transaction updating that row would wait for the first, which waits for the second:
+    a wait PostgreSQL cannot see as a deadlock, so the request used to hang for ever. The request
+    fails anyway, so nothing of it may stay."""
+    await abandon(request_session)
     now = utcnow()
-    async with transaction() as session:
+    async with detached_transaction() as session:
         failures = (
             await session.execute(
                 update(User)

@@ -14,6 +14,8 @@ import secrets
 
 import pyotp
 
+from core.codes import ascii_digits, fold_code
+
 STEP_SECONDS = 30
 DIGITS = 6
 WINDOW = 1  # accept the previous and the next step for clock drift
@@ -33,15 +35,17 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
 
 def matching_step(secret: str, code: str, *, now: dt.datetime) -> int | None:
     """The time step (counter) that ``code`` is valid for within ±WINDOW of ``now``, or None."""
-    code = code.strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    # The one input rule (core/codes.py): fullwidth digits count, other scripts' digits do not.
+    # ``str.isdigit()`` would let "٠١٢٣٤٥" through and compare_digest would raise on it.
+    digits = ascii_digits(code)
+    if digits is None or len(digits) != DIGITS:
         return None
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS)
     current = totp.timecode(now)
     found: int | None = None
     for step in range(current - WINDOW, current + WINDOW + 1):
         # Compare every candidate (no early exit) so timing does not tell which step matched.
-        if hmac.compare_digest(totp.generate_otp(step), code) and found is None:
+        if hmac.compare_digest(totp.generate_otp(step), digits) and found is None:
             found = step
     return found
 
@@ -61,7 +65,9 @@ def new_recovery_codes() -> list[str]:
 
 
 def normalise_recovery_code(code: str) -> str:
-    return code.strip().upper().replace(" ", "").replace("-", "")
+    # Same rule as every code (core/codes.py): folded, without spaces and hyphens. A code left
+    # with non-ASCII characters hashes to something no stored code has.
+    return fold_code(code, drop="-").upper()
 
 
 def hash_recovery_code(code: str) -> str:

@@ -14,18 +14,23 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import audit, mfa
-from auth.models import TotpCredential, Unit, User
+from auth import audit, mfa_reset
+from auth.managed import managed_user
+from auth.models import MfaResetRequest, TotpCredential, Unit, User
 from auth.passwords import check_policy, hash_password, verify_password
 from auth.principal import Principal
 from auth.roles import Role, can_grant
 from auth.schemas import UserCreate, UserOut, UserUpdate
 from auth.sessions import revoke_all_sessions
+from auth.step_up import require_fresh_step_up
 from auth.throttle import unlock
 from auth.units import get_unit
 from core.crypto import decrypt_text, encrypt_text
 from core.db import utcnow
-from core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+
+# Granting these roles is a sensitive action: a fresh step-up, whatever the door.
+ADMIN_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.UNIT_ADMIN})
 
 
 def _check_grant(principal: Principal, role: Role) -> None:
@@ -37,6 +42,8 @@ def _check_grant(principal: Principal, role: Role) -> None:
 async def create_user(session: AsyncSession, *, principal: Principal, body: UserCreate) -> User:
     unit = await get_unit(session, principal=principal, unit_id=body.unit_id)
     _check_grant(principal, body.role)
+    if body.role in ADMIN_ROLES:
+        require_fresh_step_up(principal)
     check_policy(body.password, user_inputs=[body.username, body.full_name, body.email or ""])
     user = User(
         id=uuid.uuid4(),
@@ -72,15 +79,7 @@ async def create_user(session: AsyncSession, *, principal: Principal, body: User
 
 async def get_user(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID) -> User:
     """A user in the principal's subtree, or 404 (never 403: do not confirm that the id exists)."""
-    row = (
-        await session.execute(
-            select(User, Unit.path).join(Unit, Unit.id == User.unit_id).where(User.id == user_id)
-        )
-    ).first()
-    if row is None or not principal.can_manage_unit(row.path):
-        raise NotFound("User not found")
-    user: User = row.User
-    return user
+    return await managed_user(session, principal=principal, user_id=user_id)
 
 
 async def list_users(
@@ -140,6 +139,8 @@ async def update_user(
     if "role" in changes and changes["role"] is not None and changes["role"] != user.role:
         _check_grant(principal, Role(user.role))  # may not demote someone above oneself either
         _check_grant(principal, changes["role"])
+        if changes["role"] in ADMIN_ROLES:
+            require_fresh_step_up(principal)
         user.role = changes["role"].value
         revoke = True
     if "unit_id" in changes and changes["unit_id"] is not None and changes["unit_id"] != user.unit_id:
@@ -195,18 +196,29 @@ async def set_active(
 
 
 async def reset_credentials(
-    session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, new_password: str, reset_mfa: bool
-) -> User:
-    """When an account changes hands (D-23): new password (to be changed at first sign-in),
-    optionally a fresh TOTP enrolment, and every existing token ends."""
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    user_id: uuid.UUID,
+    new_password: str,
+    reset_mfa: bool,
+    reason: str | None = None,
+) -> tuple[User, MfaResetRequest | None]:
+    """When an account changes hands (D-23): a new password (to be changed at first sign-in) and
+    every existing token ends, at once, by one admin with a fresh step-up: the account's second
+    factor still stands between that admin and the account. ``reset_mfa`` does not remove the
+    second factor here: it files the two-admin request of ``auth.mfa_reset`` (returned), which
+    another admin confirms; only then must the holder enrol again."""
     user = await get_user(session, principal=principal, user_id=user_id)
+    require_fresh_step_up(principal)
     _check_grant(principal, Role(user.role))
+    request = None
+    if reset_mfa:  # before any change: a refused request (own account, already pending) changes nothing
+        request = await mfa_reset.request_reset(session, principal=principal, user_id=user.id, reason=reason)
     check_policy(new_password, user_inputs=[user.username, user.full_name, user.email or ""])
     user.password_hash = hash_password(new_password)
     user.password_changed_at = utcnow()
     user.must_change_password = True
-    if reset_mfa:
-        await mfa.reset(session, user=user)
     await unlock(session, user=user)
     await revoke_all_sessions(session, user=user, reason="credentials_reset")
     audit.record(
@@ -215,9 +227,9 @@ async def reset_credentials(
         object_type="user",
         object_id=user.id,
         unit_id=user.unit_id,
-        details={"mfa_reset": reset_mfa},
+        details={"mfa_reset_requested": str(request.id) if request else None},
     )
-    return user
+    return user, request
 
 
 async def unlock_user(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID) -> User:

@@ -52,7 +52,7 @@ async def raw_baseline(provider_name: str, count: int, emulator_pid: int) -> Fig
         title=TITLE,
         body=BODY,
         data={"article_id": "a-1"},
-        deep_link="dangcongsan://article/a-1",
+        deep_link="chuong-portal://article/a-1",
         collapse_key="a-1",
     )
     pushes = [render(spec, "vi"), render(spec, "en")]

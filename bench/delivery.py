@@ -96,8 +96,13 @@ async def sign_in_as_system_admin() -> Any:
 
 
 async def send_notification(principal: Any, audience: dict[str, Any]) -> str:
-    """Through the service layer, as the API does: the fan-out job is queued after commit."""
+    """Through the service layer, as an approved breaking-news release does: a broadcast is
+    released only with a second approver (notifications/policy.py), which the benchmark stands in
+    for; the fan-out job is queued after commit."""
+    import uuid
+
     from notifications import service
+    from notifications.policy import ApprovedRelease
     from notifications.schemas import NotificationCreate
     from workers.queue import committing
 
@@ -109,13 +114,19 @@ async def send_notification(principal: Any, audience: dict[str, Any]) -> str:
             "title": TITLE,
             "body": BODY,
             "data": {"article_id": "a-1"},
-            "deep_link": "dangcongsan://article/a-1",
+            "deep_link": "chuong-portal://article/a-1",
             "collapse_key": "a-1",
             "audience": audience,
         }
     )
     async with committing() as session:
-        notification, _ = await service.create(session, principal=principal, body=body, idempotency_key=None)
+        notification = await service.create_approved(
+            session,
+            body=body,
+            created_by_id=principal.user_id,
+            unit_id=principal.unit_id,
+            approved=ApprovedRelease(workflow="bench", object_id=uuid.uuid4(), approved_by=principal.user_id),
+        )
     return str(notification.id)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
+from emulator.app_settings import app_settings, as_env
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 APP_ROLE = "chuong_app"
@@ -77,12 +79,8 @@ class EmulatorProcess:
         return self.process.pid
 
     def env(self) -> dict[str, str]:
-        return {
-            "CHUONG_EMULATOR_HOST": str(self.addresses["apns_host"]),
-            "CHUONG_EMULATOR_FCM_PORT": str(self.addresses["fcm_url"]).rsplit(":", 1)[1],
-            "CHUONG_EMULATOR_APNS_PORT": str(self.addresses["apns_port"]),
-            "CHUONG_EMULATOR_CA_PATH": str(self.addresses["ca_path"]),
-        }
+        # The emulator's endpoints, service account and .p8 key (emulator/app_settings.py).
+        return as_env(app_settings(self.addresses))
 
 
 def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:

@@ -12,18 +12,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console import i18n
+from console.forms import reject_unstorable_input
 from console.i18n import _
 from console.routes import admin, audit, clients, delivery, devices, home, news, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
+from core.db import is_bounded_wait
 from core.errors import ChuongError
 from core.logging import get_logger
 
@@ -74,7 +78,13 @@ def _error_page(request: Request, status: int, code: str, message: str) -> Respo
 
 
 def create_console_app() -> FastAPI:
-    console = FastAPI(title="Chuông console", openapi_url=None, docs_url=None, redoc_url=None)
+    console = FastAPI(
+        title="Chuông console",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(reject_unstorable_input)],
+    )
 
     @console.exception_handler(ChuongError)
     async def _chuong(request: Request, exc: ChuongError) -> Response:
@@ -88,7 +98,10 @@ def create_console_app() -> FastAPI:
         message = exc.message
         if exc.code == "step_up_required":
             message = _("Enter your current two-factor code in the form to confirm this action.")
-        return _error_page(request, exc.status_code, exc.code, message)
+        page = _error_page(request, exc.status_code, exc.code, message)
+        if exc.status_code == 429:  # the browser (and a script) learn when to come back
+            page.headers.update(exc.headers)
+        return page
 
     @console.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -99,6 +112,14 @@ def create_console_app() -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = _("Page not found") if exc.status_code == 404 else str(exc.detail)
         return _error_page(request, exc.status_code, "http_error", message)
+
+    @console.exception_handler(SQLAlchemyTimeoutError)
+    @console.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> Response:
+        if not is_bounded_wait(exc):
+            raise exc
+        # A bounded wait (core/db.py): nothing was changed; the same page for every cause.
+        return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (signin, home, admin, clients, audit, devices, news, delivery, tracking):

@@ -13,6 +13,7 @@ from auth.principal import Principal
 from console.i18n import _
 from console.templating import BASE
 from core.errors import Forbidden, Unauthorized, Unprocessable
+from core.types import clean_text
 
 
 def see_other(path: str) -> RedirectResponse:
@@ -37,3 +38,26 @@ def invalid(exc: ValidationError) -> Unprocessable:
     """A form that does not pass the API's request model: name the fields, never echo values."""
     fields = sorted({str(err["loc"][-1]) for err in exc.errors() if err.get("loc")})
     return Unprocessable(_("Please check these fields: ") + ", ".join(fields), code="validation_error")
+
+
+async def reject_unstorable_input(request: Request) -> None:
+    """App-wide dependency: every query and form value obeys the API's text hygiene (no NUL, no
+    lone surrogate), so a console form cannot carry to PostgreSQL what a JSON body cannot
+    (a NUL in the sign-in name was a 500). Codes are then read by the one rule of core/codes.py
+    in the domain functions the forms call."""
+    fields: list[tuple[str, object]] = list(request.query_params.multi_items())
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.headers.get(
+        "content-type", ""
+    ).startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        fields.extend((await request.form()).multi_items())
+    unstorable = sorted({name for name, value in fields if isinstance(value, str) and not _storable(value)})
+    if unstorable:
+        raise Unprocessable(_("Please check these fields: ") + ", ".join(unstorable), code="validation_error")
+
+
+def _storable(value: str) -> bool:
+    try:
+        clean_text(value)
+    except ValueError:
+        return False
+    return True

@@ -34,9 +34,11 @@ SESSION_COOKIE = "chuong_console"
 CSRF_COOKIE = "chuong_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-# A console sign-in lasts a working day at most; the underlying session may live longer for the
-# API's refresh tokens, and ending it ends the console too.
+# A console sign-in lasts a working day at most. The session's own limits (auth/session_limits.py:
+# 12 hours and 30 idle minutes for staff) end it first and the sign-in page says why
+# ("session_expired"); the cookie's bound, a few minutes later, is only a backstop.
 SESSION_MAX_AGE_SECONDS = 12 * 3600
+COOKIE_BACKSTOP_SECONDS = SESSION_MAX_AGE_SECONDS + 300
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # No inline script or style anywhere: htmx and the console's own file come from /console/static.
@@ -89,7 +91,7 @@ def open_session(value: str) -> CookieSession | None:
     except ValueError:
         return None
     age = utcnow().timestamp() - cookie.issued_at
-    return cookie if age + 60 >= 0 and age < SESSION_MAX_AGE_SECONDS else None
+    return cookie if age + 60 >= 0 and age < COOKIE_BACKSTOP_SECONDS else None
 
 
 def cookie_header(name: str, value: str, *, max_age: int | None) -> str:
@@ -102,7 +104,7 @@ def cookie_header(name: str, value: str, *, max_age: int | None) -> str:
 
 
 def session_cookie(value: str) -> str:
-    return cookie_header(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE_SECONDS)
+    return cookie_header(SESSION_COOKIE, value, max_age=COOKIE_BACKSTOP_SECONDS)
 
 
 def clear_session_cookie() -> str:

@@ -1,4 +1,6 @@
-"""The ``chuong`` command: migrate, serve, worker, emulator, admin create, audit verify/checkpoint."""
+"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint.
+
+The provider emulator is development tooling outside the shipped package: ``python -m emulator``."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import asyncio
 import getpass
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,18 @@ import typer
 app = typer.Typer(no_args_is_help=True, help="Chuông notification service")
 admin_app = typer.Typer(no_args_is_help=True, help="Accounts")
 app.add_typer(admin_app, name="admin")
+
+
+def _refuse_unsafe_production(*, extra_problems: list[str] | None = None) -> None:
+    """Exit non-zero naming every missing or unsafe setting (production only, core/production.py)."""
+    from core.config import get_settings
+    from core.production import ProductionConfigError, ensure_production_ready
+
+    try:
+        ensure_production_ready(get_settings(), extra_problems=extra_problems or [])
+    except ProductionConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from exc
 
 
 def _mount_audit() -> None:
@@ -70,6 +83,9 @@ def serve(
     reload: bool = False,
 ) -> None:
     """Run the HTTP API."""
+    _refuse_unsafe_production(
+        extra_problems=["chuong serve --reload: a development option"] if reload else []
+    )
     import uvicorn
 
     uvicorn.run(
@@ -91,6 +107,7 @@ def worker(
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
 ) -> None:
     """Run a background worker (arq) on one queue."""
+    _refuse_unsafe_production()
     from arq.worker import run_worker
 
     from core.jobs import BULK_QUEUE, HIGH_QUEUE
@@ -162,33 +179,10 @@ async def _create_admin(
         await dispose_engine()
 
 
-@app.command()
-def emulator(
-    host: str = "127.0.0.1",
-    fcm_port: int = 8441,
-    apns_port: int = 8442,
-    control_port: int = 8440,
-    ca_path: Path = Path(".run/emulator-ca.pem"),
-) -> None:
-    """Run the local FCM/APNs emulator (for development, tests and benchmarks)."""
-    from emulator.server import main as emulator_main
+def _mount_devices() -> None:
+    from devices.cli import app as devices_app
 
-    sys.exit(
-        emulator_main(
-            [
-                "--host",
-                host,
-                "--fcm-port",
-                str(fcm_port),
-                "--apns-port",
-                str(apns_port),
-                "--control-port",
-                str(control_port),
-                "--ca-path",
-                str(ca_path),
-            ]
-        )
-    )
+    app.add_typer(devices_app, name="devices", help="See and purge floods of anonymous device registrations")
 
 
 def _mount_demo() -> None:
@@ -198,6 +192,7 @@ def _mount_demo() -> None:
 
 
 _mount_audit()
+_mount_devices()
 _mount_demo()
 if __name__ == "__main__":
     app()

@@ -9,8 +9,19 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_FCM_ENDPOINT = "https://fcm.googleapis.com"
+
+
+class SessionLimitOverride(BaseModel):
+    """One role's session lifetime, overriding the staff/member defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_seconds: int | None = Field(default=None, ge=60)
+    idle_seconds: int | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -21,6 +32,15 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Server-side bounds of every connection the service opens (core/db.py connect_args): no
+    # statement, lock wait or idle transaction can hold a pooled connection for ever.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    db_lock_timeout_ms: int = Field(default=5_000, ge=50)
+    db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=100)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Connections (plus as many again on demand) for writes that must outlive a failing request:
+    # failed sign-ins, refusals, revocations (core/db.py detached_transaction).
+    db_detached_pool_size: int = Field(default=3, ge=1, le=50)
 
     # --- secrets (never stored in the database) ---
     # Keys for field encryption (phone, citizen ID, TOTP secrets): comma-separated Fernet keys,
@@ -38,6 +58,16 @@ class Settings(BaseSettings):
     jwt_audience: str = "chuong-api"
     access_token_ttl_seconds: int = 600
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
+    # --- session lifetimes (auth/session_limits.py, docs/security.md "Session lifetimes") ---
+    # Staff (every role but member) follow NIST SP 800-63B AAL2: sign in again at least every
+    # 12 hours, and after 30 minutes without a request. Readers' devices (member) live
+    # refresh_token_ttl_seconds, with no idle limit unless member_session_idle_seconds is set.
+    staff_session_max_seconds: int = Field(default=12 * 3600, ge=60)
+    staff_session_idle_seconds: int = Field(default=30 * 60, ge=60)
+    member_session_idle_seconds: int = Field(default=0, ge=0)  # 0: no idle limit
+    # Per role, as JSON (CHUONG_SESSION_LIMITS_BY_ROLE):
+    # {"system_admin": {"max_seconds": 28800, "idle_seconds": 900}}; idle_seconds 0: no idle limit.
+    session_limits_by_role: dict[str, SessionLimitOverride] = Field(default_factory=dict)
 
     # --- passwords and 2FA ---
     password_min_length: int = 12
@@ -68,11 +98,16 @@ class Settings(BaseSettings):
     abuse_window_seconds: int = 60
     abuse_block_seconds: int = 900
 
-    # --- push providers ---
-    # With no FCM credentials / APNs key configured, pushes go to the local emulator
-    # (`chuong emulator`), so development, tests and benchmarks never need the real services.
+    # --- push providers (docs/delivery.md "Providers") ---
+    # Endpoints, not emulator knowledge: the defaults are Google's and Apple's. Local runs and tests
+    # point these at the provider emulator (`python -m emulator`, which writes a service-account
+    # file and a .p8 key for them); production refuses anything local (core/production.py).
+    # A service-account JSON key file; its token_uri says where OAuth2 tokens come from.
     fcm_credentials_file: str | None = None
-    fcm_project_id: str = "chuong-emulator"
+    # None: the project of the service-account file.
+    fcm_project_id: str | None = None
+    # Base URL of FCM HTTP v1 (".../v1/projects/<id>/messages:send" is appended).
+    fcm_endpoint: str = DEFAULT_FCM_ENDPOINT
     # "http1": firebase-admin encodes and maps errors, aiohttp HTTP/1.1 keep-alive sends (≈0.3 ms
     # CPU a message); "firebase_admin": the library's own send_each_async over httpx HTTP/2
     # (≈1.9 ms). See notifications/providers/fcm_http1.py.
@@ -81,16 +116,18 @@ class Settings(BaseSettings):
     # is also the keep-alive pool size (FCM's HTTP/2 limit is 100 streams per connection).
     fcm_max_in_flight: int = Field(default=100, ge=1, le=1000)
     fcm_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Token auth: Apple's .p8 key, its 10-character key id, the team id, the app's bundle id.
     apns_key_file: str | None = None
-    apns_key_id: str = "EMULATORK1"
-    apns_team_id: str = "EMULATORT1"
-    apns_topic: str = "vn.chuong.app"
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    # None: Apple's host for each APNs environment (api.push.apple.com, api.sandbox.push.apple.com).
+    apns_endpoint_host: str | None = None
+    apns_endpoint_port: int = Field(default=443, ge=1, le=65535)
     apns_timeout_seconds: float = 10.0
     apns_max_connections: int = 10
-    emulator_host: str = "127.0.0.1"
-    emulator_fcm_port: int = 8441
-    emulator_apns_port: int = 8442
-    emulator_ca_path: str = ".run/emulator-ca.pem"
+    # An extra CA certificate (PEM) trusted for FCM, APNs and OAuth2 besides the system store.
+    provider_ca_file: str | None = None
     # A claimed batch is leased this long; a killed worker's rows are due again after it.
     delivery_lease_seconds: int = 90
     # Due rows older than this are re-queued by the reconciler (a lost job or a flushed Redis).
@@ -122,9 +159,34 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_host: str = "127.0.0.1"
 
+    # --- links in pushes, inbox items and the console (core/links.py, docs/news.md) ---
+    # The apps' own URL schemes a deep link may use (CHUONG_DEEP_LINK_SCHEMES, comma-separated).
+    # javascript:, data:, file:, http: and the like are refused even if listed here.
+    deep_link_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["chuong-portal", "chuong-tracking"]
+    )
+    # Hosts an https link may point to (deep links and news images). "dangcongsan.vn" is that
+    # host only; "*.dangcongsan.vn" is any of its subdomains (a deliberate, separate entry).
+    deep_link_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["dangcongsan.vn", "*.dangcongsan.vn"]
+    )
+
     # --- devices ---
     device_limit_per_user: int = 20
     device_stale_days: int = 270
+    # Registrations without credentials (new anonymous portal devices, docs/delivery.md
+    # "Devices"), counted per network: an IPv4 /24 (carrier NAT puts thousands of phones behind
+    # one address, and an abuser rarely holds a whole /24 less than one address) or an IPv6 /64
+    # (one subscriber's). Generous for a crowd behind one NAT, bounded for a script; the global
+    # limit caps every anonymous registration of the service together (a distributed flood).
+    device_registration_limit_per_network: str = "120/minute"
+    device_registration_limit_global: str = "3000/minute"
+    device_registration_ipv4_prefix: int = Field(default=24, ge=8, le=32)
+    device_registration_ipv6_prefix: int = Field(default=64, ge=32, le=128)
+
+    # --- the four-eyes rule of pushes (D-04, docs/security.md "Pushes and the four-eyes rule") ---
+    # A portal push outside the news workflow reaches at most this many named accounts/devices.
+    direct_push_max_recipients: int = Field(default=1000, ge=1, le=10_000)
 
     # --- tracking app (docs/tracking.md) ---
     # Overrides of tracking/rules.py's reminder policy, as a JSON object (CHUONG_TRACKING_RULES).
@@ -135,7 +197,8 @@ class Settings(BaseSettings):
     tracking_send_chunk: int = Field(default=500, ge=1, le=5000)
 
     # --- SMS emergency fallback (D-31, docs/sms.md) ---
-    # With no gateway URL, SMS go to the emulator's sink (control port, /sms/send).
+    # With no gateway URL nothing is sent: each SMS waits as "not_configured" (production refuses
+    # to start without one). Local runs point it at the emulator's sink (/sms/send).
     sms_gateway_url: str | None = None
     sms_gateway_username: str | None = None  # HTTP basic auth when set ...
     sms_gateway_password: SecretStr | None = None
@@ -144,7 +207,6 @@ class Settings(BaseSettings):
     # The whole text: SMS never carry notification content (titles, bodies, task details).
     sms_message_template: str = "Bạn có thông báo khẩn trên ứng dụng Chuông. Vui lòng mở ứng dụng."
     sms_timeout_seconds: float = Field(default=10.0, gt=0)
-    emulator_control_port: int = 8440
     # (a) emergency notifications: SMS when no device of the user reported received/opened in time.
     sms_ack_window_minutes: int = Field(default=10, ge=1)
     # (b) degraded mode: emergency and high priority, after this shorter window.
@@ -175,7 +237,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("trusted_proxies", "cors_origins", "sms_never_kinds", mode="before")
+    @field_validator("environment")
+    @classmethod
+    def _normalise_environment(cls, value: str) -> str:
+        # "Production" or " production" must not slip past `== "production"` checks
+        # (core/production.py, the demo seeder).
+        return value.strip().lower()
+
+    @field_validator(
+        "trusted_proxies",
+        "cors_origins",
+        "sms_never_kinds",
+        "deep_link_schemes",
+        "deep_link_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -183,7 +259,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "rate_limit_per_account", "rate_limit_per_client", "rate_limit_per_ip", "rate_limit_login_per_ip"
+        "rate_limit_per_account",
+        "rate_limit_per_client",
+        "rate_limit_per_ip",
+        "rate_limit_login_per_ip",
+        "device_registration_limit_per_network",
+        "device_registration_limit_global",
     )
     @classmethod
     def _valid_limit(cls, value: str) -> str:

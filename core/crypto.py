@@ -39,8 +39,17 @@ def keyed_hash(value: str) -> str:
     """HMAC-SHA256 with the token pepper: for high-entropy secrets (API keys, refresh tokens)
     where a slow password hash buys nothing and a plain hash would let a DB thief check guesses."""
     pepper = get_settings().token_pepper.get_secret_value().encode()
-    return hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(pepper, _exact_bytes(value), hashlib.sha256).hexdigest()
+
+
+def _exact_bytes(value: str) -> bytes:
+    # "surrogatepass": a lone surrogate that slipped past the edge still gives distinct bytes
+    # instead of a UnicodeEncodeError; for every valid string this is plain UTF-8.
+    return value.encode("utf-8", "surrogatepass")
 
 
 def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    """Compare secrets of any text: ``hmac.compare_digest`` on ``str`` raises TypeError for
+    non-ASCII input ("٠١٢"), so both sides are compared as bytes. Never folded: a secret matches
+    only itself (docs/security.md, "Input normalisation")."""
+    return hmac.compare_digest(_exact_bytes(a), _exact_bytes(b))

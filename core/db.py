@@ -12,14 +12,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import URL, DateTime, MetaData, func, text
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.clock import utcnow
 from core.config import get_settings
 
-__all__ = ["Base", "Timestamps", "UUIDPrimaryKey", "get_engine", "get_sessionmaker", "transaction", "utcnow"]
+__all__ = [
+    "Base",
+    "Timestamps",
+    "UUIDPrimaryKey",
+    "abandon",
+    "allow_long_statements",
+    "connect_args",
+    "detached_transaction",
+    "get_engine",
+    "get_sessionmaker",
+    "is_bounded_wait",
+    "make_engine",
+    "transaction",
+    "utcnow",
+]
 
 # Deterministic constraint names so that Alembic migrations are reviewable and reversible.
 NAMING_CONVENTION = {
@@ -45,25 +61,83 @@ class Timestamps:
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
-def make_engine(url: str | None = None) -> AsyncEngine:
+def connect_args(*, statement_ms: int, lock_ms: int, idle_in_transaction_ms: int) -> dict[str, Any]:
+    """asyncpg connection arguments that bound every wait of a connection on the server side.
+
+    A request that waits on a lock forever (its own, or a stuck peer's) holds a pooled connection
+    forever; a handful of them stop the whole API. With these, PostgreSQL ends the wait itself:
+    a statement or a lock wait past its bound fails with an error, and a transaction left idle
+    (a crashed handler, a task awaiting something else while holding locks) is terminated, which
+    releases its locks. They are set per connection rather than on the role, so that every
+    deployment gets them without a DBA step and migrations (the owner's engine) stay unbounded.
+    """
+    return {
+        "server_settings": {
+            "statement_timeout": str(statement_ms),
+            "lock_timeout": str(lock_ms),
+            "idle_in_transaction_session_timeout": str(idle_in_transaction_ms),
+        }
+    }
+
+
+# SQLSTATEs of the bounds above: query_canceled (statement_timeout) and lock_not_available
+# (lock_timeout, or NOWAIT).
+_BOUNDED_WAIT_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def is_bounded_wait(exc: BaseException) -> bool:
+    """Did ``exc`` end a wait that the service bounds on purpose (pool checkout, statement or lock
+    timeout)? Such a request changed nothing and can be retried: transports answer 503."""
+    if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        original = getattr(exc, "orig", None)
+        sqlstate = getattr(original, "sqlstate", None) or getattr(
+            getattr(original, "__cause__", None), "sqlstate", None
+        )
+        return sqlstate in _BOUNDED_WAIT_SQLSTATES
+    return False
+
+
+def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:
     settings = get_settings()
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        # A request waits this long for a free connection, then fails (503) instead of queueing.
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_pre_ping": True,
+        **pool,
+    }
     return create_async_engine(
         url or settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        connect_args=connect_args(
+            statement_ms=settings.db_statement_timeout_ms,
+            lock_ms=settings.db_lock_timeout_ms,
+            idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms,
+        ),
+        **options,
     )
 
 
 _engine: AsyncEngine | None = None
 _sessionmaker: async_sessionmaker[AsyncSession] | None = None
+# Detached transactions (see ``detached_transaction``) have a small pool of their own.
+_detached_engine: AsyncEngine | None = None
+_detached_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
 
 def configure_engine(engine: AsyncEngine | None) -> None:
-    """Use ``engine`` for this process (tests point each test at its own database)."""
-    global _engine, _sessionmaker
+    """Use ``engine`` for this process (tests point each test at its own database). The pool of
+    detached transactions is rebuilt for the same database on first use."""
+    global _engine, _sessionmaker, _detached_engine, _detached_sessionmaker
     _engine = engine
     _sessionmaker = async_sessionmaker(engine, expire_on_commit=False) if engine is not None else None
+    if _detached_engine is not None:
+        # Closed lazily: its connections may still be finishing a write on this loop.
+        _detached_engine.sync_engine.dispose(close=False)
+    _detached_engine = None
+    _detached_sessionmaker = None
 
 
 def get_engine() -> AsyncEngine:
@@ -81,17 +155,81 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
 
 
 async def dispose_engine() -> None:
-    global _engine, _sessionmaker
+    global _engine, _sessionmaker, _detached_engine, _detached_sessionmaker
     if _engine is not None:
         await _engine.dispose()
-    _engine = None
-    _sessionmaker = None
+    if _detached_engine is not None:
+        await _detached_engine.dispose()
+    _engine = _detached_engine = None
+    _sessionmaker = _detached_sessionmaker = None
+
+
+def _get_detached_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    global _detached_engine, _detached_sessionmaker
+    if _detached_sessionmaker is None:
+        settings = get_settings()
+        _detached_engine = make_engine(
+            get_engine().url,
+            pool_size=settings.db_detached_pool_size,
+            max_overflow=settings.db_detached_pool_size,
+        )
+        _detached_sessionmaker = async_sessionmaker(_detached_engine, expire_on_commit=False)
+    return _detached_sessionmaker
+
+
+@asynccontextmanager
+async def detached_transaction() -> AsyncIterator[AsyncSession]:
+    """A transaction independent of the current request's, for what must outlive a failing
+    request (a failed sign-in's audit row and counter, a refusal, a revocation).
+
+    It draws from a small pool of its own. Taken from the request pool, a burst of failing
+    requests larger than that pool would leave each holding its request connection while it
+    waits for a second one that never frees: the pool waiting on itself. Detached writes hold
+    their connection only for one short write and wait on nothing but row and audit-chain locks
+    (and the caller must not hold the rows it writes: see ``abandon``)."""
+    async with _committed(_get_detached_sessionmaker()) as session:
+        yield session
+
+
+async def allow_long_statements(session: AsyncSession, *, seconds: int) -> None:
+    """Raise this transaction's statement bound for maintenance work known to be long (a purge
+    of millions of rows); the lock and idle bounds stay. Ends with the transaction."""
+    await session.execute(text(f"SET LOCAL statement_timeout = {int(seconds) * 1000}"))
+
+
+async def abandon(session: AsyncSession) -> None:
+    """Roll back a failing request's transaction now, releasing its row locks, before work that
+    must outlive the request (a failure counter, a revocation) runs in a transaction of its own.
+
+    A second transaction that touches a row the first still holds would wait for it while the
+    first waits for the second to finish: no deadlock detector sees that. The session stays
+    usable: what it had loaded is read again (a rollback expires it, and an expired attribute
+    cannot load lazily under asyncio), so a transport may still render the signed-in account
+    on its error page. Failure paths only, with a handful of objects loaded.
+    """
+    if not session.in_transaction():
+        return
+    loaded = list(session.identity_map.values())
+    await session.rollback()
+    for instance in loaded:
+        if instance not in session:  # inserted by the rolled-back transaction
+            continue
+        try:
+            await session.refresh(instance)
+        except InvalidRequestError:  # deleted meanwhile
+            session.expunge(instance)
 
 
 @asynccontextmanager
 async def transaction() -> AsyncIterator[AsyncSession]:
     """A session whose work commits when the block exits normally and rolls back otherwise."""
-    async with get_sessionmaker()() as session:
+    async with _committed(get_sessionmaker()) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _committed(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with maker() as session:
         try:
             yield session
             await session.commit()

@@ -1,6 +1,6 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
-import console.models  # noqa: F401
+import auth.models  # noqa: F401
 import inbox.models  # noqa: F401
 import news.models  # noqa: F401
 import notifications.models  # noqa: F401

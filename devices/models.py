@@ -6,10 +6,11 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import ARRAY  # the PostgreSQL one has overlap() (&&)
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR  # this ARRAY has overlap() (&&)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Timestamps, UUIDPrimaryKey
+from core.netaddr import Network
 
 
 class Device(UUIDPrimaryKey, Timestamps, Base):
@@ -30,6 +31,13 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
     # Linked account; NULL for anonymous portal readers, who hold a device credential instead.
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     credential_hash: Mapped[str | None] = mapped_column(String(64))
+    # The network (IPv4 /24, IPv6 /64) the registration came from, with ``created_at`` the record
+    # of an anonymous registration (they are not audited one by one), and what an operator
+    # looks at and purges by after a registration flood (devices/floods.py).
+    registered_network: Mapped[Network | None] = mapped_column(CIDR)
+    # First time the device's credential was presented: a device that never came back with it
+    # never read anything, which is what a registration flood looks like.
+    credential_used_at: Mapped[dt.datetime | None]
     last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     # Set when the provider says the token is dead (UNREGISTERED, 410, BadDeviceToken) or the
     # owner unregisters; such devices are never sent to and are purged by a cron job.
@@ -43,6 +51,12 @@ class Device(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_devices_app_live", "app", "id", postgresql_where=text("invalidated_at IS NULL")),
         Index("ix_devices_topics", "topics", postgresql_using="gin"),
         Index("ix_devices_last_seen", "last_seen_at"),
+        # Flood review and purge: anonymous registrations by time (then network).
+        Index(
+            "ix_devices_anonymous_created",
+            "created_at",
+            postgresql_where=text("user_id IS NULL"),
+        ),
     )
 
 

@@ -6,9 +6,10 @@ import uuid
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, IPvAnyNetwork, StringConstraints, model_validator
 
 from core.schemas import RequestModel, ResponseModel
+from core.types import BoundedDatetime
 from devices.locales import normalise_locale
 
 App = Literal["portal", "tracking"]
@@ -91,5 +92,35 @@ class DeviceRegistered(DeviceOut):
     device_credential: str | None = Field(
         default=None,
         description="Anonymous devices only: send as `Authorization: Bearer …` for this device's inbox "
-        "and receipts. Returned when issued or rotated; store it on the device.",
+        "and receipts. Returned with a new device (201); a refresh with the credential (200) returns "
+        "null: keep the stored one. The token alone never returns an existing device's credential.",
     )
+
+
+class NetworkRegistrationsOut(ResponseModel):
+    network: str | None = Field(description="IPv4 /24 or IPv6 /64; null: registered before it was recorded")
+    registrations: int
+    unproven: int = Field(description="never came back with their credential (purgeable)")
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+class FloodPurge(RequestModel):
+    network: IPvAnyNetwork = Field(description="a /24, /64 or any wider prefix (e.g. 203.0.0.0/16)")
+    since: BoundedDatetime
+    until: BoundedDatetime
+    dry_run: bool = Field(default=False, description="only count what would be purged")
+
+    @model_validator(mode="after")
+    def _window(self) -> FloodPurge:
+        if self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class FloodPurged(ResponseModel):
+    network: str
+    since: dt.datetime
+    until: dt.datetime
+    dry_run: bool
+    devices: int = Field(description="anonymous devices purged (or, dry run, that would be)")

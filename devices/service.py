@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -15,7 +16,8 @@ from auth import audit
 from core.config import get_settings
 from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
-from core.errors import NotFound, Unauthorized
+from core.errors import Conflict, NotFound, Unauthorized
+from core.netaddr import Network
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
 
@@ -39,12 +41,19 @@ async def register(
     body: DeviceRegister,
     user_id: uuid.UUID | None,
     presented_credential: Device | None = None,
+    network: Network | None = None,
 ) -> Registration:
-    """Idempotent upsert by (provider, token). For anonymous devices the result carries a
-    credential when one is issued or rotated.
+    """Upsert by (provider, token), where the token decides nothing about *who* registers.
 
-    A token that moves to another account (a phone handed over) is re-linked and the old link
-    retired; an anonymous registration of a linked token unlinks it (signed out on that phone).
+    A registration continues the device that holds the token only when the caller proves it is
+    that device: it presents the device's current credential (anonymous), or it is the account
+    the device is linked to. Anyone else — a push token is no secret: logs, backups, a copied
+    request — gets a new device for the token, and the previous device is retired with its
+    credential, its own inbox items and its account link (``_supersede``): nothing of it
+    reaches the new holder. A reinstalled app (no credential) thus recovers as a new device;
+    a phone handed over is linked to its new account as a new device, the previous owner's
+    inbox staying with the previous owner's account. An anonymous caller cannot displace a
+    signed-in device at all (409 ``device_signed_in``). ``network`` is recorded on new devices.
     """
     if user_id is None and body.app != "portal":
         raise Unauthorized("Sign in to register a tracking-app device", code="sign_in_required")
@@ -63,59 +72,125 @@ async def register(
         "topics": await _with_account_topics(session, body=body, user_id=user_id),
         "last_seen_at": now,
     }
-    device = await _lock_by_token(session, body.provider, body.token)
-    if device is None:
-        device_id = uuid.uuid4()
-        inserted = (
-            await session.execute(
-                insert(Device)
-                .values(id=device_id, token=body.token, user_id=user_id, **fields)
-                .on_conflict_do_nothing(constraint="uq_devices_provider_token")
-                .returning(Device.id)
-            )
-        ).scalar_one_or_none()
+    # Each round either continues the token's device, or retires it and inserts a new one; an
+    # insert loses only to a concurrent registration of the same token, then the next round
+    # decides again against the device that registration made.
+    for _ in range(_ROUNDS):
         device = await _lock_by_token(session, body.provider, body.token)
-        assert device is not None
-        if inserted is not None:
+        if device is not None and _proves_holder(device, user_id=user_id, presented=presented_credential):
+            for name, value in fields.items():
+                setattr(device, name, value)
+            device.invalidated_at = None
+            device.invalid_reason = None
+            await _enforce_limit(session, user_id=user_id, keep=device.id)
+            await session.flush()
+            # A proven anonymous device keeps the credential it holds: nothing new to hand out.
+            return Registration(device=device, credential=None, created=False)
+        if device is not None and device.user_id is not None and user_id is None:
+            # A stranger must not even end the link: that alone would stop the account's pushes
+            # to the phone until the app next starts. The phone's own app proves itself by
+            # signing in (a reinstall included); a phone handed over is re-registered by its new
+            # account, which supersedes the old link below (audited).
+            raise Conflict(
+                "This push token belongs to a signed-in device; sign in on it to register it again",
+                code="device_signed_in",
+            )
+        if device is not None:
+            _supersede(session, device, by_user=user_id, now=now)
+            await session.flush()
+        created = await _insert(session, body=body, user_id=user_id, network=network, fields=fields)
+        if created is None:
+            continue
+        if user_id is not None:
             audit.record(
                 session,
                 action="device.registered",
                 object_type="device",
-                object_id=device.id,
-                details={"app": body.app, "platform": body.platform, "anonymous": user_id is None},
+                object_id=created.id,
+                details={"app": body.app, "platform": body.platform},
             )
-            credential = await _issue_credential(device) if user_id is None else None
-            await _enforce_limit(session, user_id=user_id, keep=device.id)
-            await session.flush()
-            return Registration(device=device, credential=credential, created=True)
+        # Anonymous registrations are not audited one by one (a flood would flood the audit log
+        # too): the device row, with created_at and registered_network, is their record.
+        credential = _issue_credential(created) if user_id is None else None
+        await _enforce_limit(session, user_id=user_id, keep=created.id)
+        await session.flush()
+        return Registration(device=created, credential=credential, created=True)
+    raise Conflict("This token is being registered concurrently; retry", code="registration_conflict")
+
+
+def makes_anonymous_device(
+    *, body: DeviceRegister, user_id: uuid.UUID | None, presented: Device | None
+) -> bool:
+    """Whether a registration would make a new anonymous device: every one but a signed-in
+    user's and a device's refresh of its own token (with its credential). What the anonymous
+    registration limits count (auth.ratelimit.enforce_anonymous_registration), before any work."""
+    if user_id is not None:
+        return False
+    return presented is None or (presented.provider, presented.token) != (body.provider, body.token)
+
+
+# Rounds of register(): a round is lost only to another registration of the same token that
+# succeeded meanwhile, so this many registrations of one token at once still all succeed (one
+# phone sends one; a storm beyond it gets 409 and retries).
+_ROUNDS = 8
+SUPERSEDED_TOKEN_PREFIX = "superseded:"  # noqa: S105 (a marker, not a secret)
+
+
+def _proves_holder(device: Device, *, user_id: uuid.UUID | None, presented: Device | None) -> bool:
+    """The caller is the device: its linked account, or the holder of its current credential
+    (``presented`` was authenticated, so it is live and its credential matched)."""
+    if user_id is not None:
+        return device.user_id == user_id
+    return presented is not None and presented.id == device.id
+
+
+def _supersede(session: AsyncSession, device: Device, *, by_user: uuid.UUID | None, now: dt.datetime) -> None:
+    """Retire the device that held a token someone else registers: its token is freed for the
+    new device, its credential dies, its account link ends. Its own inbox items stay keyed by
+    its id, which nobody can present any more. An account losing a device this way is audited
+    (a takeover attempt or a phone changing hands); an anonymous device replaced by another is
+    an anonymous registration like any other (rate limited, recorded by the rows)."""
     previous_user = device.user_id
-    for name, value in fields.items():
-        setattr(device, name, value)
-    device.invalidated_at = None
-    device.invalid_reason = None
-    credential = None
-    if previous_user != user_id:
-        device.user_id = user_id
+    device.token = f"{SUPERSEDED_TOKEN_PREFIX}{device.id.hex}"
+    device.credential_hash = None
+    device.user_id = None
+    if device.invalidated_at is None:
+        device.invalidated_at = now
+        device.invalid_reason = "superseded"
+    if previous_user is not None or by_user is not None:
         audit.record(
             session,
-            action="device.relinked",
+            action="device.superseded",
             object_type="device",
             object_id=device.id,
             details={
                 "from_user": str(previous_user) if previous_user else None,
-                "to_user": str(user_id) if user_id else None,
+                "to_user": str(by_user) if by_user else None,
             },
         )
-    if user_id is None:
-        # Keep the credential the device already proved it holds; otherwise issue a new one
-        # (which also retires any credential a previous holder of the token had).
-        if presented_credential is None or presented_credential.id != device.id:
-            credential = await _issue_credential(device)
-    else:
-        device.credential_hash = None
-    await _enforce_limit(session, user_id=user_id, keep=device.id)
-    await session.flush()
-    return Registration(device=device, credential=credential, created=False)
+
+
+async def _insert(
+    session: AsyncSession,
+    *,
+    body: DeviceRegister,
+    user_id: uuid.UUID | None,
+    network: Network | None,
+    fields: Mapping[str, object],
+) -> Device | None:
+    """A new device for the token, or None when a concurrent registration inserted it first."""
+    assert body.provider is not None
+    inserted = (
+        await session.execute(
+            insert(Device)
+            .values(id=uuid.uuid4(), token=body.token, user_id=user_id, registered_network=network, **fields)
+            .on_conflict_do_nothing(constraint="uq_devices_provider_token")
+            .returning(Device.id)
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
+    return await _lock_by_token(session, body.provider, body.token)
 
 
 async def _with_account_topics(
@@ -173,7 +248,7 @@ async def _lock_by_token(session: AsyncSession, provider: str, token: str) -> De
     ).scalar_one_or_none()
 
 
-async def _issue_credential(device: Device) -> str:
+def _issue_credential(device: Device) -> str:
     credential = _new_credential(device.id)
     device.credential_hash = keyed_hash(credential)
     return credential
@@ -227,6 +302,9 @@ async def authenticate_credential(session: AsyncSession, credential: str) -> Dev
         or not constant_time_equals(device.credential_hash, keyed_hash(credential))
     ):
         raise Unauthorized("Invalid device credential", code="invalid_device_credential")
+    if device.credential_used_at is None:
+        # Once per device: the device came back with its credential (devices/floods.py).
+        device.credential_used_at = utcnow()
     return device
 
 

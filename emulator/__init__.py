@@ -1,8 +1,9 @@
 """Local provider emulator: FCM HTTP v1 (+ OAuth2 token endpoint) and APNs HTTP/2.
 
-The real client libraries (firebase-admin, aioapns) talk to it over TLS with a CA made at
-start-up; `emulator.clients` holds the configuration that points them here. Start it with
-`python -m emulator` or in-process with `async with Emulator(EmulatorConfig(...))`.
+Development and test tooling, not shipped. The real client libraries (firebase-admin, aioapns)
+talk to it over TLS with a CA made at start-up; the app reaches it through its ordinary endpoint
+and credential settings (`Emulator.app_settings()`), bare clients through `emulator.clients`.
+Start it with `python -m emulator` or in-process with `async with Emulator(EmulatorConfig(...))`.
 """
 
 from emulator.faults import FaultKind, FaultSettings

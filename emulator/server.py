@@ -3,9 +3,13 @@
     python -m emulator --host 127.0.0.1 --fcm-port 8441 --apns-port 8442 --control-port 8440 \
         --ca-path /tmp/chuong-emulator/ca.pem
 
-Ports of 0 pick free ports. Once listening, one line goes to stdout:
-    EMULATOR READY {"fcm_url": ..., "apns_host": ..., "apns_port": ..., "control_url": ..., "ca_path": ...}
-so a parent process (tests, benchmarks) can read where everything is.
+Ports of 0 pick free ports. At start-up it writes the CA certificate and, next to it (or in
+`--credentials-dir`), an FCM service-account file and an APNs .p8 key for the app to use. Once
+listening, one line goes to stdout:
+    EMULATOR READY {"fcm_url": ..., "apns_host": ..., "apns_port": ..., "control_url": ..., "ca_path": ...,
+                    "fcm_credentials_file": ..., "apns_key_file": ..., ...}
+so a parent process (tests, benchmarks) can read where everything is
+(`emulator.app_settings.app_settings(addresses)` turns it into the app's settings).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 import orjson
 
 from emulator.apns import ApnsHandler
+from emulator.app_settings import app_settings
 from emulator.control import ControlHandler
+from emulator.credentials import write_credentials
 from emulator.faults import FaultInjector, FaultSettings
 from emulator.fcm import FcmHandler
 from emulator.hpack_cache import install_hpack_huffman_cache
@@ -58,6 +64,8 @@ class EmulatorConfig:
     # Extra names for the server certificate, e.g. a docker-compose service name that
     # clients in other containers dial ("emulator" is always included).
     cert_hosts: tuple[str, ...] = ()
+    # Where the service-account file and the .p8 key go; None: the CA's directory.
+    credentials_dir: Path | None = None
 
 
 class Emulator:
@@ -105,6 +113,9 @@ class Emulator:
         self._control = Listener(name="control", handler=self.control, stats=stats, ssl_context=None)
         self.fcm_port = self.apns_port = self.control_port = 0
         self.ca_path = self.config.ca_path
+        self.credentials_dir = self.config.credentials_dir or self.ca_path.parent
+        self.fcm_credentials_file: Path | None = None
+        self.apns_key_file: Path | None = None
 
     async def start(self) -> None:
         install_hpack_huffman_cache()
@@ -113,6 +124,10 @@ class Emulator:
         self.fcm_port = await self._fcm.start(host, self.config.fcm_port)
         self.apns_port = await self._apns.start(host, self.config.apns_port)
         self.control_port = await self._control.start(host, self.config.control_port)
+        # After the control listener: the service account's token_uri names its port.
+        self.fcm_credentials_file, self.apns_key_file = write_credentials(
+            self.credentials_dir, token_uri=self.token_uri
+        )
         logger.info("provider emulator listening: %s", self.addresses())
 
     async def stop(self) -> None:
@@ -165,7 +180,13 @@ class Emulator:
             "token_uri": self.token_uri,
             "sms_url": f"{self.control_url}/sms/send",
             "ca_path": str(self.ca_path),
+            "fcm_credentials_file": str(self.fcm_credentials_file),
+            "apns_key_file": str(self.apns_key_file),
         }
+
+    def app_settings(self) -> dict[str, Any]:
+        """Chuông's settings (field names of core.config.Settings) that send here."""
+        return app_settings(self.addresses())
 
 
 def _url_host(host: str) -> str:
@@ -188,6 +209,12 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
     )
     parser.add_argument(
         "--ca-path", type=Path, default=DEFAULT_CA_PATH, help="where to write the CA cert PEM"
+    )
+    parser.add_argument(
+        "--credentials-dir",
+        type=Path,
+        default=None,
+        help="where to write the FCM service-account file and the APNs .p8 key (default: the CA's directory)",
     )
     parser.add_argument("--max-records", type=int, default=1_000_000, help="messages kept in the record")
     parser.add_argument("--max-payloads", type=int, default=100_000, help="newest records keeping payloads")
@@ -213,6 +240,7 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
         slow_latency_ms=args.slow_latency_ms,
         seed=args.seed,
         cert_hosts=tuple(args.cert_host),
+        credentials_dir=args.credentials_dir,
     )
 
 

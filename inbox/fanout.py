@@ -55,7 +55,7 @@ async def schedule(session: AsyncSession, notification: Notification) -> None:
     )
 
 
-def _user_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
+def account_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
     """The same users as ``notifications.audience.audience_filter`` targets, minus the devices."""
     clauses: list[ColumnElement[bool]] = []
     if audience.get("users"):
@@ -101,7 +101,7 @@ async def write_page(session: AsyncSession, *, notification_id: uuid.UUID, now: 
         ).scalars()
     query = (
         select(User.id)
-        .where(User.is_active.is_(True), _user_filter(audience, sender_unit_path=sender_path))
+        .where(User.is_active.is_(True), account_filter(audience, sender_unit_path=sender_path))
         .order_by(User.id)
         .limit(PAGE_SIZE)
     )

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
+from core.links import safe_link
 from core.schemas import RequestModel, ResponseModel
 from devices.locales import DEFAULT_LANGUAGE
 from inbox.service import Item
@@ -79,7 +80,8 @@ def render(item: Item, *, language: str, full: bool) -> InboxItemOut:
         language = language if language in notification.title else DEFAULT_LANGUAGE
         title = notification.title.get(language) or notification.title[DEFAULT_LANGUAGE]
         body = notification.body.get(language) or notification.body.get(DEFAULT_LANGUAGE)
-        deep_link, data = notification.deep_link, dict(notification.data)
+        # Today's link rules, not those of the day the row was written (core/links.py).
+        deep_link, data = safe_link(notification.deep_link), dict(notification.data)
         if notification.sensitivity == "classified":
             deep_link, data = None, {}
     withdrawn = notification.withdrawn_at is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -68,7 +68,21 @@ def _item_frame(reader: Reader, item: service.Item) -> str:
     return frame("item", out.model_dump(mode="json"), event_id=queries.encode_cursor(item.entry.position))
 
 
-async def stream(reader: Reader, *, after: Position | None) -> AsyncIterator[str]:
+# Asked before each frame that carries data: is the caller still allowed to read this inbox?
+StillAllowed = Callable[[], Awaitable[bool]]
+
+
+async def _always() -> bool:
+    return True
+
+
+async def stream(
+    reader: Reader, *, after: Position | None, still_allowed: StillAllowed = _always
+) -> AsyncIterator[str]:
+    """The stream outlives the request that opened it; revocation (D-23) must not. Before each
+    frame that carries data (never for heartbeats, so an idle stream costs no query) the caller's
+    credentials are checked again, and an ended session, a retired device credential or a revoked
+    delegation ends the stream with an ``ended`` frame (the reconnection then gets its 401)."""
     # A connection of its own: a subscribed connection cannot serve other commands.
     redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
     pubsub = redis.pubsub()
@@ -98,6 +112,9 @@ async def stream(reader: Reader, *, after: Position | None) -> AsyncIterator[str
                 yield ": heartbeat\n\n"
                 continue
             payload = orjson.loads(message["data"])
+            if not await still_allowed():
+                yield frame("ended", {"reason": "credentials_ended"})
+                return
             if payload.get("type") != "item":
                 yield frame(str(payload.get("type")), payload)
                 continue

@@ -6,9 +6,11 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
+from core.links import DeepLink, HttpsLink
 from core.schemas import RequestModel, ResponseModel
+from core.types import BoundedDatetime
 from devices.schemas import Province
 from notifications.schemas import MAX_TTL_SECONDS, Language, Priority
 
@@ -47,8 +49,16 @@ class NewsAudience(RequestModel):
 
 class NewsDraft(RequestModel):
     article_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-    deep_link: Annotated[str, StringConstraints(max_length=2048, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
-    image_url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")] | None = None
+    deep_link: DeepLink = Field(
+        description="The app's own scheme (e.g. `chuong-portal://article/123`) or https to a "
+        "configured host; see docs/news.md",
+        examples=["chuong-portal://article/2026-11-22-nq57", "https://dangcongsan.vn/thoi-su/nq57.html"],
+    )
+    image_url: HttpsLink | None = Field(
+        default=None,
+        description="https to a configured host",
+        examples=["https://dangcongsan.vn/img/nq57.jpg"],
+    )
     title: dict[Language, Title]
     body: dict[Language, Body]
     language_policy: LanguagePolicy = "fallback_vi"
@@ -60,7 +70,7 @@ class NewsDraft(RequestModel):
         description="A correction with the same key replaces the earlier push on the phone. "
         "Defaults to `news-<article_id>`.",
     )
-    send_at: AwareDatetime | None = Field(
+    send_at: BoundedDatetime | None = Field(
         default=None,
         description="Send time with a UTC offset (scheduled on approval); must be in the future.",
     )
@@ -83,7 +93,7 @@ class ReasonIn(RequestModel):
 
 
 class ApproveIn(RequestModel):
-    send_at: AwareDatetime | None = Field(
+    send_at: BoundedDatetime | None = Field(
         default=None, description="Overrides the draft's send time; omit both to send now."
     )
     reason: Reason | None = None

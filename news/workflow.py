@@ -6,8 +6,8 @@
     cancel: any state before sent (mid-send too) → cancelled;  recall: sent → recalled
 
 A publisher who is neither the author nor the submitter approves, with a fresh TOTP step-up
-(the route enforces the step-up). Every transition writes an audit row with the actor, the
-person acted for (delegation) and the reason.
+(checked here, whichever door calls; the routes check it first too). Every transition writes an
+audit row with the actor, the person acted for (delegation) and the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import audit
 from auth.principal import Principal
 from auth.roles import Permission
+from auth.step_up import require_fresh_step_up
 from core.db import utcnow
 from core.errors import Conflict, Forbidden
 from core.jobs import HIGH_QUEUE, defer
@@ -31,6 +32,7 @@ from news.service import load, notification_audience, spec_of, validate
 from notifications import fanout
 from notifications import service as notifications
 from notifications.models import Notification
+from notifications.policy import ApprovedRelease
 
 PORTAL_APP = "portal"
 RETRACT_KIND = "news.retract"
@@ -99,6 +101,7 @@ async def approve(
         raise Forbidden(
             "Another publisher must approve: you wrote or submitted this item", code="four_eyes_required"
         )
+    require_fresh_step_up(principal)
     if send_at is not None:
         item.send_at = send_at
     await validate(session, principal=principal, item=item)
@@ -129,7 +132,8 @@ async def approve(
 
 async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) -> Notification:
     """Hand the approved item to the delivery core: one notification whose audience the
-    workflow has authorised, fanned out per device by the existing pipeline."""
+    workflow has authorised, fanned out per device by the existing pipeline. The release names
+    its second approver: the only way past the four-eyes rule of ``create_prepared``."""
     notification = await notifications.create_prepared(
         session,
         **_push_fields(item),
@@ -138,6 +142,7 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
         created_by_kind="user",
         created_by_id=item.approved_by or item.author_id,
         unit_id=item.unit_id,
+        approved=_approved_release(item, workflow="news"),
     )
     # The first page of deliveries is written in this transaction, so the first send batch is
     # queued the moment it commits: one job hop less between approval and the first phone
@@ -146,6 +151,12 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     item.notification_id, item.released_at = notification.id, now
     _transition(session, item, to="sending", reason=None, notification_id=str(notification.id))
     return notification
+
+
+def _approved_release(item: NewsItem, *, workflow: str) -> ApprovedRelease:
+    if item.approved_by is None:  # released or recalled only after ``approve`` set it
+        raise Conflict("This item was never approved", code="news_bad_state")
+    return ApprovedRelease(workflow=workflow, object_id=item.id, approved_by=item.approved_by)
 
 
 def _push_fields(item: NewsItem) -> dict[str, Any]:
@@ -185,8 +196,9 @@ async def release_due(session: AsyncSession, *, now: dt.datetime, limit: int = 2
 
 
 async def cancel(session: AsyncSession, *, principal: Principal, item_id: uuid.UUID, reason: str) -> NewsItem:
-    """Before sending: the item just ends. While sending: the notification is cancelled, so no
-    new fan-out page or send batch starts; batches already at the provider finish."""
+    """Before sending: the item just ends. While sending: the notification is cancelled; once
+    this has committed and answered, only requests already on the wire reach the provider
+    (notifications.service.cancel)."""
     item, _ = await load(session, principal=principal, item_id=item_id, lock=True)
     if item.status not in CANCELLABLE:
         hint = "; recall it instead" if item.status == "sent" else ""
@@ -214,6 +226,7 @@ async def recall(session: AsyncSession, *, principal: Principal, item_id: uuid.U
     item, _ = await load(session, principal=principal, item_id=item_id, lock=True)
     if item.notification_id is None or item.status not in ("sending", "sent", "cancelled"):
         raise Conflict(f"A {item.status} item has not been sent; cancel it instead", code="news_bad_state")
+    require_fresh_step_up(principal)
     now = utcnow()
     stopped: int | None = None
     if item.status == "sending":
@@ -236,6 +249,8 @@ async def recall(session: AsyncSession, *, principal: Principal, item_id: uuid.U
         created_by_kind="user",
         created_by_id=principal.user_id,
         unit_id=item.unit_id,
+        # Reaches exactly the devices the approved release reached, with the fixed withdrawn line.
+        approved=_approved_release(item, workflow="news.recall"),
     )
     await notifications.withdraw(session, notification_id=item.notification_id, now=now)
     item.retract_notification_id, item.recalled_at = retract.id, now

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
 from core.jobs import defer
 from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
-from notifications.models import Notification
+from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
 
 PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
 FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
+RECIPIENTS_WAIT = dt.timedelta(seconds=1)
 
 # Arrays rather than a 500-row VALUES list: the statement is compiled once and cached, where a
 # multi-row ``insert().values([...])`` was recompiled for every page (15 % of worker CPU). The
@@ -57,6 +58,21 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
         return False
     if notification.expires_at <= now:
         notification.status, notification.completed_at = "expired", now
+        return False
+    original = notification.audience.get("recipients_of")
+    if original is not None and await _still_on_the_wire(session, uuid.UUID(original), now=now):
+        # A recall's retract goes to the devices the original reached, read from its ``sent``
+        # rows; a batch still held (its last requests on the wire when the recall cancelled it)
+        # has not recorded them yet. Look again in a moment; the reconciler restarts a fan-out
+        # whose job was lost.
+        defer(
+            session,
+            "fan_out",
+            str(notification.id),
+            job_id=f"fanout:{notification.id}:after:{int(now.timestamp())}",
+            queue=queue_for(notification.priority),
+            defer_until=now + RECIPIENTS_WAIT,
+        )
         return False
     sender_path = None
     if notification.unit_id is not None:
@@ -114,3 +130,13 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
             notification.status, notification.completed_at = "completed", now
         return False
     return True
+
+
+async def _still_on_the_wire(session: AsyncSession, notification_id: uuid.UUID, *, now: dt.datetime) -> bool:
+    """Does a worker hold a batch of this notification (its results not all recorded yet)?"""
+    held = exists().where(
+        DeliveryBatch.notification_id == notification_id,
+        DeliveryBatch.status == "open",
+        DeliveryBatch.leased_until >= now,
+    )
+    return bool(await session.scalar(select(held)))

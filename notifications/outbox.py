@@ -33,7 +33,7 @@ RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 900.0
 DUE_STATUSES = ("pending", "retrying")
 # Results made up locally, without a provider request (see dispatch.py and providers/paced.py).
-LOCAL_CODES = ("device_retired", "rate_limited")
+LOCAL_CODES = ("device_retired", "rate_limited", "cancelled")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import orjson
 from firebase_admin import messaging
 
 from core.errors import Unprocessable
+from core.links import safe_link
 from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
 
 MAX_PAYLOAD_BYTES = 4096
@@ -86,8 +87,11 @@ def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True)
             language=language,
         )
     data = {**spec.data, "notification_id": spec.id, "kind": spec.kind}
-    if spec.deep_link:
-        data["deep_link"] = spec.deep_link
+    # Checked again on the way out: a row written before the link rules (issue 12), or a host
+    # removed from the settings since, must not reach a phone.
+    deep_link = safe_link(spec.deep_link)
+    if deep_link:
+        data["deep_link"] = deep_link
     title = spec.title.get(language) or spec.title[DEFAULT_LANGUAGE]
     body = spec.body.get(language) or spec.body[DEFAULT_LANGUAGE]
     return RenderedPush(title=title, body=body, data=data, language=language)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from auth.roles import Role
+from core.links import DeepLink
 from core.schemas import RequestModel, ResponseModel
 from devices.locales import SUPPORTED_LANGUAGES
 
@@ -55,9 +56,12 @@ class NotificationCreate(RequestModel):
     data: Annotated[
         dict[DataKey, Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=32)
     ] = Field(default_factory=dict)
-    deep_link: (
-        Annotated[str, StringConstraints(max_length=2048, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")] | None
-    ) = None
+    deep_link: DeepLink | None = Field(
+        default=None,
+        description="The app's own scheme (e.g. `chuong-portal://article/123`) or https to a "
+        "configured host; see docs/news.md",
+        examples=["chuong-tracking://tasks/012_TBKL_NQ57"],
+    )
     collapse_key: (
         Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] | None
     ) = None

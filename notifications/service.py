@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from typing import Any
@@ -15,13 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import audit
 from auth.models import Unit, User
 from auth.principal import Principal
+from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
 from inbox import fanout as inbox_fanout
-from notifications import outbox
+from notifications import cancellation, outbox
 from notifications.models import DeliveryBatch, Notification
 from notifications.payloads import PushSpec, check_sizes
+from notifications.policy import ApprovedRelease, check_direct_push
 from notifications.schemas import NotificationCreate
 
 # Namespace of the advisory locks that make concurrent requests with one Idempotency-Key 409.
@@ -85,22 +88,9 @@ async def create(
                 )
             return existing, False
     await _check_audience(session, principal=principal, body=body)
-    title: dict[str, str] = {str(language): text for language, text in body.title.items()}
-    body_text: dict[str, str] = {str(language): text for language, text in body.body.items()}
     notification = await create_prepared(
         session,
-        app=body.app,
-        kind=body.kind,
-        priority=body.priority,
-        sensitivity=body.sensitivity,
-        title=title,
-        body=body_text,
-        data=body.data,
-        deep_link=body.deep_link,
-        collapse_key=body.collapse_key,
-        ttl_seconds=body.ttl_seconds,
-        audience=body.audience.model_dump(mode="json"),
-        audience_summary=_audience_summary(body),
+        **_fields_of(body),
         created_by_kind=creator_kind,
         created_by_id=creator_id,
         unit_id=principal.unit_id,
@@ -108,6 +98,43 @@ async def create(
         request_hash=request_hash,
     )
     return notification, True
+
+
+async def create_approved(
+    session: AsyncSession,
+    *,
+    body: NotificationCreate,
+    created_by_id: uuid.UUID,
+    unit_id: uuid.UUID | None,
+    approved: ApprovedRelease,
+) -> Notification:
+    """A notification a four-eyes workflow (or a benchmark standing in for one) released, in the
+    request model's shape. No route calls this: the API's door is ``create``."""
+    return await create_prepared(
+        session,
+        **_fields_of(body),
+        created_by_kind="user",
+        created_by_id=created_by_id,
+        unit_id=unit_id,
+        approved=approved,
+    )
+
+
+def _fields_of(body: NotificationCreate) -> dict[str, Any]:
+    return {
+        "app": body.app,
+        "kind": body.kind,
+        "priority": body.priority,
+        "sensitivity": body.sensitivity,
+        "title": {str(language): text for language, text in body.title.items()},
+        "body": {str(language): text for language, text in body.body.items()},
+        "data": body.data,
+        "deep_link": body.deep_link,
+        "collapse_key": body.collapse_key,
+        "ttl_seconds": body.ttl_seconds,
+        "audience": body.audience.model_dump(mode="json"),
+        "audience_summary": _audience_summary(body),
+    }
 
 
 async def create_prepared(
@@ -130,10 +157,15 @@ async def create_prepared(
     unit_id: uuid.UUID | None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    approved: ApprovedRelease | None = None,
 ) -> Notification:
     """Insert a notification whose audience the caller has already authorised (the public API
     above, or a domain workflow such as an approved breaking-news item), audit it, and queue its
-    fan-out and inbox work after commit. Payload sizes are checked here, whoever the caller."""
+    fan-out and inbox work after commit. Payload sizes and the four-eyes rule (notifications/
+    policy.py) are checked here, whoever the caller: without ``approved`` (only a four-eyes
+    workflow holds one) the push is a direct one and must stay within a small named audience."""
+    if approved is None:
+        await check_direct_push(session, app=app, audience=audience, unit_id=unit_id)
     notification_id = uuid.uuid4()
     check_sizes(
         PushSpec(
@@ -186,6 +218,7 @@ async def create_prepared(
             "priority": priority,
             "sensitivity": sensitivity,
             "audience": audience_summary,
+            **(_approval_summary(approved) if approved is not None else {}),
         },
     )
     defer(
@@ -198,6 +231,14 @@ async def create_prepared(
     # In-app inbox (inbox/fanout.py): announce broadcasts, queue per-recipient rows (after commit).
     await inbox_fanout.schedule(session, notification)
     return notification
+
+
+def _approval_summary(approved: ApprovedRelease) -> dict[str, object]:
+    return {
+        "approved_via": approved.workflow,
+        "approved_object": str(approved.object_id),
+        "approved_by": str(approved.approved_by),
+    }
 
 
 def _creator(principal: Principal) -> tuple[str, uuid.UUID]:
@@ -219,15 +260,9 @@ def _audience_summary(body: NotificationCreate) -> dict[str, object]:
 
 
 async def _check_audience(session: AsyncSession, *, principal: Principal, body: NotificationCreate) -> None:
-    """Senders reach only their own subtree; broadcasts (all readers, topics) are for senders of a
-    root unit (central agencies) or system admins."""
+    """Senders reach only their own subtree. Broadcasts (all readers, topics) are nobody's to send
+    alone: ``create_prepared`` refuses them (four eyes, notifications/policy.py)."""
     audience = body.audience
-    if (audience.all or audience.topics) and not (
-        principal.sees_all_units or principal.unit_path.count("/") == 1
-    ):
-        raise Forbidden(
-            "Only central senders may broadcast to all readers or topics", code="broadcast_not_allowed"
-        )
     if audience.units:
         paths = (await session.execute(select(Unit.id, Unit.path).where(Unit.id.in_(audience.units)))).all()
         visible = {row.id for row in paths if principal.can_manage_unit(row.path)}
@@ -269,9 +304,12 @@ def _visible(principal: Principal, notification: Notification) -> bool:
 
 async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int | None:
     """Stop a notification: no fan-out page and no send batch starts after this commits (both
-    check the status under the notification's row lock / before claiming); batches already at
-    the provider finish and record their results. Rows not yet attempted become ``cancelled``.
-    Returns how many rows were cancelled, or None when it had already finished."""
+    check the status under the notification's row lock / before claiming). Rows nobody holds
+    become ``cancelled`` here; after the commit, and before the transport answers, the workers
+    holding its other batches are told and acknowledge that they start no further request
+    (notifications/cancellation.py): only requests already on the wire finish, and what those
+    batches did not send is cancelled when they let go. Returns how many rows were cancelled
+    here, or None when it had already finished."""
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
         raise NotFound("Notification not found")
@@ -281,6 +319,10 @@ async def cancel(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.d
     notification.completed_at = notification.completed_at or now
     notification.fanout_done_at = notification.fanout_done_at or now
     count = await cancel_remaining(session, notification=notification, now=now)
+    # Read after the rows were closed: a claim that raced the close committed its lease first
+    # (the close waited for it), so every batch that can still send is in this list.
+    held = await leased_batches(session, notification_id=notification_id, now=now)
+    call_after_commit(session, functools.partial(cancellation.announce, notification_id, held))
     audit.record(
         session,
         action="notification.cancelled",
@@ -306,6 +348,16 @@ async def cancel_remaining(session: AsyncSession, *, notification: Notification,
         )
         await session.refresh(notification, ["cancelled"])
     return count
+
+
+async def leased_batches(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> list[int]:
+    """Ids of the batches a worker holds right now (leased, not yet settled)."""
+    query = select(DeliveryBatch.id).where(
+        DeliveryBatch.notification_id == notification_id,
+        DeliveryBatch.status == "open",
+        DeliveryBatch.leased_until >= now,
+    )
+    return list((await session.execute(query)).scalars().all())
 
 
 async def in_flight(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> int:

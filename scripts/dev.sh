@@ -85,7 +85,20 @@ cmd_run() {
   pids=()
   trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
   log "starting the FCM/APNs emulator (control :8440, FCM :8441, APNs :8442)"
-  "$VENV/bin/chuong" emulator --ca-path .run/emulator-ca.pem & pids+=($!)
+  # The emulator is dev tooling outside the shipped package; it writes its CA, a service-account
+  # file and a .p8 key, and the app reaches it through its ordinary provider settings, exactly as
+  # it reaches Google and Apple in production (docs/delivery.md "Providers").
+  rm -f .run/emulator/fcm-service-account.json .run/emulator/apns-key.p8
+  "$VENV/bin/python" -m emulator --ca-path .run/emulator-ca.pem --credentials-dir .run/emulator & pids+=($!)
+  export CHUONG_FCM_ENDPOINT=https://127.0.0.1:8441
+  export CHUONG_FCM_CREDENTIALS_FILE=.run/emulator/fcm-service-account.json
+  export CHUONG_APNS_ENDPOINT_HOST=127.0.0.1 CHUONG_APNS_ENDPOINT_PORT=8442
+  export CHUONG_APNS_KEY_FILE=.run/emulator/apns-key.p8
+  export CHUONG_APNS_KEY_ID=EMULATORK1 CHUONG_APNS_TEAM_ID=EMULATORT1 CHUONG_APNS_TOPIC=vn.chuong.app
+  export CHUONG_PROVIDER_CA_FILE=.run/emulator-ca.pem
+  export CHUONG_SMS_GATEWAY_URL=http://127.0.0.1:8440/sms/send
+  for _ in $(seq 1 60); do [ -f .run/emulator/apns-key.p8 ] && break; sleep 0.5; done
+  [ -f .run/emulator/apns-key.p8 ] || { echo "the emulator did not start" >&2; exit 1; }
   # A broadcast's send batches are shared by every worker of its queue and a worker is one
   # process (one core): one high-queue worker per core by default (docs/delivery.md).
   local high_workers="${CHUONG_HIGH_WORKERS:-$(nproc)}"

@@ -35,6 +35,8 @@ os.environ.update(
         "CHUONG_RATE_LIMIT_PER_CLIENT": "100000/minute",
         "CHUONG_RATE_LIMIT_PER_IP": "100000/minute",
         "CHUONG_RATE_LIMIT_LOGIN_PER_IP": "100000/minute",
+        "CHUONG_DEVICE_REGISTRATION_LIMIT_PER_NETWORK": "100000/minute",
+        "CHUONG_DEVICE_REGISTRATION_LIMIT_GLOBAL": "100000/minute",
         "CHUONG_LOG_JSON": "false",
         "CHUONG_LOG_LEVEL": "WARNING",
         # Cheap argon2 in tests only; the algorithm and code path are the production ones.
@@ -50,7 +52,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core import clock
-from core.db import configure_engine, dispose_engine
+from core.db import configure_engine, dispose_engine, make_engine
 from core.redis import close_redis, configure_redis
 from tests.support.databases import TestDatabases
 
@@ -68,7 +70,7 @@ async def database_url(databases: TestDatabases) -> AsyncIterator[str]:
     """A fresh migrated database for this test; the app's engine points at it."""
     name = await databases.create_copy()
     url = databases.app_url(name)
-    configure_engine(create_async_engine(url, pool_size=5, max_overflow=10))
+    configure_engine(make_engine(url, pool_size=5, max_overflow=10))
     try:
         yield url
     finally:

@@ -7,9 +7,10 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from core.schemas import RequestModel, ResponseModel
+from core.types import BoundedDate, BoundedDatetime, NonNegativeInt64
 
 Code = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
@@ -20,19 +21,11 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 ResultStatus = Literal["not_started", "in_progress", "done"]
 DeadlineStatus = Literal["on_time", "due_soon", "overdue", "done"]
-# int64 range, so a version always fits the BIGINT column (no 500 on a huge number).
-Version = Annotated[int, Field(ge=0, le=2**63 - 1)]
-
-
-def _plausible(value: dt.date) -> dt.date:
-    # Year 1 or 9999 would overflow when moved between time zones; no task lives there.
-    if not 2000 <= value.year <= 2100:
-        raise ValueError("dates must be between the years 2000 and 2100")
-    return value
-
-
-Day = Annotated[dt.date, AfterValidator(_plausible)]
-Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
+# The BIGINT column's range (no 500 on a huge number).
+Version = NonNegativeInt64
+# Year 1 or 9999 would overflow when moved between time zones; no task lives there (core/types.py).
+Day = BoundedDate
+Instant = BoundedDatetime
 
 
 class Attachment(RequestModel):
@@ -105,7 +98,7 @@ class TaskBatch(RequestModel):
 
 
 class KpiUpsert(RequestModel):
-    code: Code
+    code: Annotated[Code, StringConstraints(max_length=32)]  # tracking_kpis.code is VARCHAR(32)
     period: Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_.\-]+$")]
     period_kind: Literal["month", "quarter", "year", "ad_hoc"]
     version: Version

@@ -20,6 +20,7 @@ from auth import audit
 from auth.models import Unit
 from auth.principal import Principal
 from core.errors import BadRequest, Forbidden, NotFound
+from core.types import bounded_instant
 from core.workcalendar import WorkCalendar
 from tracking.models import Preference, Task
 from tracking.rules import Rules
@@ -48,9 +49,8 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, task_id = raw.split("|")
-        parsed = dt.datetime.fromisoformat(stamp)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
+        # Naive, or beyond the years PostgreSQL and the UTC conversion take: not our cursor.
+        parsed = bounded_instant(dt.datetime.fromisoformat(stamp))
         return parsed, uuid.UUID(task_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadRequest("Invalid cursor", code="invalid_cursor") from exc

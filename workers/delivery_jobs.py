@@ -18,15 +18,15 @@ from sqlalchemy import CursorResult, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
-from core.db import transaction, utcnow
+from core.db import allow_long_statements, transaction, utcnow
 from core.jobs import defer
 from core.logging import get_logger
 from devices import service as devices
-from notifications import breaker, dispatch, fanout, outbox
+from notifications import breaker, cancellation, dispatch, fanout, outbox
 from notifications import service as notifications_service
 from notifications.models import Delivery, DeliveryBatch, Notification
 from notifications.payloads import PushSpec
-from notifications.providers.base import SendResult
+from notifications.providers.base import STOPPED, SendResult
 from notifications.service import queue_for, spec_of
 from workers.queue import committing
 
@@ -85,6 +85,8 @@ async def send_batch(
     # Leased-but-unrecorded rows are what a killed worker sends twice; holding at most
     # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
     async with _send_slots():
+        # Subscribed before claiming, so a cancel committed after the claim is heard here.
+        await cancellation.listening()
         return await _send_batch(ctx, uuid.UUID(notification_id), low_id)
 
 
@@ -127,17 +129,19 @@ async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
 
 
 async def _still_sending(nid: uuid.UUID) -> bool:
-    """Checked before each further chunk: a cancel stops new provider calls within one chunk."""
+    """Read once the previous chunk's requests have all been answered, right before the next
+    chunk would start: a cancel (or the TTL) that came while a chunk was on the wire stops the
+    batch there even when the cancel signal did not reach this process (Redis down). One query
+    per chunk, none per message."""
+    if cancellation.stopped(str(nid)):
+        return False
     async with transaction() as session:
-        status = await session.scalar(select(Notification.status).where(Notification.id == nid))
-    return status is not None and status not in fanout.FINAL_STATUSES
-
-
-async def _prepare(spec: PushSpec, chunk: list[outbox.ClaimedDelivery]) -> dict[uuid.UUID, int] | None:
-    """The chunk's badges, or None when the notification was cancelled or finished meanwhile."""
-    if not await _still_sending(uuid.UUID(spec.id)):
-        return None
-    return await dispatch.batch_badges(spec, chunk)
+        row = (
+            await session.execute(
+                select(Notification.status, Notification.expires_at).where(Notification.id == nid)
+            )
+        ).first()
+    return row is not None and row.status not in fanout.FINAL_STATUSES and row.expires_at > utcnow()
 
 
 async def _record(
@@ -179,6 +183,11 @@ async def _let_go(
         await notifications_service.cancel_remaining(session, notification=notification, now=now)
         return
     next_at = await outbox.settle(session, claim)
+    if next_at is not None and claim.expires_at <= now:
+        # The TTL passed while the batch was sent: what it did not send fails as expired now.
+        await outbox.expire_overdue(session, notification_id=nid, now=now)
+        await outbox.finish_if_done(session, notification_id=nid, now=now)
+        return
     if next_at is not None:
         defer(
             session,
@@ -196,10 +205,21 @@ async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID, low_id: int | None) -
     """One batch in SEND_CHUNKS chunks, pipelined: the next chunk's badges are worked out while
     the current one is on the wire, and a chunk's results are written while the next one is
     sent. The rows leased but not yet recorded never exceed one batch, so a killed worker
-    re-sends at most one batch."""
+    re-sends at most one batch. A cancel stops it between two requests (the providers consult
+    notifications/cancellation.py) or, failing that signal, before the next chunk."""
     claim = await _claim(nid, low_id)
     if claim is None:
         return {"claimed": 0}
+    # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
+    cancellation.hold(str(nid), claim.batch_id)
+    try:
+        return await _send_held(ctx, claim)
+    finally:
+        cancellation.release(str(nid), claim.batch_id)
+
+
+async def _send_held(ctx: dict[str, Any], claim: outbox.Claim) -> dict[str, int]:
+    nid = claim.notification_id
     spec = await _spec(nid)
     totals: Counter[str] = Counter()
     claimed = claim.deliveries
@@ -214,7 +234,8 @@ async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID, low_id: int | None) -
     providers = ctx["providers"]
     alert = get_settings().sensitive_visible_alert
     recording: asyncio.Task[Counter[str]] | None = None
-    preparing: asyncio.Task[dict[uuid.UUID, int] | None] | None = None
+    preparing: asyncio.Task[dict[uuid.UUID, int]] | None = None
+    checking: asyncio.Task[bool] | None = None
     try:
         badges = await dispatch.batch_badges(spec, chunks[0])
         for index, chunk in enumerate(chunks):
@@ -223,28 +244,42 @@ async def _send_batch(ctx: dict[str, Any], nid: uuid.UUID, low_id: int | None) -
             sending = asyncio.ensure_future(
                 dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
             )
-            preparing = None if last else asyncio.ensure_future(_prepare(spec, chunks[index + 1]))
+            preparing = (
+                None if last else asyncio.ensure_future(dispatch.batch_badges(spec, chunks[index + 1]))
+            )
             results = await sending
+            # Read now, not when the chunk started (a cancel that came while the chunk was at the
+            # provider went unseen then), and overlapping the writes below.
+            checking = None if last else asyncio.ensure_future(_still_sending(nid))
+            started = [pair for pair in results if pair[1] is not STOPPED]
+            cancelled_midway = len(started) < len(results)
+            if cancelled_midway:
+                # The requests that had not started stay unrecorded (due), and letting the batch
+                # go below cancels them.
+                totals["stopped"] += len(results) - len(started)
+                results = started
             await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
             if recording is not None:
                 totals.update(await recording)
-            next_badges = await preparing if preparing is not None else None
+            stop = (checking is not None and not await checking) or cancelled_midway
+            checking = None
+            next_badges = await preparing if preparing is not None else {}
             preparing = None
-            stop = not last and next_badges is None
             recording = asyncio.ensure_future(
                 _record(claim, results, last=last or stop, priority=spec.priority)
             )
             if stop:
                 break
-            badges = next_badges or {}
+            badges = next_badges
         assert recording is not None
         totals.update(await recording)
         recording = None
     except BaseException:
         # The batch stays leased and is sent again once the lease ends; results already in hand
         # are still written, so what was sent is not sent again.
-        if preparing is not None:
-            preparing.cancel()
+        for task in (preparing, checking):
+            if task is not None:
+                task.cancel()
         if recording is not None and not recording.done():
             with contextlib.suppress(BaseException):
                 await asyncio.shield(recording)
@@ -273,6 +308,13 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
         for notification in active:
             queue = queue_for(notification.priority)
             if notification.expires_at <= now:
+                # Locked and read again: read above without a lock, it may have been cancelled
+                # since, and writing ``sending`` over that would complete a cancelled push.
+                locked = await session.get(
+                    Notification, notification.id, with_for_update=True, populate_existing=True
+                )
+                if locked is None or locked.status in fanout.FINAL_STATUSES:
+                    continue
                 stats["expired"] += await outbox.expire_overdue(
                     session, notification_id=notification.id, now=now
                 )
@@ -350,6 +392,8 @@ async def purge(ctx: dict[str, Any]) -> dict[str, int]:
     days ago."""
     now = utcnow()
     async with committing() as session:
+        # Millions of rows at a time at full scale: inside the job's 600 s, not the 30 s bound.
+        await allow_long_statements(session, seconds=540)
         purged_devices = await devices.purge_stale(session, now=now)
         old = select(Notification.id).where(
             and_(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +10,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.after_commit import run_after_commit
 from core.config import get_settings
 from core.db import transaction
 from core.jobs import DeferredJob, take_deferred
@@ -17,6 +19,7 @@ from core.logging import get_logger
 log = get_logger(__name__)
 
 _pool: ArqRedis | None = None
+ENQUEUE_TIMEOUT_SECONDS = 2.0
 
 
 def redis_settings() -> RedisSettings:
@@ -43,18 +46,28 @@ async def enqueue(jobs: list[DeferredJob]) -> None:
     if not jobs:
         return
     try:
-        pool = await get_pool()
-        for job in jobs:
-            await pool.enqueue_job(
-                job.name, *job.args, _job_id=job.job_id, _queue_name=job.queue, _defer_until=job.defer_until
-            )
-    except Exception as exc:  # Redis down or flushed: the reconciler recovers
+        # Bounded: this runs after the commit, inside the request. A Redis that accepts the
+        # connection but never answers (arq sets no command timeout; its connect retries take
+        # ~10 s) would otherwise hold the answer for ever.
+        async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):
+            pool = await get_pool()
+            for job in jobs:
+                await pool.enqueue_job(
+                    job.name,
+                    *job.args,
+                    _job_id=job.job_id,
+                    _queue_name=job.queue,
+                    _defer_until=job.defer_until,
+                )
+    except Exception as exc:  # Redis down, hung or flushed: the reconciler recovers
         log.warning("enqueue_failed", error=type(exc).__name__, jobs=len(jobs))
 
 
 @asynccontextmanager
 async def committing() -> AsyncIterator[AsyncSession]:
-    """A transaction whose deferred jobs are enqueued once it has committed."""
+    """A transaction whose deferred jobs are enqueued (and after-commit steps run) once it has
+    committed."""
     async with transaction() as session:
         yield session
     await enqueue(take_deferred(session))
+    await run_after_commit(session)

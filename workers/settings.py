@@ -15,6 +15,8 @@ from core.context import RequestContext, set_context
 from core.db import dispose_engine
 from core.jobs import HIGH_QUEUE
 from core.logging import configure_logging
+from core.production import ensure_production_ready
+from notifications import cancellation
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
@@ -28,6 +30,8 @@ from workers.tracking_jobs import tracking_send, tracking_sweep
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
+    # `chuong worker` checks before connecting; this covers `arq workers.settings.WorkerSettings`.
+    ensure_production_ready(settings)
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
     ctx["providers"] = LazyProviders(lambda: build_providers(settings))
@@ -43,6 +47,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     providers = ctx.get("providers")
     if isinstance(providers, LazyProviders):
         await providers.close()
+    await cancellation.close()
     await close_pool()
     await dispose_engine()
 

@@ -26,11 +26,17 @@ from auth.schemas import (
     SessionOut,
     TokenResponse,
 )
-from auth.sessions import RefreshReuse, refresh_session, revoke_all_sessions, revoke_session_family
+from auth.sessions import (
+    RefreshReuse,
+    live_sessions,
+    refresh_session,
+    revoke_all_sessions,
+    revoke_session_family,
+)
 from auth.totp import hash_recovery_code, new_recovery_codes
 from auth.users import change_own_password, to_out
 from core.context import current_context
-from core.db import transaction, utcnow
+from core.db import abandon, detached_transaction, utcnow
 from core.errors import NotFound, Unauthorized
 
 router = APIRouter(tags=["auth"])
@@ -81,7 +87,10 @@ async def refresh(body: RefreshRequest, session: SessionDep) -> TokenResponse:
     try:
         tokens = await refresh_session(session, refresh_token=body.refresh_token)
     except RefreshReuse as reuse:
-        async with transaction() as detached:
+        # The revocation must outlive this failing request: release the request's locks first
+        # (core/db.py abandon), then revoke in a transaction of its own.
+        await abandon(session)
+        async with detached_transaction() as detached:
             await revoke_session_family(detached, session_id=reuse.session_id, reason="refresh_reuse")
             audit.record(
                 detached,
@@ -195,12 +204,7 @@ async def change_password(
 async def list_sessions(session: SessionDep, principal: Principal = FullSession) -> list[SessionOut]:
     assert principal.actor is not None and principal.session is not None
     rows = await session.scalars(
-        select(AuthSession)
-        .where(
-            AuthSession.user_id == principal.actor.id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > utcnow(),
-        )
+        live_sessions(user=principal.actor, now=utcnow())  # not past the role's limits either
         .order_by(AuthSession.last_seen_at.desc())
         .limit(100)
     )

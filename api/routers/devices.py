@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import IPvAnyNetwork
 
-from api.deps import Authenticated, OptionalAuthenticated, SessionDep
+from api.deps import Authenticated, OptionalAuthenticated, SessionDep, require
+from auth import ratelimit
 from auth.principal import Principal
+from auth.roles import Permission
+from core.context import current_context
+from core.db import utcnow
+from core.errors import BadRequest
+from core.netaddr import network_of
+from core.types import BoundedDatetime
+from devices import floods
 from devices import service as device_service
-from devices.schemas import DeviceOut, DeviceRegister, DeviceRegistered
+from devices.schemas import (
+    DeviceOut,
+    DeviceRegister,
+    DeviceRegistered,
+    FloodPurge,
+    FloodPurged,
+    NetworkRegistrationsOut,
+)
 
 router = APIRouter(tags=["devices"])
 
@@ -17,7 +35,11 @@ MaybeSignedIn = Depends(OptionalAuthenticated(allow_device=True))
 Owner = Depends(Authenticated(allow_device=True))
 
 
-@router.post("", response_model=DeviceRegistered)
+@router.post(
+    "",
+    response_model=DeviceRegistered,
+    responses={201: {"model": DeviceRegistered, "description": "A new device"}},  # 200: known device
+)
 async def register_device(
     body: DeviceRegister,
     request: Request,
@@ -25,16 +47,23 @@ async def register_device(
     session: SessionDep,
     principal: Principal | None = MaybeSignedIn,
 ) -> DeviceRegistered:
-    """Idempotent upsert by token: call at every app start and whenever the token changes.
+    """Upsert by token: call at every app start (with the device credential, or signed in) and
+    whenever the token changes.
 
-    Signed in → the device is linked to the account (a token seen before on another account is
-    moved over). Anonymous (portal app only) → the answer carries a device credential for the
-    device's inbox and receipts; send it back as the bearer token on later calls.
+    Signed in → the device is linked to the account. Anonymous (portal app only) → the answer
+    carries a device credential for the device's inbox and receipts; send it back as the bearer
+    token on later calls. A token already registered continues its device only for a caller who
+    proves to be that device (its credential, or its signed-in account); anyone else gets a new
+    device (201) and the previous one is retired. New anonymous devices are rate limited per
+    network and for the whole service (429 with Retry-After).
     """
     user_id = principal.user.id if principal is not None and principal.user is not None else None
     presented = principal.device if principal is not None else None
+    network = network_of(current_context().ip)
+    if device_service.makes_anonymous_device(body=body, user_id=user_id, presented=presented):
+        await ratelimit.enforce_anonymous_registration(str(network) if network else None)
     registration = await device_service.register(
-        session, body=body, user_id=user_id, presented_credential=presented
+        session, body=body, user_id=user_id, presented_credential=presented, network=network
     )
     response.status_code = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
     return DeviceRegistered.model_validate(registration.device).model_copy(
@@ -61,4 +90,48 @@ async def unregister_device(device_id: uuid.UUID, session: SessionDep, principal
         device_id=device_id,
         user_id=principal.user.id if principal.user is not None else None,
         device=principal.device,
+    )
+
+
+@router.get("/anonymous-registrations", response_model=list[NetworkRegistrationsOut])
+async def anonymous_registrations(
+    session: SessionDep,
+    since: Annotated[BoundedDatetime | None, Query(description="default: an hour ago")] = None,
+    until: Annotated[BoundedDatetime | None, Query(description="default: now")] = None,
+    within: Annotated[IPvAnyNetwork | None, Query(description="only networks inside this prefix")] = None,
+    principal: Principal = require(Permission.DEVICES_ADMIN),
+) -> list[NetworkRegistrationsOut]:
+    """Anonymous devices registered in the window per network (IPv4 /24, IPv6 /64), busiest
+    first (at most 500 networks), with how many never came back with their credential."""
+    until = until or utcnow()
+    since = since or until - dt.timedelta(hours=1)
+    if since >= until:
+        raise BadRequest("since must be before until", code="invalid_window")
+    rows = await floods.registrations_by_network(session, since=since, until=until, within=within)
+    return [
+        NetworkRegistrationsOut(
+            network=str(row.network) if row.network is not None else None,
+            registrations=row.registrations,
+            unproven=row.unproven,
+            first_at=row.first_at,
+            last_at=row.last_at,
+        )
+        for row in rows
+    ]
+
+
+@router.post("/anonymous-registrations/purge", response_model=FloodPurged)
+async def purge_anonymous_registrations(
+    body: FloodPurge,
+    session: SessionDep,
+    principal: Principal = require(Permission.DEVICES_ADMIN, step_up=True),
+) -> FloodPurged:
+    """Delete the anonymous devices registered from ``network`` (or inside it) in
+    ``[since, until)`` that never presented their credential; ``dry_run`` only counts them.
+    Audited (``device.flood_purged``) with the count."""
+    count = await floods.purge_unproven(
+        session, network=body.network, since=body.since, until=body.until, dry_run=body.dry_run
+    )
+    return FloodPurged(
+        network=str(body.network), since=body.since, until=body.until, dry_run=body.dry_run, devices=count
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -15,6 +17,8 @@ from core.redis import get_redis
 
 router = APIRouter(tags=["health"])
 
+READY_CHECK_SECONDS = 2.0
+
 
 @router.get("/healthz", dependencies=[PUBLIC], summary="The process is alive")
 async def healthz() -> dict[str, str]:
@@ -24,14 +28,18 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", dependencies=[PUBLIC], summary="PostgreSQL and Redis answer", response_model=None)
 async def readyz() -> dict[str, object] | Response:
     checks: dict[str, str] = {}
+    # Each check is bounded: a probe that waits for a free pooled connection or a stuck Redis
+    # must answer "not ready" in time, not hang with the requests it is meant to report on.
     try:
-        async with get_engine().connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(READY_CHECK_SECONDS):
+            async with get_engine().connect() as connection:
+                await connection.execute(text("SELECT 1"))
         checks["postgres"] = "ok"
     except Exception as exc:  # readiness reports any failure, it must not raise
         checks["postgres"] = f"error: {type(exc).__name__}"
     try:
-        await get_redis().ping()
+        async with asyncio.timeout(READY_CHECK_SECONDS):
+            await get_redis().ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
-from api.deps import Authenticated, SessionDep, deny
+from api.deps import Authenticated, SessionDep, deny, still_authenticated
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
-from core.errors import BadRequest
 from core.schemas import Page
+from core.types import BoundedDatetime
 from inbox import receipts
 from inbox import service as inbox_service
 from inbox import stream as inbox_stream
@@ -67,14 +66,9 @@ async def list_inbox(
     archived: Annotated[bool, Query(description="the archive instead of the inbox")] = False,
     app: App | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="created at or after; with an offset")] = None,
+    since: Annotated[BoundedDatetime | None, Query(description="created at or after; with an offset")] = None,
 ) -> Page[InboxItemOut]:
     """Newest first, merged from the caller's own items and the broadcasts that match them."""
-    if since is not None:
-        try:
-            since = since.astimezone(dt.UTC)  # year 9999 at -14:00 overflows
-        except OverflowError as exc:
-            raise BadRequest("since is out of range", code="invalid_since") from exc
     filters = Filters(app=app, kind=kind, since=since, unread=unread, archived=archived)
     items, next_cursor = await inbox_service.list_items(
         session, reader=reader, filters=filters, cursor=cursor, limit=limit
@@ -107,7 +101,7 @@ async def stream(
         raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
     after = decode_cursor(last_event_id) if last_event_id else None
     return StreamingResponse(
-        inbox_stream.stream(reader, after=after),
+        inbox_stream.stream(reader, after=after, still_allowed=partial(still_authenticated, request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

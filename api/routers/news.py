@@ -121,8 +121,8 @@ async def cancel_news(
     session: SessionDep,
     principal: Principal = require(Permission.NEWS_DRAFT),
 ) -> NewsOut:
-    """Stop it before or during sending: no new provider request starts after this returns;
-    batches already at the provider finish."""
+    """Stop it before or during sending: once this has answered, no further provider request
+    starts; only those already on the wire finish (docs/delivery.md, "Cancel")."""
     item = await workflow.cancel(session, principal=principal, item_id=item_id, reason=body.reason)
     return await news.out(session, item)
 

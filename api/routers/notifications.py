@@ -41,7 +41,12 @@ def _out(notification: Notification) -> NotificationOut:
     return NotificationOut.model_validate(notification)  # ``pending`` is derived by the model
 
 
-@router.post("", response_model=NotificationOut, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=NotificationOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": NotificationOut, "description": "A repeat of an Idempotency-Key"}},
+)
 async def create_notification(
     body: NotificationCreate,
     response: Response,

@@ -17,6 +17,7 @@ from auth import audit
 from auth.models import Unit
 from auth.principal import Principal
 from auth.roles import Permission
+from core.codes import parse_ascii_int
 from core.config import get_settings
 from core.db import utcnow
 from core.errors import ServiceUnavailable, Unprocessable
@@ -171,9 +172,11 @@ async def list_sms(
     """The SMS ledger, newest first. Unit admins see their subtree's users; system admins all."""
     query = select(SmsMessage).order_by(SmsMessage.id.desc()).limit(limit + 1)
     if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > 2**63 - 1:
+        # ASCII digits only: "²".isdigit() is True but int("²") raises (core/codes.py).
+        before_id = parse_ascii_int(cursor, maximum=2**63 - 1)
+        if before_id is None:
             raise Unprocessable("cursor is not valid", details=[{"loc": ["query", "cursor"]}])
-        query = query.where(SmsMessage.id < int(cursor))
+        query = query.where(SmsMessage.id < before_id)
     if status is not None:
         query = query.where(SmsMessage.status == status)
     if notification_id is not None:

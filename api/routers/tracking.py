@@ -4,7 +4,6 @@ preferences and the working calendar's ad-hoc days."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
 from core.schemas import Page
+from core.types import BoundedDate
 from tracking import calendar as tracking_calendar
 from tracking import intake
 from tracking import service as tracking
@@ -161,7 +161,7 @@ async def put_preferences(
 
 @router.get("/calendar", response_model=list[CalendarDayOut])
 async def list_calendar(
-    session: SessionDep, principal: Principal = Reader, since: dt.date | None = None
+    session: SessionDep, principal: Principal = Reader, since: BoundedDate | None = None
 ) -> list[CalendarDayOut]:
     """Ad-hoc days off and worked days on top of the public holidays."""
     return [CalendarDayOut.model_validate(d) for d in await tracking_calendar.list_days(session, since=since)]
@@ -176,6 +176,6 @@ async def put_calendar_day(
 
 @router.delete("/calendar/{day}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_calendar_day(
-    day: dt.date, session: SessionDep, principal: Principal = Depends(CalendarAdmin())
+    day: BoundedDate, session: SessionDep, principal: Principal = Depends(CalendarAdmin())
 ) -> None:
     await tracking_calendar.delete_day(session, day=day)

@@ -6,16 +6,16 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import select
 
 from api.deps import SessionDep, ensure_step_up, require
-from auth import audit
+from auth import audit, mfa_reset
 from auth import users as user_service
+from auth.mfa_reset_schemas import CredentialsResetOut, MfaResetRequestCreate, MfaResetRequestOut
 from auth.models import AuthSession
 from auth.principal import Principal
 from auth.roles import Permission, Role
 from auth.schemas import ResetCredentialsRequest, SessionOut, UserCreate, UserOut, UserUpdate
-from auth.sessions import revoke_all_sessions, revoke_session_family
+from auth.sessions import live_sessions, revoke_all_sessions, revoke_session_family
 from core.db import utcnow
 from core.errors import NotFound
 from core.schemas import Page
@@ -105,22 +105,40 @@ async def enable_user(
     return await user_service.to_out(session, user, reveal_personal=False)
 
 
-@router.post("/{user_id}/reset-credentials", response_model=UserOut)
+@router.post("/{user_id}/reset-credentials", response_model=CredentialsResetOut)
 async def reset_credentials(
     user_id: uuid.UUID,
     body: ResetCredentialsRequest,
     session: SessionDep,
     principal: Principal = require(Permission.USERS_WRITE, step_up=True),
-) -> UserOut:
-    """When the holder of an account changes: new password, fresh TOTP enrolment, all tokens end."""
-    user = await user_service.reset_credentials(
+) -> CredentialsResetOut:
+    """When the holder of an account changes: a new password (changed at first sign-in) and all
+    tokens end, at once. ``reset_mfa`` (default) also files an MFA reset request that **another
+    admin** confirms (``POST /v1/mfa-resets/{id}/confirm``, fresh step-up); until then the
+    account's second factor stays."""
+    user, request = await user_service.reset_credentials(
         session,
         principal=principal,
         user_id=user_id,
         new_password=body.new_password,
         reset_mfa=body.reset_mfa,
+        reason=body.reason,
     )
-    return await user_service.to_out(session, user, reveal_personal=False)
+    out = await user_service.to_out(session, user, reveal_personal=False)
+    pending = MfaResetRequestOut.model_validate(request) if request is not None else None
+    return CredentialsResetOut(**out.model_dump(), mfa_reset_request=pending)
+
+
+@router.post("/{user_id}/mfa-reset", response_model=MfaResetRequestOut, status_code=status.HTTP_201_CREATED)
+async def request_mfa_reset(
+    user_id: uuid.UUID,
+    body: MfaResetRequestCreate,
+    session: SessionDep,
+    principal: Principal = require(Permission.USERS_WRITE, allow_delegated=False),
+) -> MfaResetRequestOut:
+    """First half of the two-admin MFA reset: nothing changes until another admin confirms."""
+    request = await mfa_reset.request_reset(session, principal=principal, user_id=user_id, reason=body.reason)
+    return MfaResetRequestOut.model_validate(request)
 
 
 @router.post("/{user_id}/unlock", response_model=UserOut)
@@ -137,12 +155,7 @@ async def list_user_sessions(
 ) -> list[SessionOut]:
     user = await user_service.get_user(session, principal=principal, user_id=user_id)
     rows = await session.scalars(
-        select(AuthSession)
-        .where(
-            AuthSession.user_id == user.id,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > utcnow(),
-        )
+        live_sessions(user=user, now=utcnow())  # not past the role's limits either
         .order_by(AuthSession.last_seen_at.desc())
         .limit(100)
     )

@@ -118,7 +118,7 @@ def _flush(sync_session: Session) -> None:
 async def record_detached(**fields: Any) -> None:
     """Write one audit row in a transaction of its own: for events about a request that fails
     and rolls back (failed sign-in, permission denied, replayed code) but must still be kept."""
-    from core.db import transaction
+    from core.db import detached_transaction
 
-    async with transaction() as session:
+    async with detached_transaction() as session:
         record(session, **fields)

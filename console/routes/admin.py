@@ -1,5 +1,6 @@
 """Accounts of the admin's subtree: list, create, role, disable/enable, unlock, sessions, and the
-two-admin MFA reset. Each action is the API's service call behind the API's permission."""
+two-admin MFA reset (auth/mfa_reset.py, shared with the API). Each action is the API's service
+call behind the API's permission; the use cases themselves check subtree, step-up and four eyes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from pydantic import ValidationError
 
 from api.deps import Require, SessionDep
 from api.routers import users as users_api
+from auth import mfa_reset
 from auth import units as unit_service
 from auth import users as user_service
 from auth.principal import Principal
 from auth.roles import Permission, Role, can_grant
 from auth.schemas import UserCreate, UserUpdate
-from console import mfa_reset
 from console.forms import invalid, see_other, step_up
 from console.security import verify_csrf
 from console.templating import is_htmx, render

@@ -21,6 +21,7 @@ from console.security import verify_csrf
 from console.templating import VN_TIME, is_htmx, render
 from core.db import utcnow
 from core.errors import Unprocessable
+from core.types import bounded_day
 
 router = APIRouter(prefix="/admin/audit", dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
@@ -42,7 +43,8 @@ def _day(name: str, value: str, *, end: bool) -> dt.datetime | None:
     if not value.strip():
         return None
     try:
-        day = dt.date.fromisoformat(value.strip())
+        # Within core/types.py's years, so that moving a day to UTC (or to its end) cannot overflow.
+        day = bounded_day(dt.date.fromisoformat(value.strip()))
     except ValueError:
         raise Unprocessable(_("Please check these fields: ") + name, code="validation_error") from None
     start = dt.datetime.combine(day, dt.time(), VN_TIME)

@@ -22,7 +22,9 @@ from auth.roles import Permission
 from console.forms import invalid, see_other, step_up
 from console.security import verify_csrf
 from console.templating import VN_TIME, render
+from core.codes import ascii_digits
 from core.errors import ChuongError, Unprocessable
+from core.types import bounded_instant
 from devices.locales import SUPPORTED_LANGUAGES
 from news import preview as news_preview
 from news import sections as section_service
@@ -45,7 +47,8 @@ def _local_datetime(value: str) -> dt.datetime | None:
     if not value.strip():
         return None
     try:
-        return dt.datetime.fromisoformat(value.strip()).replace(tzinfo=VN_TIME)
+        # The API's bounds (core/types.py): a year-9999 time must not reach the database.
+        return bounded_instant(dt.datetime.fromisoformat(value.strip()).replace(tzinfo=VN_TIME))
     except ValueError:
         raise Unprocessable("send_at is not a date and time", code="validation_error") from None
 
@@ -61,10 +64,10 @@ def draft_from_form(form: FormData) -> NewsDraft:
     bodies = {lang: text(f"body_{lang}") for lang in SUPPORTED_LANGUAGES if text(f"body_{lang}")}
     sections = [v for v in form.getlist("sections") if isinstance(v, str) and v]
     languages = [v for v in form.getlist("languages") if isinstance(v, str) and v]
-    try:
-        ttl_hours = int(text("ttl_hours", 4) or "6")
-    except ValueError:
-        ttl_hours = 0
+    # The one rule for typed numbers (core/codes.py): fullwidth digits fold, other scripts' digits
+    # (which int() would take) do not; anything else fails the request model below (0 hours).
+    ttl_digits = ascii_digits(text("ttl_hours", 4) or "6")
+    ttl_hours = int(ttl_digits) if ttl_digits is not None else 0
     try:
         return NewsDraft.model_validate(
             {

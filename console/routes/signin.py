@@ -30,6 +30,7 @@ from console.security import (
     verify_csrf,
 )
 from console.templating import BASE, render
+from core.codes import fold
 from core.context import current_context
 from core.errors import ChuongError
 
@@ -71,7 +72,7 @@ async def login(
     try:
         result = await login_service.login(
             session,
-            username=username,
+            username=fold(username),  # the API's rule (auth/schemas.py LoginRequest): NFKC-folded
             password=password,
             totp_code=totp_code.strip() or None,
             ip=ctx.ip,

@@ -11,8 +11,9 @@ from aioapns.common import NotificationResult
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 
+from notifications.cancellation import stopped
 from notifications.payloads import apns_payload, apns_priority
-from notifications.providers.base import Outcome, PushRequest, SendResult
+from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
 
 # Apple's reasons, by what to do next.
 INVALID_TOKEN_REASONS = frozenset(
@@ -32,6 +33,14 @@ def classify(result: NotificationResult) -> SendResult:
     return SendResult(Outcome.FAILED, error_code=reason[:64])
 
 
+# Requests in flight per provider (and process). Past this gate a request goes on the wire at
+# once (after a connection opens, at the start): aioapns takes a stream on the first connection
+# that has one free, and this stays within one connection's stream limit (a server setting; the
+# emulator's is 100). A request beyond the gate waits here, in ``_send_one``, which checks for a
+# cancel before handing it over; inside aioapns nothing could stop it any more.
+MAX_IN_FLIGHT = 100
+
+
 async def _quiet(request: NotificationRequest, result: NotificationResult) -> None:
     """aioapns logs every failure at ERROR; the outbox records them instead."""
 
@@ -39,10 +48,11 @@ async def _quiet(request: NotificationRequest, result: NotificationResult) -> No
 class ApnsProvider:
     name = "apns"
 
-    def __init__(self, client: APNs, *, timeout: float = 10.0) -> None:
+    def __init__(self, client: APNs, *, timeout: float = 10.0, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.client = client
         # aioapns has no per-request timeout: a stalled connection would hold the batch forever.
         self.timeout = timeout
+        self._slots = asyncio.Semaphore(max_in_flight)
         client.err_func = _quiet
 
     async def _send_one(self, request: PushRequest) -> SendResult:
@@ -56,7 +66,10 @@ class ApnsProvider:
             push_type=PushType.ALERT if request.push.title is not None else PushType.BACKGROUND,
         )
         try:
-            result = await asyncio.wait_for(self.client.send_notification(notification), self.timeout)
+            async with self._slots:
+                if stopped(request.spec.id):
+                    return STOPPED
+                result = await asyncio.wait_for(self.client.send_notification(notification), self.timeout)
         except TimeoutError:
             return SendResult(Outcome.RETRY, error_code="timeout")
         except (ConnectionError, OSError, APNsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as exc:

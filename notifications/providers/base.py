@@ -33,6 +33,11 @@ class SendResult:
         return cls(Outcome.ACCEPTED, message_id=message_id)
 
 
+# The notification was cancelled before this request started (notifications/cancellation.py):
+# nothing reached the provider, and the send job cancels the row instead of recording it.
+STOPPED = SendResult(Outcome.RETRY, error_code="cancelled", attempted=False)
+
+
 @dataclass(frozen=True)
 class PushRequest:
     token: str

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import firebase_admin
 from firebase_admin import exceptions, messaging
 
+from notifications.cancellation import stopped
 from notifications.payloads import fcm_message
-from notifications.providers.base import Outcome, PushRequest, SendResult
+from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
+from notifications.providers.fcm_app import close_firebase_app
 from notifications.providers.retry_after import retry_after_of
 
 BATCH_LIMIT = 500  # messaging.send_each_async accepts at most 500 messages a call
@@ -68,6 +70,10 @@ class FcmProvider:
         results: list[SendResult] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
+            # firebase-admin starts a whole call's messages at once: a cancel is seen per call.
+            if stopped(chunk[0].spec.id):
+                results.extend(STOPPED for _ in chunk)
+                continue
             messages = [fcm_message(r.spec, r.push, token=r.token) for r in chunk]
             try:
                 batch = await messaging.send_each_async(messages, app=self.app)
@@ -83,6 +89,4 @@ class FcmProvider:
         return results
 
     async def close(self) -> None:
-        from emulator.clients import close_firebase_app
-
         await close_firebase_app(self.app)

@@ -7,7 +7,7 @@ two transports are interchangeable (`fcm_transport` setting) and tested against 
 
 firebase-admin 7.7 internals used (pinned by tests/providers/test_fcm_http1.py):
 - `messaging._get_messaging_service(app)`: `_credential` (google-auth credentials),
-  `_fcm_url` (the messages:send URL; `emulator.clients` re-aims it at the emulator) and
+  `_fcm_url` (the messages:send URL on the configured `fcm_endpoint`, fcm_app.py) and
   `_fcm_headers` (API format version and client id), plus `_http_client.METRICS_HEADERS`;
 - `messaging._MessagingService.encode_message`: the message JSON;
 - `_MessagingService._handle_fcm_httpx_error`: FCM's error JSON → `UnregisteredError`,
@@ -32,9 +32,11 @@ from firebase_admin import _http_client, messaging
 from google.auth.credentials import TokenState
 
 from core.logging import get_logger
+from notifications.cancellation import stopped
 from notifications.payloads import fcm_message
-from notifications.providers.base import Outcome, PushRequest, SendResult
+from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
 from notifications.providers.fcm import classify
+from notifications.providers.fcm_app import close_firebase_app
 
 log = get_logger(__name__)
 
@@ -162,6 +164,11 @@ class FcmHttp1Provider:
                 body = bodies[index]
                 assert isinstance(body, bytes)
                 async with self._slots:
+                    # Checked with the slot in hand: a request still waiting for one has not
+                    # started, and a cancel heard meanwhile stops it.
+                    if stopped(requests[index].spec.id):
+                        results[index] = STOPPED
+                        continue
                     result, status = await self._post(session, body, auth)
                     if status == 401 and result.error_code != "THIRD_PARTY_AUTH_ERROR":
                         # Our token was refused (revoked, clock skew): one refresh, one retry.
@@ -170,7 +177,8 @@ class FcmHttp1Provider:
                         except Exception as exc:  # the 401's own result stands
                             log.warning("fcm_token_refresh_failed", error=type(exc).__name__)
                         else:
-                            result, _ = await self._post(session, body, auth)
+                            if not stopped(requests[index].spec.id):  # the retry is a new request
+                                result, _ = await self._post(session, body, auth)
                 results[index] = result
 
         await asyncio.gather(*(lane() for _ in range(min(len(requests), self.max_in_flight))))
@@ -209,8 +217,6 @@ class FcmHttp1Provider:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        from emulator.clients import close_firebase_app
-
         await close_firebase_app(self.app)
 
 

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import Counter
 
-from notifications.providers.base import Outcome, PushProvider, PushRequest, SendResult
+from notifications.cancellation import stopped
+from notifications.providers.base import STOPPED, Outcome, PushProvider, PushRequest, SendResult
 from notifications.ratecontrol import Family, Lane, RateController, lane_of
 
 QUOTA_CODE = "QUOTA_EXCEEDED"  # FCM's project quota (fcm.classify); APNs' 429 is per device
@@ -69,6 +70,11 @@ class PacedProvider:
         waited = 0.0
         try:
             while position < len(indexes):
+                if stopped(requests[indexes[position]].spec.id):
+                    # Cancelled while this batch waited for permits: the rest never starts.
+                    for index in indexes[position:]:
+                        results[index] = STOPPED
+                    break
                 grant = await self.controller.acquire(self.family, lane, len(indexes) - position)
                 if grant.granted:
                     chunk = indexes[position : position + grant.granted]

@@ -1,85 +1,84 @@
-"""Building the providers from settings: real FCM/APNs when credentials are configured, the
-local emulator otherwise (the same library code path either way)."""
+"""Building the providers from settings.
+
+Production and local runs take the same path: FCM through firebase-admin with a service-account
+file, APNs through aioapns with a .p8 key, each sent to its configured endpoint (Google's and
+Apple's by default; the provider emulator's in local runs and tests, set by `make run`).
+A provider without credentials sends nothing (`UnconfiguredProvider`); production refuses to
+start in that case (core/production.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import firebase_admin
-from aioapns import APNs
-from firebase_admin import credentials
-
 from core.config import Settings
+from core.logging import get_logger
 from notifications.providers.apns import ApnsProvider
+from notifications.providers.apns_client import apns_client
 from notifications.providers.base import PushProvider
 from notifications.providers.fcm import FcmProvider
+from notifications.providers.fcm_app import fcm_app
 from notifications.providers.fcm_http1 import FcmHttp1Provider
 from notifications.providers.paced import PacedProvider
+from notifications.providers.tls import provider_ssl_context
+from notifications.providers.unconfigured import UnconfiguredProvider
 from notifications.ratecontrol import RateController, family_of
 
-
-def _fcm_app(settings: Settings) -> firebase_admin.App:
-    if settings.fcm_credentials_file:
-        return firebase_admin.initialize_app(
-            credentials.Certificate(settings.fcm_credentials_file),
-            options={"projectId": settings.fcm_project_id},
-            name=f"chuong-fcm-{id(settings)}",
-        )
-    from firebase_admin._retry import HttpxRetry
-
-    from emulator.clients import firebase_app_for_emulator
-
-    return firebase_app_for_emulator(
-        fcm_url=f"https://{settings.emulator_host}:{settings.emulator_fcm_port}",
-        ca_path=settings.emulator_ca_path,
-        project_id=settings.fcm_project_id,
-        # Retries belong to the outbox's ladder (with Retry-After and TTL), not to the client.
-        retry_config=HttpxRetry(max_retries=0),
-    )
+log = get_logger(__name__)
 
 
-def _apns_client(settings: Settings, *, sandbox: bool) -> APNs:
-    if settings.apns_key_file:
-        from emulator.clients import with_apns_flow_control_fix
+def missing_fcm_settings(settings: Settings) -> list[str]:
+    return [] if settings.fcm_credentials_file else ["fcm_credentials_file"]
 
-        client = APNs(
-            key=Path(settings.apns_key_file).read_text(encoding="utf-8"),
-            key_id=settings.apns_key_id,
-            team_id=settings.apns_team_id,
-            topic=settings.apns_topic,
-            use_sandbox=sandbox,
-            max_connections=settings.apns_max_connections,
-        )
-        client.pool.protocol_class = with_apns_flow_control_fix(client.pool.protocol_class)
-        return client
-    from emulator.clients import apns_client_for_emulator
 
-    return apns_client_for_emulator(
-        host=settings.emulator_host,
-        port=settings.emulator_apns_port,
-        ca_path=settings.emulator_ca_path,
-        topic=settings.apns_topic,
-        use_sandbox=sandbox,
-        max_connections=settings.apns_max_connections,
-        fix_flow_control=True,
-    )
+def missing_apns_settings(settings: Settings) -> list[str]:
+    required = ("apns_key_file", "apns_key_id", "apns_team_id", "apns_topic")
+    return [name for name in required if not getattr(settings, name)]
 
 
 def _fcm_provider(settings: Settings) -> PushProvider:
-    app = _fcm_app(settings)
+    missing = missing_fcm_settings(settings)
+    if missing:
+        log.warning("push_provider_not_configured", provider="fcm", missing=missing)
+        return UnconfiguredProvider("fcm", missing=missing)
+    assert settings.fcm_credentials_file is not None
+    app = fcm_app(
+        credentials_file=settings.fcm_credentials_file,
+        project_id=settings.fcm_project_id,
+        endpoint=settings.fcm_endpoint,
+        ca_file=settings.provider_ca_file,
+        http_timeout=settings.fcm_timeout_seconds,
+    )
     if settings.fcm_transport == "firebase_admin":
         return FcmProvider(app)
-    ssl_context = None  # the system CA store, as for fcm.googleapis.com
-    if not settings.fcm_credentials_file:
-        from emulator.tls import client_ssl_context
-
-        ssl_context = client_ssl_context(settings.emulator_ca_path)
     return FcmHttp1Provider(
         app,
-        ssl_context=ssl_context,
+        # None: aiohttp's default, the system CA store, as for fcm.googleapis.com.
+        ssl_context=provider_ssl_context(settings.provider_ca_file) if settings.provider_ca_file else None,
         max_in_flight=settings.fcm_max_in_flight,
         timeout=settings.fcm_timeout_seconds,
     )
+
+
+def _apns_provider(settings: Settings, *, sandbox: bool) -> PushProvider:
+    missing = missing_apns_settings(settings)
+    if missing:
+        if not sandbox:  # one warning for both environments
+            log.warning("push_provider_not_configured", provider="apns", missing=missing)
+        return UnconfiguredProvider("apns", missing=missing)
+    assert settings.apns_key_file and settings.apns_key_id and settings.apns_team_id and settings.apns_topic
+    client = apns_client(
+        key=Path(settings.apns_key_file).read_text(encoding="utf-8"),
+        key_id=settings.apns_key_id,
+        team_id=settings.apns_team_id,
+        topic=settings.apns_topic,
+        use_sandbox=sandbox,
+        max_connections=settings.apns_max_connections,
+        ssl_context=provider_ssl_context(settings.provider_ca_file) if settings.provider_ca_file else None,
+        endpoint_host=settings.apns_endpoint_host,
+        endpoint_port=settings.apns_endpoint_port,
+    )
+    return ApnsProvider(client, timeout=settings.apns_timeout_seconds)
 
 
 def build_providers(settings: Settings, *, paced: bool | None = None) -> dict[str, PushProvider]:
@@ -89,12 +88,8 @@ def build_providers(settings: Settings, *, paced: bool | None = None) -> dict[st
     quota and the APNs pace hold across all worker processes together."""
     providers: dict[str, PushProvider] = {
         "fcm": _fcm_provider(settings),
-        "apns:production": ApnsProvider(
-            _apns_client(settings, sandbox=False), timeout=settings.apns_timeout_seconds
-        ),
-        "apns:sandbox": ApnsProvider(
-            _apns_client(settings, sandbox=True), timeout=settings.apns_timeout_seconds
-        ),
+        "apns:production": _apns_provider(settings, sandbox=False),
+        "apns:sandbox": _apns_provider(settings, sandbox=True),
     }
     if not (settings.pacing_enabled if paced is None else paced):
         return providers

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from email.utils import parsedate_to_datetime
 
+from core.codes import ASCII_DIGITS
+
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
@@ -12,7 +14,8 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only (core/codes.py): "²".isdigit() is True and float("²") raises.
+    if ASCII_DIGITS.fullmatch(value):
         return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = parsedate_to_datetime(value)

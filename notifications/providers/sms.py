@@ -1,6 +1,7 @@
 """The SMS provider interface (D-31: SMS is only an emergency fallback) and building the
-provider from settings: the configured HTTP gateway, or the emulator's sink when none is set
-(as FCM/APNs fall back to the emulator)."""
+provider from settings: the configured HTTP gateway. Without one nothing is sent (each SMS waits
+as a ``not_configured`` retry); production refuses to start without one (core/production.py).
+Local runs and tests point ``sms_gateway_url`` at the provider emulator's sink."""
 
 from __future__ import annotations
 
@@ -44,21 +45,26 @@ class SmsProvider(Protocol):
     async def close(self) -> None: ...
 
 
-def gateway_url(settings: Settings) -> str:
-    if settings.sms_gateway_url:
-        return settings.sms_gateway_url
-    return f"http://{settings.emulator_host}:{settings.emulator_control_port}/sms/send"
+class UnconfiguredSms:
+    name = "not_configured"
+
+    async def send(self, request: SmsRequest) -> SmsResult:
+        return SmsResult(SmsOutcome.RETRY, error_code="not_configured")
+
+    async def close(self) -> None:
+        return None
 
 
 def build_sms_provider(settings: Settings) -> SmsProvider:
     """Call inside the running event loop (the adapter owns an aiohttp session)."""
     from notifications.providers.sms_http import HttpSmsGateway
 
+    if not settings.sms_gateway_url:
+        return UnconfiguredSms()
     return HttpSmsGateway(
-        url=gateway_url(settings),
+        url=settings.sms_gateway_url,
         username=settings.sms_gateway_username,
         password=settings.sms_gateway_password.get_secret_value() if settings.sms_gateway_password else None,
         api_key=settings.sms_gateway_api_key.get_secret_value() if settings.sms_gateway_api_key else None,
         timeout=settings.sms_timeout_seconds,
-        name="http" if settings.sms_gateway_url else "emulator",
     )

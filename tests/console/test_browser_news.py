@@ -27,7 +27,7 @@ async def test_editor_composes_publisher_approves_with_step_up_and_the_sent_coun
     await sign_in(page, live, editor)
     await page.goto(f"{live}/console/news/new")
     await page.fill("[data-testid=article-id]", "bai-viet-42")
-    await page.fill("[data-testid=deep-link]", "portal://article/42")
+    await page.fill("[data-testid=deep-link]", "chuong-portal://article/42")
     await page.fill("[data-testid=title-vi]", "Bão số 3 đổ bộ <b>Quảng Ninh</b>")
     await page.fill("[data-testid=body-vi]", "Người dân cần theo dõi thông tin chính thức.")
     await page.click("label[for=tab-en]")

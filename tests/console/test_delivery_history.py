@@ -18,7 +18,7 @@ from notifications import stats as notification_stats
 from notifications.models import Notification
 from notifications.schemas import NotificationStatsOut
 from tests.console.support import console_sign_in
-from tests.notifications.helpers import central_sender, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, run_workers
 from tests.support.factories import make_account, make_unit
 
 SERIES = ("sent", "failed", "invalid", "received", "opened")
@@ -65,11 +65,7 @@ async def history(
 async def test_buckets_add_up_to_the_totals_in_time_order(client, emulator, worker_ctx):
     devices = await readers(client)
     headers = await central_sender(client)
-    created = await client.post(
-        "/v1/notifications", json=notification_body(priority="normal"), headers=headers
-    )
-    assert created.status_code == 202, created.text
-    notification_id = created.json()["id"]
+    notification_id = await broadcast(client, headers, priority="normal")
     before, _ = await history(notification_id)
     assert before.buckets == [] and before.totals() == dict.fromkeys(SERIES, 0)  # nothing settled yet
 
@@ -109,7 +105,7 @@ def publish_form(token: str, action: str) -> dict[str, str]:
     return {
         "csrf_token": token,
         "article_id": "a-9",
-        "deep_link": "portal://article/9",
+        "deep_link": "chuong-portal://article/9",
         "title_vi": "Tin khẩn",
         "body_vi": "Nội dung",
         "title_en": "Urgent",

@@ -14,7 +14,7 @@ def draft_form(token: str, **overrides: str) -> dict[str, str]:
     form = {
         "csrf_token": token,
         "article_id": "a-7",
-        "deep_link": "portal://article/7",
+        "deep_link": "chuong-portal://article/7",
         "title_vi": "Tin mới",
         "body_vi": "Nội dung",
         "title_en": "News",

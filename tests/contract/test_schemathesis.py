@@ -1,4 +1,8 @@
-"""A bounded schemathesis run over the whole OpenAPI: no operation answers 5xx.
+"""A bounded schemathesis run over the whole OpenAPI: every response conforms to the document.
+
+Each response is checked for a documented status code, content type, headers and body schema
+(the error statuses and their one JSON shape are declared for every operation, api/openapi.py),
+that no 5xx occurs, and that invalid requests are rejected (issue 12, item 4).
 
 Every operation of the app's own OpenAPI is in the run, so endpoints that later issues add are
 covered without touching this file. One test per OpenAPI tag (router), with the usual fresh
@@ -35,7 +39,14 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from redis.asyncio import Redis
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.modes import GenerationMode
@@ -321,10 +332,23 @@ def _where(exc: BaseException) -> str:
     return "\n".join([f"{type(exc).__name__}: {str(exc)[:300]}", *frames])
 
 
+# Every response must be one the OpenAPI document promises: a documented status, content type,
+# headers and body schema (errors included: api/openapi.py declares the error shape), and an
+# invalid request must not be accepted.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+
+
 def _check(case: Any, response: httpx.Response, client: httpx.AsyncClient) -> list[str]:
     problems: list[str] = []
     try:
-        case.validate_response(response, checks=[not_a_server_error])
+        case.validate_response(response, checks=CHECKS)
     except FailureGroup as group:
         problems.append(str(group))
     if response.status_code >= 400:
@@ -384,8 +408,24 @@ async def _run_operation(label: str, client: httpx.AsyncClient) -> tuple[int, li
     return len(cases), failures
 
 
+def test_every_operation_declares_the_error_shape():
+    """Clients generate code from the document: the errors they will get must be in it, in the
+    shape they really have (not FastAPI's default 422 body, which the API never sends)."""
+    assert "HTTPValidationError" not in SPEC.get("components", {}).get("schemas", {})
+    for label in OPERATIONS:
+        method, path = label.split(" ", 1)
+        responses = SPEC["paths"][path][method.lower()]["responses"]
+        for status in ("400", "401", "403", "404", "409", "413", "422", "429", "500", "503"):
+            schema = responses.get(status, {}).get("content", {}).get("application/json", {}).get("schema")
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, f"{label}: {status} -> {schema}"
+    error = SPEC["components"]["schemas"]["ErrorInfo"]
+    assert set(error["properties"]) == {"code", "message", "details", "request_id"}
+
+
 @pytest.mark.parametrize("tag", sorted(GROUPS))
-async def test_no_operation_answers_5xx(tag: str, client: httpx.AsyncClient, redis: Redis) -> None:
+async def test_every_response_conforms_to_the_openapi(
+    tag: str, client: httpx.AsyncClient, redis: Redis
+) -> None:
     report: list[str] = []
     for label in GROUPS[tag]:
         # Rate-limit counters live in Redis: every operation starts from a clean slate.

@@ -4,7 +4,7 @@ on one connection the server may not send any more of them: the connection stall
 aioapns' inactivity timer closes it and the pool re-sends what was stuck. The emulator
 honours flow control as Apple does, so it shows this; these tests pin both the library
 behaviour (if aioapns fixes it, the first test fails and the workaround can go) and the fix
-in `emulator.clients.with_apns_flow_control_fix`."""
+in the APNs provider (`notifications.providers.apns_client.with_flow_control_fix`)."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ from emulator.clients import (
     generate_apns_signing_key,
     point_apns_at_emulator,
     point_messaging_at_emulator,
-    with_apns_flow_control_fix,
 )
 from emulator.tls import client_ssl_context
+from notifications.providers.apns_client import with_flow_control_fix
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_apns_override_fails_loudly_when_the_pool_moves() -> None:
 
 
 def test_flow_control_fix_is_a_subclass_overriding_on_data_received() -> None:
-    fixed = with_apns_flow_control_fix(APNsProductionClientProtocol)
+    fixed = with_flow_control_fix(APNsProductionClientProtocol)
 
     assert issubclass(fixed, APNsProductionClientProtocol)
     assert issubclass(fixed, APNsTLSClientProtocol)

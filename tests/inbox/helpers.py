@@ -16,6 +16,8 @@ from core import clock
 from core.db import transaction
 from inbox.models import InboxItem
 from notifications.models import Notification
+from notifications.policy import BROADCAST_KEYS
+from tests.notifications.helpers import release_approved
 from tests.support.factories import Account, make_account, sign_in
 from workers.inbox_jobs import inbox_fan_out
 
@@ -83,13 +85,17 @@ async def send(client: httpx.AsyncClient, sender: dict[str, str], **overrides: A
         "title": {"vi": "Tin mới", "en": "News"},
         "body": {"vi": "Nội dung", "en": "Body"},
         "data": {"article_id": "a-1"},
-        "deep_link": "dangcongsan://article/a-1",
+        "deep_link": "chuong-portal://article/a-1",
         "audience": {"all": True},
     }
     body.update(overrides)
-    response = await client.post("/v1/notifications", json=body, headers=sender)
-    assert response.status_code == 202, response.text
-    notification_id = str(response.json()["id"])
+    if any(body["audience"].get(key) for key in BROADCAST_KEYS):
+        # Broadcasts are the news workflow's to release (four eyes), not the public route's.
+        notification_id = await release_approved(client, sender, body)
+    else:
+        response = await client.post("/v1/notifications", json=body, headers=sender)
+        assert response.status_code == 202, response.text
+        notification_id = str(response.json()["id"])
     await inbox_fan_out({}, notification_id)
     return notification_id
 

@@ -19,7 +19,7 @@ from notifications.payloads import BADGE_CAP
 from tests.inbox.helpers import Caller, anonymous_device, insert_notification, signed_in, unread
 from tests.notifications import conftest as pipeline
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import central_sender, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, run_workers
 from tests.support.factories import make_unit
 
 
@@ -227,35 +227,29 @@ async def test_pushes_carry_the_badge_on_apns_and_fcm(client, emulator, worker_c
     fcm_token, apns_token = f"fcm-{uuid.uuid4().hex}", uuid.uuid4().hex * 2
     await register_devices([("fcm", fcm_token, "vi"), ("apns", apns_token, "en")])
     headers = await central_sender(client)
-    first = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    assert first.status_code == 202, first.text
+    first = await broadcast(client, headers)
     await run_workers(worker_ctx)
     # An internal notification: no content in the push, but the badge is still there (a number).
-    second = await client.post(
-        "/v1/notifications",
-        json=notification_body(collapse_key="a-2", sensitivity="internal"),
-        headers=headers,
-    )
-    assert second.status_code == 202, second.text
+    second = await broadcast(client, headers, collapse_key="a-2", sensitivity="internal")
     await run_workers(worker_ctx)
 
     fcm = [r.as_json()["payload"]["message"] for r in emulator.log.find(token=fcm_token)]
     apns = [r.as_json()["payload"] for r in emulator.log.find(token=apns_token)]
     assert len(fcm) == len(apns) == 2
     by_id = {m["data"]["notification_id"]: m for m in fcm}
-    assert by_id[first.json()["id"]]["android"]["notification"]["notification_count"] == 1
-    assert by_id[first.json()["id"]]["data"]["badge"] == "1"
-    internal = by_id[second.json()["id"]]
+    assert by_id[first]["android"]["notification"]["notification_count"] == 1
+    assert by_id[first]["data"]["badge"] == "1"
+    internal = by_id[second]
     assert internal["android"]["notification"]["notification_count"] == 2
     assert internal["data"] == {
-        "notification_id": second.json()["id"],
+        "notification_id": second,
         "sensitivity": "internal",
         "badge": "2",
     }
     apns_by_id = {p["notification_id"]: p for p in apns}
-    assert apns_by_id[first.json()["id"]]["aps"]["badge"] == 1
-    assert apns_by_id[second.json()["id"]]["aps"]["badge"] == 2
-    assert "Story body" not in str(apns_by_id[second.json()["id"]])
+    assert apns_by_id[first]["aps"]["badge"] == 1
+    assert apns_by_id[second]["aps"]["badge"] == 2
+    assert "Story body" not in str(apns_by_id[second])
 
 
 async def test_the_in_memory_broadcast_window_follows_every_change(client):
@@ -298,8 +292,7 @@ async def test_badges_can_be_switched_off(client, emulator, worker_ctx, monkeypa
     fcm_token, apns_token = f"fcm-{uuid.uuid4().hex}", uuid.uuid4().hex * 2
     await register_devices([("fcm", fcm_token, "vi"), ("apns", apns_token, "en")])
     headers = await central_sender(client)
-    response = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    assert response.status_code == 202, response.text
+    await broadcast(client, headers)
     await run_workers(worker_ctx)
     [fcm] = [r.as_json()["payload"]["message"] for r in emulator.log.find(token=fcm_token)]
     [apns] = [r.as_json()["payload"] for r in emulator.log.find(token=apns_token)]

@@ -105,7 +105,7 @@ async def test_internal_and_classified_content_only_through_the_item_endpoint(cl
         title={"vi": "Nhiệm vụ mật"},
         body={"vi": "Đã hoàn thành"},
         data={"task": "x"},
-        deep_link="tracking://task/x",
+        deep_link="chuong-tracking://tasks/x",
         audience={"users": [str(leader.reader_id)]},
     )
     listed = (await client.get("/v1/inbox", headers=leader.headers)).json()["items"]

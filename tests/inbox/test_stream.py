@@ -99,3 +99,46 @@ async def test_a_stream_needs_accept_event_stream_and_a_valid_last_event_id(clie
     assert response.status_code == 406 and response.json()["error"]["code"] == "not_acceptable"
     bad = await client.get("/v1/inbox/stream", headers=device.headers | SSE | {"Last-Event-ID": "nope"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+
+
+async def test_a_revoked_session_ends_its_open_stream_before_any_further_item(client):
+    """Revocation is immediate (D-23) for a stream too: it outlives the request that opened it,
+    so the credentials are checked again before each frame that carries data."""
+    sender = await central_sender(client)
+    user = await signed_in(client, unit=await make_unit(), portal_locale=None)
+
+    async def act() -> str:
+        await asyncio.sleep(0.3)
+        assert (await client.post("/v1/auth/logout", headers=user.headers)).status_code == 204
+        private = await send(client, sender, app="tracking", audience={"users": [str(user.reader_id)]})
+        await events.drain()
+        return private
+
+    response, private = await asyncio.gather(
+        client.get("/v1/inbox/stream", headers=user.headers | SSE), act()
+    )
+    frames = parse(response.text)
+    assert not [f for f in frames if f["event"] == "item"], "an item reached a revoked session"
+    assert [f["data"] for f in frames if f["event"] == "ended"] == [{"reason": "credentials_ended"}]
+    assert private not in response.text
+
+
+async def test_a_retired_device_credential_ends_its_open_stream(client, redis):
+    device = await anonymous_device(client)
+
+    async def act() -> None:
+        await asyncio.sleep(0.3)
+        deleted = await client.delete(f"/v1/devices/{device.reader_id}", headers=device.headers)
+        assert deleted.status_code == 204
+        private = await insert_notification(
+            audience={"devices": [str(device.reader_id)]}, readers=[device.reader_id]
+        )
+        # The event a targeted push publishes for its reader.
+        await redis.publish(
+            events.reader_channel(device.reader_id), json.dumps({"type": "item", "id": str(private)})
+        )
+
+    response, _ = await asyncio.gather(client.get("/v1/inbox/stream", headers=device.headers | SSE), act())
+    frames = parse(response.text)
+    assert not [f for f in frames if f["event"] == "item"]
+    assert [f["data"] for f in frames if f["event"] == "ended"] == [{"reason": "credentials_ended"}]

@@ -40,7 +40,7 @@ async def make_desk(client: httpx.AsyncClient, *, parent: Unit | None = None) ->
 def draft(**overrides: object) -> dict[str, object]:
     body: dict[str, object] = {
         "article_id": f"art-{uuid.uuid4().hex[:8]}",
-        "deep_link": "dangcongsan://article/123",
+        "deep_link": "chuong-portal://article/123",
         "title": {"vi": "Tin đặc biệt quan trọng", "en": "Breaking news"},
         "body": {"vi": "Nội dung bản tin", "en": "Story body"},
         "audience": {"all_readers": True},

@@ -40,7 +40,7 @@ async def test_preview_shows_exact_payloads_sizes_and_audience_per_language(clie
     await readers(fcm(1, "en"), topics=["van-kien"])
     desk = await make_desk(client)
     item = await create(
-        client, desk.headers["editor"], collapse_key="tin-1", image_url="https://img.example/a.jpg"
+        client, desk.headers["editor"], collapse_key="tin-1", image_url="https://img.dangcongsan.vn/a.jpg"
     )
     response = await client.get(f"/v1/news/{item['id']}/preview", headers=desk.headers["editor"])
     assert response.status_code == 200, response.text

@@ -31,12 +31,8 @@ async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Em
 @pytest.fixture
 def emulated_settings(emulator: Emulator, monkeypatch: pytest.MonkeyPatch):
     settings = get_settings()
-    for name, value in {
-        "emulator_host": emulator.client_host,
-        "emulator_fcm_port": emulator.fcm_port,
-        "emulator_apns_port": emulator.apns_port,
-        "emulator_ca_path": str(emulator.ca_path),
-    }.items():
+    # The emulator's endpoints, service account and .p8 key: production's code path.
+    for name, value in emulator.app_settings().items():
         monkeypatch.setattr(settings, name, value)
     emulator.reset()
     return settings

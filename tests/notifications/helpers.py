@@ -14,8 +14,12 @@ from sqlalchemy import select
 from auth.roles import Role
 from core.db import transaction
 from core.jobs import BULK_QUEUE, HIGH_QUEUE
+from notifications import service as notification_service
 from notifications.models import Delivery, Notification
+from notifications.policy import ApprovedRelease
+from notifications.schemas import NotificationCreate
 from tests.support.factories import make_account, make_unit, sign_in
+from workers.queue import committing
 from workers.settings import WorkerSettings
 
 
@@ -33,12 +37,36 @@ def notification_body(**overrides) -> dict:
         "title": {"vi": "Tin đặc biệt quan trọng", "en": "Breaking news"},
         "body": {"vi": "Nội dung bản tin", "en": "Story body"},
         "data": {"article_id": "a-1"},
-        "deep_link": "dangcongsan://article/a-1",
+        "deep_link": "chuong-portal://article/a-1",
         "collapse_key": "a-1",
         "audience": {"all": True},
     }
     body.update(overrides)
     return body
+
+
+async def broadcast(client, headers: dict[str, str], **overrides) -> str:
+    """A push to every device (``notification_body``'s audience), released as the news workflow
+    releases one once a second publisher approved it: ``POST /v1/notifications`` refuses
+    broadcasts to anyone alone (four eyes, notifications/policy.py). ``headers``' account is the
+    creator, so what it may read is what it could read of its own push."""
+    return await release_approved(client, headers, notification_body(**overrides))
+
+
+async def release_approved(client, headers: dict[str, str], request_body: dict) -> str:
+    """Any ``POST /v1/notifications`` body, released through the approved path."""
+    me = (await client.get("/v1/auth/me", headers=headers)).json()
+    body = NotificationCreate.model_validate(request_body)
+    approver = uuid.UUID(me["id"])
+    async with committing() as session:
+        notification = await notification_service.create_approved(
+            session,
+            body=body,
+            created_by_id=approver,
+            unit_id=uuid.UUID(me["unit_id"]),
+            approved=ApprovedRelease(workflow="test", object_id=uuid.uuid4(), approved_by=approver),
+        )
+    return str(notification.id)
 
 
 async def run_workers(ctx: dict) -> None:

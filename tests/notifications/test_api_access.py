@@ -5,7 +5,7 @@ import uuid
 
 from auth.roles import Role
 from tests.api_clients.helpers import bearer, create_client
-from tests.notifications.helpers import notification_body
+from tests.notifications.helpers import broadcast, notification_body
 from tests.support.factories import make_account, make_unit, sign_in
 
 
@@ -23,9 +23,9 @@ async def test_api_client_with_scope_sends_to_its_subtree_and_reads_its_own(clie
         await client.get(f"/v1/notifications/{sent.json()['id']}", headers=bearer(key))
     ).status_code == 200
     # A province's system cannot broadcast to every reader, nor reach another subtree.
-    assert (
-        await client.post("/v1/notifications", json=notification_body(), headers=bearer(key))
-    ).status_code == 403
+    broadcast_refused = await client.post("/v1/notifications", json=notification_body(), headers=bearer(key))
+    assert broadcast_refused.status_code == 403
+    assert broadcast_refused.json()["error"]["code"] == "four_eyes_required"
     stranger = await make_account(role=Role.TASK_OFFICER, unit=await make_unit())
     outside = notification_body(app="tracking", audience={"users": [str(stranger.id)]})
     assert (await client.post("/v1/notifications", json=outside, headers=bearer(key))).status_code == 404
@@ -47,11 +47,7 @@ async def test_api_client_without_the_scope_and_staff_without_permission_are_ref
 async def test_notifications_of_other_units_are_404(client):
     root = await make_unit()
     sender = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
-    notification = (
-        await client.post(
-            "/v1/notifications", json=notification_body(), headers=await sign_in(client, sender)
-        )
-    ).json()
+    notification = {"id": await broadcast(client, await sign_in(client, sender))}
     other_unit = await make_unit()
     publisher = await make_account(role=Role.PUBLISHER, unit=other_unit)
     headers = await sign_in(client, publisher)

@@ -13,16 +13,14 @@ from notifications import service as notifications
 from notifications.models import DeliveryBatch
 from notifications.providers.base import SendResult
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import central_sender, load, notification_body
+from tests.notifications.helpers import broadcast, central_sender, load
 from workers.delivery_jobs import _record, fan_out, purge, reconcile, send_batch
 
 
 async def _fanned_out(client, worker_ctx, count: int = 3) -> uuid.UUID:
     await register_devices([("fcm", f"ok-{uuid.uuid4().hex}", "vi") for _ in range(count)])
     headers = await central_sender(client)
-    created = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    assert created.status_code == 202, created.text
-    nid = uuid.UUID(created.json()["id"])
+    nid = uuid.UUID(await broadcast(client, headers))
     await fan_out(worker_ctx, str(nid))
     return nid
 

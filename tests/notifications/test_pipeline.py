@@ -8,8 +8,11 @@ from sqlalchemy import text
 from core import clock
 from notifications.outbox import MAX_ATTEMPTS
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import central_sender, load, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, load, notification_body, run_workers
 from workers.delivery_jobs import reconcile, send_batch
+
+# A targeted push (one named device), which one sender may send alone (notifications/policy.py).
+ONE_DEVICE = {"devices": ["7b0d6a4e-3f7c-4c55-9a57-0c1f3e1b9d21"]}
 
 
 async def test_breaking_news_reaches_every_device_in_its_language(client, emulator, worker_ctx):
@@ -17,9 +20,7 @@ async def test_breaking_news_reaches_every_device_in_its_language(client, emulat
     specs += [("apns", uuid.uuid4().hex * 2, "ru" if i % 2 else "en") for i in range(6)]
     await register_devices(specs)
     headers = await central_sender(client)
-    response = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    assert response.status_code == 202, response.text
-    notification_id = response.json()["id"]
+    notification_id = await broadcast(client, headers)
 
     await run_workers(worker_ctx)
 
@@ -60,7 +61,7 @@ async def test_dead_tokens_invalidate_the_device_and_are_never_retried(
     alive = [("fcm", f"ok-{uuid.uuid4().hex}", "vi")]
     await register_devices(dead + alive)
     headers = await central_sender(client)
-    first = (await client.post("/v1/notifications", json=notification_body(), headers=headers)).json()["id"]
+    first = await broadcast(client, headers)
     await run_workers(worker_ctx)
     notification, deliveries = await load(first)
     assert (notification.sent, notification.invalid) == (1, 4)
@@ -71,11 +72,9 @@ async def test_dead_tokens_invalidate_the_device_and_are_never_retried(
         ).scalar_one()
     assert invalidated == 4
     # A later notification does not even target them.
-    second = (
-        await client.post("/v1/notifications", json=notification_body(collapse_key="a-2"), headers=headers)
-    ).json()
+    second = await broadcast(client, headers, collapse_key="a-2")
     await run_workers(worker_ctx)
-    notification, _ = await load(second["id"])
+    notification, _ = await load(second)
     assert (notification.targeted, notification.sent) == (1, 1)
     assert len(emulator.log.find(token=dead[0][1])) == 1
 
@@ -85,9 +84,7 @@ async def test_quota_retry_after_is_honoured(client, emulator, worker_ctx):
     token = f"quota-{uuid.uuid4().hex}"
     await register_devices([("fcm", token, "vi")])
     headers = await central_sender(client)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers)
     await run_workers(worker_ctx)
     _, [delivery] = await load(notification_id)
     assert delivery.status == "retrying" and delivery.error_code == "QUOTA_EXCEEDED"
@@ -108,8 +105,7 @@ async def test_unavailable_storm_gives_up_after_bounded_retries(client, emulator
     token = f"ok-{uuid.uuid4().hex}"
     await register_devices([("fcm", token, "vi")])
     headers = await central_sender(client)
-    body = notification_body(ttl_seconds=7 * 86400)
-    notification_id = (await client.post("/v1/notifications", json=body, headers=headers)).json()["id"]
+    notification_id = await broadcast(client, headers, ttl_seconds=7 * 86400)
     await run_workers(worker_ctx)
     for _ in range(MAX_ATTEMPTS + 3):
         clock.advance(3600)
@@ -125,9 +121,7 @@ async def test_retries_stop_at_the_notification_ttl(client, emulator, worker_ctx
     emulator.faults.update({"outage": True})
     await register_devices([("fcm", f"ok-{uuid.uuid4().hex}", "vi")])
     headers = await central_sender(client)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(ttl_seconds=60), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers, ttl_seconds=60)
     await run_workers(worker_ctx)
     clock.advance(120)
     await reconcile(worker_ctx)
@@ -141,15 +135,16 @@ async def test_classified_content_never_leaves_the_service(client, emulator, wor
     await register_devices(tokens)
     headers = await central_sender(client)
     secret_title, secret_body = "Nhiệm vụ mật 012_TBKL_NQ57", "Khó khăn: chưa có kinh phí"
-    body = notification_body(
+    notification_id = await broadcast(
+        client,
+        headers,
         kind="task.deadline",
         sensitivity="classified",
         title={"vi": secret_title},
         body={"vi": secret_body},
         data={"task_code": "012_TBKL_NQ57"},
-        deep_link="theodoi://task/012_TBKL_NQ57",
+        deep_link="chuong-tracking://tasks/012_TBKL_NQ57",
     )
-    notification_id = (await client.post("/v1/notifications", json=body, headers=headers)).json()["id"]
     await run_workers(worker_ctx)
     for _, token, _ in tokens:
         [record] = emulator.log.find(token=token)
@@ -163,7 +158,9 @@ async def test_classified_content_never_leaves_the_service(client, emulator, wor
 async def test_oversized_vietnamese_payload_is_rejected_before_queueing(client):
     headers = await central_sender(client)
     # 3,910 characters fit the 4,000-character field, but the diacritics make it ~5,500 bytes.
-    body = notification_body(title={"vi": "Tin mới"}, body={"vi": "Đảng Cộng sản Việt Nam " * 170})
+    body = notification_body(
+        title={"vi": "Tin mới"}, body={"vi": "Đảng Cộng sản Việt Nam " * 170}, audience=ONE_DEVICE
+    )
     response = await client.post("/v1/notifications", json=body, headers=headers)
     assert response.status_code == 422
     error = response.json()["error"]
@@ -175,12 +172,12 @@ async def test_oversized_vietnamese_payload_is_rejected_before_queueing(client):
 async def test_idempotency_key(client):
     headers = await central_sender(client)
     keyed = {**headers, "Idempotency-Key": "push-2026-11-22-001"}
-    first = await client.post("/v1/notifications", json=notification_body(), headers=keyed)
-    again = await client.post("/v1/notifications", json=notification_body(), headers=keyed)
+    first = await client.post("/v1/notifications", json=notification_body(audience=ONE_DEVICE), headers=keyed)
+    again = await client.post("/v1/notifications", json=notification_body(audience=ONE_DEVICE), headers=keyed)
     assert first.status_code == 202 and again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
     other = await client.post(
-        "/v1/notifications", json=notification_body(collapse_key="other"), headers=keyed
+        "/v1/notifications", json=notification_body(collapse_key="other", audience=ONE_DEVICE), headers=keyed
     )
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
 
@@ -190,7 +187,10 @@ async def test_concurrent_requests_with_one_idempotency_key(client):
 
     headers = {**await central_sender(client), "Idempotency-Key": "concurrent-1"}
     responses = await asyncio.gather(
-        *(client.post("/v1/notifications", json=notification_body(), headers=headers) for _ in range(4))
+        *(
+            client.post("/v1/notifications", json=notification_body(audience=ONE_DEVICE), headers=headers)
+            for _ in range(4)
+        )
     )
     codes = sorted(r.status_code for r in responses)
     assert codes.count(202) == 1

@@ -15,7 +15,7 @@ from core.config import get_settings
 from inbox import events
 from notifications import stats
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import central_sender, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, run_workers
 from tests.support.factories import make_account, make_unit, sign_in
 
 SSE = {"Accept": "text/event-stream"}
@@ -45,9 +45,8 @@ async def queued_notification(client, devices: int = 6) -> tuple[str, dict[str, 
         + [("apns", uuid.uuid4().hex * 2, "vi")]
     )
     headers = await central_sender(client)
-    created = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    assert created.status_code == 202, created.text
-    return created.json()["id"], headers
+    created = await broadcast(client, headers)
+    return created, headers
 
 
 async def test_batches_recorded_wake_the_stream_and_it_ends_with_the_full_stats(

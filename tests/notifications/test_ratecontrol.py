@@ -19,7 +19,7 @@ from notifications.providers.paced import RATE_LIMITED, PacedProvider
 from notifications.providers.registry import build_providers, close_providers
 from notifications.ratecontrol import Lane, RateController
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import central_sender, load, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, load, run_workers
 from workers.delivery_jobs import send_batch
 
 T0 = 1000.0  # small, so that sums of seconds stay exact enough for the boundaries below
@@ -268,8 +268,7 @@ async def test_a_push_held_back_by_pacing_does_not_use_up_an_attempt(
     try:
         await register_devices([("fcm", f"paced-{uuid.uuid4().hex}", "vi") for _ in range(3)])
         headers = await central_sender(client)
-        created = await client.post("/v1/notifications", json=notification_body(), headers=headers)
-        notification_id = created.json()["id"]
+        notification_id = await broadcast(client, headers)
         await run_workers(ctx)
 
         _, deliveries = await load(notification_id)

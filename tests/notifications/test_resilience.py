@@ -15,7 +15,8 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from tests.notifications.helpers import central_sender, notification_body
+from emulator.app_settings import as_env
+from tests.notifications.helpers import broadcast, central_sender
 
 DEVICES = 10_000
 BATCH = 500
@@ -45,10 +46,7 @@ def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CHUONG_DATABASE_URL": database_url,
-        "CHUONG_EMULATOR_HOST": emulator.client_host,
-        "CHUONG_EMULATOR_FCM_PORT": str(emulator.fcm_port),
-        "CHUONG_EMULATOR_APNS_PORT": str(emulator.apns_port),
-        "CHUONG_EMULATOR_CA_PATH": str(emulator.ca_path),
+        **as_env(emulator.app_settings()),
         # Short lease and reconcile period so that recovery is seen in seconds, not minutes.
         "CHUONG_DELIVERY_LEASE_SECONDS": "15",
         "CHUONG_RECONCILE_GRACE_SECONDS": "1",
@@ -113,9 +111,7 @@ async def test_worker_killed_mid_fan_out_loses_nothing(
 ):
     await insert_devices(owner_engine, DEVICES)
     headers = await central_sender(client)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers)
 
     first = start_worker(database_url, emulator)
     try:
@@ -149,9 +145,7 @@ async def test_redis_flushed_mid_fan_out_is_recovered_by_the_reconciler(
 ):
     await insert_devices(owner_engine, DEVICES)
     headers = await central_sender(client)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers)
     worker = start_worker(database_url, emulator)
     try:
 

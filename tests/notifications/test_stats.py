@@ -12,7 +12,7 @@ from auth.roles import Role
 from core import clock
 from core.db import transaction
 from notifications import service as notification_service
-from tests.notifications.helpers import central_sender, notification_body, run_workers
+from tests.notifications.helpers import broadcast, central_sender, run_workers
 from tests.support.factories import make_account, make_unit, sign_in
 from workers.delivery_jobs import fan_out
 
@@ -53,11 +53,7 @@ async def test_stats_add_up_per_language_and_platform(client, emulator, worker_c
     ]
     credentials = [await reader_device(client, platform=p, token=t, locale=loc) for p, t, loc in plan]
     headers = await central_sender(client)
-    created = await client.post(
-        "/v1/notifications", json=notification_body(priority="normal"), headers=headers
-    )
-    assert created.status_code == 202, created.text
-    notification_id = created.json()["id"]
+    notification_id = await broadcast(client, headers, priority="normal")
     await run_workers(worker_ctx)
 
     # Readers report: the two Vietnamese Android phones received it, one opened it; the iPhone
@@ -116,9 +112,7 @@ async def test_stats_add_up_per_language_and_platform(client, emulator, worker_c
 async def test_a_notification_not_sent_yet_has_no_request_times(client):
     headers = await central_sender(client)
     await reader_device(client, platform="android", token=fcm("ok"), locale="vi")
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers)
     stats = (await client.get(f"/v1/notifications/{notification_id}/stats", headers=headers)).json()
     assert stats["totals"]["targeted"] == 0  # not fanned out yet
     assert stats["first_request_at"] is None and stats["seconds_to_last_request"] is None
@@ -127,9 +121,7 @@ async def test_a_notification_not_sent_yet_has_no_request_times(client):
 
 async def test_stats_of_another_units_notification_are_404(client):
     sender = await central_sender(client)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=sender)
-    ).json()["id"]
+    notification_id = await broadcast(client, sender)
     publisher = await make_account(role=Role.PUBLISHER, unit=await make_unit())
     outsider = await sign_in(client, publisher)
     for path in (f"/v1/notifications/{notification_id}/stats", f"/v1/notifications/{uuid.uuid4()}/stats"):
@@ -147,9 +139,7 @@ async def test_cancelled_deliveries_are_counted_and_the_figures_still_add_up(cli
     headers = await central_sender(client)
     for locale in ("vi", "en", "vi"):
         await reader_device(client, platform="android", token=fcm("ok"), locale=locale)
-    notification_id = (
-        await client.post("/v1/notifications", json=notification_body(), headers=headers)
-    ).json()["id"]
+    notification_id = await broadcast(client, headers)
     await fan_out({}, notification_id)  # deliveries written, none sent yet
     async with transaction() as session:
         cancelled = await notification_service.cancel(

@@ -30,10 +30,7 @@ def _fresh_emulator(emulator: Emulator) -> None:
 def emulated(emulator: Emulator, **changes: object) -> Settings:
     return get_settings().model_copy(
         update={
-            "emulator_host": emulator.client_host,
-            "emulator_fcm_port": emulator.fcm_port,
-            "emulator_apns_port": emulator.apns_port,
-            "emulator_ca_path": str(emulator.ca_path),
+            **emulator.app_settings(),
             # The transports alone: the shared pacing (tests/notifications/test_ratecontrol.py)
             # would carry one test's quota back-off into the next.
             "pacing_enabled": False,

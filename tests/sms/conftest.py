@@ -29,12 +29,8 @@ async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Em
 def sms_settings(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, database_url, redis) -> Settings:
     settings = get_settings()
     for name, value in {
-        "emulator_host": emulator.client_host,
-        "emulator_fcm_port": emulator.fcm_port,
-        "emulator_apns_port": emulator.apns_port,
-        "emulator_control_port": emulator.control_port,
-        "emulator_ca_path": str(emulator.ca_path),
-        "sms_gateway_url": None,
+        # The emulator's push endpoints and credentials, and its SMS sink as the gateway.
+        **emulator.app_settings(),
         "sms_ack_window_minutes": 10,
         "sms_degraded_ack_window_minutes": 2,
         "sms_daily_cap_per_user": 3,

@@ -18,7 +18,9 @@ from core.config import get_settings
 from core.crypto import encrypt_text
 from core.db import transaction
 from emulator import Emulator
+from notifications.policy import BROADCAST_KEYS
 from notifications.sms.models import SmsMessage
+from tests.notifications.helpers import release_approved
 from tests.support.factories import Account, make_account, sign_in
 from workers.inbox_jobs import inbox_fan_out
 
@@ -67,22 +69,23 @@ async def notify(
     body: str = "Sơ tán ngay khu vực ven biển",
     app: str = "tracking",
 ) -> uuid.UUID:
-    """POST /v1/notifications, then write the inbox rows as the worker's job would."""
-    response = await client.post(
-        "/v1/notifications",
-        json={
-            "app": app,
-            "kind": kind,
-            "priority": priority,
-            "sensitivity": sensitivity,
-            "title": {"vi": title},
-            "body": {"vi": body},
-            "audience": audience,
-        },
-        headers=sender,
-    )
-    assert response.status_code == 202, response.text
-    notification_id = str(response.json()["id"])
+    """POST /v1/notifications (broadcasts: the approved news-workflow path, four eyes), then write
+    the inbox rows as the worker's job would."""
+    request = {
+        "app": app,
+        "kind": kind,
+        "priority": priority,
+        "sensitivity": sensitivity,
+        "title": {"vi": title},
+        "body": {"vi": body},
+        "audience": audience,
+    }
+    if any(audience.get(key) for key in BROADCAST_KEYS):
+        notification_id = await release_approved(client, sender, request)
+    else:
+        response = await client.post("/v1/notifications", json=request, headers=sender)
+        assert response.status_code == 202, response.text
+        notification_id = str(response.json()["id"])
     await inbox_fan_out({}, notification_id)
     return uuid.UUID(notification_id)
 

@@ -1,0 +1,310 @@
+"""Production start-up checks: refuse to run with a missing or unsafe setting.
+
+`chuong serve`, `chuong worker`, the API app factory and the worker's start-up call
+`ensure_production_ready`. When ``CHUONG_ENVIRONMENT`` is ``production`` it collects *every*
+problem (missing provider credentials, development values, weak secrets, debug logging, open
+CORS or metrics, the database superuser ...) and raises one error naming them all, so that an
+operator fixes the configuration in one pass instead of one restart per setting. Other
+environments are not checked: development, tests and benchmarks run against the emulator.
+
+Each check is a small function returning the problems it found; add new ones to `CHECKS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from core.config import Settings
+
+PRODUCTION = "production"
+# Values the provider emulator and the old defaults used: never a real Apple or Google identity.
+EMULATOR_PROJECT_IDS = frozenset({"chuong-emulator"})
+EMULATOR_APNS_IDS = frozenset({"EMULATORK1", "EMULATORT1"})
+# Host names that can only be this machine, a development container or the emulator.
+LOCAL_HOST_NAMES = frozenset({"localhost", "emulator", "host.docker.internal"})
+# Words that mark a value as a placeholder or an example, never a generated secret. At six or
+# more characters a random 43-character token contains one by chance with odds below 1e-7.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "example", "placeholder", "secret", "password")
+MIN_SECRET_CHARS = 32
+# A generated 32-character secret has far more distinct characters than this ("aaaa…", "1234…").
+MIN_DISTINCT_CHARS = 12
+# OWASP's floor for argon2id (m=19 MiB, t=2); the defaults are above it, test settings below.
+MIN_ARGON2_MEMORY_KIB = 19_456
+MIN_ARGON2_TIME_COST = 2
+
+
+class ProductionConfigError(RuntimeError):
+    """The configuration is not fit for production; `problems` names every setting at fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"refusing to start in production, {len(problems)} setting(s) to fix:\n{lines}")
+
+
+def is_production(settings: Settings) -> bool:
+    return settings.environment.strip().lower() == PRODUCTION
+
+
+def ensure_production_ready(settings: Settings, *, extra_problems: Iterable[str] = ()) -> None:
+    """Raise `ProductionConfigError` naming every problem; a no-op outside production."""
+    if not is_production(settings):
+        return
+    problems = [*production_problems(settings), *extra_problems]
+    if problems:
+        raise ProductionConfigError(problems)
+
+
+def production_problems(settings: Settings) -> list[str]:
+    return [problem for check in CHECKS for problem in check(settings)]
+
+
+# --- push and SMS providers --------------------------------------------------------------
+
+
+def _fcm(settings: Settings) -> list[str]:
+    problems = _endpoint("CHUONG_FCM_ENDPOINT", settings.fcm_endpoint)
+    if settings.fcm_project_id in EMULATOR_PROJECT_IDS:
+        problems.append(f"CHUONG_FCM_PROJECT_ID: {settings.fcm_project_id!r} is the emulator's project")
+    path = settings.fcm_credentials_file
+    if not path:
+        return [*problems, "CHUONG_FCM_CREDENTIALS_FILE: not set (the FCM service-account key file)"]
+    name = "CHUONG_FCM_CREDENTIALS_FILE"
+    try:
+        account = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [*problems, f"{name}: cannot read a JSON key from {path} ({type(exc).__name__})"]
+    if not isinstance(account, dict) or account.get("type") != "service_account":
+        return [*problems, f"{name}: {path} is not a service-account key file"]
+    for field in ("private_key", "client_email", "token_uri"):
+        if not account.get(field):
+            problems.append(f"{name}: {path} has no {field}")
+    if account.get("token_uri"):
+        problems += _endpoint(f"{name} (token_uri)", str(account["token_uri"]))
+    if not settings.fcm_project_id and not account.get("project_id"):
+        problems.append(f"{name}: {path} names no project_id and CHUONG_FCM_PROJECT_ID is not set")
+    if account.get("project_id") in EMULATOR_PROJECT_IDS:
+        problems.append(f"{name}: {path} is the emulator's service account ({account['project_id']!r})")
+    return problems
+
+
+def _apns(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if settings.apns_endpoint_host is not None:
+        problems += _host("CHUONG_APNS_ENDPOINT_HOST", settings.apns_endpoint_host)
+    path = settings.apns_key_file
+    if not path:
+        problems.append("CHUONG_APNS_KEY_FILE: not set (Apple's .p8 token-signing key)")
+    else:
+        try:
+            key = load_pem_private_key(Path(path).read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(
+                f"CHUONG_APNS_KEY_FILE: cannot read a PEM private key from {path} ({type(exc).__name__})"
+            )
+        else:
+            if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+                problems.append(f"CHUONG_APNS_KEY_FILE: {path} is not an ES256 (P-256) key as Apple issues")
+    for setting, value in (
+        ("CHUONG_APNS_KEY_ID", settings.apns_key_id),
+        ("CHUONG_APNS_TEAM_ID", settings.apns_team_id),
+    ):
+        if not value:
+            problems.append(f"{setting}: not set")
+        elif value in EMULATOR_APNS_IDS:
+            problems.append(f"{setting}: {value!r} is the emulator's")
+        elif len(value) != 10 or not value.isascii() or not value.isalnum():
+            problems.append(f"{setting}: Apple's ids are 10 letters and digits, not {value!r}")
+    if not settings.apns_topic:
+        problems.append("CHUONG_APNS_TOPIC: not set (the app's bundle id)")
+    return problems
+
+
+def _provider_trust(settings: Settings) -> list[str]:
+    if settings.provider_ca_file:
+        return [
+            "CHUONG_PROVIDER_CA_FILE: must not be set (Google and Apple are verified by the system CA store)"
+        ]
+    return []
+
+
+def _sms(settings: Settings) -> list[str]:
+    url = settings.sms_gateway_url
+    if not url:
+        return ["CHUONG_SMS_GATEWAY_URL: not set (the emergency SMS fallback would send nothing)"]
+    problems = _endpoint("CHUONG_SMS_GATEWAY_URL", url)
+    if not (settings.sms_gateway_api_key or settings.sms_gateway_username):
+        problems.append(
+            "CHUONG_SMS_GATEWAY_API_KEY or CHUONG_SMS_GATEWAY_USERNAME: the gateway needs credentials"
+        )
+    return problems
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def _secrets(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    named: list[tuple[str, str]] = [
+        ("CHUONG_AUDIT_HMAC_KEY", settings.audit_hmac_key.get_secret_value()),
+        ("CHUONG_TOKEN_PEPPER", settings.token_pepper.get_secret_value()),
+    ]
+    try:
+        keyring = settings.jwt_keyring()
+    except ValueError as exc:
+        problems.append(f"CHUONG_JWT_KEYS: {exc}")
+    else:
+        named += [(f"CHUONG_JWT_KEYS[{kid}]", secret) for kid, secret in keyring.items()]
+    if settings.metrics_token is None:
+        problems.append("CHUONG_METRICS_TOKEN: not set (GET /metrics would be open to anyone)")
+    else:
+        named.append(("CHUONG_METRICS_TOKEN", settings.metrics_token.get_secret_value()))
+    for setting, value in named:
+        problems += _weak_secret(setting, value)
+
+    fernet_keys = [key.strip() for key in settings.field_encryption_keys.get_secret_value().split(",")]
+    for index, key in enumerate(fernet_keys):
+        problems += _weak_fernet_key(f"CHUONG_FIELD_ENCRYPTION_KEYS[{index}]", key)
+
+    # One leaked value must not open two doors.
+    seen: dict[str, str] = {}
+    for setting, value in [
+        *named,
+        *((f"CHUONG_FIELD_ENCRYPTION_KEYS[{i}]", k) for i, k in enumerate(fernet_keys)),
+    ]:
+        if value and value in seen:
+            problems.append(f"{setting}: the same value as {seen[value]}")
+        seen.setdefault(value, setting)
+    return problems
+
+
+def _weak_secret(setting: str, value: str) -> list[str]:
+    if len(value) < MIN_SECRET_CHARS:
+        return [
+            f"{setting}: shorter than {MIN_SECRET_CHARS} characters (generate one with `chuong init-env`)"
+        ]
+    if len(set(value)) < MIN_DISTINCT_CHARS:
+        return [f"{setting}: not random (too few distinct characters)"]
+    if any(word in value.lower() for word in PLACEHOLDER_WORDS):
+        return [f"{setting}: a placeholder or example value"]
+    return []
+
+
+def _weak_fernet_key(setting: str, key: str) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (ValueError, binascii.Error):
+        return [f"{setting}: not a Fernet key (url-safe base64 of 32 bytes)"]
+    if len(raw) != 32:
+        return [f"{setting}: not a Fernet key (url-safe base64 of 32 bytes)"]
+    # 32 random bytes have ~30 distinct values; a hand-made key ("0000…", "abcabc…") has few.
+    if len(set(raw)) < 16:
+        return [f"{setting}: not random (a hand-made or example key)"]
+    return []
+
+
+# --- HTTP, logging, passwords, database ---------------------------------------------------
+
+
+def _http(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    for origin in settings.cors_origins:
+        if "*" in origin:
+            problems.append(f"CHUONG_CORS_ORIGINS: {origin!r} lets any site call the API with credentials")
+        elif not origin.startswith("https://"):
+            problems.append(f"CHUONG_CORS_ORIGINS: {origin!r} is not an https origin")
+    for cidr in settings.trusted_proxies:
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            problems.append(f"CHUONG_TRUSTED_PROXIES: {cidr!r} is not an address or network")
+            continue
+        if network.prefixlen == 0:
+            problems.append(f"CHUONG_TRUSTED_PROXIES: {cidr!r} trusts X-Forwarded-For from anyone")
+    return problems
+
+
+def _logging(settings: Settings) -> list[str]:
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        return [f"CHUONG_LOG_LEVEL: {settings.log_level!r} is not a log level"]
+    if level < logging.INFO:
+        return [f"CHUONG_LOG_LEVEL: {settings.log_level} logs request details; use INFO or above"]
+    return []
+
+
+def _passwords(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if settings.argon2_memory_kib < MIN_ARGON2_MEMORY_KIB:
+        problems.append(f"CHUONG_ARGON2_MEMORY_KIB: below {MIN_ARGON2_MEMORY_KIB} (test value?)")
+    if settings.argon2_time_cost < MIN_ARGON2_TIME_COST:
+        problems.append(f"CHUONG_ARGON2_TIME_COST: below {MIN_ARGON2_TIME_COST} (test value?)")
+    if settings.password_min_length < 12:
+        problems.append("CHUONG_PASSWORD_MIN_LENGTH: below 12 (D-26)")
+    return problems
+
+
+def _database(settings: Settings) -> list[str]:
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return ["CHUONG_DATABASE_URL: not a database URL"]
+    problems: list[str] = []
+    if url.username in (None, "", "postgres"):
+        problems.append(
+            "CHUONG_DATABASE_URL: connects as the superuser; use the app role (chuong_app), which may "
+            "not change the audit log"
+        )
+    if url.password and any(word in url.password.lower() for word in PLACEHOLDER_WORDS):
+        problems.append("CHUONG_DATABASE_URL: the password is a placeholder")
+    return problems
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+def _endpoint(setting: str, url: str) -> list[str]:
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return [f"{setting}: {url!r} is not an https URL"]
+    return _host(setting, parts.hostname or "")
+
+
+def _host(setting: str, host: str) -> list[str]:
+    name = host.strip("[]").lower().rstrip(".")
+    if not name:
+        return [f"{setting}: no host"]
+    if name in LOCAL_HOST_NAMES or name.endswith(".localhost") or "emulator" in name:
+        return [f"{setting}: {host!r} is a local or emulator host"]
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return []
+    if address.is_loopback or address.is_unspecified or address.is_link_local:
+        return [f"{setting}: {host!r} is a local address"]
+    return []
+
+
+CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
+    _fcm,
+    _apns,
+    _provider_trust,
+    _sms,
+    _secrets,
+    _http,
+    _logging,
+    _passwords,
+    _database,
+)

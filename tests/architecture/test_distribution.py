@@ -1,0 +1,76 @@
+"""What `pip install .` ships: the built wheel holds no emulator and does not require its
+dependencies (issue 12 item 8). The wheel is built from a copy of the sources, so that the
+build leaves no `build/` or `*.egg-info` in the working tree."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = {
+    "api",
+    "auth",
+    "console",
+    "core",
+    "devices",
+    "inbox",
+    "news",
+    "notifications",
+    "tracking",
+    "workers",
+}
+NOT_SHIPPED = {"emulator", "tests", "bench", "scripts", "docs"}
+SKIP = shutil.ignore_patterns(
+    ".venv", ".git", ".run", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".env"
+)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = tmp_path_factory.mktemp("source") / "chuong"
+    shutil.copytree(ROOT, source, ignore=SKIP)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(  # noqa: S603 - pip of the test interpreter
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
+        check=True,
+        timeout=600,
+    )
+    [built] = out.glob("chuong-*.whl")
+    return built
+
+
+def test_the_wheel_ships_the_service_packages_and_no_emulator(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
+
+    assert top_level == SHIPPED
+    assert not top_level & NOT_SHIPPED
+    assert not [name for name in names if "emulator" in name.split("/")[0]]
+
+
+def test_the_runtime_requirements_leave_out_the_emulators_dependencies(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata_name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(metadata_name))
+    requirements = metadata.get_all("Requires-Dist") or []
+    runtime = {
+        r.split(";")[0].split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip()
+        for r in requirements
+        if "extra ==" not in r
+    }
+    dev = {
+        r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip()
+        for r in requirements
+        if 'extra == "dev"' in r
+    }
+
+    assert not runtime & {"trustme", "h2"}
+    assert {"trustme", "h2", "import-linter"} <= dev
+    assert {"firebase-admin", "aioapns", "fastapi", "arq"} <= runtime
