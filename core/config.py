@@ -234,6 +234,11 @@ class Settings(BaseSettings):
     # Each push carries its reader's unread count; off: no badge and no badge queries.
     push_badges: bool = True
 
+    # --- inbox streams (docs/inbox.md "GET /v1/inbox/stream") ---
+    # Open Server-Sent Event streams per reader (account or device). Each holds a Redis
+    # connection and a socket; an app needs one per screen, a few per reader at most.
+    inbox_streams_per_reader: int = Field(default=5, ge=1, le=100)
+
     log_level: str = "INFO"
     log_json: bool = True
 

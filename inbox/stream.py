@@ -9,6 +9,7 @@ server ends the stream and the client reconnects (EventSource does so by itself)
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,10 +17,12 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.config import get_settings
 from core.db import transaction
-from core.errors import ChuongError, NotFound
+from core.errors import ChuongError, NotFound, TooManyRequests
+from core.redis import get_redis
 from inbox import events, queries, service
 from inbox.queries import Filters, Position
 from inbox.readers import Reader
@@ -76,8 +79,47 @@ async def _always() -> bool:
     return True
 
 
+def _streams_key(reader: Reader) -> str:
+    return f"chuong:inbox:streams:{reader.id}"
+
+
+async def admit(reader: Reader) -> str:
+    """Take one of the reader's stream slots (``inbox_streams_per_reader``), or 429.
+
+    A sorted set per reader, scored by when each stream ends at the latest: a stream that ends
+    without saying so (a killed API process) frees its slot by itself after
+    ``MAX_STREAM_SECONDS``. Fails open when Redis is down, like the rate limits."""
+    slot = uuid.uuid4().hex
+    key = _streams_key(reader)
+    now = time.time()
+    try:
+        redis = get_redis()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zcard(key)
+            _, open_streams = await pipe.execute()
+        if open_streams >= get_settings().inbox_streams_per_reader:
+            raise TooManyRequests(
+                "Too many open inbox streams for this reader; close one first",
+                code="too_many_streams",
+                retry_after=int(HEARTBEAT_SECONDS),
+            )
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {slot: now + MAX_STREAM_SECONDS + 5})
+            pipe.expire(key, int(MAX_STREAM_SECONDS) + 10)
+            await pipe.execute()
+    except RedisError:
+        pass
+    return slot
+
+
+async def _release(reader: Reader, slot: str) -> None:
+    with contextlib.suppress(RedisError):  # else the slot expires on its own
+        await get_redis().zrem(_streams_key(reader), slot)
+
+
 async def stream(
-    reader: Reader, *, after: Position | None, still_allowed: StillAllowed = _always
+    reader: Reader, *, after: Position | None, still_allowed: StillAllowed = _always, slot: str | None = None
 ) -> AsyncIterator[str]:
     """The stream outlives the request that opened it; revocation (D-23) must not. Before each
     frame that carries data (never for heartbeats, so an idle stream costs no query) the caller's
@@ -130,3 +172,5 @@ async def stream(
     finally:
         await pubsub.aclose()
         await redis.aclose()
+        if slot is not None:
+            await _release(reader, slot)

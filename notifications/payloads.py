@@ -8,6 +8,7 @@ the authenticated API) and, when ``visible`` is on, a generic localised line.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 from firebase_admin import messaging
 
+from core.clock import utcnow
 from core.errors import Unprocessable
 from core.links import safe_link
 from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
@@ -47,10 +49,22 @@ class PushSpec:
     deep_link: str | None = None
     collapse_key: str | None = None
     ttl_seconds: int = 86400
+    # When the notification stops being worth delivering (created_at + ttl_seconds); None for a
+    # spec not yet stored (a preview).
+    expires_at: dt.datetime | None = None
 
     @property
     def sensitive(self) -> bool:
         return self.sensitivity != "public"
+
+    def ttl_left(self, now: dt.datetime | None = None) -> int:
+        """The provider TTL of a request sent now: what is left of the notification's life, not
+        its whole ``ttl_seconds`` (a retry an hour later must not let a phone that was offline
+        show the push after the notification expired). Both FCM and APNs count from receipt."""
+        if self.expires_at is None:
+            return self.ttl_seconds
+        left = int((self.expires_at - (now or utcnow())).total_seconds())
+        return max(0, min(self.ttl_seconds, left))
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,7 @@ def fcm_message(spec: PushSpec, push: RenderedPush, *, token: str) -> messaging.
         data=push.data,
         android=messaging.AndroidConfig(
             priority="high" if _urgent(spec) else "normal",
-            ttl=spec.ttl_seconds,
+            ttl=spec.ttl_left(),
             collapse_key=spec.collapse_key,
             notification=android_notification,
         ),

@@ -43,6 +43,7 @@ def spec_of(notification: Notification) -> PushSpec:
         deep_link=notification.deep_link,
         collapse_key=notification.collapse_key,
         ttl_seconds=notification.ttl_seconds,
+        expires_at=notification.expires_at,
     )
 
 

@@ -100,8 +100,11 @@ async def stream(
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
     after = decode_cursor(last_event_id) if last_event_id else None
+    slot = await inbox_stream.admit(reader)
     return StreamingResponse(
-        inbox_stream.stream(reader, after=after, still_allowed=partial(still_authenticated, request)),
+        inbox_stream.stream(
+            reader, after=after, still_allowed=partial(still_authenticated, request), slot=slot
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -60,7 +60,7 @@ class ApnsProvider:
             device_token=request.token,
             message=apns_payload(request.spec, request.push),
             notification_id=str(uuid.uuid4()),
-            time_to_live=request.spec.ttl_seconds,
+            time_to_live=request.spec.ttl_left(),
             priority=apns_priority(request.spec, request.push),
             collapse_key=request.spec.collapse_key,
             push_type=PushType.ALERT if request.push.title is not None else PushType.BACKGROUND,

@@ -142,3 +142,30 @@ async def test_a_retired_device_credential_ends_its_open_stream(client, redis):
     frames = parse(response.text)
     assert not [f for f in frames if f["event"] == "item"]
     assert [f["data"] for f in frames if f["event"] == "ended"] == [{"reason": "credentials_ended"}]
+
+
+async def test_a_reader_holds_a_bounded_number_of_open_streams(client, monkeypatch):
+    """Each stream holds a socket and a Redis connection: a reader (or a script with one device
+    credential) cannot open them without bound (found in the issue 12 §5 class hunt)."""
+    from core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "inbox_streams_per_reader", 2)
+    device = await anonymous_device(client)
+    other = await anonymous_device(client)
+
+    async def open_stream(caller):
+        return await client.get("/v1/inbox/stream", headers=caller.headers | SSE)
+
+    async def third_and_other():
+        await asyncio.sleep(0.3)  # while the first two are open
+        return await open_stream(device), await open_stream(other)
+
+    first, second, (third, elsewhere) = await asyncio.gather(
+        open_stream(device), open_stream(device), third_and_other()
+    )
+    assert first.status_code == second.status_code == 200
+    assert third.status_code == 429, third.text
+    assert third.json()["error"]["code"] == "too_many_streams" and third.headers["retry-after"]
+    assert elsewhere.status_code == 200  # another reader's budget is its own
+    # Closed streams give their slots back.
+    assert (await open_stream(device)).status_code == 200
