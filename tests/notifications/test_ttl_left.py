@@ -12,17 +12,17 @@ from notifications.payloads import PushSpec, RenderedPush, fcm_message
 PUSH = RenderedPush(title="Tin", body="Nội dung", data={}, language="vi")
 
 
-def spec(**overrides) -> PushSpec:
-    fields = {
-        "id": "n-1",
-        "kind": "breaking_news",
-        "priority": "high",
-        "sensitivity": "public",
-        "title": {"vi": "Tin"},
-        "body": {"vi": "Nội dung"},
-        "ttl_seconds": 3600,
-    }
-    return PushSpec(**(fields | overrides))
+def spec(expires_at: dt.datetime | None = None) -> PushSpec:
+    return PushSpec(
+        id="n-1",
+        kind="breaking_news",
+        priority="high",
+        sensitivity="public",
+        title={"vi": "Tin"},
+        body={"vi": "Nội dung"},
+        ttl_seconds=3600,
+        expires_at=expires_at,
+    )
 
 
 def encoded_ttl(push_spec: PushSpec) -> str:
