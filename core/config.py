@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     apns_endpoint_port: int = Field(default=443, ge=1, le=65535)
     apns_timeout_seconds: float = 10.0
     apns_max_connections: int = 10
+    # APNs requests in flight per provider and worker process (notifications/providers/apns.py):
+    # past this gate a request is on the wire and a cancel can no longer stop it. Provider
+    # latency bounds throughput at about this many divided by the round trip.
+    apns_max_in_flight: int = Field(default=100, ge=1, le=1000)
     # An extra CA certificate (PEM) trusted for FCM, APNs and OAuth2 besides the system store.
     provider_ca_file: str | None = None
     # A claimed batch is leased this long; a killed worker's rows are due again after it.

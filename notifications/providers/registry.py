@@ -78,7 +78,9 @@ def _apns_provider(settings: Settings, *, sandbox: bool) -> PushProvider:
         endpoint_host=settings.apns_endpoint_host,
         endpoint_port=settings.apns_endpoint_port,
     )
-    return ApnsProvider(client, timeout=settings.apns_timeout_seconds)
+    return ApnsProvider(
+        client, timeout=settings.apns_timeout_seconds, max_in_flight=settings.apns_max_in_flight
+    )
 
 
 def build_providers(settings: Settings, *, paced: bool | None = None) -> dict[str, PushProvider]:
