@@ -3,13 +3,17 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
+COPY cli cli
 COPY core core
 COPY api api
 COPY auth auth
 COPY devices devices
 COPY inbox inbox
 COPY notifications notifications
+COPY news news
+COPY tracking tracking
 COPY workers workers
+COPY console console
 COPY migrations migrations
 RUN pip install . && useradd --system --uid 10001 chuong
 USER chuong

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from auth.models import ApiClient, AuthSession, Delegation, User
 from auth.roles import Permission, Role
-from devices.models import Device
+
+
+class AuthenticatedDevice(Protocol):
+    """An anonymous app device that presented its device credential: what the callers of a device
+    principal read of it. ``devices.models.Device`` is one. Auth does not import devices: devices
+    depend on auth (their changes are audited in auth's log), not the reverse."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def app(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def locale(self) -> str: ...
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+
+    # Settable: a portal reader's followed sections are its device's topics (news/sections.py).
+    topics: list[str]
 
 
 class Restriction(StrEnum):
@@ -33,7 +61,7 @@ class Principal:
     delegation: Delegation | None = None
     api_client: ApiClient | None = None
     # An anonymous portal-app device authenticated by its device credential.
-    device: Device | None = None
+    device: AuthenticatedDevice | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     restriction: Restriction | None = None
 

@@ -214,7 +214,7 @@ def start_api(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    argv = [sys.executable, "-m", "core.cli", "serve", "--port", str(port)]
+    argv = [sys.executable, "-m", "cli", "serve", "--port", str(port)]
     return subprocess.Popen(argv, cwd=support.ROOT, env=env), f"http://127.0.0.1:{port}"  # noqa: S603
 
 

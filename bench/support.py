@@ -85,7 +85,7 @@ class EmulatorProcess:
 
 def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     """`chuong worker --queue high`, exactly as deployed (high-priority pushes use that queue)."""
-    argv = [sys.executable, "-m", "core.cli", "worker", "--queue", "high"]
+    argv = [sys.executable, "-m", "cli", "worker", "--queue", "high"]
     return [subprocess.Popen(argv, cwd=ROOT, env=env) for _ in range(count)]  # noqa: S603
 
 

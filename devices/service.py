@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
+from auth.principal import AuthenticatedDevice
 from core.config import get_settings
 from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
@@ -40,7 +41,7 @@ async def register(
     *,
     body: DeviceRegister,
     user_id: uuid.UUID | None,
-    presented_credential: Device | None = None,
+    presented_credential: AuthenticatedDevice | None = None,
     network: Network | None = None,
 ) -> Registration:
     """Upsert by (provider, token), where the token decides nothing about *who* registers.
@@ -119,7 +120,7 @@ async def register(
 
 
 def makes_anonymous_device(
-    *, body: DeviceRegister, user_id: uuid.UUID | None, presented: Device | None
+    *, body: DeviceRegister, user_id: uuid.UUID | None, presented: AuthenticatedDevice | None
 ) -> bool:
     """Whether a registration would make a new anonymous device: every one but a signed-in
     user's and a device's refresh of its own token (with its credential). What the anonymous
@@ -136,7 +137,9 @@ _ROUNDS = 8
 SUPERSEDED_TOKEN_PREFIX = "superseded:"  # noqa: S105 (a marker, not a secret)
 
 
-def _proves_holder(device: Device, *, user_id: uuid.UUID | None, presented: Device | None) -> bool:
+def _proves_holder(
+    device: Device, *, user_id: uuid.UUID | None, presented: AuthenticatedDevice | None
+) -> bool:
     """The caller is the device: its linked account, or the holder of its current credential
     (``presented`` was authenticated, so it is live and its credential matched)."""
     if user_id is not None:
@@ -318,7 +321,11 @@ async def list_for_user(session: AsyncSession, *, user_id: uuid.UUID) -> list[De
 
 
 async def unregister(
-    session: AsyncSession, *, device_id: uuid.UUID, user_id: uuid.UUID | None, device: Device | None
+    session: AsyncSession,
+    *,
+    device_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    device: AuthenticatedDevice | None,
 ) -> None:
     """The owner (account or the device itself) retires a device; others get 404."""
     target = await session.get(Device, device_id, with_for_update=True)

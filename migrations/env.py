@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import core.models  # noqa: F401  (registers every table on Base.metadata)
+import cli.models  # noqa: F401  (registers every table on Base.metadata; the outer layer, not core)
 from core.config import get_settings
 from core.db import Base
 

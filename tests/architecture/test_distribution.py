@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
     "api",
     "auth",
+    "cli",
     "console",
     "core",
     "devices",

@@ -12,7 +12,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "CHUONG_DATABASE_URL": database_url, "ADMIN_PASSWORD": password}
     return subprocess.run(  # noqa: S603 (our own CLI)
-        [sys.executable, "-m", "core.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
         "CHUONG_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "worker", "--queue", "high"],
+        [sys.executable, "-m", "cli", "worker", "--queue", "high"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -1,6 +1,9 @@
-"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint.
+"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint, devices,
+demo, init-env (``[project.scripts]``; ``python -m cli`` from a checkout).
 
-The provider emulator is development tooling outside the shipped package: ``python -m emulator``."""
+The outer layer: it assembles the packages' own sub-commands and starts the transports, so it may
+import any package and no package imports it. The provider emulator is development tooling
+outside the shipped package: ``python -m emulator``."""
 
 from __future__ import annotations
 
@@ -12,6 +15,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from auth.audit.cli import app as audit_app
+from console.demo import cli as demo_app
+from devices.cli import app as devices_app
 
 app = typer.Typer(no_args_is_help=True, help="Chuông notification service")
 admin_app = typer.Typer(no_args_is_help=True, help="Accounts")
@@ -28,12 +35,6 @@ def _refuse_unsafe_production(*, extra_problems: list[str] | None = None) -> Non
     except ProductionConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from exc
-
-
-def _mount_audit() -> None:
-    from auth.audit.cli import app as audit_app
-
-    app.add_typer(audit_app, name="audit", help="Verify and checkpoint the tamper-evident audit log")
 
 
 @app.command("init-env")
@@ -179,20 +180,7 @@ async def _create_admin(
         await dispose_engine()
 
 
-def _mount_devices() -> None:
-    from devices.cli import app as devices_app
-
-    app.add_typer(devices_app, name="devices", help="See and purge floods of anonymous device registrations")
-
-
-def _mount_demo() -> None:
-    from console.demo import cli as demo_app
-
-    app.add_typer(demo_app, name="demo", help="Demo accounts and emulated devices (development)")
-
-
-_mount_audit()
-_mount_devices()
-_mount_demo()
-if __name__ == "__main__":
-    app()
+# The packages' own sub-commands, after the commands above (the order of `chuong --help`).
+app.add_typer(audit_app, name="audit", help="Verify and checkpoint the tamper-evident audit log")
+app.add_typer(devices_app, name="devices", help="See and purge floods of anonymous device registrations")
+app.add_typer(demo_app, name="demo", help="Demo accounts and emulated devices (development)")
