@@ -31,9 +31,11 @@ from auth.session_limits import check_session_limits
 from console.app import mount_console
 from core.config import get_settings
 from core.db import dispose_engine
+from core.jobs import set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready
 from core.redis import close_redis
+from workers.queue import enqueue
 
 
 @asynccontextmanager
@@ -50,6 +52,8 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     # A typo in CHUONG_SESSION_LIMITS_BY_ROLE stops the start, not every sign-in later.
     check_session_limits()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).
+    set_enqueuer(enqueue)
     app = FastAPI(
         title="Chuông",
         version="0.1.0",

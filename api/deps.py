@@ -19,20 +19,19 @@ from auth.models import Unit
 from auth.principal import Principal, Restriction
 from auth.roles import Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
-from core.after_commit import run_after_commit
+from core.after_commit import committed
 from core.context import current_context
 from core.db import get_sessionmaker, transaction, utcnow
 from core.errors import ChuongError, Forbidden, Unauthorized
-from core.jobs import take_deferred
 from devices import service as devices
-from workers.queue import enqueue
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed after the endpoint returns and before the
     response is sent (``scope="function"``), rolled back if anything raised. Jobs the request
-    deferred are enqueued only once the commit succeeded, and its after-commit steps
-    (core/after_commit.py) run before the response goes out."""
+    deferred are enqueued only once the commit succeeded (through the enqueuer the app factory
+    registered), and its after-commit steps (core/after_commit.py) run before the response goes
+    out."""
     async with get_sessionmaker()() as session:
         try:
             yield session
@@ -40,8 +39,7 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
-        await enqueue(take_deferred(session))
-        await run_after_commit(session)
+        await committed(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

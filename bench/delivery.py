@@ -72,6 +72,12 @@ def configure_environment(args: argparse.Namespace, host: str, port: int) -> Non
             "CHUONG_LOG_JSON": "false",
         }
     )
+    # The benchmark commits notifications itself; their jobs go to arq after the commit, as the
+    # API app factory and the workers arrange at start-up (core/jobs.py).
+    from core.jobs import set_enqueuer
+    from workers.queue import enqueue
+
+    set_enqueuer(enqueue)
 
 
 async def sign_in_as_system_admin() -> Any:
@@ -101,10 +107,10 @@ async def send_notification(principal: Any, audience: dict[str, Any]) -> str:
     for; the fan-out job is queued after commit."""
     import uuid
 
+    from core.after_commit import committing
     from notifications import service
     from notifications.policy import ApprovedRelease
     from notifications.schemas import NotificationCreate
-    from workers.queue import committing
 
     body = NotificationCreate.model_validate(
         {

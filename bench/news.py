@@ -116,9 +116,9 @@ def draft_body(index: int) -> dict[str, Any]:
 
 
 async def submitted_item(author: Any, index: int) -> uuid.UUID:
+    from core.after_commit import committing
     from news import service, workflow
     from news.schemas import NewsDraft
-    from workers.queue import committing
 
     body = NewsDraft.model_validate(draft_body(index))
     async with committing() as session:
@@ -131,9 +131,9 @@ async def approve(approver: Any, item_id: uuid.UUID) -> str:
     import dataclasses
 
     from auth.models import AuthSession
+    from core.after_commit import committing
     from core.db import utcnow
     from news import workflow
-    from workers.queue import committing
 
     # The approval needs a step-up verified in the last minutes (auth/step_up.py): the service
     # layer is driven directly here, so the publisher's session is one that has just verified.

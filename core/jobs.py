@@ -1,21 +1,28 @@
 """Jobs queued by a transaction are sent to the queue only after it commits.
 
-Services call ``defer(session, "job_name", *args, job_id=...)``; the transport that owns the
-transaction (API request, job, CLI) calls ``take_deferred(session)`` after a successful commit
-and hands the jobs to the queue (``workers.queue``). A rollback drops them with the change.
-If the enqueue itself fails after the commit, nothing is lost: PostgreSQL holds the work and
-the reconciler re-enqueues it.
+Services call ``defer(session, "job_name", *args, job_id=...)``; whoever owns the transaction
+(``core.after_commit.committing``, the API's request session) hands them, once the commit has
+succeeded, to the enqueuer that the process registered at start-up (``set_enqueuer``: the worker's
+start-up and the API app factory register arq's, ``workers/queue.py``). core knows only the
+callable, so the queue library stays behind ``workers/``. A rollback drops the jobs with the
+change. If the enqueue itself fails after the commit, nothing is lost: PostgreSQL holds the work
+and the reconciler re-enqueues it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+
+from core.logging import get_logger
+
+log = get_logger(__name__)
 
 _KEY = "chuong_deferred_jobs"
 
@@ -53,6 +60,31 @@ def defer(
 def take_deferred(session: AsyncSession) -> list[DeferredJob]:
     jobs: list[DeferredJob] = session.sync_session.info.pop(_KEY, None) or []
     return jobs
+
+
+Enqueuer = Callable[[list[DeferredJob]], Awaitable[None]]
+"""Sends jobs to the queue; best effort (it logs its own failures: the commit has happened)."""
+
+_enqueuer: Enqueuer | None = None
+
+
+def set_enqueuer(enqueuer: Enqueuer | None) -> None:
+    """Registered once at start-up by the process's transport."""
+    global _enqueuer
+    _enqueuer = enqueuer
+
+
+async def enqueue_deferred(session: AsyncSession) -> None:
+    """After a successful commit: send the jobs the transaction deferred."""
+    jobs = take_deferred(session)
+    if not jobs:
+        return
+    if _enqueuer is None:
+        # A process that commits deferred work must register an enqueuer at start-up; should one
+        # forget, the work is still in PostgreSQL and the reconciler queues it.
+        log.warning("enqueue_skipped", reason="no_enqueuer", jobs=len(jobs))
+        return
+    await _enqueuer(jobs)
 
 
 def _drop(sync_session: Session) -> None:

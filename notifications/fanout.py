@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
+from core.after_commit import committing
+from core.db import utcnow
 from core.jobs import defer
 from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
@@ -18,6 +21,11 @@ from notifications.service import queue_for
 PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
 FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
 RECIPIENTS_WAIT = dt.timedelta(seconds=1)
+SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the fan-out re-queues itself
+# ...and after this many pages (20,000 deliveries), so that it queues up behind the send jobs it
+# made: the fan-out stays a few pages ahead of the sends instead of writing a million rows first
+# (rows sent soon after they were written are still in PostgreSQL's buffers; see docs/delivery.md).
+SLICE_PAGES = 40
 
 # Arrays rather than a 500-row VALUES list: the statement is compiled once and cached, where a
 # multi-row ``insert().values([...])`` was recompiled for every page (15 % of worker CPU). The
@@ -43,6 +51,30 @@ _INSERT_PAGE_SQL = text(
     SELECT inserted, low_id, high_id FROM page
     """
 )
+
+
+async def fan_out(*, notification_id: uuid.UUID) -> int:
+    """Fan out for one slice (``SLICE_PAGES`` pages or ``SLICE_SECONDS``), a transaction per page,
+    then hand over to a fresh fan-out job. Returns how many pages it wrote."""
+    started = time.monotonic()
+    pages = 0
+    while True:
+        async with committing() as session:
+            more = await fan_out_page(session, notification_id=notification_id, now=utcnow())
+            pages += 1
+            if more and (pages >= SLICE_PAGES or time.monotonic() - started > SLICE_SECONDS):
+                notification = await session.get(Notification, notification_id)
+                assert notification is not None
+                defer(
+                    session,
+                    "fan_out",
+                    str(notification_id),
+                    job_id=f"fanout:{notification_id}:{notification.fanout_cursor}",
+                    queue=queue_for(notification.priority),
+                )
+                return pages
+        if not more:
+            return pages
 
 
 async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:

@@ -95,6 +95,16 @@ async def redis() -> AsyncIterator[Redis]:
     await close_redis()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _enqueue_through_arq() -> None:
+    """What transactions defer goes to arq after their commit, as the API app factory and the
+    worker's start-up arrange (core/jobs.py); tests also commit outside both."""
+    from core.jobs import set_enqueuer
+    from workers.queue import enqueue
+
+    set_enqueuer(enqueue)
+
+
 @pytest.fixture(autouse=True)
 def _reset_clock() -> Iterator[None]:
     clock.reset()

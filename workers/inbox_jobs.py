@@ -7,12 +7,12 @@ import time
 import uuid
 from typing import Any
 
+from core.after_commit import committing
 from core.config import get_settings
 from core.db import utcnow
 from core.jobs import defer
 from inbox import fanout
 from notifications.models import Notification
-from workers.queue import committing
 
 SLICE_SECONDS = 40.0  # inside the 60 s job timeout; the job hands over to a fresh one
 MAX_REQUEUES = 50

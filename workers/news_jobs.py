@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.after_commit import committing
 from core.db import utcnow
 from news import workflow
-from workers.queue import committing
 
 
 async def news_release(ctx: dict[str, Any], item_id: str) -> int:

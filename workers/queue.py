@@ -1,19 +1,16 @@
-"""Sending deferred jobs to arq (the only enqueue path; see core/jobs.py)."""
+"""Sending deferred jobs to arq (the only enqueue path): ``enqueue`` is the enqueuer that the
+worker's start-up (workers/settings.py) and the API app factory (api/app.py) register with
+``core.jobs.set_enqueuer``; ``core.after_commit.committing`` calls it after each commit."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.after_commit import run_after_commit
 from core.config import get_settings
-from core.db import transaction
-from core.jobs import DeferredJob, take_deferred
+from core.jobs import DeferredJob
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -61,13 +58,3 @@ async def enqueue(jobs: list[DeferredJob]) -> None:
                 )
     except Exception as exc:  # Redis down, hung or flushed: the reconciler recovers
         log.warning("enqueue_failed", error=type(exc).__name__, jobs=len(jobs))
-
-
-@asynccontextmanager
-async def committing() -> AsyncIterator[AsyncSession]:
-    """A transaction whose deferred jobs are enqueued (and after-commit steps run) once it has
-    committed."""
-    async with transaction() as session:
-        yield session
-    await enqueue(take_deferred(session))
-    await run_after_commit(session)

@@ -13,7 +13,7 @@ from arq import cron
 from core.config import get_settings
 from core.context import RequestContext, set_context
 from core.db import dispose_engine
-from core.jobs import HIGH_QUEUE
+from core.jobs import HIGH_QUEUE, set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready
 from notifications import cancellation
@@ -23,7 +23,7 @@ from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
 from workers.news_jobs import news_release, news_tick
-from workers.queue import close_pool, redis_settings
+from workers.queue import close_pool, enqueue, redis_settings
 from workers.sms_jobs import sms_fallback
 from workers.tracking_jobs import tracking_send, tracking_sweep
 
@@ -34,6 +34,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ensure_production_ready(settings)
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
+    set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
     ctx["providers"] = LazyProviders(lambda: build_providers(settings))
     if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
         from prometheus_client import start_http_server

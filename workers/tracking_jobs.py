@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from core.after_commit import committing
 from core.config import get_settings
 from core.db import utcnow
 from core.jobs import HIGH_QUEUE, defer
@@ -18,7 +19,6 @@ from tracking import sender
 from tracking.calendar import load_calendar
 from tracking.rules import get_rules
 from tracking.sweep import sweep
-from workers.queue import committing
 
 SLICE_SECONDS = 40.0  # inside the 60 s job timeout; the sweep queues a fresh sender after
 MAX_SENDERS = 4

@@ -11,7 +11,6 @@ from devices.models import Device
 from notifications import fanout
 from tests.news.helpers import apns, approve, fcm, make_desk, news_item, readers, submitted
 from tests.notifications.helpers import load, run_workers
-from workers import delivery_jobs
 from workers.delivery_jobs import fan_out, send_batch
 from workers.news_jobs import news_tick
 
@@ -95,7 +94,6 @@ async def test_language_province_and_app_version_narrow_the_audience(client, emu
 async def test_cancel_mid_send_stops_new_provider_requests(client, emulator, worker_ctx, monkeypatch):
     # Batches of 5 instead of 500, so that 20 devices make four batches.
     monkeypatch.setattr(fanout, "PAGE_SIZE", 5)
-    monkeypatch.setattr(delivery_jobs, "SEND_BATCH", 5)
     devices = fcm(20)
     await readers(devices)
     desk = await make_desk(client)
@@ -217,7 +215,6 @@ async def test_recall_needs_a_fresh_step_up(client, redis, step):
 
 async def test_cancel_during_fan_out_stops_the_fan_out_too(client, emulator, worker_ctx, monkeypatch):
     monkeypatch.setattr(fanout, "PAGE_SIZE", 5)
-    monkeypatch.setattr(delivery_jobs, "SEND_BATCH", 5)
     await readers(fcm(20))
     desk = await make_desk(client)
     item = await send_now(client, desk)

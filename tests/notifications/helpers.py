@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from auth.roles import Role
+from core.after_commit import committing
 from core.db import transaction
 from core.jobs import BULK_QUEUE, HIGH_QUEUE
 from notifications import service as notification_service
@@ -19,7 +20,6 @@ from notifications.models import Delivery, Notification
 from notifications.policy import ApprovedRelease
 from notifications.schemas import NotificationCreate
 from tests.support.factories import make_account, make_unit, sign_in
-from workers.queue import committing
 from workers.settings import WorkerSettings
 
 

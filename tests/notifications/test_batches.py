@@ -10,11 +10,12 @@ from core.config import get_settings
 from core.db import transaction
 from notifications import outbox
 from notifications import service as notifications
+from notifications.delivery import _record
 from notifications.models import DeliveryBatch
 from notifications.providers.base import SendResult
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, load
-from workers.delivery_jobs import _record, fan_out, purge, reconcile, send_batch
+from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 
 
 async def _fanned_out(client, worker_ctx, count: int = 3) -> uuid.UUID:

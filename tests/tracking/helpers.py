@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from auth.models import Unit
 from auth.roles import Role
 from core import clock
+from core.after_commit import committing
 from core.db import transaction
 from core.workcalendar import TIMEZONE
 from notifications.models import Notification
@@ -23,7 +24,6 @@ from tracking.calendar import load_calendar
 from tracking.models import Reminder
 from tracking.rules import get_rules
 from tracking.sweep import SweepResult, sweep
-from workers.queue import committing
 
 
 def set_clock(local: str) -> dt.datetime:

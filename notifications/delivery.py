@@ -1,0 +1,256 @@
+"""Sending one batch of a notification: claim it, send it in pipelined chunks, record each
+chunk's results and settle the batch (done, or open until its earliest retry).
+
+The use case owns its transactions (a claim, one record per chunk, a settle: no transaction
+stays open across network calls) and is idempotent: arq may run a send job twice, and the
+reconciler may queue extra copies; the outbox's leases and ``SKIP LOCKED`` make the extra
+copies find nothing to do. The send job (workers/delivery_jobs.py) only hands it the worker's
+providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.after_commit import committing
+from core.config import get_settings
+from core.db import transaction, utcnow
+from core.jobs import defer
+from notifications import breaker, cancellation, dispatch, fanout, outbox
+from notifications import service as notifications_service
+from notifications.models import Notification
+from notifications.payloads import PushSpec
+from notifications.providers.base import STOPPED, PushProvider, SendResult
+from notifications.service import queue_for, spec_of
+
+SEND_CHUNKS = 2  # a batch is sent in pipelined chunks (see _send_batch)
+
+_SLOTS: dict[int, asyncio.Semaphore] = {}
+
+
+def _send_slots() -> asyncio.Semaphore:
+    # Per process (arq hands every job a fresh copy of its context, so the semaphore cannot live
+    # there).
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _SLOTS:
+        _SLOTS[loop_id] = asyncio.Semaphore(get_settings().send_batches_in_flight)
+    return _SLOTS[loop_id]
+
+
+async def send_batch(
+    *, notification_id: uuid.UUID, low_id: int | None, providers: Mapping[str, PushProvider]
+) -> dict[str, int]:
+    """Send the due rows of one batch of a notification: the fan-out page starting at ``low_id``
+    or, without one, its most overdue open batch."""
+    # Leased-but-unrecorded rows are what a killed worker sends twice; holding at most
+    # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
+    async with _send_slots():
+        # Subscribed before claiming, so a cancel committed after the claim is heard here.
+        await cancellation.listening()
+        return await _send_batch(notification_id, low_id, providers)
+
+
+_SPECS: dict[uuid.UUID, PushSpec] = {}
+_SPECS_KEPT = 64
+
+
+async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
+    """What a notification's pushes say, read once per process: it never changes after creation,
+    and a broadcast to a million devices has 2,000 batches."""
+    spec = _SPECS.get(notification_id)
+    if spec is None:
+        async with transaction() as session:
+            notification = await session.get(Notification, notification_id)
+            if notification is None:
+                return None
+            spec = spec_of(notification)
+        if len(_SPECS) >= _SPECS_KEPT:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[notification_id] = spec
+    return spec
+
+
+async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
+    now = utcnow()
+    async with committing() as session:
+        claim = await outbox.claim(session, notification_id=nid, now=now, low_id=low_id)
+        if claim is None:
+            # Nothing to lease; if that is because the notification outlived its TTL, say so now
+            # rather than at the reconciler's next tick.
+            notification = await session.get(Notification, nid)
+            if (
+                notification is not None
+                and notification.status not in fanout.FINAL_STATUSES
+                and notification.expires_at <= now
+            ):
+                await outbox.expire_overdue(session, notification_id=nid, now=now)
+                await outbox.finish_if_done(session, notification_id=nid, now=now)
+        return claim
+
+
+async def _still_sending(nid: uuid.UUID) -> bool:
+    """Read once the previous chunk's requests have all been answered, right before the next
+    chunk would start: a cancel (or the TTL) that came while a chunk was on the wire stops the
+    batch there even when the cancel signal did not reach this process (Redis down). One query
+    per chunk, none per message."""
+    if cancellation.stopped(str(nid)):
+        return False
+    async with transaction() as session:
+        row = (
+            await session.execute(
+                select(Notification.status, Notification.expires_at).where(Notification.id == nid)
+            )
+        ).first()
+    return row is not None and row.status not in fanout.FINAL_STATUSES and row.expires_at > utcnow()
+
+
+async def _record(
+    claim: outbox.Claim,
+    results: list[tuple[outbox.ClaimedDelivery, SendResult]],
+    *,
+    last: bool,
+    priority: str,
+) -> Counter[str]:
+    now = utcnow()
+    async with committing() as session:
+        summary = await outbox.record(
+            session,
+            notification_id=claim.notification_id,
+            expires_at=claim.expires_at,
+            results=results,
+            now=now,
+        )
+        if last:
+            await _let_go(session, claim, priority=priority, status=summary.status, now=now)
+    return Counter(
+        sent=summary.sent, invalid=summary.invalid, failed=summary.failed, retrying=summary.retrying
+    )
+
+
+async def _let_go(
+    session: AsyncSession, claim: outbox.Claim, *, priority: str, status: str | None, now: dt.datetime
+) -> None:
+    """Settle the batch: if the notification was cancelled meanwhile, what was not sent is
+    cancelled; if rows remain open (retries, pacing hand-backs), a job is queued for when the
+    earliest is due."""
+    nid = claim.notification_id
+    if status is None:
+        status = await session.scalar(select(Notification.status).where(Notification.id == nid))
+    if status == "cancelled":
+        notification = await session.get(Notification, nid)
+        assert notification is not None
+        await outbox.settle(session, claim)
+        await notifications_service.cancel_remaining(session, notification=notification, now=now)
+        return
+    next_at = await outbox.settle(session, claim)
+    if next_at is not None and claim.expires_at <= now:
+        # The TTL passed while the batch was sent: what it did not send fails as expired now.
+        await outbox.expire_overdue(session, notification_id=nid, now=now)
+        await outbox.finish_if_done(session, notification_id=nid, now=now)
+        return
+    if next_at is not None:
+        defer(
+            session,
+            "send_batch",
+            str(nid),
+            claim.low_id,
+            claim.high_id,
+            job_id=f"retry:{nid}:{claim.low_id}:{int(next_at.timestamp())}",
+            queue=queue_for(priority),
+            defer_until=next_at,
+        )
+
+
+async def _send_batch(
+    nid: uuid.UUID, low_id: int | None, providers: Mapping[str, PushProvider]
+) -> dict[str, int]:
+    """One batch in SEND_CHUNKS chunks, pipelined: the next chunk's badges are worked out while
+    the current one is on the wire, and a chunk's results are written while the next one is
+    sent. The rows leased but not yet recorded never exceed one batch, so a killed worker
+    re-sends at most one batch. A cancel stops it between two requests (the providers consult
+    notifications/cancellation.py) or, failing that signal, before the next chunk."""
+    claim = await _claim(nid, low_id)
+    if claim is None:
+        return {"claimed": 0}
+    # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
+    cancellation.hold(str(nid), claim.batch_id)
+    try:
+        return await _send_held(claim, providers)
+    finally:
+        cancellation.release(str(nid), claim.batch_id)
+
+
+async def _send_held(claim: outbox.Claim, providers: Mapping[str, PushProvider]) -> dict[str, int]:
+    nid = claim.notification_id
+    spec = await _spec(nid)
+    totals: Counter[str] = Counter()
+    claimed = claim.deliveries
+    if spec is None or not claimed:
+        async with committing() as session:
+            await _let_go(
+                session, claim, priority=spec.priority if spec else "normal", status=None, now=utcnow()
+            )
+        return {"claimed": 0}
+    size = max(1, -(-len(claimed) // SEND_CHUNKS))
+    chunks = [claimed[i : i + size] for i in range(0, len(claimed), size)]
+    alert = get_settings().sensitive_visible_alert
+    recording: asyncio.Task[Counter[str]] | None = None
+    preparing: asyncio.Task[dict[uuid.UUID, int]] | None = None
+    checking: asyncio.Task[bool] | None = None
+    try:
+        badges = await dispatch.batch_badges(spec, chunks[0])
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            totals["claimed"] += len(chunk)
+            sending = asyncio.ensure_future(
+                dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
+            )
+            preparing = (
+                None if last else asyncio.ensure_future(dispatch.batch_badges(spec, chunks[index + 1]))
+            )
+            results = await sending
+            # Read now, not when the chunk started (a cancel that came while the chunk was at the
+            # provider went unseen then), and overlapping the writes below.
+            checking = None if last else asyncio.ensure_future(_still_sending(nid))
+            started = [pair for pair in results if pair[1] is not STOPPED]
+            cancelled_midway = len(started) < len(results)
+            if cancelled_midway:
+                # The requests that had not started stay unrecorded (due), and letting the batch
+                # go below cancels them.
+                totals["stopped"] += len(results) - len(started)
+                results = started
+            await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
+            if recording is not None:
+                totals.update(await recording)
+            stop = (checking is not None and not await checking) or cancelled_midway
+            checking = None
+            next_badges = await preparing if preparing is not None else {}
+            preparing = None
+            recording = asyncio.ensure_future(
+                _record(claim, results, last=last or stop, priority=spec.priority)
+            )
+            if stop:
+                break
+            badges = next_badges
+        assert recording is not None
+        totals.update(await recording)
+        recording = None
+    except BaseException:
+        # The batch stays leased and is sent again once the lease ends; results already in hand
+        # are still written, so what was sent is not sent again.
+        for task in (preparing, checking):
+            if task is not None:
+                task.cancel()
+        if recording is not None and not recording.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(recording)
+        raise
+    return dict(totals)
