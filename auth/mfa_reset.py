@@ -17,7 +17,6 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit, mfa
@@ -27,7 +26,7 @@ from auth.principal import Principal
 from auth.roles import Permission, Role, can_grant
 from auth.sessions import revoke_all_sessions
 from auth.step_up import require_fresh_step_up
-from core.db import utcnow
+from core.db import flush_unique, utcnow
 from core.errors import Conflict, Forbidden, NotFound
 
 REQUEST_TTL = dt.timedelta(hours=24)
@@ -103,11 +102,10 @@ async def request_reset(
         status="pending",
     )
     session.add(request)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("An MFA reset is already waiting for confirmation", code="mfa_reset_pending") from exc
+    await flush_unique(
+        session,
+        conflict=Conflict("An MFA reset is already waiting for confirmation", code="mfa_reset_pending"),
+    )
     audit.record(
         session,
         action="mfa_reset.requested",

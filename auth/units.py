@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
 from auth.models import Unit
 from auth.principal import Principal
+from core.db import flush_unique
 from core.errors import Conflict, NotFound
 
 UNIT_KINDS = ("central", "ministry", "agency", "province", "district", "commune", "department", "portal")
@@ -60,11 +60,9 @@ async def create_unit(
 
 
 async def _flush_unique(session: AsyncSession) -> None:
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("A unit with this code already exists", code="unit_code_taken") from exc
+    await flush_unique(
+        session, conflict=Conflict("A unit with this code already exists", code="unit_code_taken")
+    )
 
 
 async def get_unit(session: AsyncSession, *, principal: Principal, unit_id: uuid.UUID) -> Unit:

@@ -11,7 +11,6 @@ import json
 import uuid
 
 from sqlalchemy import exists, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit, mfa_reset
@@ -26,7 +25,7 @@ from auth.step_up import require_fresh_step_up
 from auth.throttle import unlock
 from auth.units import get_unit
 from core.crypto import decrypt_text, encrypt_text
-from core.db import utcnow
+from core.db import flush_unique, utcnow
 from core.errors import BadRequest, Conflict, Forbidden, Unauthorized
 
 # Granting these roles is a sensitive action: a fresh step-up, whatever the door.
@@ -61,11 +60,7 @@ async def create_user(session: AsyncSession, *, principal: Principal, body: User
         created_by_id=principal.user.id if principal.user else None,
     )
     session.add(user)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("This username is taken", code="username_taken") from exc
+    await flush_unique(session, conflict=Conflict("This username is taken", code="username_taken"))
     audit.record(
         session,
         action="user.created",

@@ -13,13 +13,14 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import URL, DateTime, MetaData, func, text
-from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.clock import utcnow
 from core.config import get_settings
+from core.errors import ChuongError
 
 __all__ = [
     "Base",
@@ -29,6 +30,7 @@ __all__ = [
     "allow_long_statements",
     "connect_args",
     "detached_transaction",
+    "flush_unique",
     "get_engine",
     "get_sessionmaker",
     "is_bounded_wait",
@@ -189,6 +191,16 @@ async def detached_transaction() -> AsyncIterator[AsyncSession]:
     (and the caller must not hold the rows it writes: see ``abandon``)."""
     async with _committed(_get_detached_sessionmaker()) as session:
         yield session
+
+
+async def flush_unique(session: AsyncSession, *, conflict: ChuongError) -> None:
+    """Flush inside a savepoint and turn a unique violation into ``conflict`` (409): the rest of
+    the request's transaction stays usable, and the refusal can still be audited."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise conflict from exc
 
 
 async def allow_long_statements(session: AsyncSession, *, seconds: int) -> None:
