@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
-from auth.audit.query import AuditFilter, AuditScope, encode_cursor, iter_rows
+from auth.audit.query import COLUMNS, AuditFilter, AuditScope, encode_cursor, iter_rows
 from core.db import get_sessionmaker
 
 BOM = "\ufeff"
@@ -27,25 +27,11 @@ VN_TIME = dt.timezone(dt.timedelta(hours=7), "ICT")
 # Line feed is not in the OWASP list but is just as invisible at the start of a cell.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
-HEADER = (
-    "seq",
-    "occurred_at_utc",
-    "occurred_at_vn",
-    "actor_kind",
-    "actor_id",
-    "on_behalf_of_id",
-    "unit_id",
-    "action",
-    "object_type",
-    "object_id",
-    "outcome",
-    "request_id",
-    "ip",
-    "user_agent",
-    "details",
-    "prev_hash",
-    "hash",
-)
+# A timestamp column is shown twice: in UTC and in Vietnam's time.
+_SHOWN_AS = {"occurred_at": ("occurred_at_utc", "occurred_at_vn")}
+# The table's columns in their order (the ones the export reads, auth/audit/query.py), so a column
+# added to the model reaches the file without a second list to keep in step.
+HEADER = tuple(name for column in COLUMNS for name in _SHOWN_AS.get(column.name, (column.name,)))
 
 
 def neutralise(cell: str) -> str:

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from auth.audit.export import BOM, neutralise, stream_csv
+from auth.audit.export import BOM, HEADER, neutralise, stream_csv
 from auth.audit.query import AuditFilter, AuditScope, decode_cursor
 from tests.audit.helpers import create_unit_via_api, make_tree, write_rows
 from tests.support.factories import sign_in
@@ -18,6 +18,29 @@ PAYLOADS = ("=cmd|' /C calc'!A0", "+1", "-1", "@SUM(1)", "\t=1+1", "\r=1+1")
 def parse(body: bytes) -> list[dict[str, str]]:
     assert body.startswith(BOM.encode("utf-8"))
     return list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+
+
+def test_the_header_follows_the_table_and_keeps_the_file_format():
+    # The columns come from the model (auth/audit/models.py); the file's columns stay these.
+    assert HEADER == (
+        "seq",
+        "occurred_at_utc",
+        "occurred_at_vn",
+        "actor_kind",
+        "actor_id",
+        "on_behalf_of_id",
+        "unit_id",
+        "action",
+        "object_type",
+        "object_id",
+        "outcome",
+        "request_id",
+        "ip",
+        "user_agent",
+        "details",
+        "prev_hash",
+        "hash",
+    )
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
