@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select, text, update
+from sqlalchemy import Time, exists, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -22,6 +22,7 @@ from core.workcalendar import WorkCalendar
 from tracking import notify
 from tracking.events import local_date
 from tracking.models import Kpi, Preference, Reminder, Task
+from tracking.quiet import in_quiet_hours
 from tracking.rules import Rules
 
 MAX_DIGEST_LISTED = 5
@@ -160,12 +161,16 @@ async def send_pending(session: AsyncSession, *, now: dt.datetime, rules: Rules,
     return len(claimed)
 
 
-def _quiet(pref: Preference | None, local_time: dt.time) -> bool:
-    if pref is None or pref.quiet_start is None or pref.quiet_end is None:
-        return False
-    if pref.quiet_start < pref.quiet_end:
-        return pref.quiet_start <= local_time < pref.quiet_end
-    return local_time >= pref.quiet_start or local_time < pref.quiet_end
+async def quiet_users(
+    session: AsyncSession, *, user_ids: list[uuid.UUID], local_time: dt.time
+) -> set[uuid.UUID]:
+    """Those of ``user_ids`` in their quiet hours at ``local_time``, by the sweep's own rule
+    (tracking/quiet.py)."""
+    if not user_ids:
+        return set()
+    quiet = in_quiet_hours(Preference.quiet_start, Preference.quiet_end, literal(local_time, Time))
+    found = await session.execute(select(Preference.user_id).where(Preference.user_id.in_(user_ids), quiet))
+    return set(found.scalars())
 
 
 async def send_digests(
@@ -198,8 +203,9 @@ async def send_digests(
         ).scalars()
     )
     sent = 0
+    quiet = await quiet_users(session, user_ids=users, local_time=local.time())
     for user_id in users:
-        if _quiet(await session.get(Preference, user_id), local.time()):
+        if user_id in quiet:
             continue
         claim = await session.execute(
             insert(Reminder)

@@ -28,6 +28,7 @@ from sqlalchemy.types import DateTime, Integer, String, Time
 
 from auth.models import Unit
 from core.workcalendar import WorkCalendar
+from tracking.quiet import in_quiet_hours_sql
 from tracking.rules import Rules
 
 # How far around "today" a due date is looked for: back for overdue steps (≤ 60 working days),
@@ -101,11 +102,9 @@ _RECIPIENTS = """
        AND u.unit_id = COALESCE(:agency, CAST(split_part(lu.path, '/', 1) AS uuid))
 """
 
-_QUIET = """
-    p.quiet_start IS NOT NULL AND CASE
-        WHEN p.quiet_start < p.quiet_end THEN :local_time >= p.quiet_start AND :local_time < p.quiet_end
-        ELSE :local_time >= p.quiet_start OR :local_time < p.quiet_end END
-"""
+# The recipient's preferences (p) at the sweep's local time: the rule of tracking/quiet.py, which
+# the digest sender runs too.
+_QUIET = in_quiet_hours_sql("p.quiet_start", "p.quiet_end", ":local_time")
 
 _EMERGENCY = "(t.priority = ANY(:emergency))"
 # Constant SQL fragments composed at import; every value is a bound parameter.
