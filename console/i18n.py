@@ -3,19 +3,19 @@
 Templates and code mark strings with ``_()``; ``pybabel extract -F console/babel.cfg`` collects
 them into ``console/locales/messages.pot`` and ``pybabel update`` merges them into each
 language's ``messages.po``. The ``.po`` files are the source of truth and are compiled in memory
-when the console starts (no compiled ``.mo`` to forget to rebuild after a fresh clone).
+when the console starts (no compiled ``.mo`` to forget to rebuild after a fresh clone), as the
+server-side texts' catalogues are (core/i18n.py).
 """
 
 from __future__ import annotations
 
-import io
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
+from babel.support import NullTranslations
+
+from core.i18n import compile_po
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 LANGUAGES = ("vi", "en")
@@ -30,12 +30,7 @@ def translations(language: str) -> NullTranslations:
     po_file = LOCALES_DIR / language / "LC_MESSAGES" / "messages.po"
     if not po_file.exists():
         return NullTranslations()
-    with po_file.open("rb") as source:
-        catalog = read_po(source, locale=language)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return Translations(fp=buffer)
+    return compile_po(po_file, language)
 
 
 def pick_language(cookie: str | None, accept_language: str | None) -> str:

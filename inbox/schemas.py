@@ -6,21 +6,19 @@ import datetime as dt
 import uuid
 from typing import Literal
 
+from core.i18n import language_for, translate
 from core.links import safe_link
 from core.schemas import RequestModel, ResponseModel
-from devices.locales import DEFAULT_LANGUAGE
+from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
 from inbox.service import Item
-from notifications.payloads import GENERIC_LINE
 
 App = Literal["portal", "tracking"]
-WITHDRAWN_LINE = {
-    "vi": "Tin này đã được thu hồi",
-    "en": "This story has been withdrawn",
-    "zh": "此新闻已撤回",
-    "fr": "Cet article a été retiré",
-    "es": "Esta noticia ha sido retirada",
-    "ru": "Эта новость отозвана",
-}
+# Lines of the catalogue (core/locales): the push's own generic line stands in for hidden content.
+GENERIC_LINE_KEY = "push.generic_line"
+WITHDRAWN_LINE_KEY = "inbox.withdrawn_line"
+# The withdrawal line in every language, for the recall that replaces a story's texts with it
+# (news/workflow.py).
+WITHDRAWN_LINE = {language: translate(WITHDRAWN_LINE_KEY, language) for language in SUPPORTED_LANGUAGES}
 
 
 class InboxItemOut(ResponseModel):
@@ -74,8 +72,8 @@ def render(item: Item, *, language: str, full: bool) -> InboxItemOut:
     hidden = notification.sensitivity != "public" and not full
     if hidden:
         # The generic line exists in every language, whatever languages the content has.
-        language = language if language in GENERIC_LINE else DEFAULT_LANGUAGE
-        title, body, deep_link, data = GENERIC_LINE[language], None, None, {}
+        language = language_for(GENERIC_LINE_KEY, language)
+        title, body, deep_link, data = translate(GENERIC_LINE_KEY, language), None, None, {}
     else:
         language = language if language in notification.title else DEFAULT_LANGUAGE
         title = notification.title.get(language) or notification.title[DEFAULT_LANGUAGE]
@@ -86,8 +84,8 @@ def render(item: Item, *, language: str, full: bool) -> InboxItemOut:
             deep_link, data = None, {}
     withdrawn = notification.withdrawn_at is not None
     if withdrawn:
-        language = language if language in WITHDRAWN_LINE else DEFAULT_LANGUAGE
-        title, body, deep_link, data = WITHDRAWN_LINE[language], None, None, {}
+        language = language_for(WITHDRAWN_LINE_KEY, language)
+        title, body, deep_link, data = translate(WITHDRAWN_LINE_KEY, language), None, None, {}
     return InboxItemOut(
         id=notification.id,
         app=notification.app,

@@ -18,21 +18,16 @@ from firebase_admin import messaging
 
 from core.clock import utcnow
 from core.errors import Unprocessable
+from core.i18n import translate
 from core.links import safe_link
 from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
 
 MAX_PAYLOAD_BYTES = 4096
-GENERIC_LINE = {
-    "vi": "Bạn có thông báo mới",
-    "en": "You have a new notification",
-    "zh": "您有一条新通知",
-    "fr": "Vous avez une nouvelle notification",
-    "es": "Tiene una nueva notificación",
-    "ru": "У вас новое уведомление",
-}
 # Badges above this are sent as this (the apps show "99+"); it also bounds the badge query.
 BADGE_CAP = 99
-TITLE = {"vi": "Chuông", "en": "Chuông", "zh": "Chuông", "fr": "Chuông", "es": "Chuông", "ru": "Chuông"}
+# The visible alert of a sensitive push: the service's name and a generic line (core/locales).
+TITLE_KEY = "push.title"
+GENERIC_LINE_KEY = "push.generic_line"
 
 
 @dataclass(frozen=True)
@@ -95,8 +90,8 @@ def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True)
         if not visible_generic_alert:
             return RenderedPush(title=None, body=None, data=data, language=language)
         return RenderedPush(
-            title=TITLE.get(language, TITLE["vi"]),
-            body=GENERIC_LINE.get(language, GENERIC_LINE["vi"]),
+            title=translate(TITLE_KEY, language),
+            body=translate(GENERIC_LINE_KEY, language),
             data=data,
             language=language,
         )

@@ -17,18 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.principal import Principal
 from core.workcalendar import TIMEZONE
-from tracking import notify
+from tracking import notify, texts
 from tracking.rules import get_rules
 
-_TITLES = {
-    "tracking.assigned": ("Nhiệm vụ mới được giao", "Bạn được giao {n} nhiệm vụ mới"),
-    "tracking.deadline_changed": ("Thời hạn nhiệm vụ thay đổi", "Thời hạn của {n} nhiệm vụ thay đổi"),
-    "tracking.report_rejected": (
-        "Báo cáo bị trả lại, cần chỉnh sửa",
-        "{n} báo cáo bị trả lại, cần chỉnh sửa",
-    ),
-    "tracking.report_approved": ("Báo cáo đã được phê duyệt", "{n} báo cáo đã được phê duyệt"),
-}
+# Each event kind has three texts in the catalogue (core/locales): ``<kind>.title`` for one task,
+# ``<kind>.summary`` for several, ``<kind>.detail`` for the line of one task.
 MAX_LISTED = 5
 
 
@@ -47,25 +40,35 @@ def _events_of(row: dict[str, Any], before: Any) -> list[tuple[str, list[uuid.UU
         else:
             newly = [u for u in responsible if u not in set(before.responsible_user_ids)]
         if newly:
-            found.append(("tracking.assigned", newly, f"{head}. Thời hạn: {local_date(row['deadline'])}."))
+            detail = texts.render("tracking.assigned.detail", head=head, deadline=local_date(row["deadline"]))
+            found.append(("tracking.assigned", newly, detail))
         if before is not None and before.deadline != row["deadline"]:
             others = [u for u in responsible if u not in set(newly)]
             if others:
-                found.append(
-                    (
-                        "tracking.deadline_changed",
-                        others,
-                        f"{head}. Thời hạn mới: {local_date(row['deadline'])} "
-                        f"(trước đây {local_date(before.deadline)}).",
-                    )
+                detail = texts.render(
+                    "tracking.deadline_changed.detail",
+                    head=head,
+                    deadline=local_date(row["deadline"]),
+                    previous=local_date(before.deadline),
                 )
+                found.append(("tracking.deadline_changed", others, detail))
     report = row["report_status"]
     changed = before is None or (before.report_status, before.report_note) != (report, row["report_note"])
     if changed and report == "rejected":
-        found.append(("tracking.report_rejected", responsible, f"{head}. Lý do: {row['report_note'] or ''}"))
+        detail = texts.render("tracking.report_rejected.detail", head=head, reason=row["report_note"] or "")
+        found.append(("tracking.report_rejected", responsible, detail))
     elif changed and report == "approved" and (before is None or before.report_status != "approved"):
-        found.append(("tracking.report_approved", responsible, f"{head}."))
+        detail = texts.render("tracking.report_approved.detail", head=head)
+        found.append(("tracking.report_approved", responsible, detail))
     return [event for event in found if event[1]]
+
+
+def summary(kind: str, details: Sequence[str]) -> tuple[str, str]:
+    """Title and body of the one notification for several tasks with the same event."""
+    body = "; ".join(details[:MAX_LISTED])
+    if len(details) > MAX_LISTED:
+        body = texts.render("tracking.summary.more", listed=body, more=len(details) - MAX_LISTED)
+    return texts.render(f"{kind}.summary", n=len(details)), body
 
 
 async def announce_task_changes(
@@ -85,15 +88,13 @@ async def announce_task_changes(
             groups[key].append((row, detail))
     sent = 0
     for (kind, classified, audience, emergency), items in groups.items():
-        single, many = _TITLES[kind]
         if len(items) == 1:
             row, detail = items[0]
-            title, body, link = single, detail, notify.task_link(row["id"])
+            title, body, link = texts.render(f"{kind}.title"), detail, notify.task_link(row["id"])
             data = {"task_id": str(row["id"]), "task_code": row["code"]}
         else:
-            listed = "; ".join(detail for _, detail in items[:MAX_LISTED])
-            more = f" và {len(items) - MAX_LISTED} nhiệm vụ khác" if len(items) > MAX_LISTED else ""
-            title, body, link, data = many.format(n=len(items)), listed + more, "chuong-tracking://tasks", {}
+            title, body = summary(kind, [detail for _, detail in items])
+            link, data = "chuong-tracking://tasks", {}
         message = notify.Message(
             kind=kind,
             title=title,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.principal import Principal
 from notifications import service as notifications
 from notifications.schemas import Audience, NotificationCreate
+from tracking import texts
 from tracking.rules import Rules
 
 # The sweep and the sender act for the service itself, not for a person or a connected system:
@@ -21,8 +22,8 @@ from tracking.rules import Rules
 # construction (the task's own people, its unit's leaders, the standing agency).
 SYSTEM_SENDER_ID = uuid.UUID("00000000-0000-4000-8000-0000000c4a9e")
 REMINDER_TTL_SECONDS = 3 * 24 * 3600
-CLASSIFIED_TITLE = "Nhiệm vụ mật có cập nhật"
-CLASSIFIED_BODY = "Bạn có một thông báo về nhiệm vụ mật. Vui lòng mở ứng dụng để xem."
+CLASSIFIED_TITLE = texts.render("tracking.classified.title")
+CLASSIFIED_BODY = texts.render("tracking.classified.body")
 MAX_AUDIENCE = 10_000
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core.workcalendar import WorkCalendar
-from tracking import notify
+from tracking import notify, texts
 from tracking.events import local_date
 from tracking.models import Kpi, Preference, Reminder, Task
 from tracking.quiet import in_quiet_hours
@@ -39,28 +39,27 @@ class Subject:
 
 
 def _text(rule: str, occurrence: str, subject: Subject, rules: Rules) -> tuple[str, str]:
-    head = f"{subject.code}: {subject.name}"
+    """The reminder's title and body (catalogue keys ``tracking.reminder.…``)."""
+    params = {"head": f"{subject.code}: {subject.name}", "due": subject.due}
     if rule == "deadline":
         days = int(occurrence.split(":", 1)[0][1:])
-        title = "Nhiệm vụ đến hạn hôm nay" if days == 0 else "Nhắc hạn nhiệm vụ"
-        return title, f"{head}. Hạn hoàn thành: {subject.due}."
-    if rule == "overdue":
+        title = "tracking.reminder.deadline.today.title" if days == 0 else "tracking.reminder.deadline.title"
+        body = "tracking.reminder.deadline.body"
+    elif rule == "overdue":
         step, target = occurrence.split(":")[:2]
         if target == "responsible":
-            return "Nhiệm vụ quá hạn", f"{head} đã quá hạn từ {subject.due}. Vui lòng cập nhật tiến độ."
-        who = "đơn vị chủ trì" if target == "unit_leaders" else "cơ quan thường trực"
-        return (
-            f"Cảnh báo nhiệm vụ quá hạn ({who})",
-            f"{head} quá hạn {step[1:]} ngày làm việc (hạn {subject.due}) và chưa hoàn thành.",
-        )
-    if rule == "confirm":
-        hours = f"{rules.confirm_window_hours:g}"
-        if occurrence.startswith("half:"):
-            return "Xác nhận nhiệm vụ được giao", (
-                f"{head}. Vui lòng xác nhận hoặc phản hồi trong {hours} giờ làm việc kể từ khi nhận."
-            )
-        return "Nhiệm vụ chưa được xác nhận", f"{head} chưa được xác nhận sau {hours} giờ làm việc."
-    return "Nhắc hạn báo cáo chỉ số", f"{head}. Hạn báo cáo: {subject.due}."
+            title, body = "tracking.reminder.overdue.title", "tracking.reminder.overdue.body"
+        else:
+            who = "unit_leaders" if target == "unit_leaders" else "standing_agency"
+            title, body = f"tracking.reminder.overdue.{who}.title", "tracking.reminder.overdue.escalated.body"
+            params["days"] = step[1:]
+    elif rule == "confirm":
+        step = "half" if occurrence.startswith("half:") else "expiry"
+        title, body = f"tracking.reminder.confirm.{step}.title", f"tracking.reminder.confirm.{step}.body"
+        params["hours"] = f"{rules.confirm_window_hours:g}"
+    else:
+        title, body = "tracking.reminder.report.title", "tracking.reminder.report.body"
+    return texts.render(title), texts.render(body, **params)
 
 
 async def _subjects(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subject]:
@@ -173,6 +172,17 @@ async def quiet_users(
     return set(found.scalars())
 
 
+def _digest_body(count: int, listed: list[str]) -> str:
+    """How many items, and the codes of the first few that may be named."""
+    if not listed:
+        return texts.render("tracking.digest.body", count=count)
+    shown = ", ".join(listed[:MAX_DIGEST_LISTED])
+    if len(listed) > MAX_DIGEST_LISTED:
+        more = len(listed) - MAX_DIGEST_LISTED
+        return texts.render("tracking.digest.body_listed_more", count=count, listed=shown, more=more)
+    return texts.render("tracking.digest.body_listed", count=count, listed=shown)
+
+
 async def send_digests(
     session: AsyncSession, *, now: dt.datetime, calendar: WorkCalendar, rules: Rules
 ) -> int:
@@ -245,18 +255,10 @@ async def send_digests(
         if not live:
             continue
         listed = [subjects[row.subject_id].code for row in live if not subjects[row.subject_id].classified]
-        body = f"Bạn có {len(live)} việc cần chú ý hôm nay"
-        if listed:
-            body += ": " + ", ".join(listed[:MAX_DIGEST_LISTED])
-            body += (
-                f" và {len(listed) - MAX_DIGEST_LISTED} việc khác."
-                if len(listed) > MAX_DIGEST_LISTED
-                else "."
-            )
         message = notify.Message(
             kind="tracking.digest",
-            title="Tổng hợp nhắc việc trong ngày",
-            body=body,
+            title=texts.render("tracking.digest.title"),
+            body=_digest_body(len(live), listed),
             recipients=[user_id],
             deep_link="chuong-tracking://tasks",
         )

@@ -56,6 +56,15 @@ def test_the_wheel_ships_the_service_packages_and_no_emulator(wheel: Path) -> No
     assert not [name for name in names if "emulator" in name.split("/")[0]]
 
 
+def test_the_wheel_ships_the_catalogues_of_every_language(wheel: Path) -> None:
+    # Compiled in memory from the .po files at run time (core/i18n.py, console/i18n.py).
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for language in ("vi", "en", "zh", "fr", "es", "ru"):
+        assert f"core/locales/{language}/LC_MESSAGES/messages.po" in names
+    for language in ("vi", "en"):
+        assert f"console/locales/{language}/LC_MESSAGES/messages.po" in names
+
+
 def test_the_runtime_requirements_leave_out_the_emulators_dependencies(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         [metadata_name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
