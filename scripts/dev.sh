@@ -67,11 +67,18 @@ ensure_database() {
   CHUONG_MIGRATION_DATABASE_URL="postgresql+asyncpg://postgres@$PG_HOST:$PG_PORT/chuong" "$VENV/bin/chuong" migrate
 }
 
-ensure_chromium() {
-  # The console's browser tests drive Debian's Chromium through Playwright (never a downloaded build).
-  if [ -x /usr/bin/chromium ]; then return; fi
-  log "installing Chromium (console browser tests)"
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+ensure_test_tools() {
+  # Debian packages the tests drive for real: Chromium (the console's browser tests, through
+  # Playwright, never a downloaded build), pgBackRest (the backup drill, tests/backup) and
+  # promtool from the prometheus package (the alert rules).
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]} (Debian)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 cmd_setup() {
@@ -110,7 +117,7 @@ cmd_run() {
 }
 
 cmd_test() {
-  ensure_venv; ensure_postgres; ensure_redis; ensure_chromium
+  ensure_venv; ensure_postgres; ensure_redis; ensure_test_tools
   log "ruff"
   "$VENV/bin/ruff" check .
   "$VENV/bin/ruff" format --check .
