@@ -35,6 +35,8 @@ from core.jobs import set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready
 from core.redis import close_redis
+from inbox import fanout as inbox_fanout
+from notifications.on_created import set_on_created
 from workers.queue import enqueue
 
 
@@ -54,6 +56,9 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     configure_logging(level=settings.log_level, json=settings.log_json)
     # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).
     set_enqueuer(enqueue)
+    # A notification created in a request writes its inbox work in the same transaction
+    # (notifications/on_created.py: inbox depends on notifications, not the reverse).
+    set_on_created(inbox_fanout.schedule)
     app = FastAPI(
         title="Chuông",
         version="0.1.0",

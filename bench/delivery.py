@@ -75,9 +75,12 @@ def configure_environment(args: argparse.Namespace, host: str, port: int) -> Non
     # The benchmark commits notifications itself; their jobs go to arq after the commit, as the
     # API app factory and the workers arrange at start-up (core/jobs.py).
     from core.jobs import set_enqueuer
+    from inbox import fanout
+    from notifications.on_created import set_on_created
     from workers.queue import enqueue
 
     set_enqueuer(enqueue)
+    set_on_created(fanout.schedule)  # and their inbox work, as the API and workers do
 
 
 async def sign_in_as_system_admin() -> Any:

@@ -1,5 +1,5 @@
-"""Real-time inbox events through Redis pub/sub, published only once the transaction that
-caused them has committed (a rolled-back change is never announced).
+"""The channels of real-time inbox events. They are published through Redis pub/sub only once
+the transaction that caused them has committed (``core.pubsub.publish_after_commit``).
 
 Channels: ``chuong:inbox:reader:<reader id>`` (a reader's own items and read-state changes) and
 ``chuong:inbox:app:<app>`` (new broadcasts, which every connected reader of the app filters by
@@ -9,22 +9,7 @@ with ``Last-Event-ID`` replays what it missed from there (inbox/stream.py).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from typing import Any
-
-import orjson
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
-
-from core.logging import get_logger
-from core.redis import get_redis
-
-log = get_logger(__name__)
-
-_KEY = "chuong_inbox_events"
-_IN_FLIGHT: set[asyncio.Task[None]] = set()
 
 
 def reader_channel(reader_id: uuid.UUID) -> str:
@@ -33,45 +18,3 @@ def reader_channel(reader_id: uuid.UUID) -> str:
 
 def app_channel(app: str) -> str:
     return f"chuong:inbox:app:{app}"
-
-
-def publish_after_commit(session: AsyncSession, channel: str, payload: dict[str, Any]) -> None:
-    sync_session = session.sync_session
-    pending: list[tuple[str, bytes]] | None = sync_session.info.get(_KEY)
-    if pending is None:
-        pending = sync_session.info[_KEY] = []
-        if not event.contains(sync_session, "after_commit", _after_commit):
-            event.listen(sync_session, "after_commit", _after_commit)
-            event.listen(sync_session, "after_rollback", _drop)
-    pending.append((channel, orjson.dumps(payload)))
-
-
-def _drop(sync_session: Session) -> None:
-    sync_session.info.pop(_KEY, None)
-
-
-def _after_commit(sync_session: Session) -> None:
-    pending: list[tuple[str, bytes]] = sync_session.info.pop(_KEY, None) or []
-    if not pending:
-        return
-    # Called from inside the commit on the event loop's thread: hand the publishing to a task so
-    # the commit never waits for Redis.
-    task = asyncio.get_running_loop().create_task(_publish(pending))
-    _IN_FLIGHT.add(task)
-    task.add_done_callback(_IN_FLIGHT.discard)
-
-
-async def _publish(pending: list[tuple[str, bytes]]) -> None:
-    try:
-        async with get_redis().pipeline(transaction=False) as pipe:
-            for channel, data in pending:
-                pipe.publish(channel, data)
-            await pipe.execute()
-    except Exception as exc:  # Redis down: live streams miss a wake-up, a reconnect replays
-        log.warning("inbox_publish_failed", error=type(exc).__name__, events=len(pending))
-
-
-async def drain() -> None:
-    """Wait for publishes in flight (tests, and workers before they exit)."""
-    if _IN_FLIGHT:
-        await asyncio.gather(*list(_IN_FLIGHT), return_exceptions=True)

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit, User
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from core.pubsub import publish_after_commit
 from devices.models import Device
 from inbox import events
 from inbox.models import InboxFanout, InboxItem
+from notifications.audience import account_filter
 from notifications.models import Notification
 
 PAGE_SIZE = 1000
@@ -38,7 +39,7 @@ async def schedule(session: AsyncSession, notification: Notification) -> None:
     record and queue the inbox fan-out of a targeted audience (both after commit)."""
     audience = notification.audience
     if audience.get("all") or audience.get("topics"):
-        events.publish_after_commit(
+        publish_after_commit(
             session, events.app_channel(notification.app), {"type": "item", "id": str(notification.id)}
         )
     if not any(audience.get(key) for key in TARGETED_KEYS):
@@ -53,27 +54,6 @@ async def schedule(session: AsyncSession, notification: Notification) -> None:
         job_id=f"inbox:{notification.id}",
         queue=queue_of(notification.priority),
     )
-
-
-def account_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
-    """The same users as ``notifications.audience.audience_filter`` targets, minus the devices."""
-    clauses: list[ColumnElement[bool]] = []
-    if audience.get("users"):
-        clauses.append(User.id.in_([uuid.UUID(u) for u in audience["users"]]))
-    if audience.get("units"):
-        targets = (
-            select(Unit.path)
-            .where(Unit.id.in_([uuid.UUID(u) for u in audience["units"]]))
-            .subquery("targets")
-        )
-        clauses.append(User.unit_id.in_(select(Unit.id).join(targets, Unit.path.startswith(targets.c.path))))
-    if audience.get("roles"):
-        role_match: ColumnElement[bool] = User.role.in_(audience["roles"])
-        if sender_unit_path is not None:
-            in_subtree = select(Unit.id).where(Unit.path.startswith(sender_unit_path))
-            role_match = role_match & User.unit_id.in_(in_subtree)
-        clauses.append(role_match)
-    return or_(*clauses) if clauses else false()
 
 
 async def write_page(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:
@@ -127,7 +107,7 @@ async def write_page(session: AsyncSession, *, notification_id: uuid.UUID, now: 
             .returning(InboxItem.reader_id)
         )
         for reader_id in inserted.scalars():  # only new rows: a page written twice is silent
-            events.publish_after_commit(
+            publish_after_commit(
                 session, events.reader_channel(reader_id), {"type": "item", "id": str(notification.id)}
             )
     progress.updated_at = now

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, UniqueCo
 from sqlalchemy.orm import Mapped, mapped_column
 
 import auth.models  # noqa: F401  (units, users: tables the notifications refer to)
-import devices.models  # noqa: F401  (devices: receipts and deliveries refer to it)
+import devices.models  # noqa: F401  (devices: the deliveries and receipts of notifications refer to it)
 from core.db import Base
 from notifications.models import Notification
 
@@ -89,21 +89,6 @@ class ReaderMarker(Base):
     read_up_to_created_at: Mapped[dt.datetime]
     read_up_to_id: Mapped[uuid.UUID]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
-
-
-class Receipt(Base):
-    """What the app reported for one notification and reader: first received, first opened.
-    Idempotent (the first time wins); feeds the notification's stats and the SMS fallback."""
-
-    __tablename__ = "receipts"
-
-    notification_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
-    )
-    reader_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
-    received_at: Mapped[dt.datetime | None]
-    opened_at: Mapped[dt.datetime | None]
 
 
 class InboxFanout(Base):

@@ -12,8 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import service
-from inbox.models import Receipt
 from inbox.readers import Reader
+from notifications.models import Receipt
 
 
 async def record_receipt(

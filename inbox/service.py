@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
 from core.errors import Forbidden, NotFound
+from core.pubsub import publish_after_commit
 from inbox import events, queries
 from inbox.models import BroadcastState, InboxItem, ReaderMarker
 from inbox.queries import Entry, Filters, Marker, Position
@@ -143,7 +144,7 @@ async def mark_read(
 
 def _announce(session: AsyncSession, reader: Reader, payload: dict[str, object]) -> None:
     """Tell the reader's other connected apps (after commit) so their lists and badges follow."""
-    events.publish_after_commit(session, events.reader_channel(reader.id), payload)
+    publish_after_commit(session, events.reader_channel(reader.id), payload)
 
 
 async def set_archived(

@@ -1,5 +1,5 @@
 """Which devices a notification targets, read page by page in device-id order (keyset), so a
-fan-out to millions never holds more than one page in memory."""
+fan-out to millions never holds more than one page in memory; and which accounts it names."""
 
 from __future__ import annotations
 
@@ -51,6 +51,29 @@ def audience_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -
             Delivery.notification_id == uuid.UUID(audience["recipients_of"]), Delivery.status == "sent"
         )
         clauses.append(Device.id.in_(received))
+    return or_(*clauses) if clauses else false()
+
+
+def account_filter(audience: dict[str, Any], *, sender_unit_path: str | None) -> ColumnElement[bool]:
+    """The accounts whose devices ``audience_filter`` targets by name, unit or role (the caller
+    adds ``User.is_active``): whose inboxes a targeted notification is written to (inbox/fanout.py)
+    and whom the four-eyes rule counts (notifications/policy.py)."""
+    clauses: list[ColumnElement[bool]] = []
+    if audience.get("users"):
+        clauses.append(User.id.in_([uuid.UUID(u) for u in audience["users"]]))
+    if audience.get("units"):
+        targets = (
+            select(Unit.path)
+            .where(Unit.id.in_([uuid.UUID(u) for u in audience["units"]]))
+            .subquery("targets")
+        )
+        clauses.append(User.unit_id.in_(select(Unit.id).join(targets, Unit.path.startswith(targets.c.path))))
+    if audience.get("roles"):
+        role_match: ColumnElement[bool] = User.role.in_(audience["roles"])
+        if sender_unit_path is not None:
+            in_subtree = select(Unit.id).where(Unit.path.startswith(sender_unit_path))
+            role_match = role_match & User.unit_id.in_(in_subtree)
+        clauses.append(role_match)
     return or_(*clauses) if clauses else false()
 
 

@@ -5,7 +5,7 @@ The use case owns its transactions (a claim, one record per chunk, a settle: no 
 stays open across network calls) and is idempotent: arq may run a send job twice, and the
 reconciler may queue extra copies; the outbox's leases and ``SKIP LOCKED`` make the extra
 copies find nothing to do. The send job (workers/delivery_jobs.py) only hands it the worker's
-providers.
+providers and the source of the pushes' badges (the inbox's unread counts).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.db import transaction, utcnow
 from core.jobs import defer
-from notifications import breaker, cancellation, dispatch, fanout, outbox
+from notifications import breaker, cancellation, dispatch, outbox
 from notifications import service as notifications_service
 from notifications.models import Notification
 from notifications.payloads import PushSpec
 from notifications.providers.base import STOPPED, PushProvider, SendResult
 from notifications.service import queue_for, spec_of
+from notifications.states import FINAL_STATUSES
 
 SEND_CHUNKS = 2  # a batch is sent in pipelined chunks (see _send_batch)
 
@@ -46,16 +47,21 @@ def _send_slots() -> asyncio.Semaphore:
 
 
 async def send_batch(
-    *, notification_id: uuid.UUID, low_id: int | None, providers: Mapping[str, PushProvider]
+    *,
+    notification_id: uuid.UUID,
+    low_id: int | None,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
 ) -> dict[str, int]:
     """Send the due rows of one batch of a notification: the fan-out page starting at ``low_id``
-    or, without one, its most overdue open batch."""
+    or, without one, its most overdue open batch. Each push carries the badge ``badge_source``
+    gives its device."""
     # Leased-but-unrecorded rows are what a killed worker sends twice; holding at most
     # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
     async with _send_slots():
         # Subscribed before claiming, so a cancel committed after the claim is heard here.
         await cancellation.listening()
-        return await _send_batch(notification_id, low_id, providers)
+        return await _send_batch(notification_id, low_id, providers, badge_source)
 
 
 _SPECS: dict[uuid.UUID, PushSpec] = {}
@@ -88,7 +94,7 @@ async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
             notification = await session.get(Notification, nid)
             if (
                 notification is not None
-                and notification.status not in fanout.FINAL_STATUSES
+                and notification.status not in FINAL_STATUSES
                 and notification.expires_at <= now
             ):
                 await outbox.expire_overdue(session, notification_id=nid, now=now)
@@ -109,7 +115,7 @@ async def _still_sending(nid: uuid.UUID) -> bool:
                 select(Notification.status, Notification.expires_at).where(Notification.id == nid)
             )
         ).first()
-    return row is not None and row.status not in fanout.FINAL_STATUSES and row.expires_at > utcnow()
+    return row is not None and row.status not in FINAL_STATUSES and row.expires_at > utcnow()
 
 
 async def _record(
@@ -170,7 +176,10 @@ async def _let_go(
 
 
 async def _send_batch(
-    nid: uuid.UUID, low_id: int | None, providers: Mapping[str, PushProvider]
+    nid: uuid.UUID,
+    low_id: int | None,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
 ) -> dict[str, int]:
     """One batch in SEND_CHUNKS chunks, pipelined: the next chunk's badges are worked out while
     the current one is on the wire, and a chunk's results are written while the next one is
@@ -183,12 +192,14 @@ async def _send_batch(
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     cancellation.hold(str(nid), claim.batch_id)
     try:
-        return await _send_held(claim, providers)
+        return await _send_held(claim, providers, badge_source)
     finally:
         cancellation.release(str(nid), claim.batch_id)
 
 
-async def _send_held(claim: outbox.Claim, providers: Mapping[str, PushProvider]) -> dict[str, int]:
+async def _send_held(
+    claim: outbox.Claim, providers: Mapping[str, PushProvider], badge_source: dispatch.BadgeSource
+) -> dict[str, int]:
     nid = claim.notification_id
     spec = await _spec(nid)
     totals: Counter[str] = Counter()
@@ -206,7 +217,7 @@ async def _send_held(claim: outbox.Claim, providers: Mapping[str, PushProvider])
     preparing: asyncio.Task[dict[uuid.UUID, int]] | None = None
     checking: asyncio.Task[bool] | None = None
     try:
-        badges = await dispatch.batch_badges(spec, chunks[0])
+        badges = await dispatch.batch_badges(spec, chunks[0], badge_source)
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             totals["claimed"] += len(chunk)
@@ -214,7 +225,9 @@ async def _send_held(claim: outbox.Claim, providers: Mapping[str, PushProvider])
                 dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
             )
             preparing = (
-                None if last else asyncio.ensure_future(dispatch.batch_badges(spec, chunks[index + 1]))
+                None
+                if last
+                else asyncio.ensure_future(dispatch.batch_badges(spec, chunks[index + 1], badge_source))
             )
             results = await sending
             # Read now, not when the chunk started (a cancel that came while the chunk was at the

@@ -1,23 +1,43 @@
 """Send one claimed batch through the providers, grouped by provider (and APNs environment),
-each push carrying its reader's unread count as the badge."""
+each push carrying its reader's unread count as the badge.
+
+The unread count is the inbox's (inbox/badges.py), and inbox depends on notifications, never the
+reverse: the send job hands the pipeline a ``BadgeSource`` (workers/delivery_jobs.py passes
+``inbox.badges.unread_badges``)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
 from core.db import transaction, utcnow
 from core.logging import get_logger
-from inbox.badges import unread_badges
 from notifications.outbox import ClaimedDelivery
 from notifications.payloads import PushSpec, RenderedPush, render, with_badge
 from notifications.providers.base import Outcome, PushProvider, PushRequest, SendResult
 
 log = get_logger(__name__)
+
+
+class BadgeSource(Protocol):
+    """Device id → the badge of a push of ``notification_id`` to it, for a whole batch of
+    devices; devices it has no badge for are left out."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        *,
+        notification_id: uuid.UUID,
+        device_ids: Sequence[uuid.UUID],
+        now: dt.datetime,
+    ) -> dict[uuid.UUID, int]: ...
 
 
 def provider_key(delivery: ClaimedDelivery) -> str:
@@ -31,14 +51,12 @@ async def send_claimed(
     claimed: Sequence[ClaimedDelivery],
     providers: Mapping[str, PushProvider],
     *,
+    badges: Mapping[uuid.UUID, int],
     visible_generic_alert: bool = True,
-    badges: Mapping[uuid.UUID, int] | None = None,
 ) -> list[tuple[ClaimedDelivery, SendResult]]:
-    """``badges``: computed beforehand (the send job does it while the previous chunk is on the
-    wire), or here."""
+    """``badges``: device id → badge (``batch_badges``), worked out beforehand: the send pipeline
+    does it while the previous chunk is on the wire."""
     results: list[tuple[ClaimedDelivery, SendResult]] = []
-    if badges is None:
-        badges = await batch_badges(spec, claimed)
     # One rendering per language and badge value: the FCM transports encode each distinct push
     # once per batch, and the cap keeps the distinct badge values few.
     plain: dict[str, RenderedPush] = {}
@@ -78,15 +96,17 @@ async def send_claimed(
     return results
 
 
-async def batch_badges(spec: PushSpec, claimed: Sequence[ClaimedDelivery]) -> dict[uuid.UUID, int]:
-    """Device id → badge, for the whole batch in a few queries (inbox/badges.py). The badge is a
+async def batch_badges(
+    spec: PushSpec, claimed: Sequence[ClaimedDelivery], source: BadgeSource
+) -> dict[uuid.UUID, int]:
+    """Device id → badge, for the whole batch in a few queries (``source``). The badge is a
     nicety: if the database cannot answer, the pushes go out without one rather than late."""
     device_ids = [delivery.device_id for delivery in claimed if delivery.token is not None]
     if not device_ids or not get_settings().push_badges:
         return {}
     try:
         async with transaction() as session:
-            return await unread_badges(
+            return await source(
                 session, notification_id=uuid.UUID(spec.id), device_ids=device_ids, now=utcnow()
             )
     except (SQLAlchemyError, OSError) as exc:

@@ -17,9 +17,9 @@ from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
 from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
+from notifications.states import FINAL_STATUSES
 
 PAGE_SIZE = 500  # also the size of one send batch (FCM's send_each limit)
-FINAL_STATUSES = frozenset({"completed", "expired", "cancelled"})
 RECIPIENTS_WAIT = dt.timedelta(seconds=1)
 SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the fan-out re-queues itself
 # ...and after this many pages (20,000 deliveries), so that it queues up behind the send jobs it

@@ -1,4 +1,4 @@
-"""Notifications and their per-device deliveries (the outbox)."""
+"""Notifications, their per-device deliveries (the outbox) and the receipts apps report."""
 
 from __future__ import annotations
 
@@ -127,3 +127,22 @@ class DeliveryBatch(Base):
             postgresql_where=text("status = 'open'"),
         ),
     )
+
+
+class Receipt(Base):
+    """What the app reported for one notification and reader: first received, first opened.
+    Idempotent (the first time wins); feeds the notification's stats and the SMS fallback.
+
+    Part of a notification's record of what became of it, next to its deliveries; the app reports
+    it through the inbox (``POST /v1/inbox/{id}/receipts``, inbox/receipts.py), whose reader (a
+    signed-in user, or an anonymous device) is ``reader_id``."""
+
+    __tablename__ = "receipts"
+
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    reader_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    received_at: Mapped[dt.datetime | None]
+    opened_at: Mapped[dt.datetime | None]

@@ -23,8 +23,9 @@ from sqlalchemy import Boolean, CursorResult, Select, and_, bindparam, delete, s
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
+from core.pubsub import publish_after_commit
 from devices import service as devices
-from inbox import events
+from notifications.channels import progress_channel
 from notifications.models import Delivery, DeliveryBatch, Notification
 from notifications.providers.base import Outcome, SendResult
 
@@ -301,9 +302,7 @@ async def record(
     ).one()
     if row.dead:
         await devices.invalidate(session, device_ids=list(row.dead), reason="provider_rejected_token")
-    from notifications.stats import progress_channel  # at call time: stats loads inbox and service
-
-    events.publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
+    publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
     return RecordSummary(
         sent=row.sent, invalid=row.invalid, failed=row.failed, retrying=row.retrying, status=row.status
     )

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import Unit, User
 from core.config import get_settings
 from core.errors import Forbidden
-from inbox.fanout import account_filter
+from notifications.audience import account_filter
 
 # Audience keys that select readers nobody named: every device, topic subscribers, or (recall)
 # whatever an earlier push reached. Only an approved release may use them, whatever the app.

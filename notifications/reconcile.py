@@ -17,10 +17,11 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.jobs import defer
 from core.logging import get_logger
-from notifications import fanout, outbox
+from notifications import outbox
 from notifications import service as notifications_service
 from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
+from notifications.states import FINAL_STATUSES
 
 log = get_logger(__name__)
 
@@ -50,7 +51,7 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
                 locked = await session.get(
                     Notification, notification.id, with_for_update=True, populate_existing=True
                 )
-                if locked is None or locked.status in fanout.FINAL_STATUSES:
+                if locked is None or locked.status in FINAL_STATUSES:
                     continue
                 stats["expired"] += await outbox.expire_overdue(
                     session, notification_id=notification.id, now=now

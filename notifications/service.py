@@ -20,8 +20,7 @@ from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
-from inbox import fanout as inbox_fanout
-from notifications import cancellation, outbox
+from notifications import cancellation, on_created, outbox
 from notifications.models import DeliveryBatch, Notification
 from notifications.payloads import PushSpec, check_sizes
 from notifications.policy import ApprovedRelease, check_direct_push
@@ -229,8 +228,9 @@ async def create_prepared(
         job_id=f"fanout:{notification_id}",
         queue=queue_for(priority),
     )
-    # In-app inbox (inbox/fanout.py): announce broadcasts, queue per-recipient rows (after commit).
-    await inbox_fanout.schedule(session, notification)
+    # In-app inbox (inbox/fanout.py, registered at start-up): announce broadcasts, queue
+    # per-recipient rows (after commit).
+    await on_created.created(session, notification)
     return notification
 
 

@@ -38,10 +38,10 @@ from core.config import get_settings
 from core.db import transaction
 from core.logging import get_logger
 from devices.models import Device
-from inbox.models import Receipt
-from notifications.fanout import FINAL_STATUSES
-from notifications.models import Delivery, Notification
+from notifications.channels import progress_channel
+from notifications.models import Delivery, Notification, Receipt
 from notifications.schemas import DeliveryCounts, NotificationProgress, NotificationStatsOut
+from notifications.states import FINAL_STATUSES
 
 log = get_logger(__name__)
 
@@ -58,10 +58,6 @@ _timing = table(
     sql_column("first_request_at", DateTime(timezone=True)),
     sql_column("last_request_at", DateTime(timezone=True)),
 )
-
-
-def progress_channel(notification_id: uuid.UUID) -> str:
-    return f"chuong:notifications:progress:{notification_id}"
 
 
 def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:

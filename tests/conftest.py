@@ -105,6 +105,17 @@ def _enqueue_through_arq() -> None:
     set_enqueuer(enqueue)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _inbox_follows_notifications() -> None:
+    """A created notification writes its inbox work in the same transaction, as the API app
+    factory and the worker's start-up arrange (notifications/on_created.py); tests also create
+    notifications outside both."""
+    from inbox import fanout
+    from notifications.on_created import set_on_created
+
+    set_on_created(fanout.schedule)
+
+
 @pytest.fixture(autouse=True)
 def _reset_clock() -> Iterator[None]:
     clock.reset()

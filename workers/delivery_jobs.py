@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from core.db import utcnow
+from inbox.badges import unread_badges
 from notifications import delivery, fanout, retention
 from notifications import reconcile as reconciler
 
@@ -23,9 +24,13 @@ async def send_batch(
 ) -> dict[str, int]:
     """The batch starting at ``low_id`` or, without one, the notification's most overdue open
     batch. (``high_id`` is kept for jobs queued before batches had rows of their own; the batch
-    row knows its range.)"""
+    row knows its range.) Each push carries its reader's unread count in the inbox as the badge:
+    inbox depends on notifications, never the reverse, so the job hands the pipeline the count."""
     return await delivery.send_batch(
-        notification_id=uuid.UUID(notification_id), low_id=low_id, providers=ctx["providers"]
+        notification_id=uuid.UUID(notification_id),
+        low_id=low_id,
+        providers=ctx["providers"],
+        badge_source=unread_badges,
     )
 
 

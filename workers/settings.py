@@ -16,7 +16,9 @@ from core.db import dispose_engine
 from core.jobs import HIGH_QUEUE, set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready
+from inbox import fanout as inbox_fanout
 from notifications import cancellation
+from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
@@ -35,6 +37,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
     set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
+    # Notifications created by jobs (news releases, tracking reminders) write their inbox work in
+    # the same transaction (notifications/on_created.py).
+    set_on_created(inbox_fanout.schedule)
     ctx["providers"] = LazyProviders(lambda: build_providers(settings))
     if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
         from prometheus_client import start_http_server

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from core.config import get_settings
-from notifications.providers.sms import SmsProvider, build_sms_provider
+from notifications.providers.sms import SmsProvider
+from notifications.providers.sms_registry import build_sms_provider
 from notifications.sms import sweep
 
 

@@ -1,15 +1,12 @@
-"""The SMS provider interface (D-31: SMS is only an emergency fallback) and building the
-provider from settings: the configured HTTP gateway. Without one nothing is sent (each SMS waits
-as a ``not_configured`` retry); production refuses to start without one (core/production.py).
-Local runs and tests point ``sms_gateway_url`` at the provider emulator's sink."""
+"""The SMS provider interface (D-31: SMS is only an emergency fallback), and the provider of a
+process without a gateway: nothing is sent (each SMS waits as a ``not_configured`` retry).
+Adapters (sms_http.py) implement it; sms_registry.py builds the configured one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
-
-from core.config import Settings
 
 
 class SmsOutcome(StrEnum):
@@ -53,18 +50,3 @@ class UnconfiguredSms:
 
     async def close(self) -> None:
         return None
-
-
-def build_sms_provider(settings: Settings) -> SmsProvider:
-    """Call inside the running event loop (the adapter owns an aiohttp session)."""
-    from notifications.providers.sms_http import HttpSmsGateway
-
-    if not settings.sms_gateway_url:
-        return UnconfiguredSms()
-    return HttpSmsGateway(
-        url=settings.sms_gateway_url,
-        username=settings.sms_gateway_username,
-        password=settings.sms_gateway_password.get_secret_value() if settings.sms_gateway_password else None,
-        api_key=settings.sms_gateway_api_key.get_secret_value() if settings.sms_gateway_api_key else None,
-        timeout=settings.sms_timeout_seconds,
-    )

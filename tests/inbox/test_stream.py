@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from core import clock
+from core import clock, pubsub
 from inbox import events
 from inbox import stream as inbox_stream
 from inbox.queries import encode_cursor
@@ -52,7 +52,7 @@ async def test_live_items_and_read_changes_reach_the_stream(client):
         await send(client, sender, audience={"topics": ["tu-lieu"]}, collapse_key="other")  # not followed
         targeted = await send(client, sender, app="tracking", audience={"users": [str(user.reader_id)]})
         await client.post(f"/v1/inbox/{broadcast}/read", headers=user.headers)
-        await events.drain()
+        await pubsub.drain()
         return broadcast, targeted, ""
 
     response, (broadcast, targeted, _) = await asyncio.gather(
@@ -111,7 +111,7 @@ async def test_a_revoked_session_ends_its_open_stream_before_any_further_item(cl
         await asyncio.sleep(0.3)
         assert (await client.post("/v1/auth/logout", headers=user.headers)).status_code == 204
         private = await send(client, sender, app="tracking", audience={"users": [str(user.reader_id)]})
-        await events.drain()
+        await pubsub.drain()
         return private
 
     response, private = await asyncio.gather(

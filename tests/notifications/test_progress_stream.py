@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from auth.roles import Role
+from core import pubsub
 from core.config import get_settings
-from inbox import events
 from notifications import stats
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, run_workers
@@ -63,7 +63,7 @@ async def test_batches_recorded_wake_the_stream_and_it_ends_with_the_full_stats(
         assert first["data"]["status"] == "queued" and first["data"]["finished"] is False
 
         await run_workers(worker_ctx)
-        await events.drain()
+        await pubsub.drain()
 
         frames = [await next_frame(stream)]
         while frames[-1]["event"] != "final":

@@ -10,7 +10,8 @@ from core.config import Settings, get_settings
 from emulator import Emulator
 from notifications.providers.base import Outcome
 from notifications.providers.registry import build_providers, close_providers
-from notifications.providers.sms import SmsOutcome, SmsRequest, build_sms_provider
+from notifications.providers.sms import SmsOutcome, SmsRequest
+from notifications.providers.sms_registry import build_sms_provider
 from notifications.providers.unconfigured import NOT_CONFIGURED
 from tests.providers.conftest import emulated
 from tests.providers.test_fcm_transports import requests_for, unique

@@ -13,7 +13,8 @@ from core.config import Settings, get_settings
 from emulator import Emulator, EmulatorConfig
 from notifications.providers.base import PushProvider
 from notifications.providers.registry import build_providers, close_providers
-from notifications.providers.sms import SmsProvider, build_sms_provider
+from notifications.providers.sms import SmsProvider
+from notifications.providers.sms_registry import build_sms_provider
 
 aioapns_logger.setLevel(logging.CRITICAL)
 

@@ -11,7 +11,8 @@ from sqlalchemy import text
 
 from core import clock
 from core.crypto import decrypt_text
-from notifications.providers.sms import SmsOutcome, SmsRequest, build_sms_provider
+from notifications.providers.sms import SmsOutcome, SmsRequest
+from notifications.providers.sms_registry import build_sms_provider
 from notifications.sms import sweep
 from tests.sms.helpers import TEXT, admin_headers, after_window, audit_rows, ledger, notify, person, sink
 from tests.support.factories import make_unit
