@@ -1,4 +1,8 @@
-"""The FastAPI application factory."""
+"""The HTTP API as a FastAPI application: its routers, error shape and request guard.
+
+Only the API. The app a server runs (start-up checks, logging, the enqueuer, the console mounted
+under /console) is assembled in the outer layer, ``cli/asgi.py``.
+"""
 
 from __future__ import annotations
 
@@ -27,17 +31,8 @@ from api.routers import news as news_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
-from auth.session_limits import check_session_limits
-from console.app import mount_console
-from core.config import get_settings
 from core.db import dispose_engine
-from core.jobs import set_enqueuer
-from core.logging import configure_logging
-from core.production import ensure_production_ready
 from core.redis import close_redis
-from inbox import fanout as inbox_fanout
-from notifications.on_created import set_on_created
-from workers.queue import enqueue
 
 
 @asynccontextmanager
@@ -47,18 +42,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     await close_redis()
 
 
-def create_app(*, manage_resources: bool = True) -> FastAPI:
-    settings = get_settings()
-    # Before anything else: production with a missing or unsafe setting must not serve at all.
-    ensure_production_ready(settings)
-    # A typo in CHUONG_SESSION_LIMITS_BY_ROLE stops the start, not every sign-in later.
-    check_session_limits()
-    configure_logging(level=settings.log_level, json=settings.log_json)
-    # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).
-    set_enqueuer(enqueue)
-    # A notification created in a request writes its inbox work in the same transaction
-    # (notifications/on_created.py: inbox depends on notifications, not the reverse).
-    set_on_created(inbox_fanout.schedule)
+def create_api_app(*, max_body_bytes: int, manage_resources: bool = True) -> FastAPI:
     app = FastAPI(
         title="Chuông",
         version="0.1.0",
@@ -68,7 +52,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
         responses=error_responses(),
     )
     install_error_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
     app.include_router(health.router)
     app.include_router(auth_routes.router, prefix="/v1/auth")
     app.include_router(units.router, prefix="/v1/units")
@@ -84,6 +68,4 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
     app.include_router(tracking_routes.router, prefix="/v1/tracking")
-    # The web console (HTML, cookie sessions): a sub-app under /console, outside the OpenAPI schema.
-    mount_console(app)
     return app

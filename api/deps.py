@@ -292,6 +292,20 @@ def require(*permissions: Permission, step_up: bool = False, allow_delegated: bo
 CurrentPrincipal = Annotated[Principal, Depends(Authenticated())]
 PUBLIC = Depends(Public())
 
+# The sign-in steps' policies, named once: the API's /v1/auth routes and the console's sign-in
+# pages depend on these same objects, so a restricted session may do exactly the same in both.
+SignedIn = Depends(Authenticated(allow=frozenset(Restriction)))
+Enrolling = Depends(
+    Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
+)
+Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED})))
+ChangingPassword = Depends(
+    Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
+)
+FullSession = Depends(Authenticated())
+# The caller acting as themself, not on behalf of someone (their own delegations).
+OwnAccount = Depends(Authenticated(allow_delegated=False))
+
 
 async def ensure_step_up(request: Request, principal: Principal) -> None:
     """For actions that are sensitive only for some inputs (e.g. granting an admin role)."""

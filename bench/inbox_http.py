@@ -1,5 +1,5 @@
 """The inbox read path over HTTP: `GET /v1/inbox/unread-count` and the first `GET /v1/inbox`
-page, through the real API (uvicorn, api.app), for a million anonymous portal readers.
+page, through the real API (uvicorn, cli.asgi), for a million anonymous portal readers.
 
     .venv/bin/python -m bench.inbox_http [--readers 1000000] [--broadcasts 1000] [--workers 2]
     .venv/bin/python -m bench.inbox_http --setup-only          # build the database, keep it
@@ -75,7 +75,7 @@ def parse_args() -> argparse.Namespace:
         "--setup-only", action="store_true", help="build the database (kept), measure nothing"
     )
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--app", default="api.app:create_app", help="the ASGI app factory uvicorn serves")
+    parser.add_argument("--app", default="cli.asgi:create_app", help="the ASGI app factory uvicorn serves")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles")
     parser.add_argument("--open-loop-client", nargs=5, metavar=("PORT", "PATH", "RATE", "SECONDS", "READERS"))
     return parser.parse_args()

@@ -84,14 +84,14 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     reload: bool = False,
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API and the web console (cli/asgi.py)."""
     _refuse_unsafe_production(
         extra_problems=["chuong serve --reload: a development option"] if reload else []
     )
     import uvicorn
 
     uvicorn.run(
-        "api.app:create_app",
+        "cli.asgi:create_app",
         factory=True,
         host=host,
         port=port,

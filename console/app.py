@@ -1,4 +1,4 @@
-"""The console as an ASGI app mounted at ``/console`` by ``api.app``.
+"""The console as an ASGI app mounted at ``/console`` by the app ``chuong serve`` runs (``cli/asgi.py``).
 
 A sub-application rather than more routers on the API: its errors are HTML pages and redirects
 (not the API's JSON shape), its responses carry a Content-Security-Policy, and its routes stay
@@ -132,5 +132,5 @@ def create_console_app() -> FastAPI:
 
 
 def mount_console(app: Any) -> None:
-    """``api.app`` calls this; the console lives under /console."""
+    """The outer layer (``cli/asgi.py``) mounts the console under /console of the API app."""
     app.mount(BASE, create_console_app())

@@ -3,8 +3,8 @@
 Services call ``defer(session, "job_name", *args, job_id=...)``; whoever owns the transaction
 (``core.after_commit.committing``, the API's request session) hands them, once the commit has
 succeeded, to the enqueuer that the process registered at start-up (``set_enqueuer``: the worker's
-start-up and the API app factory register arq's, ``workers/queue.py``). core knows only the
-callable, so the queue library stays behind ``workers/``. A rollback drops the jobs with the
+start-up and the served app's factory, ``cli/asgi.py``, register arq's, ``workers/queue.py``). core
+knows only the callable, so the queue library stays behind ``workers/``. A rollback drops the jobs with the
 change. If the enqueue itself fails after the commit, nothing is lost: PostgreSQL holds the work
 and the reconciler re-enqueues it.
 """

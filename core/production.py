@@ -1,6 +1,6 @@
 """Production start-up checks: refuse to run with a missing or unsafe setting.
 
-`chuong serve`, `chuong worker`, the API app factory and the worker's start-up call
+`chuong serve`, `chuong worker`, the app factory (`cli/asgi.py`) and the worker's start-up call
 `ensure_production_ready`. When ``CHUONG_ENVIRONMENT`` is ``production`` it collects *every*
 problem (missing provider credentials, development values, weak secrets, debug logging, open
 CORS or metrics, the database superuser ...) and raises one error naming them all, so that an

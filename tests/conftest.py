@@ -97,7 +97,7 @@ async def redis() -> AsyncIterator[Redis]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _enqueue_through_arq() -> None:
-    """What transactions defer goes to arq after their commit, as the API app factory and the
+    """What transactions defer goes to arq after their commit, as the app factory (cli/asgi.py) and the
     worker's start-up arrange (core/jobs.py); tests also commit outside both."""
     from core.jobs import set_enqueuer
     from workers.queue import enqueue
@@ -125,7 +125,7 @@ def _reset_clock() -> Iterator[None]:
 
 @pytest.fixture
 async def app(database_url: str, redis: Redis):
-    from api.app import create_app
+    from cli.asgi import create_app
 
     return create_app(manage_resources=False)
 

@@ -1,5 +1,5 @@
 """Sending deferred jobs to arq (the only enqueue path): ``enqueue`` is the enqueuer that the
-worker's start-up (workers/settings.py) and the API app factory (api/app.py) register with
+worker's start-up (workers/settings.py) and the served app's factory (cli/asgi.py) register with
 ``core.jobs.set_enqueuer``; ``core.after_commit.committing`` calls it after each commit."""
 
 from __future__ import annotations

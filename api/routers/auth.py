@@ -8,11 +8,20 @@ import segno
 from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy import select
 
-from api.deps import PUBLIC, Authenticated, SessionDep
-from auth import audit, mfa, ratelimit
+from api.deps import (
+    PUBLIC,
+    Authenticated,
+    ChangingPassword,
+    Enrolling,
+    FullSession,
+    SessionDep,
+    SignedIn,
+    Verifying,
+)
+from auth import account_sessions, audit, mfa, ratelimit
 from auth import login as login_service
-from auth.models import AuthSession, RecoveryCode
-from auth.principal import Principal, Restriction
+from auth.models import RecoveryCode
+from auth.principal import Principal
 from auth.roles import Role, permissions_of
 from auth.schemas import (
     ChangePasswordRequest,
@@ -26,33 +35,15 @@ from auth.schemas import (
     SessionOut,
     TokenResponse,
 )
-from auth.sessions import (
-    RefreshReuse,
-    live_sessions,
-    refresh_session,
-    revoke_all_sessions,
-    revoke_session_family,
-)
+from auth.sessions import RefreshReuse, refresh_session, revoke_session_family
 from auth.totp import hash_recovery_code, new_recovery_codes
 from auth.users import change_own_password, to_out
 from core.context import current_context
-from core.db import abandon, detached_transaction, utcnow
-from core.errors import NotFound, Unauthorized
+from core.db import abandon, detached_transaction
+from core.errors import Unauthorized
 
 router = APIRouter(tags=["auth"])
 
-_ANY_RESTRICTION = frozenset(Restriction)
-_MFA_PENDING = frozenset({Restriction.MFA_ENROLMENT_REQUIRED, Restriction.MFA_REQUIRED})
-
-SignedIn = Depends(Authenticated(allow=_ANY_RESTRICTION))
-Enrolling = Depends(
-    Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
-)
-Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED})))
-ChangingPassword = Depends(
-    Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
-)
-FullSession = Depends(Authenticated())
 OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True))
 
 
@@ -202,29 +193,15 @@ async def change_password(
 
 @router.get("/sessions", response_model=list[SessionOut])
 async def list_sessions(session: SessionDep, principal: Principal = FullSession) -> list[SessionOut]:
-    assert principal.actor is not None and principal.session is not None
-    rows = await session.scalars(
-        live_sessions(user=principal.actor, now=utcnow())  # not past the role's limits either
-        .order_by(AuthSession.last_seen_at.desc())
-        .limit(100)
-    )
-    current = principal.session.id
-    return [SessionOut.model_validate(row).model_copy(update={"current": row.id == current}) for row in rows]
+    return await account_sessions.own_sessions(session, principal=principal)
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def end_session(session_id: uuid.UUID, session: SessionDep, principal: Principal = FullSession) -> None:
-    assert principal.actor is not None
-    target = await session.get(AuthSession, session_id)
-    if target is None or target.user_id != principal.actor.id:
-        raise NotFound("Session not found")
-    await revoke_session_family(session, session_id=target.id, reason="ended_by_user")
-    audit.record(session, action="session.ended", object_type="session", object_id=target.id)
+    await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
 
 
 @router.post("/sessions/revoke-all", status_code=status.HTTP_204_NO_CONTENT)
 async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSession) -> None:
     """End every session of the caller, this one included."""
-    assert principal.actor is not None
-    await revoke_all_sessions(session, user=principal.actor, reason="signed_out_everywhere")
-    audit.record(session, action="session.revoked_all", object_type="user", object_id=principal.actor.id)
+    await account_sessions.end_all_own_sessions(session, principal=principal)

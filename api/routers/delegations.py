@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
-from api.deps import Authenticated, SessionDep, require
+from api.deps import OwnAccount, SessionDep, require
 from auth import delegations as delegation_service
 from auth.principal import Principal
 from auth.roles import Permission
 from auth.schemas import DelegationCreate, DelegationOut
 
 router = APIRouter(tags=["delegations"])
-
-OwnAccount = Depends(Authenticated(allow_delegated=False))
 
 
 @router.post("", response_model=DelegationOut, status_code=status.HTTP_201_CREATED)

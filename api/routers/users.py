@@ -8,21 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from api.deps import SessionDep, ensure_step_up, require
-from auth import audit, mfa_reset
+from auth import account_sessions, audit, mfa_reset
 from auth import users as user_service
 from auth.mfa_reset_schemas import CredentialsResetOut, MfaResetRequestCreate, MfaResetRequestOut
-from auth.models import AuthSession
 from auth.principal import Principal
 from auth.roles import Permission, Role
 from auth.schemas import ResetCredentialsRequest, SessionOut, UserCreate, UserOut, UserUpdate
-from auth.sessions import live_sessions, revoke_all_sessions, revoke_session_family
-from core.db import utcnow
-from core.errors import NotFound
+from auth.users import ADMIN_ROLES
 from core.schemas import Page
 
 router = APIRouter(tags=["users"])
-
-ADMIN_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.UNIT_ADMIN})
 
 
 @router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED)
@@ -153,13 +148,7 @@ async def unlock_user(
 async def list_user_sessions(
     user_id: uuid.UUID, session: SessionDep, principal: Principal = require(Permission.SESSIONS_MANAGE)
 ) -> list[SessionOut]:
-    user = await user_service.get_user(session, principal=principal, user_id=user_id)
-    rows = await session.scalars(
-        live_sessions(user=user, now=utcnow())  # not past the role's limits either
-        .order_by(AuthSession.last_seen_at.desc())
-        .limit(100)
-    )
-    return [SessionOut.model_validate(row) for row in rows]
+    return await account_sessions.sessions_of(session, principal=principal, user_id=user_id)
 
 
 @router.delete("/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -169,13 +158,8 @@ async def end_user_session(
     session: SessionDep,
     principal: Principal = require(Permission.SESSIONS_MANAGE),
 ) -> None:
-    user = await user_service.get_user(session, principal=principal, user_id=user_id)
-    target = await session.get(AuthSession, session_id)
-    if target is None or target.user_id != user.id:
-        raise NotFound("Session not found")
-    await revoke_session_family(session, session_id=target.id, reason="ended_by_admin")
-    audit.record(
-        session, action="session.ended", object_type="session", object_id=target.id, unit_id=user.unit_id
+    await account_sessions.end_session_of(
+        session, principal=principal, user_id=user_id, session_id=session_id
     )
 
 
@@ -183,8 +167,4 @@ async def end_user_session(
 async def revoke_user_sessions(
     user_id: uuid.UUID, session: SessionDep, principal: Principal = require(Permission.SESSIONS_MANAGE)
 ) -> None:
-    user = await user_service.get_user(session, principal=principal, user_id=user_id)
-    await revoke_all_sessions(session, user=user, reason="revoked_by_admin")
-    audit.record(
-        session, action="session.revoked_all", object_type="user", object_id=user.id, unit_id=user.unit_id
-    )
+    await account_sessions.end_all_sessions_of(session, principal=principal, user_id=user_id)

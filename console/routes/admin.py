@@ -12,8 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.deps import Require, SessionDep
-from api.routers import users as users_api
-from auth import mfa_reset
+from auth import account_sessions, mfa_reset
 from auth import units as unit_service
 from auth import users as user_service
 from auth.principal import Principal
@@ -103,7 +102,7 @@ async def create_user(
         )
     except ValidationError as exc:
         raise invalid(exc) from None
-    if body.role in users_api.ADMIN_ROLES:
+    if body.role in user_service.ADMIN_ROLES:
         await step_up(request, session, principal, totp_code)
     user = await user_service.create_user(session, principal=principal, body=body)
     return see_other(f"/admin/users/{user.id}?done=created")
@@ -115,7 +114,7 @@ async def user_page(
 ) -> Response:
     user = await user_service.get_user(session, principal=principal, user_id=user_id)
     sessions = (
-        await users_api.list_user_sessions(user.id, session, principal)
+        await account_sessions.sessions_of(session, principal=principal, user_id=user.id)
         if principal.has(Permission.SESSIONS_MANAGE)
         else []
     )
@@ -162,7 +161,7 @@ async def change_role(
     principal: Principal = Writer,
 ) -> Response:
     """Granting an admin role needs a step-up, as in ``PATCH /v1/users/{id}``."""
-    if role in users_api.ADMIN_ROLES:
+    if role in user_service.ADMIN_ROLES:
         await step_up(request, session, principal, totp_code)
     await user_service.update_user(session, principal=principal, user_id=user_id, body=UserUpdate(role=role))
     return see_other(f"/admin/users/{user_id}?done=role")
@@ -172,7 +171,7 @@ async def change_role(
 async def revoke_sessions(
     user_id: uuid.UUID, session: SessionDep, principal: Principal = SessionManager
 ) -> Response:
-    await users_api.revoke_user_sessions(user_id, session, principal)
+    await account_sessions.end_all_sessions_of(session, principal=principal, user_id=user_id)
     return see_other(f"/admin/users/{user_id}?done=signed_out")
 
 

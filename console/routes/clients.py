@@ -13,8 +13,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import Authenticated, Require, SessionDep
-from api.routers import delegations as delegations_api
+from api.deps import Authenticated, OwnAccount, Require, SessionDep
 from auth import api_clients as client_service
 from auth import delegations as delegation_service
 from auth import units as unit_service
@@ -33,7 +32,6 @@ router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
 ClientAdmin = Depends(Require(Permission.API_CLIENTS_MANAGE))
 Delegator = Depends(Require(Permission.DELEGATIONS_GRANT, allow_delegated=False))
-OwnAccount = delegations_api.OwnAccount
 Code = Annotated[str, Form(max_length=32)]
 
 

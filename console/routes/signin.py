@@ -1,7 +1,8 @@
 """Sign-in (password + TOTP), first-time TOTP enrolment, password change, own sessions.
 
-Each handler calls the service the API calls and is guarded by the API's own policy object
-(``api.routers.auth``), so a restricted session can do here exactly what it can do there.
+Each handler calls the use case the API calls and is guarded by the policy object the API's sign-in
+routes use (``api.deps`` ``SignedIn``, ``Verifying`` …), so a restricted session can do here exactly
+what it can do there.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import segno
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.deps import PUBLIC, SessionDep
-from api.routers import auth as auth_api
+from api.deps import PUBLIC, ChangingPassword, Enrolling, FullSession, SessionDep, SignedIn, Verifying
+from auth import account_sessions, mfa, ratelimit
 from auth import login as login_service
-from auth import mfa, ratelimit
 from auth.principal import Principal
 from auth.users import change_own_password
 from console import i18n
@@ -117,7 +117,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(session: SessionDep, principal: Principal = auth_api.SignedIn) -> Response:
+async def logout(session: SessionDep, principal: Principal = SignedIn) -> Response:
     assert principal.session is not None
     await login_service.logout(session, auth_session=principal.session)
     response = _see_other("/login")
@@ -142,7 +142,7 @@ async def switch_language(language: Annotated[str, Form(max_length=5)], next: Ne
 
 
 @router.get("/mfa/verify")
-async def verify_page(request: Request, principal: Principal = auth_api.Verifying) -> Response:
+async def verify_page(request: Request, principal: Principal = Verifying) -> Response:
     return render(request, "mfa_verify.html", {"error": None}, principal=principal)
 
 
@@ -152,7 +152,7 @@ async def verify(
     session: SessionDep,
     code: Code = "",
     recovery_code: Code = "",
-    principal: Principal = auth_api.Verifying,
+    principal: Principal = Verifying,
 ) -> Response:
     assert principal.actor is not None and principal.session is not None
     try:
@@ -172,13 +172,13 @@ async def verify(
 
 
 @router.get("/mfa/enrol")
-async def enrol_page(request: Request, principal: Principal = auth_api.Enrolling) -> Response:
+async def enrol_page(request: Request, principal: Principal = Enrolling) -> Response:
     return render(request, "mfa_enrol.html", {"enrolment": None, "error": None}, principal=principal)
 
 
 @router.post("/mfa/enrol")
 async def begin_enrolment(
-    request: Request, session: SessionDep, principal: Principal = auth_api.Enrolling
+    request: Request, session: SessionDep, principal: Principal = Enrolling
 ) -> Response:
     """The secret and its QR code appear in this response only (never in a GET page)."""
     assert principal.actor is not None
@@ -194,7 +194,7 @@ async def begin_enrolment(
 
 @router.post("/mfa/enrol/confirm")
 async def confirm_enrolment(
-    request: Request, session: SessionDep, code: Code, principal: Principal = auth_api.Enrolling
+    request: Request, session: SessionDep, code: Code, principal: Principal = Enrolling
 ) -> Response:
     assert principal.actor is not None and principal.session is not None
     try:
@@ -215,7 +215,7 @@ async def confirm_enrolment(
 
 
 @router.get("/password")
-async def password_page(request: Request, principal: Principal = auth_api.ChangingPassword) -> Response:
+async def password_page(request: Request, principal: Principal = ChangingPassword) -> Response:
     return render(request, "password.html", {"error": None}, principal=principal)
 
 
@@ -225,7 +225,7 @@ async def change_password(
     session: SessionDep,
     current_password: Password,
     new_password: Password,
-    principal: Principal = auth_api.ChangingPassword,
+    principal: Principal = ChangingPassword,
 ) -> Response:
     assert principal.actor is not None
     try:
@@ -241,17 +241,17 @@ async def change_password(
 
 @router.get("/sessions")
 async def sessions_page(
-    request: Request, session: SessionDep, principal: Principal = auth_api.FullSession
+    request: Request, session: SessionDep, principal: Principal = FullSession
 ) -> Response:
-    sessions = await auth_api.list_sessions(session, principal)
+    sessions = await account_sessions.own_sessions(session, principal=principal)
     return render(request, "sessions.html", {"sessions": sessions}, principal=principal)
 
 
 @router.post("/sessions/{session_id}/end")
 async def end_session(
-    session_id: uuid.UUID, session: SessionDep, principal: Principal = auth_api.FullSession
+    session_id: uuid.UUID, session: SessionDep, principal: Principal = FullSession
 ) -> Response:
-    await auth_api.end_session(session_id, session, principal)
+    await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
     assert principal.session is not None
     if session_id == principal.session.id:
         response = _see_other("/login")
@@ -261,8 +261,8 @@ async def end_session(
 
 
 @router.post("/sessions/revoke-all")
-async def sign_out_everywhere(session: SessionDep, principal: Principal = auth_api.FullSession) -> Response:
-    await auth_api.sign_out_everywhere(session, principal)
+async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSession) -> Response:
+    await account_sessions.end_all_own_sessions(session, principal=principal)
     response = _see_other("/login")
     response.headers.append("set-cookie", clear_session_cookie())
     return response

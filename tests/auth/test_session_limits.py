@@ -201,7 +201,7 @@ def test_an_override_naming_an_unknown_role_is_refused(monkeypatch):
     )
     with pytest.raises(ValueError, match="sysadmin"):
         limits_for(Role.EDITOR)
-    from api.app import create_app
+    from cli.asgi import create_app
 
     with pytest.raises(ValueError, match="sysadmin"):  # at start-up, not at the first sign-in
         create_app(manage_resources=False)

@@ -163,7 +163,7 @@ async def test_a_row_locked_elsewhere_answers_503_busy_in_bounded_time(
     at lock_timeout: 503 ``busy`` with Retry-After, the one error shape, nothing changed."""
     import httpx
 
-    from api.app import create_app
+    from cli.asgi import create_app
     from core.config import get_settings
     from core.db import configure_engine, dispose_engine, make_engine
 

@@ -45,7 +45,7 @@ def error_shape_problems(response: httpx.Response) -> list[str]:
 
 @functools.cache
 def _document() -> Any:
-    from api.app import create_app
+    from cli.asgi import create_app
 
     return schemathesis.openapi.from_dict(create_app(manage_resources=False).openapi())
 

@@ -355,7 +355,7 @@ async def test_a_supplied_request_id_is_echoed_and_a_bad_one_replaced(client):
 
 
 async def test_an_unexpected_exception_is_500_in_the_shape_without_leaking(database_url, redis):
-    from api.app import create_app
+    from cli.asgi import create_app
 
     app = create_app(manage_resources=False)
 

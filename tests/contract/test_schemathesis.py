@@ -71,7 +71,7 @@ _DROPPED_HEADERS = {"content-length", "transfer-encoding", "host", "connection"}
 
 
 def _openapi() -> dict[str, Any]:
-    from api.app import create_app
+    from cli.asgi import create_app
 
     spec: dict[str, Any] = create_app(manage_resources=False).openapi()
     return spec
@@ -366,7 +366,7 @@ def _check(case: Any, response: httpx.Response, client: httpx.AsyncClient) -> li
 
 async def test_openapi_documents_every_route():
     """A route missing from the OpenAPI would silently escape the run below."""
-    from api.app import create_app
+    from cli.asgi import create_app
 
     app = create_app(manage_resources=False)
     transport = httpx.ASGITransport(app=app)

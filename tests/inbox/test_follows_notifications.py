@@ -68,8 +68,8 @@ async def test_a_targeted_notification_from_the_api_reaches_the_inbox_and_its_pu
     assert push["android"]["notification"]["notification_count"] == 1
 
 
-async def test_the_api_app_factory_registers_the_inbox_hook(unwired, database_url, redis):
-    from api.app import create_app
+async def test_the_served_app_factory_registers_the_inbox_hook(unwired, database_url, redis):
+    from cli.asgi import create_app
 
     create_app(manage_resources=False)
 

@@ -142,7 +142,7 @@ def test_other_environments_are_not_checked(production_values) -> None:
 
 
 def test_the_api_app_refuses_to_build_in_production_without_its_settings(monkeypatch) -> None:
-    from api.app import create_app
+    from cli.asgi import create_app
 
     settings = get_settings()
     monkeypatch.setattr(settings, "environment", "production")
@@ -159,7 +159,7 @@ async def test_the_api_app_builds_and_answers_with_a_complete_production_configu
 ) -> None:
     import httpx
 
-    from api.app import create_app
+    from cli.asgi import create_app
 
     settings = get_settings()
     complete = settings_of(production_values)
