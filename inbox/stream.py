@@ -2,9 +2,10 @@
 
 Live events come from Redis pub/sub (inbox/events.py); every item event carries the item's
 cursor as its SSE ``id``, so a client that reconnects with ``Last-Event-ID`` first gets the items
-it missed, replayed from PostgreSQL, then live events again. A comment line every
-``HEARTBEAT_SECONDS`` keeps proxies from closing an idle stream; after ``MAX_STREAM_SECONDS`` the
-server ends the stream and the client reconnects (EventSource does so by itself).
+it missed, replayed from PostgreSQL, then live events again. After ``MAX_STREAM_SECONDS`` the
+server ends the stream and the client reconnects (EventSource does so by itself). The stream
+yields events (``core.streams.StreamEvent``); the transport (``api/sse.py``) puts them on the wire
+and sends a heartbeat every ``HEARTBEAT_SECONDS``, which keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import orjson
 from redis.asyncio import Redis
@@ -21,8 +21,9 @@ from redis.exceptions import RedisError
 
 from core.config import get_settings
 from core.db import transaction
-from core.errors import ChuongError, NotFound, TooManyRequests
+from core.errors import NotFound, TooManyRequests
 from core.redis import get_redis
+from core.streams import StreamEvent
 from inbox import events, queries, service
 from inbox.queries import Filters, Position
 from inbox.readers import Reader
@@ -31,18 +32,6 @@ from inbox.schemas import render
 HEARTBEAT_SECONDS = 15.0
 MAX_STREAM_SECONDS = 300.0
 REPLAY_LIMIT = 100
-RETRY_MILLISECONDS = 3000
-
-
-class NotAcceptable(ChuongError):
-    status_code = 406
-    code = "not_acceptable"
-
-
-def frame(event: str, data: Any, *, event_id: str | None = None) -> str:
-    lines = [f"id: {event_id}"] if event_id else []
-    lines += [f"event: {event}", f"data: {orjson.dumps(data).decode()}"]
-    return "\n".join(lines) + "\n\n"
 
 
 async def _missed(reader: Reader, after: Position) -> tuple[list[service.Item], bool, int]:
@@ -66,12 +55,12 @@ async def _unread(reader: Reader) -> int:
         return await service.unread_count(session, reader=reader, app=None)
 
 
-def _item_frame(reader: Reader, item: service.Item) -> str:
+def _item_event(reader: Reader, item: service.Item) -> StreamEvent:
     out = render(item, language=reader.language, full=False)
-    return frame("item", out.model_dump(mode="json"), event_id=queries.encode_cursor(item.entry.position))
+    return StreamEvent("item", out.model_dump(mode="json"), id=queries.encode_cursor(item.entry.position))
 
 
-# Asked before each frame that carries data: is the caller still allowed to read this inbox?
+# Asked before each live event: is the caller still allowed to read this inbox?
 StillAllowed = Callable[[], Awaitable[bool]]
 
 
@@ -120,11 +109,12 @@ async def _release(reader: Reader, slot: str) -> None:
 
 async def stream(
     reader: Reader, *, after: Position | None, still_allowed: StillAllowed = _always, slot: str | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[StreamEvent, None]:
     """The stream outlives the request that opened it; revocation (D-23) must not. Before each
-    frame that carries data (never for heartbeats, so an idle stream costs no query) the caller's
-    credentials are checked again, and an ended session, a retired device credential or a revoked
-    delegation ends the stream with an ``ended`` frame (the reconnection then gets its 401)."""
+    live event (the transport's heartbeats never reach this generator, so an idle stream costs no
+    query) the caller's credentials are checked again, and an ended session, a retired device
+    credential or a revoked delegation ends the stream with an ``ended`` event (the reconnection
+    then gets its 401)."""
     # A connection of its own: a subscribed connection cannot serve other commands.
     redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
     pubsub = redis.pubsub()
@@ -133,32 +123,28 @@ async def stream(
         await pubsub.subscribe(
             events.reader_channel(reader.id), *[events.app_channel(a) for a in reader.apps]
         )
-        yield f"retry: {RETRY_MILLISECONDS}\n\n"
         replayed: set[uuid.UUID] = set()
         if after is not None:
             items, more, unread = await _missed(reader, after)
             if more:
-                yield frame("reset", {"reason": "too_many_missed"})  # reload the list instead
+                yield StreamEvent("reset", {"reason": "too_many_missed"})  # reload the list instead
             for item in items:
                 replayed.add(item.notification.id)
-                yield _item_frame(reader, item)
+                yield _item_event(reader, item)
         else:
             unread = await _unread(reader)
-        yield frame("unread", {"unread": unread})
+        yield StreamEvent("unread", {"unread": unread})
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         while (remaining := deadline - time.monotonic()) > 0:
-            message = await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=min(HEARTBEAT_SECONDS, remaining)
-            )
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
             if message is None:
-                yield ": heartbeat\n\n"
                 continue
             payload = orjson.loads(message["data"])
             if not await still_allowed():
-                yield frame("ended", {"reason": "credentials_ended"})
+                yield StreamEvent("ended", {"reason": "credentials_ended"})
                 return
             if payload.get("type") != "item":
-                yield frame(str(payload.get("type")), payload)
+                yield StreamEvent(str(payload.get("type")), payload)
                 continue
             notification_id = uuid.UUID(payload["id"])
             if notification_id in replayed:
@@ -168,7 +154,7 @@ async def stream(
                     item = await service.get_item(session, reader=reader, notification_id=notification_id)
             except NotFound:
                 continue  # a broadcast to topics this reader does not follow
-            yield _item_frame(reader, item)
+            yield _item_event(reader, item)
     finally:
         await pubsub.aclose()
         await redis.aclose()

@@ -14,7 +14,8 @@ progress stream.
   the stream sends a cheap snapshot (the notification's counters and the receipt counts, two
   index lookups) when woken, at most every ``MIN_GAP_SECONDS``, and at least every
   ``SNAPSHOT_SECONDS``; once the notification is finished it sends ``final`` with the full stats
-  and ends. With Redis down the stream still works, by polling alone.
+  and ends. With Redis down the stream still works, by polling alone. It yields events
+  (``core.streams.StreamEvent``); the transport (``api/sse.py``) puts them on the wire.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from sqlalchemy import DateTime, Integer, func, select, table
 from sqlalchemy import column as sql_column
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import get_settings
 from core.db import transaction
 from core.logging import get_logger
+from core.streams import StreamEvent
 from devices.models import Device
 from notifications.channels import progress_channel
 from notifications.models import Delivery, Notification, Receipt
@@ -49,7 +50,6 @@ UNKNOWN = "unknown"
 SNAPSHOT_SECONDS = 1.0
 MIN_GAP_SECONDS = 0.25
 MAX_STREAM_SECONDS = 300.0
-RETRY_MILLISECONDS = 3000
 # The two timing columns of migration 0005, addressed at the table level (Core), so the ORM
 # model stays as its owners keep it.
 _timing = table(
@@ -176,10 +176,6 @@ async def progress_of(session: AsyncSession, *, notification: Notification) -> N
     )
 
 
-def frame(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {orjson.dumps(data).decode()}\n\n"
-
-
 async def _snapshot(
     notification_id: uuid.UUID,
 ) -> tuple[NotificationProgress | None, NotificationStatsOut | None]:
@@ -206,7 +202,7 @@ async def _woken(pubsub: Any, seconds: float) -> bool:
     return False
 
 
-async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[str, None]:
+async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[StreamEvent, None]:
     """``progress`` snapshots until the notification is finished, then ``final`` (full stats)
     and the end. The caller has already checked that the principal may see the notification."""
     # A connection of its own: a subscribed connection cannot serve other commands.
@@ -218,18 +214,17 @@ async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[str, Non
         except Exception as exc:  # Redis down: snapshots by polling only
             log.warning("progress_subscribe_failed", error=type(exc).__name__)
             pubsub = None
-        yield f"retry: {RETRY_MILLISECONDS}\n\n"
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         while True:
             sent_at = time.monotonic()
             progress, final = await _snapshot(notification_id)
             if progress is None:
-                yield frame("gone", {"notification_id": str(notification_id)})
+                yield StreamEvent("gone", {"notification_id": str(notification_id)})
                 return
             if final is not None:
-                yield frame("final", final.model_dump(mode="json"))
+                yield StreamEvent("final", final.model_dump(mode="json"))
                 return
-            yield frame("progress", progress.model_dump(mode="json"))
+            yield StreamEvent("progress", progress.model_dump(mode="json"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return  # the client reconnects (EventSource does so by itself)

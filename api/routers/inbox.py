@@ -6,10 +6,11 @@ import uuid
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse
 
 from api.deps import Authenticated, SessionDep, deny, still_authenticated
+from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
@@ -21,7 +22,6 @@ from inbox import stream as inbox_stream
 from inbox.queries import Filters, decode_cursor
 from inbox.readers import Reader, reader_of
 from inbox.schemas import App, InboxItemOut, ReadAll, ReceiptIn, ReceiptOut, UnreadCount, render
-from inbox.stream import NotAcceptable
 
 router = APIRouter(tags=["inbox"])
 
@@ -86,27 +86,25 @@ async def unread_count(session: SessionDep, reader: ReaderDep, app: App | None =
 
 @router.get(
     "/stream",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def stream(
     request: Request,
     reader: ReaderDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=512)] = None,
-) -> StreamingResponse:
+) -> Response:
     """Server-Sent Events: ``item`` (a new item, in the list's form; its ``id`` is a cursor),
     ``read``, ``read_all``, ``archived``, ``unarchived``, ``unread`` (the count, on connect),
     heartbeats. Send ``Accept: text/event-stream``; reconnect with ``Last-Event-ID`` to replay."""
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
+    require_event_stream(request)
     after = decode_cursor(last_event_id) if last_event_id else None
     slot = await inbox_stream.admit(reader)
-    return StreamingResponse(
+    return event_stream(
         inbox_stream.stream(
             reader, after=after, still_allowed=partial(still_authenticated, request), slot=slot
         ),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        heartbeat_seconds=inbox_stream.HEARTBEAT_SECONDS,
     )
 
 

@@ -6,12 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from api.deps import SessionDep, require_or_scope
+from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
-from inbox.stream import NotAcceptable
 from notifications import service as notification_service
 from notifications import stats as notification_stats
 from notifications.models import Notification
@@ -96,7 +96,7 @@ async def get_notification_stats(
 
 @router.get(
     "/{notification_id}/progress",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def notification_progress(
@@ -104,17 +104,12 @@ async def notification_progress(
     notification_id: uuid.UUID,
     session: SessionDep,
     principal: Principal = require_or_scope(Permission.NOTIFICATIONS_READ, scope="notifications:send"),
-) -> StreamingResponse:
+) -> Response:
     """Server-Sent Events: ``progress`` snapshots (counters and receipts) as batches are recorded
     and at least every second, then ``final`` with the full stats once the notification is
     finished, and the stream ends. Send ``Accept: text/event-stream``."""
     notification = await notification_service.get(
         session, principal=principal, notification_id=notification_id
     )
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        raise NotAcceptable("Send Accept: text/event-stream", code="not_acceptable")
-    return StreamingResponse(
-        notification_stats.progress_stream(notification.id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    require_event_stream(request)
+    return event_stream(notification_stats.progress_stream(notification.id))

@@ -9,9 +9,10 @@ import uuid
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from api.deps import Require, SessionDep
+from api.sse import event_stream
 from auth.principal import Principal
 from auth.roles import Permission
 from console.security import verify_csrf
@@ -99,8 +100,4 @@ async def progress(item_id: uuid.UUID, session: SessionDep, principal: Principal
     notification = await notification_service.get(
         session, principal=principal, notification_id=item.notification_id
     )
-    return StreamingResponse(
-        notification_stats.progress_stream(notification.id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(notification_stats.progress_stream(notification.id))

@@ -13,6 +13,7 @@ import pytest
 from auth.roles import Role
 from core import pubsub
 from core.config import get_settings
+from core.streams import StreamEvent
 from notifications import stats
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, run_workers
@@ -30,13 +31,11 @@ def parse(body: str) -> list[dict]:
     return frames
 
 
-async def next_frame(stream: AsyncIterator[str]) -> dict:
-    """The next event of a stream (skipping the retry line); fails fast instead of hanging."""
-    while True:
-        chunk = await asyncio.wait_for(anext(stream), timeout=10)
-        frames = parse(chunk)
-        if frames:
-            return frames[0]
+async def next_frame(stream: AsyncIterator[StreamEvent]) -> dict:
+    """The next event the domain yields (api/sse.py puts it on the wire); fails fast instead of
+    hanging."""
+    event = await asyncio.wait_for(anext(stream), timeout=10)
+    return {"event": event.name, "data": event.data}
 
 
 async def queued_notification(client, devices: int = 6) -> tuple[str, dict[str, str]]:
