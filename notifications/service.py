@@ -19,7 +19,7 @@ from auth.principal import Principal
 from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
 from inbox import fanout as inbox_fanout
 from notifications import cancellation, outbox
 from notifications.models import DeliveryBatch, Notification
@@ -224,7 +224,7 @@ async def create_prepared(
     )
     defer(
         session,
-        "fan_out",
+        JobName.FAN_OUT,
         str(notification_id),
         job_id=f"fanout:{notification_id}",
         queue=queue_for(priority),

@@ -19,6 +19,7 @@ from core.production import ensure_production_ready
 from notifications import cancellation
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
+from workers.context import WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
@@ -35,17 +36,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     set_context(RequestContext(actor_kind="system"))
     set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
-    ctx["providers"] = LazyProviders(lambda: build_providers(settings))
+    resources = WorkerResources(providers=LazyProviders(lambda: build_providers(settings)))
+    ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
     if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
         from prometheus_client import start_http_server
 
-        ctx["metrics_server"], _ = start_http_server(
+        resources.metrics_server, _ = start_http_server(
             settings.worker_metrics_port, addr=settings.worker_metrics_host
         )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    providers = ctx.get("providers")
+    providers = resources_of(ctx).providers
     if isinstance(providers, LazyProviders):
         await providers.close()
     await cancellation.close()
