@@ -161,7 +161,7 @@ async def _sweep_once(now: dt.datetime) -> tuple[float, int, int, int]:
     """One sweep as the cron job runs it (sweep, count pending, queue senders, commit)."""
     from core.config import get_settings
     from core.db import transaction
-    from core.jobs import defer, take_deferred
+    from core.jobs import JobName, defer, take_deferred
     from tracking import sender
     from tracking.calendar import load_calendar
     from tracking.rules import get_rules
@@ -174,7 +174,7 @@ async def _sweep_once(now: dt.datetime) -> tuple[float, int, int, int]:
         pending = await sender.pending_push_count(session)
         senders = min(4, -(-pending // get_settings().tracking_send_chunk))
         for n in range(senders):
-            defer(session, "tracking_send", job_id=f"tracking-send:{n}")
+            defer(session, JobName.TRACKING_SEND, job_id=f"tracking-send:{n}")
     seconds = time.perf_counter() - started
     take_deferred(session)  # the benchmark has no Redis queue to feed
     return seconds, result.pushes, result.digests, pending

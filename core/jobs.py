@@ -1,12 +1,16 @@
 """Jobs queued by a transaction are sent to the queue only after it commits.
 
-Services call ``defer(session, "job_name", *args, job_id=...)``; whoever owns the transaction
+Services call ``defer(session, JobName.X, *args, job_id=...)``; whoever owns the transaction
 (``core.after_commit.committing``, the API's request session) hands them, once the commit has
 succeeded, to the enqueuer that the process registered at start-up (``set_enqueuer``: the worker's
 start-up and the served app's factory, ``cli/asgi.py``, register arq's, ``workers/queue.py``). core
 knows only the callable, so the queue library stays behind ``workers/``. A rollback drops the jobs with the
 change. If the enqueue itself fails after the commit, nothing is lost: PostgreSQL holds the work
 and the reconciler re-enqueues it.
+
+``JobName`` is the one list of job names: domains defer by it, and workers/ registers exactly one
+function under each (``workers.context.job``; tests/workers/test_job_names.py checks both ways).
+It lives here, the lowest layer, so that domains name jobs without importing workers/.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import event
@@ -30,9 +35,26 @@ HIGH_QUEUE = "chuong:queue:high"
 BULK_QUEUE = "chuong:queue:bulk"
 
 
+class JobName(StrEnum):
+    """The name each job is queued and registered under (arq's function name)."""
+
+    FAN_OUT = "fan_out"
+    SEND_BATCH = "send_batch"
+    RECONCILE = "reconcile"
+    PURGE = "purge"
+    PURGE_ENDED_SESSIONS = "purge_ended_sessions"
+    INBOX_FAN_OUT = "inbox_fan_out"
+    INBOX_RECONCILE = "inbox_reconcile"
+    SMS_FALLBACK = "sms_fallback"
+    NEWS_RELEASE = "news_release"
+    NEWS_TICK = "news_tick"
+    TRACKING_SWEEP = "tracking_sweep"
+    TRACKING_SEND = "tracking_send"
+
+
 @dataclass(frozen=True)
 class DeferredJob:
-    name: str
+    name: JobName
     args: tuple[Any, ...]
     job_id: str | None = None
     queue: str = HIGH_QUEUE
@@ -42,12 +64,15 @@ class DeferredJob:
 
 def defer(
     session: AsyncSession,
-    name: str,
+    name: JobName,
     *args: Any,
     job_id: str | None = None,
     queue: str = HIGH_QUEUE,
     defer_until: dt.datetime | None = None,
 ) -> None:
+    # A name that is not a JobName (a string past the type checker) fails here, in the
+    # transaction that defers it, not later in a worker that has no such function.
+    name = JobName(name)
     sync_session = session.sync_session
     jobs: list[DeferredJob] | None = sync_session.info.get(_KEY)
     if jobs is None:

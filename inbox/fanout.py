@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit, User
-from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
 from core.pubsub import publish_after_commit
 from devices.models import Device
 from inbox import events
@@ -49,7 +49,7 @@ async def schedule(session: AsyncSession, notification: Notification) -> None:
     )
     defer(
         session,
-        "inbox_fan_out",
+        JobName.INBOX_FAN_OUT,
         str(notification.id),
         job_id=f"inbox:{notification.id}",
         queue=queue_of(notification.priority),

@@ -25,7 +25,7 @@ from auth.roles import Permission
 from auth.step_up import require_fresh_step_up
 from core.db import utcnow
 from core.errors import Conflict, Forbidden
-from core.jobs import HIGH_QUEUE, defer
+from core.jobs import HIGH_QUEUE, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
 from news.models import NewsItem
 from news.service import load, notification_audience, spec_of, validate
@@ -119,7 +119,7 @@ async def approve(
         _transition(session, item, to="scheduled", reason=reason, send_at=item.send_at.isoformat())
         defer(
             session,
-            "news_release",
+            JobName.NEWS_RELEASE,
             str(item.id),
             job_id=f"news-release:{item.id}:{int(item.send_at.timestamp())}",
             queue=HIGH_QUEUE,

@@ -22,6 +22,7 @@ that worker's batch stops at its next chunk through the status check.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Coroutine, Sequence
@@ -66,7 +67,11 @@ class _Listener:
         self.loop = loop
         self.ready = asyncio.Event()  # subscribed: a cancel published from now on is heard
         self.tried = asyncio.Event()  # the first attempt ended, well or not
-        self.task = loop.create_task(self._run(), name="chuong-cancel-listener")
+        # In a context of its own: it serves the whole process, not the job that happened to
+        # start it, whose id (bound for the job's log lines, workers/context.py) it would keep.
+        self.task = loop.create_task(
+            self._run(), name="chuong-cancel-listener", context=contextvars.Context()
+        )
 
     async def _run(self) -> None:
         while True:

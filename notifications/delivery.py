@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import transaction, utcnow
-from core.jobs import defer
+from core.jobs import JobName, defer
 from notifications import breaker, cancellation, dispatch, outbox
 from notifications import service as notifications_service
 from notifications.models import Notification
@@ -165,7 +165,7 @@ async def _let_go(
     if next_at is not None:
         defer(
             session,
-            "send_batch",
+            JobName.SEND_BATCH,
             str(nid),
             claim.low_id,
             claim.high_id,

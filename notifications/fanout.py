@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import Unit
 from core.after_commit import committing
 from core.db import utcnow
-from core.jobs import defer
+from core.jobs import JobName, defer
 from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
 from notifications.models import DeliveryBatch, Notification
@@ -67,7 +67,7 @@ async def fan_out(*, notification_id: uuid.UUID) -> int:
                 assert notification is not None
                 defer(
                     session,
-                    "fan_out",
+                    JobName.FAN_OUT,
                     str(notification_id),
                     job_id=f"fanout:{notification_id}:{notification.fanout_cursor}",
                     queue=queue_for(notification.priority),
@@ -99,7 +99,7 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
         # whose job was lost.
         defer(
             session,
-            "fan_out",
+            JobName.FAN_OUT,
             str(notification.id),
             job_id=f"fanout:{notification.id}:after:{int(now.timestamp())}",
             queue=queue_for(notification.priority),
@@ -147,7 +147,7 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
             # writer already queued the job.
             defer(
                 session,
-                "send_batch",
+                JobName.SEND_BATCH,
                 str(notification.id),
                 page.low_id,
                 page.high_id,

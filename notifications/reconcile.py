@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 
 from core.after_commit import committing
 from core.config import get_settings
-from core.jobs import defer
+from core.jobs import JobName, defer
 from core.logging import get_logger
 from notifications import outbox
 from notifications import service as notifications_service
@@ -65,7 +65,7 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
             if notification.fanout_done_at is None and notification.created_at <= now - grace:
                 defer(
                     session,
-                    "fan_out",
+                    JobName.FAN_OUT,
                     str(notification.id),
                     job_id=f"fanout:{notification.id}:r{tick}",
                     queue=queue,
@@ -86,7 +86,7 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
             for low_id, high_id in overdue.all():
                 defer(
                     session,
-                    "send_batch",
+                    JobName.SEND_BATCH,
                     str(notification.id),
                     low_id,
                     high_id,

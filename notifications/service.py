@@ -19,7 +19,7 @@ from auth.principal import Principal
 from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from core.jobs import BULK_QUEUE, HIGH_QUEUE, defer
+from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
 from notifications import cancellation, on_created, outbox
 from notifications.models import DeliveryBatch, Notification
 from notifications.payloads import PushSpec, check_sizes
@@ -223,7 +223,7 @@ async def create_prepared(
     )
     defer(
         session,
-        "fan_out",
+        JobName.FAN_OUT,
         str(notification_id),
         job_id=f"fanout:{notification_id}",
         queue=queue_for(priority),

@@ -7,20 +7,23 @@ the outbox's leases and ``SKIP LOCKED`` make the extra copies find nothing to do
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from core.db import utcnow
+from core.jobs import JobName
 from inbox.badges import unread_badges
 from notifications import delivery, fanout, retention
 from notifications import reconcile as reconciler
+from workers.context import JobContext, job
 
 
-async def fan_out(ctx: dict[str, Any], notification_id: str) -> int:
+@job(JobName.FAN_OUT)
+async def fan_out(ctx: JobContext, notification_id: str) -> int:
     return await fanout.fan_out(notification_id=uuid.UUID(notification_id))
 
 
+@job(JobName.SEND_BATCH)
 async def send_batch(
-    ctx: dict[str, Any], notification_id: str, low_id: int | None = None, high_id: int | None = None
+    ctx: JobContext, notification_id: str, low_id: int | None = None, high_id: int | None = None
 ) -> dict[str, int]:
     """The batch starting at ``low_id`` or, without one, the notification's most overdue open
     batch. (``high_id`` is kept for jobs queued before batches had rows of their own; the batch
@@ -29,14 +32,16 @@ async def send_batch(
     return await delivery.send_batch(
         notification_id=uuid.UUID(notification_id),
         low_id=low_id,
-        providers=ctx["providers"],
+        providers=ctx.providers,
         badge_source=unread_badges,
     )
 
 
-async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+@job(JobName.RECONCILE)
+async def reconcile(ctx: JobContext) -> dict[str, int]:
     return await reconciler.reconcile(now=utcnow())
 
 
-async def purge(ctx: dict[str, Any]) -> dict[str, int]:
+@job(JobName.PURGE)
+async def purge(ctx: JobContext) -> dict[str, int]:
     return await retention.purge(now=utcnow())

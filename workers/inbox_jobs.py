@@ -5,20 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Any
 
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import utcnow
-from core.jobs import defer
+from core.jobs import JobName, defer
 from inbox import fanout
 from notifications.models import Notification
+from workers.context import JobContext, job
 
 SLICE_SECONDS = 40.0  # inside the 60 s job timeout; the job hands over to a fresh one
 MAX_REQUEUES = 50
 
 
-async def inbox_fan_out(ctx: dict[str, Any], notification_id: str) -> int:
+@job(JobName.INBOX_FAN_OUT)
+async def inbox_fan_out(ctx: JobContext, notification_id: str) -> int:
     nid = uuid.UUID(notification_id)
     started = time.monotonic()
     pages = 0
@@ -31,7 +32,7 @@ async def inbox_fan_out(ctx: dict[str, Any], notification_id: str) -> int:
                 assert notification is not None
                 defer(
                     session,
-                    "inbox_fan_out",
+                    JobName.INBOX_FAN_OUT,
                     notification_id,
                     job_id=f"inbox:{nid}:s{int(time.time())}",
                     queue=fanout.queue_of(notification.priority),
@@ -41,7 +42,8 @@ async def inbox_fan_out(ctx: dict[str, Any], notification_id: str) -> int:
             return pages
 
 
-async def inbox_reconcile(ctx: dict[str, Any]) -> int:
+@job(JobName.INBOX_RECONCILE)
+async def inbox_reconcile(ctx: JobContext) -> int:
     """Re-queue inbox fan-outs whose job was lost (flushed Redis, killed worker): they resume
     from their saved cursor."""
     now = utcnow()
@@ -52,7 +54,7 @@ async def inbox_reconcile(ctx: dict[str, Any]) -> int:
         for notification_id, queue in stalled:
             defer(
                 session,
-                "inbox_fan_out",
+                JobName.INBOX_FAN_OUT,
                 str(notification_id),
                 job_id=f"inbox:{notification_id}:r{tick}",
                 queue=queue,

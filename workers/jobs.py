@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from auth import sessions
 from core.context import RequestContext, set_context
 from core.db import transaction, utcnow
+from core.jobs import JobName
+from workers.context import JobContext, job
 
 
-async def purge_ended_sessions(ctx: dict[str, Any]) -> int:
-    set_context(RequestContext(actor_kind="system", request_id=f"job:{ctx.get('job_id', '')}"))
+@job(JobName.PURGE_ENDED_SESSIONS)
+async def purge_ended_sessions(ctx: JobContext) -> int:
+    set_context(RequestContext(actor_kind="system", request_id=f"job:{ctx.job_id or ''}"))
     async with transaction() as session:
         return await sessions.purge_ended_sessions(session, now=utcnow())

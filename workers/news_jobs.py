@@ -8,21 +8,23 @@ and settles finished and cancelled items. Both are idempotent: due items are loc
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.after_commit import committing
 from core.db import utcnow
+from core.jobs import JobName
 from news import workflow
+from workers.context import JobContext, job
 
 
-async def news_release(ctx: dict[str, Any], item_id: str) -> int:
+@job(JobName.NEWS_RELEASE)
+async def news_release(ctx: JobContext, item_id: str) -> int:
     # The job only wakes the release up at the send time; which items are due is the database's
     # answer, so an early or duplicate run does nothing.
     async with committing() as session:
         return await workflow.release_due(session, now=utcnow())
 
 
-async def news_tick(ctx: dict[str, Any]) -> dict[str, int]:
+@job(JobName.NEWS_TICK)
+async def news_tick(ctx: JobContext) -> dict[str, int]:
     now = utcnow()
     async with committing() as session:
         released = await workflow.release_due(session, now=now)

@@ -50,7 +50,7 @@ async def enqueue(jobs: list[DeferredJob]) -> None:
             pool = await get_pool()
             for job in jobs:
                 await pool.enqueue_job(
-                    job.name,
+                    job.name.value,  # the plain string: the queued job stores arq's function name
                     *job.args,
                     _job_id=job.job_id,
                     _queue_name=job.queue,

@@ -21,6 +21,7 @@ from notifications import cancellation
 from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
+from workers.context import WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import purge_ended_sessions
@@ -40,17 +41,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Notifications created by jobs (news releases, tracking reminders) write their inbox work in
     # the same transaction (notifications/on_created.py).
     set_on_created(inbox_fanout.schedule)
-    ctx["providers"] = LazyProviders(lambda: build_providers(settings))
+    resources = WorkerResources(providers=LazyProviders(lambda: build_providers(settings)))
+    ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
     if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
         from prometheus_client import start_http_server
 
-        ctx["metrics_server"], _ = start_http_server(
+        resources.metrics_server, _ = start_http_server(
             settings.worker_metrics_port, addr=settings.worker_metrics_host
         )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    providers = ctx.get("providers")
+    providers = resources_of(ctx).providers
     if isinstance(providers, LazyProviders):
         await providers.close()
     await cancellation.close()

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from core.config import get_settings
-from notifications.providers.sms import SmsProvider
+from core.jobs import JobName
 from notifications.providers.sms_registry import build_sms_provider
 from notifications.sms import sweep
+from workers.context import JobContext, job
 
 
-async def sms_fallback(ctx: dict[str, Any]) -> dict[str, int]:
+@job(JobName.SMS_FALLBACK)
+async def sms_fallback(ctx: JobContext) -> dict[str, int]:
     """Every minute: SMS for unacknowledged emergencies (and, in degraded mode, high priority);
     then send or retry what is due. Overlapping runs send each SMS once."""
-    provider: SmsProvider | None = ctx.get("sms_provider")
+    provider = ctx.worker.sms_provider
     if provider is not None:
         return (await sweep.run_once(provider)).as_dict()
     # One aiohttp session per run: a run a minute does not need a long-lived pool.

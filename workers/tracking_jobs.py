@@ -9,22 +9,23 @@ a sender whenever pending rows exist, a lost sender job is replaced within a min
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import utcnow
-from core.jobs import HIGH_QUEUE, defer
+from core.jobs import HIGH_QUEUE, JobName, defer
 from tracking import sender
 from tracking.calendar import load_calendar
 from tracking.rules import get_rules
 from tracking.sweep import sweep
+from workers.context import JobContext, job
 
 SLICE_SECONDS = 40.0  # inside the 60 s job timeout; the sweep queues a fresh sender after
 MAX_SENDERS = 4
 
 
-async def tracking_sweep(ctx: dict[str, Any]) -> dict[str, int]:
+@job(JobName.TRACKING_SWEEP)
+async def tracking_sweep(ctx: JobContext) -> dict[str, int]:
     now = utcnow()
     rules = get_rules()
     async with committing() as session:
@@ -34,7 +35,7 @@ async def tracking_sweep(ctx: dict[str, Any]) -> dict[str, int]:
         senders = min(MAX_SENDERS, -(-pending // get_settings().tracking_send_chunk))
         minute = int(now.timestamp() // 60)
         for n in range(senders):
-            defer(session, "tracking_send", job_id=f"tracking-send:{minute}:{n}", queue=HIGH_QUEUE)
+            defer(session, JobName.TRACKING_SEND, job_id=f"tracking-send:{minute}:{n}", queue=HIGH_QUEUE)
     async with committing() as session:
         digests = await sender.send_digests(session, now=now, calendar=calendar, rules=rules)
     return {
@@ -45,7 +46,8 @@ async def tracking_sweep(ctx: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def tracking_send(ctx: dict[str, Any]) -> int:
+@job(JobName.TRACKING_SEND)
+async def tracking_send(ctx: JobContext) -> int:
     started = time.monotonic()
     chunk = get_settings().tracking_send_chunk
     rules = get_rules()

@@ -17,6 +17,7 @@ from devices.schemas import DeviceRegister
 from emulator import Emulator, EmulatorConfig
 from notifications.providers.base import PushProvider
 from notifications.providers.registry import build_providers, close_providers
+from workers.context import WorkerResources, arq_ctx
 
 aioapns_logger.setLevel(logging.CRITICAL)
 
@@ -47,7 +48,7 @@ async def providers(emulated_settings) -> AsyncIterator[dict[str, PushProvider]]
 
 @pytest.fixture
 def worker_ctx(providers) -> dict:
-    return {"providers": providers, "job_id": "test"}
+    return arq_ctx(WorkerResources(providers=providers))
 
 
 async def register_devices(

@@ -20,6 +20,7 @@ from notifications.providers.registry import build_providers, close_providers
 from notifications.ratecontrol import Lane, RateController
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, load, run_workers
+from workers.context import WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import send_batch
 
 T0 = 1000.0  # small, so that sums of seconds stay exact enough for the boundaries below
@@ -251,8 +252,10 @@ async def test_a_worker_serves_its_pacing_metrics_when_given_a_port(redis, monke
             body = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
         assert 'chuong_pacing_permits_granted_total{lane="high",provider="fcm"}' in body
     finally:
-        ctx["metrics_server"].shutdown()
-        ctx["metrics_server"].server_close()
+        server = resources_of(ctx).metrics_server
+        assert server is not None
+        server.shutdown()
+        server.server_close()
 
 
 async def test_a_push_held_back_by_pacing_does_not_use_up_an_attempt(
@@ -264,7 +267,7 @@ async def test_a_push_held_back_by_pacing_does_not_use_up_an_attempt(
     monkeypatch.setattr(emulated_settings, "fcm_quota_per_minute", 60)
     monkeypatch.setattr(emulated_settings, "pacing_max_wait_seconds", 0.0)
     built = build_providers(emulated_settings, paced=True)
-    ctx = {"providers": built, "job_id": "test"}
+    ctx = arq_ctx(WorkerResources(providers=built))
     try:
         await register_devices([("fcm", f"paced-{uuid.uuid4().hex}", "vi") for _ in range(3)])
         headers = await central_sender(client)

@@ -11,6 +11,7 @@ from notifications.outbox import ClaimedDelivery
 from notifications.providers.base import Outcome, SendResult
 from tests.sms.helpers import admin_headers, audit_rows, notify
 from tests.support.factories import make_unit
+from workers.context import WorkerResources, arq_ctx
 from workers.delivery_jobs import fan_out, send_batch
 
 
@@ -48,7 +49,7 @@ async def test_breaker_opens_after_an_error_rate_burst_through_the_real_pipeline
         client, admin, audience={"devices": devices}, priority="high", app="portal"
     )
 
-    ctx = {"providers": push_providers, "job_id": "test"}
+    ctx = arq_ctx(WorkerResources(providers=push_providers))
     await fan_out(ctx, str(notification_id))
     summary = await send_batch(ctx, str(notification_id))
     assert summary["claimed"] == 8 and summary["retrying"] == 8

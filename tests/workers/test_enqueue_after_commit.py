@@ -5,7 +5,7 @@ never when it rolls back."""
 import pytest
 
 from core.after_commit import committing
-from core.jobs import DeferredJob, defer, set_enqueuer
+from core.jobs import DeferredJob, JobName, defer, set_enqueuer
 from workers.queue import enqueue
 
 
@@ -18,13 +18,13 @@ async def test_deferred_jobs_reach_the_registered_enqueuer_only_after_the_commit
     set_enqueuer(enqueuer)
     try:
         async with committing() as session:
-            defer(session, "fan_out", "n-1", job_id="fanout:n-1")
+            defer(session, JobName.FAN_OUT, "n-1", job_id="fanout:n-1")
             assert handed == []  # not before the commit
         assert [[job.job_id for job in jobs] for jobs in handed] == [["fanout:n-1"]]
 
         async def failing() -> None:
             async with committing() as session:
-                defer(session, "fan_out", "n-2", job_id="fanout:n-2")
+                defer(session, JobName.FAN_OUT, "n-2", job_id="fanout:n-2")
                 raise RuntimeError("rolled back")
 
         with pytest.raises(RuntimeError):

@@ -5,7 +5,7 @@ import asyncio
 import time
 
 from core.config import get_settings
-from core.jobs import DeferredJob
+from core.jobs import DeferredJob, JobName
 from workers import queue
 
 
@@ -21,7 +21,7 @@ async def test_enqueue_to_a_redis_that_never_answers_gives_up_in_bounded_time(mo
     monkeypatch.setattr(queue, "_pool", None)
     try:
         started = time.monotonic()
-        await asyncio.wait_for(queue.enqueue([DeferredJob(name="fanout", args=("x",))]), 10)
+        await asyncio.wait_for(queue.enqueue([DeferredJob(name=JobName.FAN_OUT, args=("x",))]), 10)
         elapsed = time.monotonic() - started
     finally:
         for writer in accepted:
