@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 from alembic import command
-from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from cli.migration_config import alembic_config
 
 if TYPE_CHECKING:
     from inbox.readers import Reader
@@ -212,9 +213,7 @@ def main() -> None:
         return
     asyncio.run(_admin(f'CREATE DATABASE "{DB}"'))
     try:
-        config = Config("alembic.ini")
-        config.attributes["database_url"] = f"postgresql+asyncpg://postgres@{HOST}/{DB}"
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(f"postgresql+asyncpg://postgres@{HOST}/{DB}"), "head")
         started = time.perf_counter()
         asyncio.run(populate(DB, rows=args.rows, readers=args.readers, broadcasts=args.broadcasts))
         seconds = time.perf_counter() - started

@@ -116,11 +116,10 @@ async def recreate_database(*, host: str, port: int, superuser: str, name: str) 
 
 def migrate(owner_url: str) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = owner_url
-    command.upgrade(config, "head")
+    from cli.migration_config import alembic_config
+
+    command.upgrade(alembic_config(owner_url), "head")
 
 
 async def fresh_database(*, pg: str, superuser: str, name: str, redis_url: str) -> asyncpg.Connection:

@@ -27,9 +27,10 @@ import uuid
 
 import asyncpg
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from cli.migration_config import alembic_config
 
 DB = f"chuong_bench_tracking_{uuid.uuid4().hex[:6]}"
 HOST = "127.0.0.1"
@@ -235,9 +236,7 @@ def main() -> None:
         os.environ.setdefault(name, value)
     asyncio.run(_admin(f'CREATE DATABASE "{DB}"'))
     try:
-        config = Config("alembic.ini")
-        config.attributes["database_url"] = f"postgresql+asyncpg://postgres@{HOST}/{DB}"
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(f"postgresql+asyncpg://postgres@{HOST}/{DB}"), "head")
         started = time.perf_counter()
         asyncio.run(populate(DB, tasks=args.tasks, users=args.users))
         print(

@@ -68,12 +68,10 @@ def migrate(
 ) -> None:
     """Apply database migrations (run as the schema owner, not the app role)."""
     from alembic import command
-    from alembic.config import Config
 
-    config = Config(str(Path(__file__).resolve().parent.parent / "alembic.ini"))
-    if database_url:
-        config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    from cli.migration_config import alembic_config
+
+    command.upgrade(alembic_config(database_url), "head")
     typer.echo("database is at the latest migration")
 
 
@@ -107,17 +105,29 @@ def serve(
 def worker(
     queue: Annotated[str, typer.Option(help="high (urgent pushes, housekeeping) or bulk")] = "high",
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 0 if a worker of the queue is alive (container healthcheck)")
+    ] = False,
 ) -> None:
     """Run a background worker (arq) on one queue."""
-    _refuse_unsafe_production()
-    from arq.worker import run_worker
-
     from core.jobs import BULK_QUEUE, HIGH_QUEUE
-    from workers.settings import WorkerSettings
 
     queues = {"high": HIGH_QUEUE, "bulk": BULK_QUEUE}
     if queue not in queues:
         raise typer.BadParameter("queue must be high or bulk")
+    if check:
+        # arq's own health record: each worker rewrites it every health_check_interval seconds
+        # (workers/settings.py) with an expiry just past that, so it is gone once none is alive.
+        from arq.worker import async_check_health
+
+        from workers.queue import redis_settings
+
+        raise typer.Exit(asyncio.run(async_check_health(redis_settings(), queue_name=queues[queue])))
+    _refuse_unsafe_production()
+    from arq.worker import run_worker
+
+    from workers.settings import WorkerSettings
+
     run_worker(WorkerSettings, burst=burst, queue_name=queues[queue])  # type: ignore[arg-type]
 
 

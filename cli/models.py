@@ -1,9 +1,8 @@
 """The model registry: imports every domain's models so that ``Base.metadata`` knows all tables.
 
-Alembic's ``migrations/env.py`` imports it (``chuong migrate`` and the tests' template database
-both run it). It lives in the shipped outer layer, not in ``core`` (which imports no domain) nor
-in ``migrations/`` (not a package: Alembic loads env.py by file path, so its imports resolve
-against the installed packages)."""
+Alembic's ``cli/migrations/env.py`` imports it (``chuong migrate`` and the tests' template
+database both run it). It lives in the shipped outer layer, not in ``core`` (which imports no
+domain); the migration scripts ship beside it as package data (``cli/migration_config.py``)."""
 
 # ruff: noqa: F401  (imported for their side effect: each module adds its tables to Base.metadata)
 

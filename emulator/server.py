@@ -66,6 +66,9 @@ class EmulatorConfig:
     cert_hosts: tuple[str, ...] = ()
     # Where the service-account file and the .p8 key go; None: the CA's directory.
     credentials_dir: Path | None = None
+    # The name clients dial, written into the addresses and the service account's token_uri
+    # (docker-compose: the service name, since a wildcard bind is no address for other containers).
+    advertise_host: str | None = None
 
 
 class Emulator:
@@ -77,7 +80,8 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
-        self.tls = EmulatorTls(extra_hosts=(self.config.host, *self.config.cert_hosts))
+        advertised = (self.config.advertise_host,) if self.config.advertise_host else ()
+        self.tls = EmulatorTls(extra_hosts=(self.config.host, *advertised, *self.config.cert_hosts))
         self.faults = FaultInjector(
             FaultSettings(
                 retry_after_s=self.config.retry_after_s, slow_latency_ms=self.config.slow_latency_ms
@@ -155,6 +159,8 @@ class Emulator:
     @property
     def client_host(self) -> str:
         """The address clients should dial (a wildcard bind is reached via loopback)."""
+        if self.config.advertise_host:
+            return self.config.advertise_host
         host = self.config.host
         return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
@@ -208,6 +214,11 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
         help="extra DNS name or IP for the server certificate (repeatable)",
     )
     parser.add_argument(
+        "--advertise-host",
+        default=None,
+        help="the name other hosts dial (e.g. the compose service name); default: the bind address",
+    )
+    parser.add_argument(
         "--ca-path", type=Path, default=DEFAULT_CA_PATH, help="where to write the CA cert PEM"
     )
     parser.add_argument(
@@ -241,6 +252,7 @@ def parse_args(argv: Sequence[str] | None) -> EmulatorConfig:
         seed=args.seed,
         cert_hosts=tuple(args.cert_host),
         credentials_dir=args.credentials_dir,
+        advertise_host=args.advertise_host,
     )
 
 

@@ -65,6 +65,15 @@ def test_the_wheel_ships_the_catalogues_of_every_language(wheel: Path) -> None:
         assert f"console/locales/{language}/LC_MESSAGES/messages.po" in names
 
 
+def test_the_wheel_ships_the_migrations_that_chuong_migrate_runs(wheel: Path) -> None:
+    # Found through the package (cli/migration_config.py: "cli:migrations"), no alembic.ini.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"cli/migrations/env.py", "cli/migrations/script.py.mako"} <= names
+    shipped = {n.rsplit("/", 1)[1] for n in names if n.startswith("cli/migrations/versions/")}
+    in_tree = {p.name for p in (ROOT / "cli" / "migrations" / "versions").glob("*.py")}
+    assert shipped == in_tree and in_tree
+
+
 def test_the_runtime_requirements_leave_out_the_emulators_dependencies(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         [metadata_name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from auth.audit import writer
+from cli.migration_config import alembic_config
 from tests.support.databases import APP_ROLE
 from tests.support.scratch_postgres import ScratchCluster, give_to_os_user, run, scratch_cluster
 
@@ -91,9 +91,7 @@ def source() -> Iterator[Source]:
         give_to_os_user(base)
         cluster.psql(f"CREATE ROLE {APP_ROLE} LOGIN")
         cluster.psql(f"CREATE DATABASE {DATABASE}")
-        alembic = Config(str(ROOT / "alembic.ini"))
-        alembic.attributes["database_url"] = cluster.url(DATABASE)
-        command.upgrade(alembic, "head")
+        command.upgrade(alembic_config(cluster.url(DATABASE)), "head")
         src = Source(cluster=cluster, config=config, base=base)
         src.pgbackrest("stanza-create")
         try:

@@ -8,7 +8,9 @@ loop could never answer; in production the worker's loop stalls for that round t
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import ssl
 import sys
 
 import aiohttp
@@ -96,3 +98,30 @@ async def test_sigterm_stops_the_process_cleanly(tmp_path) -> None:
     process.send_signal(signal.SIGTERM)
 
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+async def test_a_wildcard_bind_advertises_the_name_other_containers_dial(tmp_path) -> None:
+    # docker-compose's emulator profile: bound to every address, dialled as "emulator" by the app
+    # containers; here "localhost" stands in for the service name.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "emulator", "--host=0.0.0.0", "--advertise-host=localhost",
+        "--fcm-port=0", "--apns-port=0", "--control-port=0", f"--ca-path={tmp_path / 'ca.pem'}",
+        f"--credentials-dir={tmp_path / 'credentials'}", "--no-record",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        addresses = json.loads(line[len(READY_PREFIX) :])
+        assert addresses["fcm_url"].startswith("https://localhost:")
+        assert addresses["apns_host"] == "localhost"
+        account = json.loads((tmp_path / "credentials" / "fcm-service-account.json").read_text())
+        assert account["token_uri"].startswith("http://localhost:")
+        # The certificate names the advertised host: TLS with hostname checking succeeds.
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        _, writer = await asyncio.open_connection("localhost", addresses["apns_port"], ssl=context)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=30)

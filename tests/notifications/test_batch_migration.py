@@ -2,18 +2,15 @@
 code) get batches, so the new send path and the reconciler find them; downgrade undoes it."""
 
 import asyncio
-import os
 
 import asyncpg
 from alembic import command
-from alembic.config import Config
 
-ALEMBIC_INI = os.path.join(os.path.dirname(__file__), "..", "..", "alembic.ini")
+from cli.migration_config import alembic_config
 
 
 async def _migrate(url: str, action: str, revision: str) -> None:
-    config = Config(ALEMBIC_INI)
-    config.attributes["database_url"] = url
+    config = alembic_config(url)
     # Alembic's env runs its own event loop: keep it off this one.
     await asyncio.to_thread(getattr(command, action), config, revision)
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from alembic import command
-from alembic.config import Config
+
+from cli.migration_config import alembic_config
 
 APP_ROLE = "chuong_app"
 
@@ -46,9 +47,7 @@ class TestDatabases:
 
     def prepare_template(self) -> None:
         asyncio.run(self._create_template())
-        config = Config(os.path.join(os.path.dirname(__file__), "..", "..", "alembic.ini"))
-        config.attributes["database_url"] = self.owner_url(self.template)
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(self.owner_url(self.template)), "head")
 
     async def _create_template(self) -> None:
         self.template = f"{self.prefix}_tpl"
