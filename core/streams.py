@@ -12,9 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
     name: str
     data: Any  # JSON-serialisable (orjson)
     id: str | None = None
+
+
+CLEANUP_SECONDS = 5.0
+
+
+def cleanup_scope(seconds: float = CLEANUP_SECONDS) -> anyio.CancelScope:
+    """For a stream's ``finally``. A client that went away cancels the stream, and under anyio (the
+    server's task group) every await in a cancelled scope is cancelled again: unshielded, the
+    clean-up stops at its first await and leaves the rest (a Redis connection, a reader's stream
+    slot) to expire. Shielded, but bounded, so a Redis that stopped answering cannot hold it."""
+    return anyio.move_on_after(seconds, shield=True)

@@ -23,7 +23,7 @@ from core.config import get_settings
 from core.db import transaction
 from core.errors import NotFound, TooManyRequests
 from core.redis import get_redis
-from core.streams import StreamEvent
+from core.streams import StreamEvent, cleanup_scope
 from inbox import events, queries, service
 from inbox.queries import Filters, Position
 from inbox.readers import Reader
@@ -156,7 +156,8 @@ async def stream(
                 continue  # a broadcast to topics this reader does not follow
             yield _item_event(reader, item)
     finally:
-        await pubsub.aclose()
-        await redis.aclose()
-        if slot is not None:
-            await _release(reader, slot)
+        with cleanup_scope():  # a dropped client must still give its slot back at once
+            await pubsub.aclose()
+            await redis.aclose()
+            if slot is not None:
+                await _release(reader, slot)

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import get_settings
 from core.db import transaction
 from core.logging import get_logger
-from core.streams import StreamEvent
+from core.streams import StreamEvent, cleanup_scope
 from devices.models import Device
 from notifications.channels import progress_channel
 from notifications.models import Delivery, Notification, Receipt
@@ -241,9 +241,10 @@ async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[StreamEv
             if woken:
                 await asyncio.sleep(max(0.0, sent_at + MIN_GAP_SECONDS - time.monotonic()))
     finally:
-        if pubsub is not None:
-            await pubsub.aclose()
-        await redis.aclose()
+        with cleanup_scope():  # a viewer who closed the page must not leak the Redis connection
+            if pubsub is not None:
+                await pubsub.aclose()
+            await redis.aclose()
 
 
 # --- Stored history (the delivery view's chart after the fact) -----------------------------------

@@ -4,14 +4,9 @@ Debian's Chromium (``scripts/dev.sh test`` installs it; no browser download)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from playwright.async_api import Page
 
 from tests.support.factories import Account
@@ -19,34 +14,6 @@ from tests.support.factories import Account
 CHROMIUM = os.environ.get("CHUONG_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS_ENV = "CHUONG_CONSOLE_SCREENSHOTS"
 SCREENSHOTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "console"
-
-
-@asynccontextmanager
-async def serve(app: object) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def sign_in(page: Page, live: str, account: Account, *, code: bool = True) -> None:

@@ -39,7 +39,7 @@ async def chromium():  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def live(app) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     """The app served over HTTP on 127.0.0.1 (a secure context for Chromium, so Secure cookies work)."""
-    from tests.console.browser import serve
+    from tests.support.live_server import serve
 
     async with serve(app) as base_url:
         yield base_url

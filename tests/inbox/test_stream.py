@@ -169,3 +169,35 @@ async def test_a_reader_holds_a_bounded_number_of_open_streams(client, monkeypat
     assert elsewhere.status_code == 200  # another reader's budget is its own
     # Closed streams give their slots back.
     assert (await open_stream(device)).status_code == 200
+
+
+async def test_a_client_that_drops_its_stream_gives_its_slot_back_at_once(app, client, monkeypatch):
+    """Found in the issue-13 SSE review: a dropped connection cancelled the stream's clean-up
+    half-way, so the slot stayed taken until it expired (5 minutes): a reader who reloaded the
+    page a few times was refused with 429. Through a real server, as a browser drops it."""
+    import httpx
+
+    from core.config import get_settings
+    from tests.support.live_server import serve
+
+    monkeypatch.setattr(inbox_stream, "MAX_STREAM_SECONDS", 60.0)
+    monkeypatch.setattr(get_settings(), "inbox_streams_per_reader", 1)
+    device = await anonymous_device(client)
+
+    async def open_and_drop(browser: httpx.AsyncClient) -> int:
+        async with browser.stream("GET", "/v1/inbox/stream", headers=device.headers | SSE) as response:
+            if response.status_code != 200:
+                return response.status_code
+            async for line in response.aiter_lines():
+                if line.startswith("event: unread"):
+                    break  # the stream is live: now drop the connection
+            return 200
+
+    async with serve(app) as live, httpx.AsyncClient(base_url=live, timeout=10) as browser:
+        for reload in range(3):  # one slot serves every reload, once the server saw the drop
+            for _ in range(30):
+                status = await open_and_drop(browser)
+                if status != 429:
+                    break
+                await asyncio.sleep(0.1)
+            assert status == 200, f"reload {reload}: the dropped stream still holds its slot"
