@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_FCM_ENDPOINT = "https://fcm.googleapis.com"
+# How long arq lets one job run (workers/settings.py); the delivery lease must outlast it.
+JOB_TIMEOUT_SECONDS = 60
 
 
 class SessionLimitOverride(BaseModel):
@@ -25,13 +27,17 @@ class SessionLimitOverride(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHUONG_", env_file=".env", extra="ignore")
+    # UTF-8 whatever the host's locale: .env files carry Vietnamese (the TOTP issuer, SMS text).
+    model_config = SettingsConfigDict(
+        env_prefix="CHUONG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
 
-    environment: str = "development"
+    # A typo ("prod", "staging") must not quietly turn the production start-up checks off.
+    environment: Literal["development", "test", "bench", "production"] = "development"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/chuong"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     # Server-side bounds of every connection the service opens (core/db.py connect_args): no
     # statement, lock wait or idle transaction can hold a pooled connection for ever.
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
@@ -56,7 +62,7 @@ class Settings(BaseSettings):
 
     jwt_issuer: str = "chuong"
     jwt_audience: str = "chuong-api"
-    access_token_ttl_seconds: int = 600
+    access_token_ttl_seconds: int = Field(default=600, ge=60)
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
     # --- session lifetimes (auth/session_limits.py, docs/security.md "Session lifetimes") ---
     # Staff (every role but member) follow NIST SP 800-63B AAL2: sign in again at least every
@@ -124,7 +130,7 @@ class Settings(BaseSettings):
     # None: Apple's host for each APNs environment (api.push.apple.com, api.sandbox.push.apple.com).
     apns_endpoint_host: str | None = None
     apns_endpoint_port: int = Field(default=443, ge=1, le=65535)
-    apns_timeout_seconds: float = 10.0
+    apns_timeout_seconds: float = Field(default=10.0, gt=0)
     apns_max_connections: int = 10
     # APNs requests in flight per provider and worker process (notifications/providers/apns.py):
     # past this gate a request is on the wire and a cancel can no longer stop it. Provider
@@ -132,13 +138,16 @@ class Settings(BaseSettings):
     apns_max_in_flight: int = Field(default=100, ge=1, le=1000)
     # An extra CA certificate (PEM) trusted for FCM, APNs and OAuth2 besides the system store.
     provider_ca_file: str | None = None
-    # A claimed batch is leased this long; a killed worker's rows are due again after it.
-    delivery_lease_seconds: int = 90
+    # A claimed batch is leased this long; a killed worker's rows are due again after it. Longer
+    # than a job may run, or a slow batch's rows would be claimed again while it still sends.
+    delivery_lease_seconds: int = Field(default=90, gt=JOB_TIMEOUT_SECONDS)
     # Due rows older than this are re-queued by the reconciler (a lost job or a flushed Redis).
-    reconcile_grace_seconds: int = 30
-    reconcile_every_seconds: int = 30
+    reconcile_grace_seconds: int = Field(default=30, ge=1)
+    # The reconciler runs at every multiple of this second within each minute (a cron step), so
+    # it divides 60 or it runs at uneven gaps; 60: once a minute.
+    reconcile_every_seconds: int = Field(default=30, ge=1, le=60)
     # Send batches a worker holds at once. A killed worker re-sends at most this many batches.
-    send_batches_in_flight: int = 1
+    send_batches_in_flight: int = Field(default=1, ge=1)
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True
 
@@ -176,7 +185,7 @@ class Settings(BaseSettings):
     )
 
     # --- devices ---
-    device_limit_per_user: int = 20
+    device_limit_per_user: int = Field(default=20, ge=1)
     device_stale_days: int = 270
     # Registrations without credentials (new anonymous portal devices, docs/delivery.md
     # "Devices"), counted per network: an IPv4 /24 (carrier NAT puts thousands of phones behind
@@ -246,12 +255,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("environment")
+    @field_validator("environment", mode="before")
     @classmethod
-    def _normalise_environment(cls, value: str) -> str:
+    def _normalise_environment(cls, value: object) -> object:
         # "Production" or " production" must not slip past `== "production"` checks
         # (core/production.py, the demo seeder).
-        return value.strip().lower()
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
         "trusted_proxies",

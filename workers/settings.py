@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from arq import cron
 
-from core.config import get_settings
+from core.config import JOB_TIMEOUT_SECONDS, get_settings
 from core.context import RequestContext, set_context
 from core.db import dispose_engine
 from core.jobs import HIGH_QUEUE, set_enqueuer
@@ -102,7 +102,7 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     # Short timeouts so that a killed worker's batch is re-run in about a minute.
-    job_timeout = 60
+    job_timeout = JOB_TIMEOUT_SECONDS
     max_tries = 5
     max_jobs = 20
     poll_delay = 0.05
