@@ -40,20 +40,23 @@ async def raw_baseline(provider_name: str, count: int, emulator_pid: int) -> Fig
     """The provider class alone, built as the worker builds it: batches of 500, one after another
     (a worker holds one batch at a time), against the same emulator."""
     from core.config import get_settings
-    from notifications.payloads import PushSpec, render
+    from notifications.content import PushContent, PushSpec
+    from notifications.payloads import render
     from notifications.providers.base import Outcome, PushRequest
     from notifications.providers.registry import build_providers, close_providers
 
     spec = PushSpec(
         id="00000000-0000-0000-0000-000000000042",
-        kind="breaking_news",
-        priority="high",
-        sensitivity="public",
-        title=TITLE,
-        body=BODY,
-        data={"article_id": "a-1"},
-        deep_link="chuong-portal://article/a-1",
-        collapse_key="a-1",
+        content=PushContent(
+            kind="breaking_news",
+            priority="high",
+            sensitivity="public",
+            title=TITLE,
+            body=BODY,
+            data={"article_id": "a-1"},
+            deep_link="chuong-portal://article/a-1",
+            collapse_key="a-1",
+        ),
     )
     pushes = [render(spec, "vi"), render(spec, "en")]
     token = support.fcm_token if provider_name == "fcm" else support.apns_token

@@ -15,8 +15,9 @@ from devices.models import Device
 from devices.service import live_since
 from news.models import NewsItem
 from news.schemas import LanguagePreview, PlatformPreview, PreviewOut
-from news.service import notification_audience, reader_languages, spec_of
+from news.service import notification_audience, push_content, reader_languages
 from notifications.audience import audience_filter, restriction_filter
+from notifications.content import PushSpec
 from notifications.payloads import (
     BADGE_CAP,
     MAX_PAYLOAD_BYTES,
@@ -50,7 +51,7 @@ async def audience_counts(session: AsyncSession, item: NewsItem) -> dict[tuple[s
 
 async def preview(session: AsyncSession, *, item: NewsItem) -> PreviewOut:
     # The real notification id is not known yet; a UUID of the same length keeps sizes exact.
-    spec = spec_of(item, notification_id=item.id)
+    spec = PushSpec(id=str(item.id), content=push_content(item))
     counts = await audience_counts(session, item)
     included = set(reader_languages(item))
     languages: list[LanguagePreview] = []
@@ -67,7 +68,7 @@ async def preview(session: AsyncSession, *, item: NewsItem) -> PreviewOut:
                 )
             )
             continue
-        content_language = language if language in spec.title else DEFAULT_LANGUAGE
+        content_language = language if language in spec.content.title else DEFAULT_LANGUAGE
         # With the largest badge a reader can have: the size the 4096-byte check counts (each
         # reader's own unread count replaces it when the push is sent).
         push = with_badge(render(spec, content_language), BADGE_CAP)

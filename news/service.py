@@ -18,8 +18,9 @@ from core.links import safe_link
 from devices.locales import SUPPORTED_LANGUAGES
 from news.models import NewsItem, Section
 from news.schemas import NewsDraft, NewsOut, NewsStats
+from notifications.content import PushContent, PushSpec
 from notifications.models import Notification
-from notifications.payloads import PushSpec, check_sizes
+from notifications.payloads import check_sizes
 
 KIND = "news.breaking"
 EDITABLE = frozenset({"draft", "rejected"})
@@ -165,7 +166,7 @@ async def validate(session: AsyncSession, *, principal: Principal, item: NewsIte
         )
     if item.send_at is not None and item.send_at <= utcnow():
         raise Unprocessable("The send time is in the past", code="send_at_past")
-    check_sizes(spec_of(item, notification_id=item.id))
+    check_sizes(PushSpec(id=str(item.id), content=push_content(item)))
 
 
 def reader_languages(item: NewsItem) -> list[str]:
@@ -177,14 +178,15 @@ def reader_languages(item: NewsItem) -> list[str]:
     return [language for language in SUPPORTED_LANGUAGES if language in wanted]
 
 
-def spec_of(item: NewsItem, *, notification_id: uuid.UUID) -> PushSpec:
+def push_content(item: NewsItem) -> PushContent:
+    """What the item's push says: the one place a news item becomes push content (its release,
+    its size checks and its preview all read this)."""
     data = {"news_id": str(item.id), "article_id": item.article_id}
     # The image as today's link rules allow it (core/links.py): an older row's may not pass.
     image_url = safe_link(item.image_url, https_only=True)
     if image_url:
         data["image_url"] = image_url
-    return PushSpec(
-        id=str(notification_id),
+    return PushContent(
         kind=KIND,
         priority=item.priority,
         sensitivity="public",

@@ -28,9 +28,10 @@ from core.errors import Conflict, Forbidden
 from core.jobs import HIGH_QUEUE, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
 from news.models import NewsItem
-from news.service import load, notification_audience, spec_of, validate
+from news.service import load, notification_audience, push_content, validate
 from notifications import fanout
 from notifications import service as notifications
+from notifications.content import PushContent
 from notifications.models import Notification
 from notifications.policy import ApprovedRelease
 
@@ -136,7 +137,8 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     its second approver: the only way past the four-eyes rule of ``create_prepared``."""
     notification = await notifications.create_prepared(
         session,
-        **_push_fields(item),
+        content=push_content(item),
+        app=PORTAL_APP,
         audience=notification_audience(item),
         audience_summary={"news_item": str(item.id), **item.audience},
         created_by_kind="user",
@@ -157,22 +159,6 @@ def _approved_release(item: NewsItem, *, workflow: str) -> ApprovedRelease:
     if item.approved_by is None:  # released or recalled only after ``approve`` set it
         raise Conflict("This item was never approved", code="news_bad_state")
     return ApprovedRelease(workflow=workflow, object_id=item.id, approved_by=item.approved_by)
-
-
-def _push_fields(item: NewsItem) -> dict[str, Any]:
-    spec = spec_of(item, notification_id=item.id)
-    return {
-        "app": PORTAL_APP,
-        "kind": spec.kind,
-        "priority": spec.priority,
-        "sensitivity": spec.sensitivity,
-        "title": spec.title,
-        "body": spec.body,
-        "data": spec.data,
-        "deep_link": spec.deep_link,
-        "collapse_key": spec.collapse_key,
-        "ttl_seconds": spec.ttl_seconds,
-    }
 
 
 async def release_due(session: AsyncSession, *, now: dt.datetime, limit: int = 20) -> int:
@@ -234,16 +220,8 @@ async def recall(session: AsyncSession, *, principal: Principal, item_id: uuid.U
         stopped = await notifications.cancel(session, notification_id=item.notification_id, now=now)
     retract = await notifications.create_prepared(
         session,
+        content=_retract_content(item),
         app=PORTAL_APP,
-        kind=RETRACT_KIND,
-        priority="high",
-        sensitivity="public",
-        title={language: WITHDRAWN_LINE[language] for language in item.title},
-        body={language: WITHDRAWN_LINE[language] for language in item.title},
-        data={"action": "retract", "retracts": str(item.notification_id), "news_id": str(item.id)},
-        deep_link=None,
-        collapse_key=item.collapse_key,
-        ttl_seconds=item.ttl_seconds,
         audience={"recipients_of": str(item.notification_id)},
         audience_summary={"recipients_of": str(item.notification_id)},
         created_by_kind="user",
@@ -258,6 +236,22 @@ async def recall(session: AsyncSession, *, principal: Principal, item_id: uuid.U
         item.finished_at = item.finished_at or now
     _transition(session, item, to="recalled", reason=reason, retract_notification_id=str(retract.id))
     return item
+
+
+def _retract_content(item: NewsItem) -> PushContent:
+    """The retract push: data-only (notifications/payloads.py DATA_ONLY_KINDS), with the
+    original's collapse key so that the app removes exactly that push from the tray."""
+    return PushContent(
+        kind=RETRACT_KIND,
+        priority="high",
+        sensitivity="public",
+        title={language: WITHDRAWN_LINE[language] for language in item.title},
+        body={language: WITHDRAWN_LINE[language] for language in item.title},
+        data={"action": "retract", "retracts": str(item.notification_id), "news_id": str(item.id)},
+        deep_link=None,
+        collapse_key=item.collapse_key,
+        ttl_seconds=item.ttl_seconds,
+    )
 
 
 async def settle(session: AsyncSession, *, now: dt.datetime, limit: int = 100) -> int:

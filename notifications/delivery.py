@@ -26,10 +26,10 @@ from core.db import transaction, utcnow
 from core.jobs import JobName, defer
 from notifications import breaker, cancellation, dispatch, outbox
 from notifications import service as notifications_service
+from notifications.content import PushSpec
 from notifications.models import Notification
-from notifications.payloads import PushSpec
 from notifications.providers.base import STOPPED, PushProvider, SendResult
-from notifications.service import queue_for, spec_of
+from notifications.service import queue_for
 from notifications.states import FINAL_STATUSES
 
 SEND_CHUNKS = 2  # a batch is sent in pipelined chunks (see _send_batch)
@@ -77,7 +77,7 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
             notification = await session.get(Notification, notification_id)
             if notification is None:
                 return None
-            spec = spec_of(notification)
+            spec = notification.push_spec()
         if len(_SPECS) >= _SPECS_KEPT:
             _SPECS.pop(next(iter(_SPECS)))
         _SPECS[notification_id] = spec
@@ -206,9 +206,8 @@ async def _send_held(
     claimed = claim.deliveries
     if spec is None or not claimed:
         async with committing() as session:
-            await _let_go(
-                session, claim, priority=spec.priority if spec else "normal", status=None, now=utcnow()
-            )
+            priority = spec.content.priority if spec else "normal"
+            await _let_go(session, claim, priority=priority, status=None, now=utcnow())
         return {"claimed": 0}
     size = max(1, -(-len(claimed) // SEND_CHUNKS))
     chunks = [claimed[i : i + size] for i in range(0, len(claimed), size)]
@@ -248,7 +247,7 @@ async def _send_held(
             next_badges = await preparing if preparing is not None else {}
             preparing = None
             recording = asyncio.ensure_future(
-                _record(claim, results, last=last or stop, priority=spec.priority)
+                _record(claim, results, last=last or stop, priority=spec.content.priority)
             )
             if stop:
                 break

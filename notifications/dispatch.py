@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import get_settings
 from core.db import transaction, utcnow
 from core.logging import get_logger
+from notifications.content import PushSpec
 from notifications.outbox import ClaimedDelivery
-from notifications.payloads import PushSpec, RenderedPush, render, with_badge
+from notifications.payloads import RenderedPush, render, with_badge
 from notifications.providers.base import Outcome, PushProvider, PushRequest, SendResult
 
 log = get_logger(__name__)

@@ -11,12 +11,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UUIDPrimaryKey
+from notifications.content import PUSH_CONTENT_FIELDS, PushContent, PushSpec
 
 
 class Notification(UUIDPrimaryKey, Base):
     __tablename__ = "notifications"
 
     app: Mapped[str] = mapped_column(String(16))
+    # The push content (notifications/content.py PushContent): one column per field, same name.
     kind: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16))  # normal | high | emergency
     sensitivity: Mapped[str] = mapped_column(String(16))  # public | internal | classified
@@ -51,6 +53,19 @@ class Notification(UUIDPrimaryKey, Base):
     completed_at: Mapped[dt.datetime | None]
     # Set when the sender recalls it: a retract push went out and the inbox shows it withdrawn.
     withdrawn_at: Mapped[dt.datetime | None]
+
+    @property
+    def content(self) -> PushContent:
+        """What its pushes say, read from the content columns by name."""
+        return PushContent(**{name: getattr(self, name) for name in PUSH_CONTENT_FIELDS})
+
+    @staticmethod
+    def content_values(content: PushContent) -> dict[str, Any]:
+        """The content columns' values for an insert (the inverse of ``content``)."""
+        return {name: getattr(content, name) for name in PUSH_CONTENT_FIELDS}
+
+    def push_spec(self) -> PushSpec:
+        return PushSpec(id=str(self.id), content=self.content, expires_at=self.expires_at)
 
     @property
     def pending(self) -> int:

@@ -8,19 +8,18 @@ the authenticated API) and, when ``visible`` is on, a generic localised line.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 from firebase_admin import messaging
 
-from core.clock import utcnow
 from core.errors import Unprocessable
 from core.i18n import translate
 from core.links import safe_link
 from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
+from notifications.content import PushSpec
 
 MAX_PAYLOAD_BYTES = 4096
 # Badges above this are sent as this (the apps show "99+"); it also bounds the badge query.
@@ -28,38 +27,6 @@ BADGE_CAP = 99
 # The visible alert of a sensitive push: the service's name and a generic line (core/locales).
 TITLE_KEY = "push.title"
 GENERIC_LINE_KEY = "push.generic_line"
-
-
-@dataclass(frozen=True)
-class PushSpec:
-    """The parts of a notification that shape its pushes (a row or a request body)."""
-
-    id: str
-    kind: str
-    priority: str
-    sensitivity: str
-    title: dict[str, str]
-    body: dict[str, str]
-    data: dict[str, str] = field(default_factory=dict)
-    deep_link: str | None = None
-    collapse_key: str | None = None
-    ttl_seconds: int = 86400
-    # When the notification stops being worth delivering (created_at + ttl_seconds); None for a
-    # spec not yet stored (a preview).
-    expires_at: dt.datetime | None = None
-
-    @property
-    def sensitive(self) -> bool:
-        return self.sensitivity != "public"
-
-    def ttl_left(self, now: dt.datetime | None = None) -> int:
-        """The provider TTL of a request sent now: what is left of the notification's life, not
-        its whole ``ttl_seconds`` (a retry an hour later must not let a phone that was offline
-        show the push after the notification expired). Both FCM and APNs count from receipt."""
-        if self.expires_at is None:
-            return self.ttl_seconds
-        left = int((self.expires_at - (now or utcnow())).total_seconds())
-        return max(0, min(self.ttl_seconds, left))
 
 
 @dataclass(frozen=True)
@@ -73,7 +40,7 @@ class RenderedPush:
 
 
 def language_for(spec: PushSpec, locale: str) -> str:
-    return locale if locale in spec.title else DEFAULT_LANGUAGE
+    return locale if locale in spec.content.title else DEFAULT_LANGUAGE
 
 
 # Control pushes the app acts on without showing anything: a news recall's retract (same collapse
@@ -82,11 +49,12 @@ DATA_ONLY_KINDS = frozenset({"news.retract"})
 
 
 def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True) -> RenderedPush:
-    if spec.kind in DATA_ONLY_KINDS:
-        data = {**spec.data, "notification_id": spec.id, "kind": spec.kind}
+    content = spec.content
+    if content.kind in DATA_ONLY_KINDS:
+        data = {**content.data, "notification_id": spec.id, "kind": content.kind}
         return RenderedPush(title=None, body=None, data=data, language=language)
-    if spec.sensitive:
-        data = {"notification_id": spec.id, "sensitivity": spec.sensitivity}
+    if content.sensitive:
+        data = {"notification_id": spec.id, "sensitivity": content.sensitivity}
         if not visible_generic_alert:
             return RenderedPush(title=None, body=None, data=data, language=language)
         return RenderedPush(
@@ -95,14 +63,14 @@ def render(spec: PushSpec, language: str, *, visible_generic_alert: bool = True)
             data=data,
             language=language,
         )
-    data = {**spec.data, "notification_id": spec.id, "kind": spec.kind}
+    data = {**content.data, "notification_id": spec.id, "kind": content.kind}
     # Checked again on the way out: a row written before the link rules (issue 12), or a host
     # removed from the settings since, must not reach a phone.
-    deep_link = safe_link(spec.deep_link)
+    deep_link = safe_link(content.deep_link)
     if deep_link:
         data["deep_link"] = deep_link
-    title = spec.title.get(language) or spec.title[DEFAULT_LANGUAGE]
-    body = spec.body.get(language) or spec.body[DEFAULT_LANGUAGE]
+    title = content.title.get(language) or content.title[DEFAULT_LANGUAGE]
+    body = content.body.get(language) or content.body[DEFAULT_LANGUAGE]
     return RenderedPush(title=title, body=body, data=data, language=language)
 
 
@@ -114,18 +82,19 @@ def with_badge(push: RenderedPush, badge: int) -> RenderedPush:
 
 
 def _urgent(spec: PushSpec) -> bool:
-    return spec.priority in ("high", "emergency")
+    return spec.content.priority in ("high", "emergency")
 
 
 def fcm_message(spec: PushSpec, push: RenderedPush, *, token: str) -> messaging.Message:
+    collapse_key = spec.content.collapse_key
     notification = None
     android_notification = None
     if push.title is not None:
         notification = messaging.Notification(title=push.title, body=push.body)
         # The tag makes a later push with the same collapse key replace this one on the phone.
         android_notification = (
-            messaging.AndroidNotification(tag=spec.collapse_key, notification_count=push.badge)
-            if spec.collapse_key or push.badge is not None
+            messaging.AndroidNotification(tag=collapse_key, notification_count=push.badge)
+            if collapse_key or push.badge is not None
             else None
         )
     return messaging.Message(
@@ -135,7 +104,7 @@ def fcm_message(spec: PushSpec, push: RenderedPush, *, token: str) -> messaging.
         android=messaging.AndroidConfig(
             priority="high" if _urgent(spec) else "normal",
             ttl=spec.ttl_left(),
-            collapse_key=spec.collapse_key,
+            collapse_key=collapse_key,
             notification=android_notification,
         ),
     )
@@ -147,10 +116,10 @@ def apns_payload(spec: PushSpec, push: RenderedPush) -> dict[str, Any]:
         aps = {"content-available": 1}
     else:
         aps = {"alert": {"title": push.title, "body": push.body}, "sound": "default"}
-        if spec.sensitive:
+        if spec.content.sensitive:
             aps["mutable-content"] = 1  # lets the app's extension fetch and show the real content
-    if spec.collapse_key:
-        aps["thread-id"] = spec.collapse_key
+    if spec.content.collapse_key:
+        aps["thread-id"] = spec.content.collapse_key
     if push.badge is not None:
         aps["badge"] = push.badge
     return {"aps": aps, **push.data}
@@ -174,7 +143,8 @@ def check_sizes(spec: PushSpec) -> dict[str, dict[str, int]]:
     """Sizes per language and provider; 422 naming the culprits when one exceeds 4096 bytes."""
     sizes: dict[str, dict[str, int]] = {}
     too_big: list[dict[str, Any]] = []
-    for language in [lang for lang in SUPPORTED_LANGUAGES if lang in spec.title] or [DEFAULT_LANGUAGE]:
+    languages = [language for language in SUPPORTED_LANGUAGES if language in spec.content.title]
+    for language in languages or [DEFAULT_LANGUAGE]:
         push = with_badge(render(spec, language), BADGE_CAP)  # the largest badge
         fcm = fcm_size(fcm_message(spec, push, token="size-probe"))  # noqa: S106 (not a secret)
         apns = apns_size(apns_payload(spec, push))

@@ -12,6 +12,7 @@ from auth.roles import Role
 from core.links import DeepLink
 from core.schemas import RequestModel, ResponseModel
 from devices.locales import SUPPORTED_LANGUAGES
+from notifications.content import PUSH_CONTENT_FIELDS, PushContent
 
 Language = Literal["vi", "en", "zh", "fr", "es", "ru"]
 Priority = Literal["normal", "high", "emergency"]
@@ -82,6 +83,10 @@ class NotificationCreate(RequestModel):
         if bad:
             raise ValueError(f"reserved data keys: {', '.join(bad)}")
         return value
+
+    def content(self) -> PushContent:
+        """The push this request describes (its app and audience say who receives it)."""
+        return PushContent(**self.model_dump(include=set(PUSH_CONTENT_FIELDS)))
 
 
 class NotificationOut(ResponseModel):

@@ -21,29 +21,14 @@ from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
 from notifications import cancellation, on_created, outbox
+from notifications.content import PushContent, PushSpec
 from notifications.models import DeliveryBatch, Notification
-from notifications.payloads import PushSpec, check_sizes
+from notifications.payloads import check_sizes
 from notifications.policy import ApprovedRelease, check_direct_push
 from notifications.schemas import NotificationCreate
 
 # Namespace of the advisory locks that make concurrent requests with one Idempotency-Key 409.
 IDEMPOTENCY_LOCK_NAMESPACE = 0x6964656D
-
-
-def spec_of(notification: Notification) -> PushSpec:
-    return PushSpec(
-        id=str(notification.id),
-        kind=notification.kind,
-        priority=notification.priority,
-        sensitivity=notification.sensitivity,
-        title=notification.title,
-        body=notification.body,
-        data=notification.data,
-        deep_link=notification.deep_link,
-        collapse_key=notification.collapse_key,
-        ttl_seconds=notification.ttl_seconds,
-        expires_at=notification.expires_at,
-    )
 
 
 def queue_for(priority: str) -> str:
@@ -90,7 +75,10 @@ async def create(
     await _check_audience(session, principal=principal, body=body)
     notification = await create_prepared(
         session,
-        **_fields_of(body),
+        content=body.content(),
+        app=body.app,
+        audience=body.audience.model_dump(mode="json"),
+        audience_summary=_audience_summary(body),
         created_by_kind=creator_kind,
         created_by_id=creator_id,
         unit_id=principal.unit_id,
@@ -112,7 +100,10 @@ async def create_approved(
     request model's shape. No route calls this: the API's door is ``create``."""
     return await create_prepared(
         session,
-        **_fields_of(body),
+        content=body.content(),
+        app=body.app,
+        audience=body.audience.model_dump(mode="json"),
+        audience_summary=_audience_summary(body),
         created_by_kind="user",
         created_by_id=created_by_id,
         unit_id=unit_id,
@@ -120,36 +111,11 @@ async def create_approved(
     )
 
 
-def _fields_of(body: NotificationCreate) -> dict[str, Any]:
-    return {
-        "app": body.app,
-        "kind": body.kind,
-        "priority": body.priority,
-        "sensitivity": body.sensitivity,
-        "title": {str(language): text for language, text in body.title.items()},
-        "body": {str(language): text for language, text in body.body.items()},
-        "data": body.data,
-        "deep_link": body.deep_link,
-        "collapse_key": body.collapse_key,
-        "ttl_seconds": body.ttl_seconds,
-        "audience": body.audience.model_dump(mode="json"),
-        "audience_summary": _audience_summary(body),
-    }
-
-
 async def create_prepared(
     session: AsyncSession,
     *,
+    content: PushContent,
     app: str,
-    kind: str,
-    priority: str,
-    sensitivity: str,
-    title: dict[str, str],
-    body: dict[str, str],
-    data: dict[str, str],
-    deep_link: str | None,
-    collapse_key: str | None,
-    ttl_seconds: int,
     audience: dict[str, Any],
     audience_summary: dict[str, object],
     created_by_kind: str,
@@ -167,33 +133,12 @@ async def create_prepared(
     if approved is None:
         await check_direct_push(session, app=app, audience=audience, unit_id=unit_id)
     notification_id = uuid.uuid4()
-    check_sizes(
-        PushSpec(
-            id=str(notification_id),
-            kind=kind,
-            priority=priority,
-            sensitivity=sensitivity,
-            title=title,
-            body=body,
-            data=data,
-            deep_link=deep_link,
-            collapse_key=collapse_key,
-            ttl_seconds=ttl_seconds,
-        )
-    )
+    check_sizes(PushSpec(id=str(notification_id), content=content))
     now = utcnow()
     values = {
         "id": notification_id,
         "app": app,
-        "kind": kind,
-        "priority": priority,
-        "sensitivity": sensitivity,
-        "title": title,
-        "body": body,
-        "data": data,
-        "deep_link": deep_link,
-        "collapse_key": collapse_key,
-        "ttl_seconds": ttl_seconds,
+        **Notification.content_values(content),
         "audience": audience,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
@@ -202,7 +147,7 @@ async def create_prepared(
         "unit_id": unit_id,
         "status": "queued",
         "created_at": now,
-        "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+        "expires_at": now + dt.timedelta(seconds=content.ttl_seconds),
     }
     await session.execute(insert(Notification).values(**values))
     notification = await session.get(Notification, notification_id)
@@ -214,9 +159,9 @@ async def create_prepared(
         object_id=notification_id,
         details={
             "app": app,
-            "kind": kind,
-            "priority": priority,
-            "sensitivity": sensitivity,
+            "kind": content.kind,
+            "priority": content.priority,
+            "sensitivity": content.sensitivity,
             "audience": audience_summary,
             **(_approval_summary(approved) if approved is not None else {}),
         },
@@ -226,7 +171,7 @@ async def create_prepared(
         JobName.FAN_OUT,
         str(notification_id),
         job_id=f"fanout:{notification_id}",
-        queue=queue_for(priority),
+        queue=queue_for(content.priority),
     )
     # In-app inbox (inbox/fanout.py, registered at start-up): announce broadcasts, queue
     # per-recipient rows (after commit).

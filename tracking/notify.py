@@ -69,16 +69,8 @@ async def send(
         return notification.id
     notification = await notifications.create_prepared(
         session,
+        content=create.content(),
         app=create.app,
-        kind=create.kind,
-        priority=create.priority,
-        sensitivity=create.sensitivity,
-        title={"vi": create.title["vi"]},
-        body={"vi": create.body["vi"]},
-        data=create.data,
-        deep_link=create.deep_link,
-        collapse_key=None,
-        ttl_seconds=create.ttl_seconds,
         audience=create.audience.model_dump(mode="json"),
         audience_summary={"users": len(recipients)},
         created_by_kind="system",

@@ -62,7 +62,7 @@ class ApnsProvider:
             notification_id=str(uuid.uuid4()),
             time_to_live=request.spec.ttl_left(),
             priority=apns_priority(request.spec, request.push),
-            collapse_key=request.spec.collapse_key,
+            collapse_key=request.spec.content.collapse_key,
             push_type=PushType.ALERT if request.push.title is not None else PushType.BACKGROUND,
         )
         try:

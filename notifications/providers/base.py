@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from notifications.payloads import PushSpec, RenderedPush
+from notifications.content import PushSpec
+from notifications.payloads import RenderedPush
 
 
 class Outcome(StrEnum):

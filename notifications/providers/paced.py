@@ -52,7 +52,7 @@ class PacedProvider:
         # urgent ones first.
         lanes: dict[Lane, list[int]] = {}
         for index, request in enumerate(requests):
-            lanes.setdefault(lane_of(request.spec.priority), []).append(index)
+            lanes.setdefault(lane_of(request.spec.content.priority), []).append(index)
         for lane in sorted(lanes, key=lambda name: name != "high"):
             await self._send_lane(requests, lanes[lane], lane, results)
         assert all(result is not None for result in results)

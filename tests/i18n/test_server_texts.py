@@ -18,6 +18,7 @@ from inbox import schemas as inbox_schemas
 from inbox.queries import Entry
 from inbox.service import Item
 from notifications import payloads
+from notifications.content import PushContent, PushSpec
 from notifications.models import Notification
 from tracking import events, notify, sender
 from tracking.rules import get_rules
@@ -121,9 +122,10 @@ def test_a_language_without_the_text_falls_back_to_vietnamese_not_english():
 
 @pytest.mark.parametrize("language", [*SUPPORTED_LANGUAGES, "de"])
 def test_a_sensitive_push_shows_todays_generic_alert(language):
-    spec = payloads.PushSpec(
-        id="n1", kind="k", priority="normal", sensitivity="internal", title={"vi": "Mật"}, body={"vi": "Mật"}
+    content = PushContent(
+        kind="k", priority="normal", sensitivity="internal", title={"vi": "Mật"}, body={"vi": "Mật"}
     )
+    spec = PushSpec(id="n1", content=content)
     push = payloads.render(spec, language)
     expected = language if language in GENERIC_LINE else "vi"
     assert (push.title, push.body) == (TITLE[expected], GENERIC_LINE[expected])

@@ -9,7 +9,8 @@ import pytest
 
 from core.config import get_settings
 from news.models import NewsItem
-from news.service import spec_of
+from news.service import push_content
+from notifications.content import PushSpec
 from notifications.payloads import render
 from tests.news.helpers import draft, make_desk
 from tests.support.links import SAFE_LINKS, UNSAFE_LINKS
@@ -100,10 +101,10 @@ def test_a_stored_image_or_link_that_no_longer_passes_is_left_out_of_the_push():
         collapse_key="news-a-1",
         ttl_seconds=3600,
     )
-    data = render(spec_of(item, notification_id=uuid.uuid4()), "vi").data
+    data = render(PushSpec(id=str(uuid.uuid4()), content=push_content(item)), "vi").data
     assert "image_url" not in data and "deep_link" not in data
     item.image_url, item.deep_link = "https://dangcongsan.vn/a.jpg", "chuong-portal://article/a-1"
-    data = render(spec_of(item, notification_id=uuid.uuid4()), "vi").data
+    data = render(PushSpec(id=str(uuid.uuid4()), content=push_content(item)), "vi").data
     assert (
         data["image_url"] == "https://dangcongsan.vn/a.jpg"
         and data["deep_link"] == "chuong-portal://article/a-1"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from auth.roles import Role
 from core.config import get_settings
-from notifications.payloads import PushSpec, render
+from notifications.content import PushContent, PushSpec
+from notifications.payloads import render
 from tests.api_clients.helpers import bearer, create_client
 from tests.notifications.helpers import notification_body
 from tests.support.factories import make_account, make_unit, sign_in
@@ -41,12 +42,14 @@ async def test_allowed_links_are_accepted_on_the_notifications_route(client):
 def _spec(deep_link: str | None) -> PushSpec:
     return PushSpec(
         id="n-1",
-        kind="breaking_news",
-        priority="high",
-        sensitivity="public",
-        title={"vi": "Tin"},
-        body={"vi": "Nội dung"},
-        deep_link=deep_link,
+        content=PushContent(
+            kind="breaking_news",
+            priority="high",
+            sensitivity="public",
+            title={"vi": "Tin"},
+            body={"vi": "Nội dung"},
+            deep_link=deep_link,
+        ),
     )
 
 

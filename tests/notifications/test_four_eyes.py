@@ -14,6 +14,7 @@ from core import clock
 from core.config import get_settings
 from core.db import transaction
 from notifications import service as notification_service
+from notifications.content import PushContent
 from notifications.policy import FourEyesRequired
 from tests.api_clients.helpers import bearer, create_client
 from tests.notifications.conftest import register_devices
@@ -133,16 +134,15 @@ async def test_the_domain_refuses_a_broadcast_from_any_door_without_an_approval(
             async with transaction() as session:
                 await notification_service.create_prepared(
                     session,
+                    content=PushContent(
+                        kind="breaking_news",
+                        priority="high",
+                        sensitivity="public",
+                        title={"vi": "Tin"},
+                        body={"vi": "Nội dung"},
+                        ttl_seconds=3600,
+                    ),
                     app="portal",
-                    kind="breaking_news",
-                    priority="high",
-                    sensitivity="public",
-                    title={"vi": "Tin"},
-                    body={"vi": "Nội dung"},
-                    data={},
-                    deep_link=None,
-                    collapse_key=None,
-                    ttl_seconds=3600,
                     audience=audience,
                     audience_summary={},
                     created_by_kind="system",

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from core import clock
 from core.config import get_settings
 from notifications import ratecontrol
-from notifications.payloads import PushSpec, render
+from notifications.content import PushContent, PushSpec
+from notifications.payloads import render
 from notifications.providers.base import Outcome, PushRequest
 from notifications.providers.paced import RATE_LIMITED, PacedProvider
 from notifications.providers.registry import build_providers, close_providers
@@ -41,11 +42,13 @@ def settings(**changes: object):
 def spec(priority: str = "normal") -> PushSpec:
     return PushSpec(
         id=str(uuid.uuid4()),
-        kind="breaking_news",
-        priority=priority,
-        sensitivity="public",
-        title={"vi": "Tin nóng"},
-        body={"vi": "Nội dung"},
+        content=PushContent(
+            kind="breaking_news",
+            priority=priority,
+            sensitivity="public",
+            title={"vi": "Tin nóng"},
+            body={"vi": "Nội dung"},
+        ),
     )
 
 

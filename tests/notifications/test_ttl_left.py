@@ -7,7 +7,8 @@ import datetime as dt
 from firebase_admin import _messaging_encoder
 
 from core import clock
-from notifications.payloads import PushSpec, RenderedPush, fcm_message
+from notifications.content import PushContent, PushSpec
+from notifications.payloads import RenderedPush, fcm_message
 
 PUSH = RenderedPush(title="Tin", body="Nội dung", data={}, language="vi")
 
@@ -15,12 +16,14 @@ PUSH = RenderedPush(title="Tin", body="Nội dung", data={}, language="vi")
 def spec(expires_at: dt.datetime | None = None) -> PushSpec:
     return PushSpec(
         id="n-1",
-        kind="breaking_news",
-        priority="high",
-        sensitivity="public",
-        title={"vi": "Tin"},
-        body={"vi": "Nội dung"},
-        ttl_seconds=3600,
+        content=PushContent(
+            kind="breaking_news",
+            priority="high",
+            sensitivity="public",
+            title={"vi": "Tin"},
+            body={"vi": "Nội dung"},
+            ttl_seconds=3600,
+        ),
         expires_at=expires_at,
     )
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from emulator import Emulator
-from notifications.payloads import PushSpec, render
+from notifications.content import PushContent, PushSpec
+from notifications.payloads import render
 from notifications.providers.base import Outcome, PushProvider, PushRequest
 from notifications.providers.registry import close_providers
 from notifications.providers.retry_after import MAX_RETRY_AFTER_SECONDS
@@ -17,20 +19,24 @@ from tests.providers.conftest import TRANSPORTS, open_fcm
 
 SPEC = PushSpec(
     id=str(uuid.UUID(int=42)),
-    kind="breaking_news",
-    priority="high",
-    sensitivity="public",
-    title={"vi": "Tin đặc biệt quan trọng", "en": "Breaking news"},
-    body={"vi": "Hội nghị Trung ương khai mạc tại Hà Nội", "en": "The plenum opens in Hanoi"},
-    data={"article_id": "a-1"},
-    deep_link="chuong-portal://article/a-1",
-    collapse_key="a-1",
-    ttl_seconds=3600,
+    content=PushContent(
+        kind="breaking_news",
+        priority="high",
+        sensitivity="public",
+        title={"vi": "Tin đặc biệt quan trọng", "en": "Breaking news"},
+        body={"vi": "Hội nghị Trung ương khai mạc tại Hà Nội", "en": "The plenum opens in Hanoi"},
+        data={"article_id": "a-1"},
+        deep_link="chuong-portal://article/a-1",
+        collapse_key="a-1",
+        ttl_seconds=3600,
+    ),
 )
 SPECS = {
     "public": SPEC,
-    "sensitive": PushSpec(**{**SPEC.__dict__, "sensitivity": "classified", "collapse_key": None}),
-    "normal_priority_no_link": PushSpec(**{**SPEC.__dict__, "priority": "normal", "deep_link": None}),
+    "sensitive": replace(SPEC, content=replace(SPEC.content, sensitivity="classified", collapse_key=None)),
+    "normal_priority_no_link": replace(
+        SPEC, content=replace(SPEC.content, priority="normal", deep_link=None)
+    ),
 }
 
 
