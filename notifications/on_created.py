@@ -4,8 +4,8 @@ The in-app inbox does something (inbox/fanout.py ``schedule``): it records and q
 per-recipient rows of a targeted notification and announces a broadcast to connected readers,
 both after commit. inbox depends on notifications, never the reverse (an import-linter contract),
 so ``service.create_prepared`` cannot call it by name: each composition root registers it with
-``set_on_created`` at start-up, as it registers the enqueuer (core/jobs.py): the API app factory
-(api/app.py), the worker's start-up (workers/settings.py), the tests (tests/conftest.py) and the
+``set_on_created`` at start-up, as it registers the enqueuer (core/jobs.py): the served app's
+factory (cli/asgi.py), the worker's start-up (workers/settings.py), the tests (tests/conftest.py) and the
 benchmark (bench/delivery.py).
 
 Forgetting it is not silent: creating a notification in a process that registered nothing raises
