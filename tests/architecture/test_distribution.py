@@ -5,13 +5,12 @@ build leaves no `build/` or `*.egg-info` in the working tree."""
 from __future__ import annotations
 
 import email
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
@@ -28,23 +27,11 @@ SHIPPED = {
     "workers",
 }
 NOT_SHIPPED = {"emulator", "tests", "bench", "scripts", "docs"}
-SKIP = shutil.ignore_patterns(
-    ".venv", ".git", ".run", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".env"
-)
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = tmp_path_factory.mktemp("source") / "chuong"
-    shutil.copytree(ROOT, source, ignore=SKIP)
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(  # noqa: S603 - pip of the test interpreter
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
-        check=True,
-        timeout=600,
-    )
-    [built] = out.glob("chuong-*.whl")
-    return built
+    return build_wheel(tmp_path_factory)
 
 
 def test_the_wheel_ships_the_service_packages_and_no_emulator(wheel: Path) -> None:

@@ -10,21 +10,8 @@ go into the same config.
 from __future__ import annotations
 
 import subprocess
-import sys
-import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-
-
-def _config() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def _contract(config: dict, contract_id: str) -> dict:
-    [contract] = [c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == contract_id]
-    return contract
+from tests.architecture.planted import LINT_IMPORTS, ROOT, config, contract
 
 
 def test_every_import_contract_is_kept() -> None:
@@ -38,34 +25,35 @@ def test_every_import_contract_is_kept() -> None:
 
 def test_the_emulator_contract_covers_every_shipped_package() -> None:
     # A package added to the distribution but not to the contract would be free to import it.
-    config = _config()
-    shipped = {pattern.rstrip("*") for pattern in config["tool"]["setuptools"]["packages"]["find"]["include"]}
-    contract = _contract(config, "no-emulator-in-shipped-code")
+    settings = config()
+    included = settings["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = {pattern.rstrip("*") for pattern in included}
+    found = contract("no-emulator-in-shipped-code")
 
-    assert set(contract["source_modules"]) == shipped
-    assert {"emulator", "trustme", "h2"} <= set(contract["forbidden_modules"])
+    assert set(found["source_modules"]) == shipped
+    assert {"emulator", "trustme", "h2"} <= set(found["forbidden_modules"])
 
 
 def test_core_may_import_no_other_package() -> None:
     # A package added to the analysed roots but not to this contract would be free for core to import.
-    config = _config()
-    roots = set(config["tool"]["importlinter"]["root_packages"])
-    contract = _contract(config, "core-imports-no-domain")
+    settings = config()
+    roots = set(settings["tool"]["importlinter"]["root_packages"])
+    found = contract("core-imports-no-domain")
 
-    assert contract["source_modules"] == ["core"]
-    assert set(contract["forbidden_modules"]) == roots - {"core"}
+    assert found["source_modules"] == ["core"]
+    assert set(found["forbidden_modules"]) == roots - {"core"}
 
 
 def test_no_package_may_import_the_outer_layer() -> None:
-    config = _config()
-    roots = set(config["tool"]["importlinter"]["root_packages"])
-    contract = _contract(config, "nothing-imports-the-cli")
+    settings = config()
+    roots = set(settings["tool"]["importlinter"]["root_packages"])
+    found = contract("nothing-imports-the-cli")
 
-    assert contract["forbidden_modules"] == ["cli"]
-    assert set(contract["source_modules"]) == roots - {"cli"}
+    assert found["forbidden_modules"] == ["cli"]
+    assert set(found["source_modules"]) == roots - {"cli"}
 
 
 def test_auth_may_not_import_devices() -> None:
-    contract = _contract(_config(), "devices-depend-on-auth")
+    found = contract("devices-depend-on-auth")
 
-    assert (contract["source_modules"], contract["forbidden_modules"]) == (["auth"], ["devices"])
+    assert (found["source_modules"], found["forbidden_modules"]) == (["auth"], ["devices"])

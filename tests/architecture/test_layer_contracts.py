@@ -11,17 +11,11 @@ from pyproject.toml, is run by lint-imports against one planted import at a time
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+from tests.architecture.planted import ROOT, config, contract, imports, kept, lint
 
 LAYERS = [
     "cli",
@@ -36,76 +30,11 @@ LAYERS = [
 ]
 
 
-def _config() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def _contract(contract_id: str) -> dict:
-    [contract] = [c for c in _config()["tool"]["importlinter"]["contracts"] if c["id"] == contract_id]
-    return contract
-
-
-def _toml_value(value: object) -> str:
-    # The contracts hold only strings, lists of strings and booleans, which JSON spells as TOML does.
-    return json.dumps(value)
-
-
-def _module(tmp_path: Path, dotted: str) -> Path:
-    *packages, name = dotted.split(".")
-    for depth in range(1, len(packages) + 1):
-        package = tmp_path.joinpath(*packages[:depth])
-        package.mkdir(exist_ok=True)
-        (package / "__init__.py").touch()
-    return tmp_path.joinpath(*packages) / f"{name}.py"
-
-
-def _lint(tmp_path: Path, contract: dict, imports: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
-    """Run lint-imports with ``contract`` over stub root packages holding only ``imports``
-    (importer, imported), each module created for the occasion."""
-    roots = _config()["tool"]["importlinter"]["root_packages"]
-    # Every module a contract names must exist (the roots, and forbidden ones such as api.routers).
-    named = [*roots, *contract.get("source_modules", []), *contract.get("forbidden_modules", [])]
-    for name in named:
-        _module(tmp_path, f"{name}.__init__").touch()
-    for importer, imported in imports:
-        _module(tmp_path, imported).touch()
-        target = _module(tmp_path, importer)
-        target.write_text(
-            (target.read_text(encoding="utf-8") if target.exists() else "") + f"import {imported}\n",
-            encoding="utf-8",
-        )
-    # The real tree's exceptions (ignore_imports) would match nothing here, which lint-imports
-    # reports as an error of its own.
-    fields = {key: value for key, value in contract.items() if key != "ignore_imports"}
-    lines = ["[tool.importlinter]", f"root_packages = {_toml_value(roots)}", ""]
-    lines.append("[[tool.importlinter.contracts]]")
-    lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
-    config = tmp_path / "importlinter.toml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    # The scratch packages come before the installed (editable) ones, whose finder runs last.
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    return subprocess.run(  # noqa: S603 - the venv's own lint-imports
-        [str(LINT_IMPORTS), str(config), "--no-cache"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _kept(result: subprocess.CompletedProcess[str]) -> bool:
-    if result.returncode == 0 and "1 kept, 0 broken" in result.stdout:
-        return True
-    assert "0 kept, 1 broken" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
-    return False
-
-
 def test_api_may_not_import_the_console() -> None:
-    contract = _contract("api-imports-no-console")
+    found = contract("api-imports-no-console")
 
-    assert contract["type"] == "forbidden"
-    assert (contract["source_modules"], contract["forbidden_modules"]) == (["api"], ["console"])
+    assert found["type"] == "forbidden"
+    assert (found["source_modules"], found["forbidden_modules"]) == (["api"], ["console"])
 
 
 def test_the_console_may_import_nothing_of_api_but_its_request_dependencies() -> None:
@@ -117,27 +46,27 @@ def test_the_console_may_import_nothing_of_api_but_its_request_dependencies() ->
         for path in (ROOT / "api").iterdir()
         if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").exists()
     }
-    contract = _contract("console-uses-only-api-deps")
+    found = contract("console-uses-only-api-deps")
 
-    assert contract["source_modules"] == ["console"]
+    assert found["source_modules"] == ["console"]
     assert "api.deps" in api_modules
-    assert set(contract["forbidden_modules"]) == api_modules - {"api.deps", "api.sse"}
+    assert set(found["forbidden_modules"]) == api_modules - {"api.deps", "api.sse"}
 
 
 def test_the_layers_run_from_the_outer_layer_down_to_core() -> None:
-    config = _config()
-    contract = _contract("layers")
-    roots = set(config["tool"]["importlinter"]["root_packages"])
-    layered = [name.strip() for layer in contract["layers"] for name in layer.split("|")]
+    settings = config()
+    found = contract("layers")
+    roots = set(settings["tool"]["importlinter"]["root_packages"])
+    layered = [name.strip() for layer in found["layers"] for name in layer.split("|")]
 
-    assert contract["type"] == "layers"
-    assert contract["layers"] == LAYERS
+    assert found["type"] == "layers"
+    assert found["layers"] == LAYERS
     # Every shipped package has its place, once; the emulator is tooling (its own contract).
     assert sorted(layered) == sorted(roots - {"emulator"})
 
 
 @pytest.mark.parametrize(
-    ("contract_id", "imports"),
+    ("contract_id", "planted"),
     [
         ("api-imports-no-console", [("api.app", "console.app")]),
         ("console-uses-only-api-deps", [("console.routes.signin", "api.routers.auth")]),
@@ -155,13 +84,13 @@ def test_the_layers_run_from_the_outer_layer_down_to_core() -> None:
     ],
 )
 def test_the_contract_breaks_on_a_planted_import(
-    tmp_path: Path, contract_id: str, imports: list[tuple[str, str]]
+    tmp_path: Path, contract_id: str, planted: list[tuple[str, str]]
 ) -> None:
-    assert not _kept(_lint(tmp_path, _contract(contract_id), imports))
+    assert not kept(lint(tmp_path, contract(contract_id), imports(*planted)))
 
 
 @pytest.mark.parametrize(
-    ("contract_id", "imports"),
+    ("contract_id", "planted"),
     [
         ("console-uses-only-api-deps", [("console.routes.signin", "api.deps")]),
         ("layers", [("cli.asgi", "api.app"), ("cli.asgi", "console.app"), ("cli.asgi", "workers.queue")]),
@@ -173,6 +102,6 @@ def test_the_contract_breaks_on_a_planted_import(
     ],
 )
 def test_the_contract_keeps_the_allowed_direction(
-    tmp_path: Path, contract_id: str, imports: list[tuple[str, str]]
+    tmp_path: Path, contract_id: str, planted: list[tuple[str, str]]
 ) -> None:
-    assert _kept(_lint(tmp_path, _contract(contract_id), imports))
+    assert kept(lint(tmp_path, contract(contract_id), imports(*planted)))

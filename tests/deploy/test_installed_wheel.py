@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from core.db import configure_engine, dispose_engine, make_engine
 from emulator import Emulator, EmulatorConfig
 from emulator.app_settings import as_env
 from tests.notifications.helpers import broadcast, central_sender
+from tests.support.wheel import build_wheel
 
 if TYPE_CHECKING:  # imported by name, pytest would try to collect the class
     from tests.support.databases import TestDatabases
@@ -35,24 +35,13 @@ if TYPE_CHECKING:  # imported by name, pytest would try to collect the class
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP = shutil.ignore_patterns(
-    ".venv", ".git", ".run", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".env"
-)
 TOKEN = "ok-fcm-installed-wheel"
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin/ of a fresh virtual environment holding the wheel and its declared dependencies."""
-    source = tmp_path_factory.mktemp("source") / "chuong"
-    shutil.copytree(ROOT, source, ignore=SKIP)
-    wheels = tmp_path_factory.mktemp("wheels")
-    subprocess.run(  # noqa: S603 - pip of the test interpreter
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(source)],
-        check=True,
-        timeout=600,
-    )
-    [wheel] = wheels.glob("chuong-*.whl")
+    wheel = build_wheel(tmp_path_factory)
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)  # noqa: S603
     subprocess.run(  # noqa: S603 - the fresh environment's pip

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from auth.roles import Role
 from core.config import get_settings
-from notifications.content import PushContent, PushSpec
+from notifications.content import PushSpec
 from notifications.payloads import render
 from tests.api_clients.helpers import bearer, create_client
 from tests.notifications.helpers import notification_body
 from tests.support.factories import make_account, make_unit, sign_in
 from tests.support.links import SAFE_LINKS, UNSAFE_LINKS
+from tests.support.pushes import breaking_news
 
 
 async def _sender_and_target(client) -> tuple[dict[str, str], dict[str, list[str]]]:  # type: ignore[no-untyped-def]
@@ -42,14 +43,7 @@ async def test_allowed_links_are_accepted_on_the_notifications_route(client):
 def _spec(deep_link: str | None) -> PushSpec:
     return PushSpec(
         id="n-1",
-        content=PushContent(
-            kind="breaking_news",
-            priority="high",
-            sensitivity="public",
-            title={"vi": "Tin"},
-            body={"vi": "Nội dung"},
-            deep_link=deep_link,
-        ),
+        content=breaking_news(deep_link=deep_link, ttl_seconds=86400),
     )
 
 

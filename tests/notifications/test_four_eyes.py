@@ -14,12 +14,12 @@ from core import clock
 from core.config import get_settings
 from core.db import transaction
 from notifications import service as notification_service
-from notifications.content import PushContent
 from notifications.policy import FourEyesRequired
 from tests.api_clients.helpers import bearer, create_client
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import notification_body
 from tests.support.factories import make_account, make_unit, sign_in
+from tests.support.pushes import breaking_news
 
 BROADCASTS: list[dict[str, object]] = [{"all": True}, {"topics": ["van-kien"]}, {"all": True, "users": []}]
 
@@ -134,14 +134,7 @@ async def test_the_domain_refuses_a_broadcast_from_any_door_without_an_approval(
             async with transaction() as session:
                 await notification_service.create_prepared(
                     session,
-                    content=PushContent(
-                        kind="breaking_news",
-                        priority="high",
-                        sensitivity="public",
-                        title={"vi": "Tin"},
-                        body={"vi": "Nội dung"},
-                        ttl_seconds=3600,
-                    ),
+                    content=breaking_news(),
                     app="portal",
                     audience=audience,
                     audience_summary={},

@@ -7,8 +7,9 @@ import datetime as dt
 from firebase_admin import _messaging_encoder
 
 from core import clock
-from notifications.content import PushContent, PushSpec
+from notifications.content import PushSpec
 from notifications.payloads import RenderedPush, fcm_message
+from tests.support.pushes import breaking_news
 
 PUSH = RenderedPush(title="Tin", body="Nội dung", data={}, language="vi")
 
@@ -16,14 +17,7 @@ PUSH = RenderedPush(title="Tin", body="Nội dung", data={}, language="vi")
 def spec(expires_at: dt.datetime | None = None) -> PushSpec:
     return PushSpec(
         id="n-1",
-        content=PushContent(
-            kind="breaking_news",
-            priority="high",
-            sensitivity="public",
-            title={"vi": "Tin"},
-            body={"vi": "Nội dung"},
-            ttl_seconds=3600,
-        ),
+        content=breaking_news(),
         expires_at=expires_at,
     )
 
