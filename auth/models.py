@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.crypto import FIELD_ENCRYPTED
 from core.db import Base, Timestamps, UUIDPrimaryKey
 
 
@@ -50,8 +51,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     unit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
     role: Mapped[str] = mapped_column(String(32))
     # Encrypted with a key from settings (D-21); never stored in clear.
-    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    citizen_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary, info={FIELD_ENCRYPTED: True})
+    citizen_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary, info={FIELD_ENCRYPTED: True})
 
     password_hash: Mapped[str] = mapped_column(Text)
     password_changed_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
@@ -80,7 +81,7 @@ class TotpCredential(Base):
     __tablename__ = "totp_credentials"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary, info={FIELD_ENCRYPTED: True})
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     confirmed_at: Mapped[dt.datetime | None]
     last_used_step: Mapped[int | None] = mapped_column(BigInteger)

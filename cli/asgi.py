@@ -15,7 +15,7 @@ from console.app import mount_console
 from core.config import get_settings
 from core.jobs import set_enqueuer
 from core.logging import configure_logging
-from core.production import ensure_production_ready
+from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
 from notifications.on_created import set_on_created
 from workers.queue import enqueue
@@ -29,6 +29,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     # A typo in CHUONG_SESSION_LIMITS_BY_ROLE stops the start, not every sign-in later.
     check_session_limits()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    log_production_warnings(settings)  # unverified database or Redis connections across hosts
     # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).
     set_enqueuer(enqueue)
     # A notification created in a request writes its inbox work in the same transaction

@@ -31,7 +31,9 @@ from sqlalchemy.pool import NullPool
 
 from auth.audit.verify import VerifyResult, verify_chain
 from cli.pgbackrest import BackupError, BackupSet, PgBackRest, postgres_bindir
+from core.config import get_settings
 from core.db import Base
+from core.tls import postgres_tls_connect_args
 
 SOCKET_PORT = 5432  # names the socket file only: the socket lives in the drill's own directory
 
@@ -145,8 +147,8 @@ def _restored_url(source: URL, socket_dir: Path) -> URL:
     )
 
 
-def _engine(url: URL | str) -> AsyncEngine:
-    return create_async_engine(url, poolclass=NullPool)
+def _engine(url: URL | str, *, connect_args: dict[str, Any] | None = None) -> AsyncEngine:
+    return create_async_engine(url, poolclass=NullPool, connect_args=connect_args or {})
 
 
 async def _audit(engine: AsyncEngine) -> VerifyResult:
@@ -247,7 +249,9 @@ async def _await_promotion(engine: AsyncEngine, *, deadline: float) -> None:
 async def _check(
     report: DrillReport, *, source_url: str, restored_url: URL, replay_began: float, replay_timeout: float
 ) -> None:
-    source, restored = _engine(source_url), _engine(restored_url)
+    # The live database over the service's TLS settings; the restored copy over its own socket.
+    source = _engine(source_url, connect_args=postgres_tls_connect_args(get_settings()))
+    restored = _engine(restored_url)
     try:
         await _await_promotion(restored, deadline=replay_began + replay_timeout)
         report.seconds["replay and start"] = time.monotonic() - replay_began

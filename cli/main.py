@@ -1,5 +1,5 @@
-"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint, devices,
-demo, init-env (``[project.scripts]``; ``python -m cli`` from a checkout).
+"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint, backup,
+keys, devices, demo, init-env (``[project.scripts]``; ``python -m cli`` from a checkout).
 
 The outer layer: it assembles the packages' own sub-commands and starts the transports, so it may
 import any package and no package imports it. The provider emulator is development tooling
@@ -18,6 +18,7 @@ import typer
 
 from auth.audit.cli import app as audit_app
 from cli.backup import app as backup_app
+from cli.keys import app as keys_app
 from console.demo import cli as demo_app
 from devices.cli import app as devices_app
 
@@ -194,5 +195,6 @@ async def _create_admin(
 # The packages' own sub-commands, after the commands above (the order of `chuong --help`).
 app.add_typer(audit_app, name="audit", help="Verify and checkpoint the tamper-evident audit log")
 app.add_typer(backup_app, name="backup", help="Restore drills of the pgBackRest backups (D-42)")
+app.add_typer(keys_app, name="keys", help="Rotate the field-encryption and JWT keys without downtime")
 app.add_typer(devices_app, name="devices", help="See and purge floods of anonymous device registrations")
 app.add_typer(demo_app, name="demo", help="Demo accounts and emulated devices (development)")

@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_FCM_ENDPOINT = "https://fcm.googleapis.com"
@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     # Connections (plus as many again on demand) for writes that must outlive a failing request:
     # failed sign-ins, refusals, revocations (core/db.py detached_transaction).
     db_detached_pool_size: int = Field(default=3, ge=1, le=50)
+    # --- TLS to PostgreSQL and Redis (core/tls.py, docs/security.md "TLS and key rotation") ---
+    # verify-full: every connection (request and detached pools, migrations, the backup drill's
+    # source) is TLS, and the server must show a certificate for the URL's host name signed by
+    # db_ssl_root_cert (None: the system's CA store). prefer: asyncpg's default (and libpq's, so
+    # PGSSLMODE still applies): TLS when the server offers it, its certificate unchecked, which
+    # stops a passive listener but not a machine in the middle.
+    db_ssl_mode: Literal["prefer", "verify-full"] = "prefer"
+    db_ssl_root_cert: str | None = None
+    # A rediss:// redis_url turns TLS on for every Redis connection (the shared client, arq, the
+    # pub/sub listeners, the rate limiter), with the host name always checked. The CA that signed
+    # the server's certificate (None: the system's store), and a client certificate and key for
+    # servers that ask for one (redis-server's default, tls-auth-clients yes).
+    redis_ssl_ca_file: str | None = None
+    redis_ssl_cert_file: str | None = None
+    redis_ssl_key_file: str | None = None
 
     # --- secrets (never stored in the database) ---
     # Keys for field encryption (phone, citizen ID, TOTP secrets): comma-separated Fernet keys,
@@ -291,6 +306,19 @@ class Settings(BaseSettings):
 
         parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_settings_agree(self) -> Settings:
+        # A CA file next to an unverified connection reads like checked TLS but is not: refuse the
+        # contradiction rather than connect without checking.
+        if self.db_ssl_root_cert and self.db_ssl_mode != "verify-full":
+            raise ValueError("CHUONG_DB_SSL_ROOT_CERT is set but CHUONG_DB_SSL_MODE is not verify-full")
+        redis_files = [self.redis_ssl_ca_file, self.redis_ssl_cert_file, self.redis_ssl_key_file]
+        if any(redis_files) and not self.redis_url.startswith("rediss://"):
+            raise ValueError("CHUONG_REDIS_SSL_* files are set but CHUONG_REDIS_URL is not rediss://")
+        if bool(self.redis_ssl_cert_file) != bool(self.redis_ssl_key_file):
+            raise ValueError("CHUONG_REDIS_SSL_CERT_FILE and CHUONG_REDIS_SSL_KEY_FILE go together")
+        return self
 
     def jwt_keyring(self) -> dict[str, str]:
         keys = json.loads(self.jwt_keys.get_secret_value())

@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from core.clock import utcnow
 from core.config import get_settings
 from core.errors import ChuongError
+from core.tls import postgres_tls_connect_args
 
 __all__ = [
     "Base",
@@ -113,11 +114,15 @@ def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:
     }
     return create_async_engine(
         url or settings.database_url,
-        connect_args=connect_args(
-            statement_ms=settings.db_statement_timeout_ms,
-            lock_ms=settings.db_lock_timeout_ms,
-            idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms,
-        ),
+        connect_args={
+            **connect_args(
+                statement_ms=settings.db_statement_timeout_ms,
+                lock_ms=settings.db_lock_timeout_ms,
+                idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms,
+            ),
+            # TLS (CHUONG_DB_SSL_MODE): the request pool and the detached pool both come from here.
+            **postgres_tls_connect_args(settings),
+        },
         **options,
     )
 

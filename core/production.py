@@ -17,9 +17,10 @@ import binascii
 import ipaddress
 import json
 import logging
+import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -27,6 +28,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.config import Settings
+from core.logging import get_logger
+from core.tls import is_tls_redis_url, postgres_ssl_context
 
 PRODUCTION = "production"
 # Values the provider emulator and the old defaults used: never a real Apple or Google identity.
@@ -69,6 +72,23 @@ def ensure_production_ready(settings: Settings, *, extra_problems: Iterable[str]
 
 def production_problems(settings: Settings) -> list[str]:
     return [problem for check in CHECKS for problem in check(settings)]
+
+
+def production_warnings(settings: Settings) -> list[str]:
+    """What production allows but an operator should see at every start: for now, connections
+    to PostgreSQL or Redis on another host without verified TLS. Not refused, because the service cannot
+    tell one host's private network (the compose stack's "postgres" and "redis") from a shared
+    one; docs/security.md "TLS and key rotation" says when TLS is needed."""
+    if not is_production(settings):
+        return []
+    return _unverified_connections(settings)
+
+
+def log_production_warnings(settings: Settings) -> None:
+    """Called by the app factory and the worker's start-up once logging is configured."""
+    log = get_logger("chuong.production")
+    for warning in production_warnings(settings):
+        log.warning("production_warning", warning=warning)
 
 
 # --- push and SMS providers --------------------------------------------------------------
@@ -272,6 +292,101 @@ def _database(settings: Settings) -> list[str]:
     return problems
 
 
+# --- TLS to PostgreSQL and Redis (core/tls.py) ---------------------------------------------
+
+# Options in a URL that would decide TLS behind the settings' back: asyncpg reads ssl/sslmode
+# from the query (sslmode=require: encrypted, nothing verified), redis-py lets ssl_* query options
+# win over the settings (ssl_cert_reqs=none).
+_DATABASE_URL_TLS_OPTIONS = frozenset({"ssl", "sslmode", "sslrootcert", "sslcert", "sslkey"})
+
+
+def _tls(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    try:
+        database_options = {name.lower() for name in make_url(settings.database_url).query}
+    except ArgumentError:
+        database_options = set()
+    if _DATABASE_URL_TLS_OPTIONS & database_options:
+        problems.append(
+            "CHUONG_DATABASE_URL: TLS options in the URL; use CHUONG_DB_SSL_MODE and CHUONG_DB_SSL_ROOT_CERT"
+        )
+    try:
+        postgres_ssl_context(settings)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        problems.append(
+            f"CHUONG_DB_SSL_ROOT_CERT: cannot load CA certificates from {settings.db_ssl_root_cert} "
+            f"({type(exc).__name__})"
+        )
+    redis_query = parse_qsl(urlsplit(settings.redis_url).query)
+    if any(name.lower().startswith("ssl") for name, _ in redis_query):
+        problems.append(
+            "CHUONG_REDIS_URL: ssl options in the URL; use a rediss:// URL and CHUONG_REDIS_SSL_* settings"
+        )
+    if is_tls_redis_url(settings.redis_url):
+        problems += _redis_tls_files(settings)
+    return problems
+
+
+def _redis_tls_files(settings: Settings) -> list[str]:
+    context = ssl.create_default_context()
+    problems: list[str] = []
+    if settings.redis_ssl_ca_file:
+        try:
+            context.load_verify_locations(cafile=settings.redis_ssl_ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            problems.append(
+                f"CHUONG_REDIS_SSL_CA_FILE: cannot load CA certificates from {settings.redis_ssl_ca_file} "
+                f"({type(exc).__name__})"
+            )
+    if settings.redis_ssl_cert_file and settings.redis_ssl_key_file:
+        try:
+            context.load_cert_chain(settings.redis_ssl_cert_file, settings.redis_ssl_key_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            problems.append(
+                "CHUONG_REDIS_SSL_CERT_FILE: cannot load the client certificate and "
+                f"CHUONG_REDIS_SSL_KEY_FILE ({type(exc).__name__})"
+            )
+    return problems
+
+
+def _unverified_connections(settings: Settings) -> list[str]:
+    warnings: list[str] = []
+    try:
+        database = make_url(settings.database_url)
+    except ArgumentError:
+        database = None
+    # No host, or a host=/socket/dir query: a Unix socket, which never leaves the machine.
+    if (
+        settings.db_ssl_mode != "verify-full"
+        and database is not None
+        and (host := database.host)
+        and "host" not in database.query
+        and not _is_this_machine(host)
+    ):
+        warnings.append(
+            f"CHUONG_DATABASE_URL: {host} is reached without a verified certificate "
+            f"(CHUONG_DB_SSL_MODE={settings.db_ssl_mode}); use verify-full unless the network "
+            "between them is private to this deployment"
+        )
+    redis = urlsplit(settings.redis_url)
+    if redis.scheme == "redis" and redis.hostname and not _is_this_machine(redis.hostname):
+        warnings.append(
+            f"CHUONG_REDIS_URL: {redis.hostname} is reached without TLS; use a rediss:// URL unless "
+            "the network between them is private to this deployment"
+        )
+    return warnings
+
+
+def _is_this_machine(host: str) -> bool:
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 # --- shared -------------------------------------------------------------------------------
 
 
@@ -307,4 +422,5 @@ CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
     _logging,
     _passwords,
     _database,
+    _tls,
 )

@@ -14,15 +14,15 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.config import get_settings
 from core.db import transaction
 from core.errors import NotFound, TooManyRequests
-from core.redis import get_redis
+from core.redis import get_redis, new_redis_client
 from core.streams import StreamEvent, cleanup_scope
 from inbox import events, queries, service
 from inbox.queries import Filters, Position
@@ -116,8 +116,8 @@ async def stream(
     credential or a revoked delegation ends the stream with an ``ended`` event (the reconnection
     then gets its 401)."""
     # A connection of its own: a subscribed connection cannot serve other commands.
-    redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
-    pubsub = redis.pubsub()
+    redis = new_redis_client(decode_responses=True)
+    pubsub: Any = redis.pubsub()  # redis-py's PubSub.aclose is untyped
     try:
         # Subscribe before replaying, so nothing falls between the replay and the live events.
         await pubsub.subscribe(

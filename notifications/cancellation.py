@@ -28,11 +28,8 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
-from core.config import get_settings
 from core.logging import get_logger
-from core.redis import get_redis
+from core.redis import get_redis, new_redis_client
 
 log = get_logger(__name__)
 
@@ -75,8 +72,7 @@ class _Listener:
 
     async def _run(self) -> None:
         while True:
-            client = Redis.from_url(
-                get_settings().redis_url,
+            client = new_redis_client(
                 decode_responses=True,
                 socket_connect_timeout=0.5,
                 health_check_interval=15,  # a PING on a quiet connection notices a dead one

@@ -29,14 +29,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import DateTime, Integer, func, select, table
 from sqlalchemy import column as sql_column
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.config import get_settings
 from core.db import transaction
 from core.logging import get_logger
+from core.redis import new_redis_client
 from core.streams import StreamEvent, cleanup_scope
 from devices.models import Device
 from notifications.channels import progress_channel
@@ -206,7 +205,7 @@ async def progress_stream(notification_id: uuid.UUID) -> AsyncGenerator[StreamEv
     """``progress`` snapshots until the notification is finished, then ``final`` (full stats)
     and the end. The caller has already checked that the principal may see the notification."""
     # A connection of its own: a subscribed connection cannot serve other commands.
-    redis = Redis.from_url(get_settings().redis_url, decode_responses=True)
+    redis = new_redis_client(decode_responses=True)
     pubsub: Any = redis.pubsub()
     try:
         try:

@@ -5,6 +5,7 @@ worker's start-up (workers/settings.py) and the served app's factory (cli/asgi.p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -12,6 +13,7 @@ from arq.connections import ArqRedis, RedisSettings
 from core.config import get_settings
 from core.jobs import DeferredJob
 from core.logging import get_logger
+from core.tls import redis_tls_options
 
 log = get_logger(__name__)
 
@@ -20,7 +22,21 @@ ENQUEUE_TIMEOUT_SECONDS = 2.0
 
 
 def redis_settings() -> RedisSettings:
-    return RedisSettings.from_dsn(get_settings().redis_url)
+    """arq's connection: CHUONG_REDIS_URL, and with a rediss:// URL the same TLS options as the
+    service's other Redis clients (core/tls.py); arq would otherwise check no host name."""
+    settings = get_settings()
+    connection = RedisSettings.from_dsn(settings.redis_url)
+    tls = redis_tls_options(settings)
+    if not tls:
+        return connection
+    return dataclasses.replace(
+        connection,
+        ssl_cert_reqs=tls["ssl_cert_reqs"],
+        ssl_check_hostname=tls["ssl_check_hostname"],
+        ssl_ca_certs=tls["ssl_ca_certs"],
+        ssl_certfile=tls["ssl_certfile"],
+        ssl_keyfile=tls["ssl_keyfile"],
+    )
 
 
 async def get_pool() -> ArqRedis:

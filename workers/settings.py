@@ -15,7 +15,7 @@ from core.context import RequestContext, set_context
 from core.db import dispose_engine
 from core.jobs import HIGH_QUEUE, set_enqueuer
 from core.logging import configure_logging
-from core.production import ensure_production_ready
+from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
 from notifications import cancellation
 from notifications.on_created import set_on_created
@@ -36,6 +36,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     # `chuong worker` checks before connecting; this covers `arq workers.settings.WorkerSettings`.
     ensure_production_ready(settings)
     configure_logging(level=settings.log_level, json=settings.log_json)
+    log_production_warnings(settings)  # unverified database or Redis connections across hosts
     set_context(RequestContext(actor_kind="system"))
     set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
     # Notifications created by jobs (news releases, tracking reminders) write their inbox work in

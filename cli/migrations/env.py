@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import cli.models  # noqa: F401  (registers every table on Base.metadata; the outer layer, not core)
 from core.config import get_settings
 from core.db import Base
+from core.tls import postgres_tls_connect_args
 
 target_metadata = Base.metadata
 
@@ -33,7 +34,9 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_url())
+    # The owner's connection takes the service's TLS settings (CHUONG_DB_SSL_MODE), not its
+    # statement bounds: migrations may run long.
+    engine = create_async_engine(_url(), connect_args=postgres_tls_connect_args(get_settings()))
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

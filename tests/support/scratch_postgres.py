@@ -76,9 +76,11 @@ class ScratchCluster:
 
 @contextlib.contextmanager
 def scratch_cluster(
-    *, settings: list[str] | None = None, directory: Path | None = None
+    *, settings: list[str] | None = None, directory: Path | None = None, hba: list[str] | None = None
 ) -> Iterator[ScratchCluster]:
-    """initdb, start with ``settings`` (postgresql.conf lines) added, yield, stop, delete."""
+    """initdb, start with ``settings`` (postgresql.conf lines) added and ``hba`` (pg_hba.conf
+    lines) instead of initdb's trust-everything file, yield, stop, delete. Files the settings name
+    (certificates) may be put in ``directory`` beforehand: it is handed to the server's account."""
     base = directory or Path(tempfile.mkdtemp(prefix="chuong-scratch-pg-"))
     base.mkdir(exist_ok=True)
     give_to_os_user(base)
@@ -95,6 +97,8 @@ def scratch_cluster(
         ]
         with open(cluster.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n".join(lines) + "\n")
+        if hba is not None:
+            (cluster.data / "pg_hba.conf").write_text("\n".join(hba) + "\n", encoding="utf-8")
         run(
             [str(bindir / "pg_ctl"), "-D", str(cluster.data), "-l", str(base / "postgres.log"), "-w", "start"]
         )
