@@ -1,5 +1,6 @@
-"""The ``chuong`` command: migrate, serve, worker, admin create, audit verify/checkpoint, backup,
-keys, devices, demo, init-env (``[project.scripts]``; ``python -m cli`` from a checkout).
+"""The ``chuong`` command: migrate, serve, worker, admin create, audit (verify, checkpoint, archive,
+partitions), backup, keys, devices, demo, init-env (``[project.scripts]``; ``python -m cli`` from a
+checkout).
 
 The outer layer: it assembles the packages' own sub-commands and starts the transports, so it may
 import any package and no package imports it. The provider emulator is development tooling

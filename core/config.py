@@ -6,6 +6,7 @@ Secrets are ``SecretStr`` so that they never appear in reprs, logs or error page
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_FCM_ENDPOINT = "https://fcm.googleapis.com"
 # How long arq lets one job run (workers/settings.py); the delivery lease must outlast it.
 JOB_TIMEOUT_SECONDS = 60
+# The id of CHUONG_AUDIT_HMAC_KEY in the audit keyring (and of every row chained before key ids).
+AUDIT_DEFAULT_KID = "default"
+AUDIT_KID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
 
 class SessionLimitOverride(BaseModel):
@@ -67,8 +71,14 @@ class Settings(BaseSettings):
     # Keys for field encryption (phone, citizen ID, TOTP secrets): comma-separated Fernet keys,
     # the first encrypts, all decrypt, so keys can be rotated.
     field_encryption_keys: SecretStr
-    # HMAC key of the audit hash chain.
-    audit_hmac_key: SecretStr
+    # HMAC keys of the audit hash chain (docs/security.md "Rotating the audit key"), like the JWT
+    # keys: JSON {"kid": "secret", ...}; ``audit_active_kid`` chains new rows, and each row names
+    # its key, so every key listed keeps verifying the rows it chained. CHUONG_AUDIT_HMAC_KEY, the
+    # single key of installations from before key ids, is the key "default": rows from before
+    # carry that id, and it chains new rows while no active kid is set.
+    audit_hmac_key: SecretStr | None = None
+    audit_hmac_keys: SecretStr | None = None
+    audit_active_kid: str | None = None
     # JWT signing keys as JSON {"kid": "secret", ...}; ``jwt_active_kid`` signs, all verify.
     jwt_keys: SecretStr
     jwt_active_kid: str
@@ -319,6 +329,44 @@ class Settings(BaseSettings):
         if bool(self.redis_ssl_cert_file) != bool(self.redis_ssl_key_file):
             raise ValueError("CHUONG_REDIS_SSL_CERT_FILE and CHUONG_REDIS_SSL_KEY_FILE go together")
         return self
+
+    @model_validator(mode="after")
+    def _audit_keys_usable(self) -> Settings:
+        # Found at start-up, as a missing CHUONG_AUDIT_HMAC_KEY always was, not at the first write.
+        self.audit_keyring()
+        return self
+
+    def audit_keyring(self) -> dict[str, bytes]:
+        """Every audit key by its id; the active one is ``audit_signing_kid()``."""
+        keys: dict[str, str] = {}
+        if self.audit_hmac_keys is not None:
+            try:
+                listed = json.loads(self.audit_hmac_keys.get_secret_value())
+            except ValueError as exc:
+                raise ValueError('CHUONG_AUDIT_HMAC_KEYS must be a JSON object {"kid": "secret"}') from exc
+            if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+                raise ValueError('CHUONG_AUDIT_HMAC_KEYS must be a JSON object {"kid": "secret"}')
+            keys = {str(kid): secret for kid, secret in listed.items()}
+        if self.audit_hmac_key is not None:
+            if AUDIT_DEFAULT_KID in keys:
+                raise ValueError(
+                    f"CHUONG_AUDIT_HMAC_KEYS names the key {AUDIT_DEFAULT_KID!r}:"
+                    " that id is CHUONG_AUDIT_HMAC_KEY's"
+                )
+            keys[AUDIT_DEFAULT_KID] = self.audit_hmac_key.get_secret_value()
+        bad = [kid for kid in keys if not AUDIT_KID_PATTERN.fullmatch(kid)]
+        if bad:
+            raise ValueError(f"audit key ids must be 1-32 letters, digits, '.', '_' or '-': {bad}")
+        if not keys:
+            raise ValueError("no audit key: set CHUONG_AUDIT_HMAC_KEYS (or CHUONG_AUDIT_HMAC_KEY)")
+        if self.audit_signing_kid() not in keys:
+            raise ValueError(
+                f"CHUONG_AUDIT_ACTIVE_KID {self.audit_signing_kid()!r} is not a configured audit key"
+            )
+        return {kid: secret.encode() for kid, secret in keys.items()}
+
+    def audit_signing_kid(self) -> str:
+        return self.audit_active_kid or AUDIT_DEFAULT_KID
 
     def jwt_keyring(self) -> dict[str, str]:
         keys = json.loads(self.jwt_keys.get_secret_value())

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from core.config import Settings
+from core.config import AUDIT_DEFAULT_KID, Settings
 from core.logging import get_logger
 from core.tls import is_tls_redis_url, postgres_ssl_context
 
@@ -178,9 +178,9 @@ def _sms(settings: Settings) -> list[str]:
 def _secrets(settings: Settings) -> list[str]:
     problems: list[str] = []
     named: list[tuple[str, str]] = [
-        ("CHUONG_AUDIT_HMAC_KEY", settings.audit_hmac_key.get_secret_value()),
-        ("CHUONG_TOKEN_PEPPER", settings.token_pepper.get_secret_value()),
+        (_audit_key_setting(kid), key.decode()) for kid, key in settings.audit_keyring().items()
     ]
+    named.append(("CHUONG_TOKEN_PEPPER", settings.token_pepper.get_secret_value()))
     try:
         keyring = settings.jwt_keyring()
     except ValueError as exc:
@@ -208,6 +208,10 @@ def _secrets(settings: Settings) -> list[str]:
             problems.append(f"{setting}: the same value as {seen[value]}")
         seen.setdefault(value, setting)
     return problems
+
+
+def _audit_key_setting(kid: str) -> str:
+    return "CHUONG_AUDIT_HMAC_KEY" if kid == AUDIT_DEFAULT_KID else f"CHUONG_AUDIT_HMAC_KEYS[{kid}]"
 
 
 def _weak_secret(setting: str, value: str) -> list[str]:

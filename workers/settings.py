@@ -24,7 +24,7 @@ from notifications.providers.registry import build_providers
 from workers.context import WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
-from workers.jobs import purge_ended_sessions
+from workers.jobs import audit_partitions, purge_ended_sessions
 from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, enqueue, redis_settings
 from workers.sms_jobs import sms_fallback
@@ -77,6 +77,7 @@ class WorkerSettings:
         news_tick,
         tracking_sweep,
         tracking_send,
+        audit_partitions,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -99,6 +100,9 @@ class WorkerSettings:
         cron(tracking_sweep, second=5, unique=True, timeout=55),
         cron(purge, hour=3, minute=7, unique=True, timeout=600),
         cron(purge_ended_sessions, hour=3, minute=17, unique=True, timeout=300),
+        # Months of audit partitions are created ahead (auth/audit/partitions.py); daily and at
+        # start-up, so that a worker down for weeks still finds next month's partition there.
+        cron(audit_partitions, hour=2, minute=47, unique=True, timeout=300, run_at_startup=True),
     ]
     on_startup = startup
     on_shutdown = shutdown

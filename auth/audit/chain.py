@@ -1,4 +1,9 @@
-"""The hash chain: canonical JSON of a row, keyed by the audit HMAC key from settings."""
+"""The hash chain: canonical JSON of a row, keyed by one of the audit HMAC keys from settings.
+
+Keys have ids (CHUONG_AUDIT_HMAC_KEYS, core/config.py); each row stores the id of the key that
+chained it, so a rotation needs no downtime: processes that still chain with the old key and
+those that already use the new one append to the same chain, and verification picks each row's
+key by its id."""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from auth.audit.models import HASHED_FIELDS
 from core.config import get_settings
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A column value as it is hashed (and as archive files store it)."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
     if isinstance(value, uuid.UUID):
@@ -23,12 +29,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    body = {name: _jsonable(row[name]) for name in HASHED_FIELDS}
+    body = {name: jsonable(row[name]) for name in HASHED_FIELDS}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def chain_hash(prev_hash: str, row: Mapping[str, Any], *, key: bytes | None = None) -> str:
-    key = key if key is not None else get_settings().audit_hmac_key.get_secret_value().encode()
+def keyring() -> dict[str, bytes]:
+    """Every configured audit key by its id (they all verify)."""
+    return get_settings().audit_keyring()
+
+
+def signing_key() -> tuple[str, bytes]:
+    """The id and the secret of the key that chains new rows and signs checkpoints and archives."""
+    settings = get_settings()
+    kid = settings.audit_signing_kid()
+    return kid, settings.audit_keyring()[kid]
+
+
+def chain_hash(prev_hash: str, row: Mapping[str, Any], *, key: bytes) -> str:
     mac = hmac.new(key, prev_hash.encode("ascii") + b"\n", hashlib.sha256)
     mac.update(canonical(row))
     return mac.hexdigest()
@@ -47,4 +64,4 @@ def normalise_details(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return value.replace("\x00", "")
-    return str(_jsonable(value))
+    return str(jsonable(value))

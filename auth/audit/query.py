@@ -20,8 +20,10 @@ from core.errors import BadRequest
 from core.schemas import ResponseModel
 
 # Plain columns rather than ORM entities: exports stream many rows through one session, and
-# entities would accumulate in its identity map.
-COLUMNS = tuple(AuditLog.__table__.c)
+# entities would accumulate in its identity map. Where a row is stored (chained_at, the partition
+# key) and which key chained it are the chain's bookkeeping, not what the event was.
+_BOOKKEEPING = frozenset({"chained_at", "key_id"})
+COLUMNS = tuple(column for column in AuditLog.__table__.c if column.name not in _BOOKKEEPING)
 
 
 class AuditEntryOut(ResponseModel):

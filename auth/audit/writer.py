@@ -9,14 +9,15 @@ savepoint's rows only, rolling back the whole transaction drops them all.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import Row, event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from auth.audit.chain import chain_hash, normalise_details
+from auth.audit.chain import chain_hash, normalise_details, signing_key
 from auth.audit.models import GENESIS_HASH, AuditLog
 from core.context import current_context
 from core.db import utcnow
@@ -94,24 +95,46 @@ def _drop(sync_session: Session, previous_transaction: SessionTransaction) -> No
     buffer[:] = [(owner, row) for owner, row in buffer if not _within(owner, previous_transaction)]
 
 
+def _head(sync_session: Session) -> Row[int, str, dt.datetime] | None:
+    """The newest row. It has the latest ``chained_at`` too (models.py), so the partitions of the
+    last month or two hold it: looking only there spares planning a scan of every partition on
+    each commit, under the chain's lock. A chain quiet for longer is read whole."""
+    newest_first = (
+        select(AuditLog.seq, AuditLog.hash, AuditLog.chained_at).order_by(AuditLog.seq.desc()).limit(1)
+    )
+    recent = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    head = sync_session.execute(newest_first.where(AuditLog.chained_at >= recent.replace(day=1))).first()
+    return head if head is not None else sync_session.execute(newest_first).first()
+
+
 def _flush(sync_session: Session) -> None:
     entries: list[tuple[SessionTransaction, dict[str, Any]]] | None = sync_session.info.pop(_BUFFER, None)
     if not entries:
         return
     buffer = [row for _, row in entries]
+    kid, key = signing_key()
     # Under READ COMMITTED (the only isolation level the service uses for writes) the head read
     # after the lock sees every chain row committed before it; an older REPEATABLE READ snapshot
-    # would not, and the insert would fail on the seq primary key rather than fork the chain.
-    sync_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
-    head = sync_session.execute(
-        select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
-    ).first()
+    # would not, and since the primary key includes the partition key (models.py) nothing else
+    # would stop a second row with the same seq. Checked in the same round trip as the lock.
+    isolation = sync_session.execute(
+        text("SELECT pg_advisory_xact_lock(:key)::text, current_setting('transaction_isolation')"),
+        {"key": AUDIT_CHAIN_LOCK},
+    ).one()[1]
+    if isolation != "read committed":
+        raise RuntimeError(f"audit rows are written in READ COMMITTED transactions only, not {isolation}")
+    head = _head(sync_session)
     seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    # Never before the previous row, whatever this host's clock says: a month's partition then
+    # holds one unbroken stretch of the chain (models.py).
+    chained_at = max(utcnow(), head.chained_at) if head else utcnow()
     for row in buffer:
         seq += 1
         row["seq"] = seq
         row["prev_hash"] = prev_hash
-        row["hash"] = prev_hash = chain_hash(prev_hash, row)
+        row["hash"] = prev_hash = chain_hash(prev_hash, row, key=key)
+        row["key_id"] = kid
+        row["chained_at"] = chained_at
     sync_session.execute(insert(AuditLog), buffer)
 
 

@@ -3,6 +3,7 @@ tampering with triggers disabled (the way an attacker with superuser access woul
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import audit
+from auth.audit.partitions import add_months, month_of
 from auth.models import Unit
 from auth.roles import Role
+from core import clock
 from core.db import transaction
 from tests.support.factories import Account, make_account, make_unit, sign_in
 
@@ -92,3 +95,31 @@ async def tamper(owner_engine: AsyncEngine, sql: str, **params: Any) -> None:
 async def head_seq(owner_engine: AsyncEngine) -> int:
     async with owner_engine.connect() as conn:
         return int((await conn.execute(text("SELECT coalesce(max(seq), 0) FROM audit_log"))).scalar_one())
+
+
+# --- partitions, archives and keys ----------------------------------------------------------
+
+
+def set_clock(moment: dt.datetime) -> None:
+    """Move the service's clock (core/clock.py) so that it reads ``moment`` now."""
+    clock.reset()
+    clock.advance((moment - clock.utcnow()).total_seconds())
+
+
+def months_ago(count: int, *, day: int = 10) -> dt.datetime:
+    """Noon UTC on ``day`` of the month ``count`` months before the current one."""
+    month = add_months(month_of(dt.datetime.now(dt.UTC)), -count)
+    return dt.datetime(month.year, month.month, day, 12, tzinfo=dt.UTC)
+
+
+async def rows_by_partition(owner_engine: AsyncEngine) -> dict[str, list[int]]:
+    """The seqs stored in each partition."""
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT tableoid::regclass::text, array_agg(seq ORDER BY seq) FROM audit_log GROUP BY 1")
+        )
+        return {name: list(seqs) for name, seqs in rows}
+
+
+def partition_name(moment: dt.datetime) -> str:
+    return f"audit_log_p{moment:%Y_%m}"

@@ -60,6 +60,8 @@ async def test_verify_exit_codes_and_checkpoint_round_trip(database_url, owner_e
         "first_broken_seq": 7,
         "reason": "hash_mismatch",
         "checkpoint_seq": None,
+        "archived_through_seq": 0,
+        "detail": None,
         "message": None,
     }
     code, _, err = await chuong_audit(database_url, "checkpoint")
