@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -140,11 +140,16 @@ _COLUMNS = tuple(AuditLog.__table__.c)
 
 
 async def verify_chain(
-    session: AsyncSession, *, checkpoint: Checkpoint | None = None, batch: int = 5000
+    session: AsyncSession,
+    *,
+    checkpoint: Checkpoint | None = None,
+    batch: int = 5000,
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Recompute the chain from genesis, ``batch`` rows at a time in seq order, and stop at the first
     break. Rows appended while this runs are checked too if the batch that reaches them sees them;
-    use a REPEATABLE READ transaction for one consistent snapshot."""
+    use a REPEATABLE READ transaction for one consistent snapshot. ``on_progress`` is told the rows
+    checked so far after each batch (a progress bar on a terminal, core/progress.py)."""
     key = _key()
     seq, head = 0, GENESIS_HASH
     checked = 0
@@ -181,6 +186,8 @@ async def verify_chain(
                 return broken(expected, BreakReason.CHECKPOINT_MISMATCH)
             seq, head = expected, data["hash"]
             checked += 1
+        if on_progress is not None:
+            on_progress(checked)
         if len(rows) < batch:
             break
     if checkpoint is not None:
