@@ -49,6 +49,7 @@ def drill(
     from cli.backup_drill import DrillOptions, run_drill
     from cli.pgbackrest import BackupError, OsUser, PgBackRest
     from core.config import get_settings
+    from core.progress import track
 
     options = DrillOptions(
         source_url=source_url or get_settings().database_url,
@@ -59,7 +60,8 @@ def drill(
         keep=keep,
     )
     try:
-        report = run_drill(options)
+        with track("restore drill") as progress:
+            report = run_drill(options, progress=progress)
     except BackupError as exc:
         typer.echo(f"drill could not run: {exc}", err=True)
         raise typer.Exit(EXIT_COULD_NOT_RUN) from exc

@@ -29,10 +29,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from auth.audit.verify import VerifyResult, verify_chain
+from auth.audit.verify import VerifyResult, export_checkpoint, verify_chain
 from cli.pgbackrest import BackupError, BackupSet, PgBackRest, postgres_bindir
 from core.config import get_settings
 from core.db import Base
+from core.progress import QUIET, Tracker
 from core.tls import postgres_tls_connect_args
 
 SOCKET_PORT = 5432  # names the socket file only: the socket lives in the drill's own directory
@@ -151,12 +152,14 @@ def _engine(url: URL | str, *, connect_args: dict[str, Any] | None = None) -> As
     return create_async_engine(url, poolclass=NullPool, connect_args=connect_args or {})
 
 
-async def _audit(engine: AsyncEngine) -> VerifyResult:
+async def _audit(engine: AsyncEngine, progress: Tracker) -> VerifyResult:
     async with AsyncSession(engine) as session:
         await session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
-        return await verify_chain(session)
+        if progress.enabled:  # the bar's length: the head's seq, read in the same snapshot
+            progress.update(total=(await export_checkpoint(session)).seq)
+        return await verify_chain(session, on_progress=progress.completed)
 
 
 async def _count(engine: AsyncEngine, table: Table) -> int | None:
@@ -167,24 +170,29 @@ async def _count(engine: AsyncEngine, table: Table) -> int | None:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
-async def _compare(source: AsyncEngine, restored: AsyncEngine) -> list[TableCount]:
+async def _compare(source: AsyncEngine, restored: AsyncEngine, progress: Tracker) -> list[TableCount]:
     # Every table the schema defines (the model registry is what Alembic migrates).
     import cli.models  # noqa: F401  (fills Base.metadata)
 
     counts = []
-    for table in sorted(Base.metadata.tables.values(), key=lambda t: t.name):
+    tables = sorted(Base.metadata.tables.values(), key=lambda t: t.name)
+    progress.update(total=len(tables))
+    for table in tables:
         counts.append(
             TableCount(
                 table=table.name, restored=await _count(restored, table), source=await _count(source, table)
             )
         )
+        progress.completed(len(counts))
     return counts
 
 
-def run_drill(options: DrillOptions) -> DrillReport:
+def run_drill(options: DrillOptions, *, progress: Tracker = QUIET) -> DrillReport:
+    """The drill; ``progress`` is told each step as it begins (a terminal shows it, core/progress.py)."""
     began = time.monotonic()
     tool = options.pgbackrest
     user = tool.user
+    progress.step(f"finding the newest backup of repository {options.repo}")
     backup = tool.latest(options.repo)
     report = DrillReport(backup=backup)
     scratch = Path(tempfile.mkdtemp(prefix="chuong-drill-", dir=options.scratch_parent))
@@ -197,10 +205,12 @@ def run_drill(options: DrillOptions) -> DrillReport:
             user.own(directory)
         config = _drill_config(scratch, data, socket_dir)
         step = time.monotonic()
+        progress.step(f"restoring backup {backup.label}")
         tool.restore(backup, into=data)
         report.seconds["restore"] = time.monotonic() - step
 
         step = time.monotonic()
+        progress.step("replaying the archived WAL and starting the restored copy")
         # -w: pg_ctl returns once the server accepts connections, i.e. after the archive is replayed
         # and the copy promoted (hot_standby=off keeps it closed during recovery).
         user.run(
@@ -217,10 +227,12 @@ def run_drill(options: DrillOptions) -> DrillReport:
                 restored_url=_restored_url(make_url(options.source_url), socket_dir),
                 replay_began=step,
                 replay_timeout=options.start_timeout_seconds,
+                progress=progress,
             )
         )
     finally:
         if started:
+            progress.step("stopping the restored copy")
             try:
                 user.run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], timeout=120, what="stopping")
             except BackupError:
@@ -247,7 +259,13 @@ async def _await_promotion(engine: AsyncEngine, *, deadline: float) -> None:
 
 
 async def _check(
-    report: DrillReport, *, source_url: str, restored_url: URL, replay_began: float, replay_timeout: float
+    report: DrillReport,
+    *,
+    source_url: str,
+    restored_url: URL,
+    replay_began: float,
+    replay_timeout: float,
+    progress: Tracker,
 ) -> None:
     # The live database over the service's TLS settings; the restored copy over its own socket.
     source = _engine(source_url, connect_args=postgres_tls_connect_args(get_settings()))
@@ -256,10 +274,12 @@ async def _check(
         await _await_promotion(restored, deadline=replay_began + replay_timeout)
         report.seconds["replay and start"] = time.monotonic() - replay_began
         step = time.monotonic()
-        report.audit = await _audit(restored)
+        progress.step("verifying the audit chain on the restored copy")
+        report.audit = await _audit(restored, progress)
         report.seconds["audit verification"] = time.monotonic() - step
         step = time.monotonic()
-        report.counts = await _compare(source, restored)
+        progress.step("counting the rows of every table in the copy and the source")
+        report.counts = await _compare(source, restored, progress)
         report.seconds["row counts"] = time.monotonic() - step
     finally:
         await source.dispose()

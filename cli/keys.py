@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sys
 from typing import Annotated
 
 import typer
@@ -24,6 +23,7 @@ import typer
 from auth import audit
 from core.db import Base, dispose_engine, transaction
 from core.field_rotation import DEFAULT_BATCH_SIZE, ColumnTally, encrypted_columns, rotate_column
+from core.progress import QUIET, Tracker, track
 
 app = typer.Typer(no_args_is_help=True, help="Rotate the field-encryption and JWT keys")
 BatchSize = Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction")]
@@ -64,7 +64,8 @@ def rotate_fields(
     """Re-encrypt every encrypted field under the first key of CHUONG_FIELD_ENCRYPTION_KEYS.
     Safe while the service runs, safe to stop and run again. Exits 1 while any value is still
     under another key (or under none)."""
-    passes = asyncio.run(_run(batch_size=batch_size, check=check))
+    with track("re-encrypting the encrypted fields") as progress:
+        passes = asyncio.run(_run(batch_size=batch_size, check=check, tracker=progress))
     for title, tallies in passes:
         _print_tallies(title, tallies)
     final = passes[-1][1]
@@ -87,7 +88,9 @@ def rotate_fields(
     typer.echo("every encrypted value is under the first key: the other keys may be removed")
 
 
-async def _run(*, batch_size: int, check: bool) -> list[tuple[str, list[ColumnTally]]]:
+async def _run(
+    *, batch_size: int, check: bool, tracker: Tracker = QUIET
+) -> list[tuple[str, list[ColumnTally]]]:
     import cli.models  # noqa: F401  (registers every table, and so every encrypted column)
 
     columns = encrypted_columns(Base.metadata)
@@ -96,7 +99,14 @@ async def _run(*, batch_size: int, check: bool) -> list[tuple[str, list[ColumnTa
         if check:
             return [("check", [await rotate_column(c, write=False, batch_size=batch_size) for c in columns])]
         await _audit("keys.field_rotation_started", {"columns": names})
-        progress = _terminal_progress if sys.stderr.isatty() else None
+        current: list[str] = []
+
+        def progress(column: str, examined: int) -> None:
+            if current != [column]:  # one spinner line per column, counting its values
+                current[:] = [column]
+                tracker.step(f"re-encrypting {column}")
+            tracker.update(completed=examined)
+
         rotated = [
             await rotate_column(c, write=True, batch_size=batch_size, progress=progress) for c in columns
         ]
@@ -119,15 +129,7 @@ async def _audit(action: str, details: dict[str, object]) -> None:
         audit.record(session, action=action, actor_kind="system", details=details)
 
 
-def _terminal_progress(column: str, examined: int) -> None:
-    # A terminal sees the count move; CI logs (no tty) stay quiet.
-    sys.stderr.write(f"\r{column}: {examined} values examined")
-    sys.stderr.flush()
-
-
 def _print_tallies(title: str, tallies: list[ColumnTally]) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
     typer.echo(f"{title}:")
     typer.echo(ROW.format("column", "values", "current", "old key", "rewritten", "unreadable"))
     for t in tallies:

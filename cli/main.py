@@ -141,16 +141,18 @@ def admin_create(
     unit_name: Annotated[str, typer.Option(help="Name of the root unit")] = "Trung ương",
     email: str | None = None,
     password_env: Annotated[
-        str | None, typer.Option(help="Read the password from this environment variable instead of a prompt")
+        str | None,
+        typer.Option(help="Read the password from this environment variable instead of asking for it"),
     ] = None,
 ) -> None:
-    """Create the first system admin. Prints a one-time TOTP enrolment URI: scan it, then confirm
-    with a code at first sign-in (POST /v1/auth/mfa/enrol/confirm)."""
+    """Create the first system admin. Asks for its password (twice; or reads it from the variable
+    --password-env names), then prints a one-time TOTP enrolment URI: scan it, then confirm with a
+    code at first sign-in (POST /v1/auth/mfa/enrol/confirm)."""
     if password_env:
         password = os.environ.get(password_env, "")
     else:
-        password = getpass.getpass("Password (≥ 12 characters): ")
-        if getpass.getpass("Repeat: ") != password:
+        password = getpass.getpass(f"Password for {username} (≥ 12 characters): ")
+        if getpass.getpass("Repeat the password: ") != password:
             typer.echo("passwords differ", err=True)
             raise typer.Exit(2)
     from core.errors import ChuongError

@@ -159,4 +159,9 @@ def code_command(secret: str) -> None:
     from auth.totp import code_for
     from core.clock import utcnow as now
 
-    typer.echo(code_for(secret.strip().replace(" ", ""), at=now()))
+    try:
+        code = code_for(secret.strip().replace(" ", ""), at=now())
+    except ValueError as exc:  # not base32, or too short: pyotp's own check
+        typer.echo(f"error: not a TOTP secret (the secret= value of an otpauth:// URI): {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(code)

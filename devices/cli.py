@@ -13,6 +13,7 @@ import typer
 
 from core.db import dispose_engine, transaction, utcnow
 from core.netaddr import Network
+from core.progress import track
 from devices import floods
 
 app = typer.Typer(help="Anonymous device registrations (floods).", no_args_is_help=True)
@@ -73,7 +74,8 @@ def purge(
     """Delete the anonymous devices registered from NETWORK in the window that never came back
     with their credential. Without --yes it only counts them."""
     since, end = _window(since_minutes, until)
-    count = asyncio.run(_purge(_network(network), since, end, dry_run=not yes))
+    with track(f"{'purging' if yes else 'counting'} the devices registered from {network}"):
+        count = asyncio.run(_purge(_network(network), since, end, dry_run=not yes))
     verb = "purged" if yes else "would purge (run again with --yes)"
     typer.echo(f"{verb}: {count} devices registered from {network} between {since:%H:%M} and {end:%H:%M} UTC")
 

@@ -87,12 +87,23 @@ cmd_setup() {
   ensure_venv; ensure_postgres; ensure_redis; ensure_database
 }
 
+# Ctrl-C reaches every process of the terminal's foreground group: the API and the workers shut
+# down by themselves; the emulator, a background job of this script, ignores SIGINT and gets
+# SIGTERM here. Waiting for them all keeps their last lines before the prompt, and exiting 0
+# keeps make from reporting "Error 130" for a stop that was asked for, also mid-start-up.
+stop_children() {
+  trap - EXIT INT TERM
+  [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+
 cmd_run() {
+  pids=()
+  trap 'stop_children; exit 0' INT TERM
+  trap stop_children EXIT
   cmd_setup
   export CHUONG_DATABASE_URL="postgresql+asyncpg://chuong_app@$PG_HOST:$PG_PORT/chuong"
   mkdir -p .run
-  pids=()
-  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
   log "starting the FCM/APNs emulator (control :8440, FCM :8441, APNs :8442)"
   # The emulator is dev tooling outside the shipped package; it writes its CA, a service-account
   # file and a .p8 key, and the app reaches it through its ordinary provider settings, exactly as
@@ -115,7 +126,10 @@ cmd_run() {
   for _ in $(seq "$high_workers"); do "$VENV/bin/chuong" worker --queue high & pids+=($!); done
   "$VENV/bin/chuong" worker --queue bulk & pids+=($!)
   log "API on http://127.0.0.1:8000 (OpenAPI: /docs). First account: .venv/bin/chuong admin create"
-  "$VENV/bin/chuong" serve --host 127.0.0.1 --port 8000
+  # In the background too, so that a Ctrl-C while it is still importing stops it through the trap
+  # (no KeyboardInterrupt traceback); once running, uvicorn takes SIGINT itself and shuts down.
+  "$VENV/bin/chuong" serve --host 127.0.0.1 --port 8000 & pids+=($!)
+  wait "$!"
 }
 
 cmd_test() {

@@ -46,6 +46,7 @@ from auth.audit.verify import (
 from core.clock import utcnow
 from core.config import AUDIT_KID_PATTERN, get_settings
 from core.db import dispose_engine, get_sessionmaker
+from core.progress import QUIET, Tracker, track
 
 app = typer.Typer(help="Tamper-evident audit log (D-25).", no_args_is_help=True)
 partitions_app = typer.Typer(help="The audit log's monthly partitions.", no_args_is_help=True)
@@ -61,23 +62,33 @@ async def _read_only(session: AsyncSession) -> None:
     )
 
 
-async def run_verify(*, checkpoint: Checkpoint | None, batch: int) -> VerifyResult:
+async def _verify(
+    session: AsyncSession, *, checkpoint: Checkpoint | None, batch: int, progress: Tracker
+) -> VerifyResult:
+    if progress.enabled:  # the bar's length: the head's seq, read in the same snapshot
+        progress.update(total=(await export_checkpoint(session)).seq)
+    return await verify_chain(session, checkpoint=checkpoint, batch=batch, on_progress=progress.completed)
+
+
+async def run_verify(*, checkpoint: Checkpoint | None, batch: int, progress: Tracker = QUIET) -> VerifyResult:
     try:
         async with get_sessionmaker()() as session:
             await _read_only(session)
-            return await verify_chain(session, checkpoint=checkpoint, batch=batch)
+            return await _verify(session, checkpoint=checkpoint, batch=batch, progress=progress)
     finally:
         # A CLI process owns its engine: close the pool inside the loop that opened it.
         await dispose_engine()
 
 
-async def run_checkpoint(*, verify_first: bool, batch: int) -> tuple[Checkpoint | None, VerifyResult | None]:
+async def run_checkpoint(
+    *, verify_first: bool, batch: int, progress: Tracker = QUIET
+) -> tuple[Checkpoint | None, VerifyResult | None]:
     try:
         async with get_sessionmaker()() as session:
             await _read_only(session)
             if not verify_first:
                 return await export_checkpoint(session), None
-            result = await verify_chain(session, batch=batch)
+            result = await _verify(session, checkpoint=None, batch=batch, progress=progress)
             return (checkpoint_of(result) if result.ok else None), result
     finally:
         await dispose_engine()
@@ -132,7 +143,8 @@ def verify(
         except (InvalidCheckpoint, OSError, UnicodeDecodeError) as exc:
             typer.echo(f"unusable checkpoint {checkpoint}: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_CHECKPOINT) from exc
-    result = asyncio.run(run_verify(checkpoint=trusted, batch=batch))
+    with track("verifying the audit chain") as progress:
+        result = asyncio.run(run_verify(checkpoint=trusted, batch=batch, progress=progress))
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.message)
     if not result.ok:
         raise typer.Exit(EXIT_BROKEN)
@@ -202,7 +214,10 @@ def checkpoint(
     Store it on write-once media: a later `verify --checkpoint` then also detects rows deleted from
     the end of the chain.
     """
-    exported, result = asyncio.run(run_checkpoint(verify_first=not skip_verify, batch=batch))
+    with track("verifying the audit chain") as progress:
+        exported, result = asyncio.run(
+            run_checkpoint(verify_first=not skip_verify, batch=batch, progress=progress)
+        )
     if exported is None:
         assert result is not None
         # Certifying a broken chain would launder the tampering into the next checkpoint.

@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -184,12 +184,17 @@ async def archived_start(session: AsyncSession, *, keys: Mapping[str, bytes]) ->
 
 
 async def verify_chain(
-    session: AsyncSession, *, checkpoint: Checkpoint | None = None, batch: int = 5000
+    session: AsyncSession,
+    *,
+    checkpoint: Checkpoint | None = None,
+    batch: int = 5000,
+    on_progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Recompute the chain from its start (genesis, or the last archived row), ``batch`` rows at a
     time in seq order, and stop at the first break. Rows appended while this runs are checked too
     if the batch that reaches them sees them; use a REPEATABLE READ transaction for one consistent
-    snapshot."""
+    snapshot. ``on_progress`` is told the rows checked so far after each batch (a progress bar on
+    a terminal, core/progress.py)."""
     keys = keyring()
     cp_seq = checkpoint.seq if checkpoint else None
     start = await archived_start(session, keys=keys)
@@ -235,6 +240,8 @@ async def verify_chain(
             if found is not None:
                 return result(found)
             after = (data["seq"], data["chained_at"])
+        if on_progress is not None:
+            on_progress(walker.checked)
         if len(rows) < batch:
             break
     if checkpoint is not None:

@@ -8,8 +8,9 @@ MOUNT=/mnt/chuong-offline
 mount "$MOUNT"
 trap 'sync; umount "$MOUNT"' EXIT
 if [ "${1:-}" = "--drill" ]; then
-  # The drill needs the service's settings (database URL, audit key).
-  runuser -u postgres -- sh -c 'set -a; . /etc/chuong/production.env; exec chuong backup drill --repo=2'
+  # The drill needs the service's settings (database URL, audit key): /etc/chuong/.env, read from
+  # the working directory (see chuong-backup.cron).
+  runuser -u postgres -- sh -c 'cd /etc/chuong && exec chuong backup drill --repo=2'
 else
   runuser -u postgres -- pgbackrest --stanza=chuong --repo=2 --type=full backup
   runuser -u postgres -- pgbackrest --stanza=chuong --repo=2 --output=json info >/dev/null

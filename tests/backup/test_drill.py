@@ -30,6 +30,7 @@ from auth.audit import writer
 from cli.migration_config import alembic_config
 from tests.support.databases import APP_ROLE
 from tests.support.scratch_postgres import ScratchCluster, give_to_os_user, run, scratch_cluster
+from tests.support.terminal import run_with_terminal_stderr
 
 # pgBackRest is a Debian package that scripts/dev.sh installs: a missing one fails, never skips.
 pytestmark = pytest.mark.slow
@@ -112,13 +113,25 @@ async def _write_audit_rows(url: str, count: int) -> None:
         await engine.dispose()
 
 
+def _drill_argv(src: Source, *args: str, scratch: Path) -> list[str]:
+    return [sys.executable, "-m", "cli", "backup", "drill", f"--pgbackrest-config={src.config}",
+            f"--scratch-dir={scratch}", "--json", *args]  # fmt: skip
+
+
 def _drill(src: Source, *args: str, scratch: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CHUONG_DATABASE_URL": src.owner_url}
     return subprocess.run(  # noqa: S603 (our own CLI)
-        [sys.executable, "-m", "cli", "backup", "drill", f"--pgbackrest-config={src.config}",
-         f"--scratch-dir={scratch}", "--json", *args],
+        _drill_argv(src, *args, scratch=scratch),
         env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
     )  # fmt: skip
+
+
+def _drill_on_a_terminal(src: Source, *args: str, scratch: Path) -> subprocess.CompletedProcess[str]:
+    """The drill as an operator runs it by hand: stderr a terminal (its steps shown), stdout a pipe."""
+    env = {**os.environ, "CHUONG_DATABASE_URL": src.owner_url, "TERM": "xterm"}
+    env.pop("CI", None)
+    done = run_with_terminal_stderr(_drill_argv(src, *args, scratch=scratch), env=env, cwd=ROOT, timeout=600)
+    return subprocess.CompletedProcess([], done.returncode, stdout=done.stdout, stderr=done.terminal)
 
 
 def _scratch(src: Source) -> Path:
@@ -138,7 +151,13 @@ async def test_the_drill_restores_each_repository_verifies_the_chain_and_matches
     scratch = _scratch(source)
 
     for repo in (1, 2):
-        done = _drill(source, f"--repo={repo}", scratch=scratch)
+        if repo == 1:
+            done = _drill_on_a_terminal(source, f"--repo={repo}", scratch=scratch)
+            for step in ("restoring backup", "replaying the archived WAL", "verifying the audit chain"):
+                assert step in done.stderr, done.stderr
+        else:
+            done = _drill(source, f"--repo={repo}", scratch=scratch)
+            assert done.stderr == ""  # off a terminal, no progress: the report alone
         assert done.returncode == 0, done.stderr + done.stdout
         report = json.loads(done.stdout)
         assert report["ok"] is True
