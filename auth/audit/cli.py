@@ -47,6 +47,7 @@ from core.clock import utcnow
 from core.config import AUDIT_KID_PATTERN, get_settings
 from core.db import dispose_engine, get_sessionmaker
 from core.progress import QUIET, Tracker, track
+from core.tls import postgres_tls_connect_args
 
 app = typer.Typer(help="Tamper-evident audit log (D-25).", no_args_is_help=True)
 partitions_app = typer.Typer(help="The audit log's monthly partitions.", no_args_is_help=True)
@@ -229,7 +230,8 @@ def checkpoint(
 
 
 async def run_archive(*, database_url: str, before: dt.date, output: Path) -> list[str]:
-    engine = create_async_engine(database_url)
+    # The owner's engine, unbounded (an archive reads a month whole), with the service's TLS.
+    engine = create_async_engine(database_url, connect_args=postgres_tls_connect_args(get_settings()))
     try:
         done = await archive_partitions(
             engine, before=before, output_dir=output, now=utcnow(), keys=keyring()
