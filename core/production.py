@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from core.config import AUDIT_DEFAULT_KID, Settings
+from core.config import AUDIT_DEFAULT_KID, JOB_TIMEOUT_SECONDS, Settings
 from core.logging import get_logger
 from core.tls import is_tls_redis_url, postgres_ssl_context
 
@@ -416,6 +416,15 @@ def _host(setting: str, host: str) -> list[str]:
     return []
 
 
+def _delivery(settings: Settings) -> list[str]:
+    if settings.delivery_lease_seconds <= JOB_TIMEOUT_SECONDS:
+        return [
+            f"CHUONG_DELIVERY_LEASE_SECONDS: {settings.delivery_lease_seconds} is not longer than the "
+            f"{JOB_TIMEOUT_SECONDS} s a send job may run (a batch still sending would be sent again)"
+        ]
+    return []
+
+
 CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
     _fcm,
     _apns,
@@ -427,4 +436,5 @@ CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
     _passwords,
     _database,
     _tls,
+    _delivery,
 )
