@@ -50,6 +50,7 @@ class JobName(StrEnum):
     NEWS_TICK = "news_tick"
     TRACKING_SWEEP = "tracking_sweep"
     TRACKING_SEND = "tracking_send"
+    MEASURE_FIGURES = "measure_figures"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from auth.audit.verify import (
     verify_chain,
 )
 from core.db import dispose_engine, get_sessionmaker
+from core.maintenance import MaintenanceTask, record_outcome
 
 app = typer.Typer(help="Tamper-evident audit log (D-25).", no_args_is_help=True)
 
@@ -87,6 +88,7 @@ def verify(
             typer.echo(f"unusable checkpoint {checkpoint}: {exc}", err=True)
             raise typer.Exit(EXIT_BAD_CHECKPOINT) from exc
     result = asyncio.run(run_verify(checkpoint=trusted, batch=batch))
+    record_outcome(MaintenanceTask.AUDIT_VERIFY, ok=result.ok)  # its own write (core/maintenance.py)
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.message)
     if not result.ok:
         raise typer.Exit(EXIT_BROKEN)
