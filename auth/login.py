@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit, mfa
+from auth.metrics import SIGNIN_FAILURES
 from auth.models import AuthSession, TotpCredential, User
 from auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from auth.principal import Restriction
@@ -44,6 +45,7 @@ async def login(
     ).scalar_one_or_none()
     if user is None:
         verify_password(dummy_hash(), password)
+        SIGNIN_FAILURES.labels("auth.login_failed", "unknown_user").inc()
         await audit.record_detached(
             action="auth.login_failed",
             outcome="failure",
@@ -59,6 +61,7 @@ async def login(
         )
         raise _invalid()
     if not user.is_active:
+        SIGNIN_FAILURES.labels("auth.login_failed", "disabled").inc()
         await audit.record_detached(
             action="auth.login_failed",
             outcome="failure",

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from auth import audit
+from auth.metrics import SIGNIN_THROTTLED
 from core.config import get_settings
 from core.errors import TooManyRequests
 from core.logging import get_logger
@@ -52,7 +53,11 @@ async def enforce_ip(ip: str) -> None:
 async def enforce_login(ip: str) -> None:
     """Sign-in and refresh, keyed by address: a tighter limit against password guessing."""
     if ip:
-        await _enforce(f"login-ip:{address_identity(ip)}", get_settings().rate_limit_login_per_ip)
+        try:
+            await _enforce(f"login-ip:{address_identity(ip)}", get_settings().rate_limit_login_per_ip)
+        except TooManyRequests:
+            SIGNIN_THROTTLED.labels("address_limited").inc()
+            raise
 
 
 async def enforce_anonymous_registration(network: str | None) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
+from auth.metrics import SIGNIN_FAILURES, SIGNIN_THROTTLED
 from auth.models import User
 from core.config import get_settings
 from core.db import abandon, detached_transaction, utcnow
@@ -24,12 +25,14 @@ from core.errors import TooManyRequests
 
 def check_not_throttled(user: User, *, now: dt.datetime) -> None:
     if user.locked_until is not None and user.locked_until > now:
+        SIGNIN_THROTTLED.labels("account_locked").inc()
         raise TooManyRequests(
             "Account locked after repeated failures; ask a unit admin to unlock it",
             code="account_locked",
             retry_after=math.ceil((user.locked_until - now).total_seconds()),
         )
     if user.throttled_until is not None and user.throttled_until > now:
+        SIGNIN_THROTTLED.labels("account_throttled").inc()
         raise TooManyRequests(
             "Too many failed attempts; wait before trying again",
             code="throttled",
@@ -59,6 +62,7 @@ async def record_failure(
     a second transaction updating that row would wait for the first, which waits for the second:
     a wait PostgreSQL cannot see as a deadlock, so the request used to hang for ever. The request
     fails anyway, so nothing of it may stay."""
+    SIGNIN_FAILURES.labels(action, reason).inc()
     await abandon(request_session)
     now = utcnow()
     async with detached_transaction() as session:

@@ -12,6 +12,8 @@ import asyncio
 import getpass
 import os
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -90,17 +92,34 @@ def serve(
     )
     import uvicorn
 
-    uvicorn.run(
-        "cli.asgi:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=False,  # forwarded headers are handled by api.client_ip with the trusted list
-        server_header=False,
-        access_log=False,
-    )
+    shared_metrics = _share_metrics_between_processes() if workers > 1 else None
+    try:
+        uvicorn.run(
+            "cli.asgi:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=False,  # forwarded headers are handled by api.client_ip with the trusted list
+            server_header=False,
+            access_log=False,
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _share_metrics_between_processes() -> Path | None:
+    """Several API processes answer on one port, so GET /metrics must show all of them: each
+    writes its metrics into a fresh directory (prometheus_client's multiprocess mode, read by
+    api/routers/health.py), which the worker processes inherit. An operator's own
+    PROMETHEUS_MULTIPROC_DIR is kept (and not removed)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = Path(tempfile.mkdtemp(prefix="chuong-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
 
 
 @app.command()
@@ -128,9 +147,11 @@ def worker(
     _refuse_unsafe_production()
     from arq.worker import run_worker
 
+    from workers.context import QUEUE_KEY
     from workers.settings import WorkerSettings
 
-    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue])  # type: ignore[arg-type]
+    # The queue in arq's ctx: the worker's metrics say which queue it serves (chuong_worker_info).
+    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue], ctx={QUEUE_KEY: queue})  # type: ignore[arg-type]
 
 
 @admin_app.command("create")

@@ -8,6 +8,7 @@ domain); the migration scripts ship beside it as package data (``cli/migration_c
 
 import auth.audit.models
 import auth.models
+import core.maintenance
 import devices.models
 import inbox.models
 import news.models

@@ -193,9 +193,10 @@ class Settings(BaseSettings):
     pacing_max_wait_seconds: float = Field(default=10.0, ge=0)
     # Every worker pauses this long after QUOTA_EXCEEDED when FCM sends no Retry-After.
     pacing_quota_backoff_seconds: float = Field(default=60.0, ge=0)
-    # Prometheus metrics of a worker process (pacing counters), off unless a port is given;
-    # give each worker process its own port.
-    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Prometheus metrics of each worker process (GET /metrics, behind CHUONG_METRICS_TOKEN like
+    # the API's; docs/observability.md). A worker listens on the first free port from this one
+    # up (several workers on one host get 9101, 9102, ...); 0 turns the endpoint off.
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
 
     # --- links in pushes, inbox items and the console (core/links.py, docs/news.md) ---

@@ -51,6 +51,7 @@ class JobName(StrEnum):
     TRACKING_SWEEP = "tracking_sweep"
     TRACKING_SEND = "tracking_send"
     AUDIT_PARTITIONS = "audit_partitions"
+    MEASURE_FIGURES = "measure_figures"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,6 +22,7 @@ from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
 from core.errors import Conflict, NotFound, Unauthorized
 from core.netaddr import Network
+from devices.metrics import TOKENS_INVALIDATED
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
 
@@ -351,9 +353,12 @@ async def invalidate(session: AsyncSession, *, device_ids: list[uuid.UUID], reas
         update(Device)
         .where(Device.id.in_(device_ids), Device.invalidated_at.is_(None))
         .values(invalidated_at=utcnow(), invalid_reason=reason[:64])
-        .returning(Device.id)
+        .returning(Device.provider)
     )
-    count = len(result.all())
+    providers = Counter(row.provider for row in result)
+    for provider, retired in providers.items():
+        TOKENS_INVALIDATED.labels(provider, reason).inc(retired)
+    count = providers.total()
     if count:
         audit.record(
             session,

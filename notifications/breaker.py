@@ -4,10 +4,11 @@
 counts answers and errors in Redis buckets of ``BUCKET_SECONDS``; the error rate is taken over
 the buckets of the last ``push_breaker_window_seconds`` (a sliding window, bucket-grained).
 When at least ``push_breaker_min_requests`` answers came and the error rate reaches
-``push_breaker_error_rate``, the breaker opens: once per opening it logs an error, sets the
-``chuong_push_breaker_open`` gauge, counts an alert and writes an audit row. It does not stop
-pushes; it tells the operator, who may switch on SMS degraded mode (``/v1/sms/degraded-mode``).
-It closes when a full sample shows the rate back under the threshold.
+``push_breaker_error_rate``, the breaker opens: once per opening it logs an error, counts an
+alert and writes an audit row (the API exports the state itself from Redis as
+``chuong_push_breaker_open``, notifications/figures.py). It does not stop pushes; it tells the
+operator, who may switch on SMS degraded mode (``/v1/sms/degraded-mode``). It closes when a full
+sample shows the rate back under the threshold.
 
 Redis is only an alarm here: losing the counters loses a few minutes of statistics, never a
 push. Failures inside are logged and swallowed so delivery is never affected.
@@ -30,7 +31,7 @@ from core.context import RequestContext, current_context, set_context
 from core.logging import get_logger
 from core.redis import get_redis
 from notifications.providers.base import Outcome, SendResult
-from notifications.sms.metrics import BREAKER_ALERTS, BREAKER_OPEN
+from notifications.sms.metrics import BREAKER_ALERTS
 
 log = get_logger(__name__)
 
@@ -147,14 +148,12 @@ async def _evaluate(provider: str, now: dt.datetime) -> bool:
             await _alert(current, now)
             return True
     elif current.open and enough and not tripped and await redis.delete(_open_key(provider)):
-        BREAKER_OPEN.labels(provider=provider).set(0)
         log.warning("push_breaker_closed", provider=provider, error_rate=round(current.error_rate, 4))
         await _audit("push.breaker.closed", current)
     return False
 
 
 async def _alert(current: BreakerState, now: dt.datetime) -> None:
-    BREAKER_OPEN.labels(provider=current.provider).set(1)
     BREAKER_ALERTS.labels(provider=current.provider).inc()
     log.error(
         "push_breaker_open",

@@ -24,7 +24,7 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.db import transaction, utcnow
 from core.jobs import JobName, defer
-from notifications import breaker, cancellation, dispatch, outbox
+from notifications import breaker, cancellation, dispatch, metrics, outbox
 from notifications import service as notifications_service
 from notifications.content import PushSpec
 from notifications.models import Notification
@@ -232,6 +232,7 @@ async def _send_held(
             # Read now, not when the chunk started (a cancel that came while the chunk was at the
             # provider went unseen then), and overlapping the writes below.
             checking = None if last else asyncio.ensure_future(_still_sending(nid))
+            metrics.count_results(results)  # once per chunk, with counts (notifications/metrics.py)
             started = [pair for pair in results if pair[1] is not STOPPED]
             cancelled_midway = len(started) < len(results)
             if cancelled_midway:

@@ -17,7 +17,7 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.jobs import JobName, defer
 from core.logging import get_logger
-from notifications import outbox
+from notifications import metrics, outbox
 from notifications import service as notifications_service
 from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
@@ -120,6 +120,11 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
             stats["cancelled"] += await notifications_service.cancel_remaining(
                 session, notification=notification, now=now
             )
+    # Counted once the pass committed (a rolled-back pass queued and closed nothing).
+    metrics.RECONCILER_REQUEUED.labels("fan_out").inc(stats["fanouts"])
+    metrics.RECONCILER_REQUEUED.labels("send_batch").inc(stats["batches"])
+    metrics.RECONCILER_CLOSED.labels("expired").inc(stats["expired"])
+    metrics.RECONCILER_CLOSED.labels("cancelled").inc(stats["cancelled"])
     if any(stats.values()):
         log.info("reconciled", **stats)
     return stats

@@ -19,13 +19,14 @@ import structlog
 from core.jobs import JobName
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from notifications.providers.base import PushProvider
     from notifications.providers.sms import SmsProvider
+    from workers.metrics_server import MetricsServer
 
 RESOURCES_KEY = "chuong_worker"
-"""The one entry of arq's ctx that the project owns."""
+"""The entry of arq's ctx that holds what the worker's start-up built."""
+QUEUE_KEY = "chuong_queue"
+"""The queue a worker serves ("high", "bulk"), as `chuong worker --queue` puts it in arq's ctx."""
 
 
 @dataclass(kw_only=True)
@@ -36,7 +37,7 @@ class WorkerResources:
     # A long-lived SMS gateway client, if the worker is given one; without it each SMS run
     # builds and closes its own (workers/sms_jobs.py).
     sms_provider: SmsProvider | None = None
-    metrics_server: WSGIServer | None = None
+    metrics_server: MetricsServer | None = None
 
 
 def arq_ctx(resources: WorkerResources) -> dict[str, Any]:

@@ -17,14 +17,16 @@ from core.jobs import HIGH_QUEUE, set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
-from notifications import cancellation
+from notifications import cancellation, figures
 from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
-from workers.context import WorkerResources, arq_ctx, resources_of
+from workers.context import QUEUE_KEY, WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
+from workers.figures_jobs import measure_figures
 from workers.inbox_jobs import inbox_fan_out, inbox_reconcile
 from workers.jobs import audit_partitions, purge_ended_sessions
+from workers.metrics_server import start_metrics_server
 from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, enqueue, redis_settings
 from workers.sms_jobs import sms_fallback
@@ -44,16 +46,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     set_on_created(inbox_fanout.schedule)
     resources = WorkerResources(providers=LazyProviders(lambda: build_providers(settings)))
     ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
-    if settings.worker_metrics_port:  # pacing counters live in the workers (docs/delivery.md)
-        from prometheus_client import start_http_server
-
-        resources.metrics_server, _ = start_http_server(
-            settings.worker_metrics_port, addr=settings.worker_metrics_host
-        )
+    # Delivery, pacing and SMS counters live in the workers (docs/observability.md).
+    resources.metrics_server = await start_metrics_server(settings, queue=ctx.get(QUEUE_KEY, "high"))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    providers = resources_of(ctx).providers
+    resources = resources_of(ctx)
+    if resources.metrics_server is not None:
+        await resources.metrics_server.close()
+    providers = resources.providers
     if isinstance(providers, LazyProviders):
         await providers.close()
     await cancellation.close()
@@ -78,6 +79,7 @@ class WorkerSettings:
         tracking_sweep,
         tracking_send,
         audit_partitions,
+        measure_figures,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -92,6 +94,15 @@ class WorkerSettings:
             second=set(range(0, 60, max(1, get_settings().reconcile_every_seconds))),
             unique=True,
             timeout=55,
+        ),
+        # The service-wide figures the API exports (backlog, oldest due, fan-out lag, maintenance):
+        # one query for the whole service, by whichever worker takes the tick.
+        cron(
+            measure_figures,
+            second=set(range(0, 60, figures.EVERY_SECONDS)),
+            unique=True,
+            timeout=figures.EVERY_SECONDS,
+            run_at_startup=True,
         ),
         cron(sms_fallback, second=20, unique=True, timeout=55),
         # Scheduled breaking news goes out within 5 s of its time even if its deferred job is lost.

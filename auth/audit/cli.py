@@ -46,6 +46,7 @@ from auth.audit.verify import (
 from core.clock import utcnow
 from core.config import AUDIT_KID_PATTERN, get_settings
 from core.db import dispose_engine, get_sessionmaker
+from core.maintenance import MaintenanceTask, record_outcome
 from core.progress import QUIET, Tracker, track
 from core.tls import postgres_tls_connect_args
 
@@ -146,6 +147,7 @@ def verify(
             raise typer.Exit(EXIT_BAD_CHECKPOINT) from exc
     with track("verifying the audit chain") as progress:
         result = asyncio.run(run_verify(checkpoint=trusted, batch=batch, progress=progress))
+    record_outcome(MaintenanceTask.AUDIT_VERIFY, ok=result.ok)  # its own write (core/maintenance.py)
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.message)
     if not result.ok:
         raise typer.Exit(EXIT_BROKEN)

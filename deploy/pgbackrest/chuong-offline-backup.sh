@@ -13,5 +13,6 @@ if [ "${1:-}" = "--drill" ]; then
   runuser -u postgres -- sh -c 'cd /etc/chuong && exec chuong backup drill --repo=2'
 else
   runuser -u postgres -- pgbackrest --stanza=chuong --repo=2 --type=full backup
-  runuser -u postgres -- pgbackrest --stanza=chuong --repo=2 --output=json info >/dev/null
+  # Records when it ended (repo2 is readable only while mounted) for the stale-backup alert.
+  runuser -u postgres -- sh -c 'set -a; . /etc/chuong/production.env; exec chuong backup record --repo=2' >/dev/null
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from aioapns.exceptions import ConnectionError as APNsConnectionError
 from notifications.cancellation import stopped
 from notifications.payloads import apns_payload, apns_priority
 from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
+from notifications.providers.latency import PROVIDER_LATENCY
 
 # Apple's reasons, by what to do next.
 INVALID_TOKEN_REASONS = frozenset(
@@ -48,8 +50,17 @@ async def _quiet(request: NotificationRequest, result: NotificationResult) -> No
 class ApnsProvider:
     name = "apns"
 
-    def __init__(self, client: APNs, *, timeout: float = 10.0, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        client: APNs,
+        *,
+        timeout: float = 10.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        environment: str = "production",
+    ) -> None:
         self.client = client
+        # Its provider key (dispatch.provider_key), bound once: no label lookup per request.
+        self._latency = PROVIDER_LATENCY.labels(f"apns:{environment}")
         # aioapns has no per-request timeout: a stalled connection would hold the batch forever.
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -69,7 +80,11 @@ class ApnsProvider:
             async with self._slots:
                 if stopped(request.spec.id):
                     return STOPPED
-                result = await asyncio.wait_for(self.client.send_notification(notification), self.timeout)
+                started = time.perf_counter()
+                try:
+                    result = await asyncio.wait_for(self.client.send_notification(notification), self.timeout)
+                finally:
+                    self._latency.observe(time.perf_counter() - started)
         except TimeoutError:
             return SendResult(Outcome.RETRY, error_code="timeout")
         except (ConnectionError, OSError, APNsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as exc:

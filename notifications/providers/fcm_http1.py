@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from notifications.payloads import fcm_message
 from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
 from notifications.providers.fcm import classify
 from notifications.providers.fcm_app import close_firebase_app
+from notifications.providers.latency import PROVIDER_LATENCY
 
 log = get_logger(__name__)
 
@@ -123,6 +125,7 @@ class FcmHttp1Provider:
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._latency = PROVIDER_LATENCY.labels(self.name)  # bound once: no label lookup per request
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: an aiohttp session belongs to the loop it was made in.
@@ -186,6 +189,15 @@ class FcmHttp1Provider:
         return results  # type: ignore[return-value]  # every slot is filled above
 
     async def _post(
+        self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
+    ) -> tuple[SendResult, int]:
+        started = time.perf_counter()
+        try:
+            return await self._exchange(session, body, auth)
+        finally:
+            self._latency.observe(time.perf_counter() - started)  # a timeout shows in the top bucket
+
+    async def _exchange(
         self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
     ) -> tuple[SendResult, int]:
         try:

@@ -79,7 +79,10 @@ def _apns_provider(settings: Settings, *, sandbox: bool) -> PushProvider:
         endpoint_port=settings.apns_endpoint_port,
     )
     return ApnsProvider(
-        client, timeout=settings.apns_timeout_seconds, max_in_flight=settings.apns_max_in_flight
+        client,
+        timeout=settings.apns_timeout_seconds,
+        max_in_flight=settings.apns_max_in_flight,
+        environment="sandbox" if sandbox else "production",
     )
 
 

@@ -9,6 +9,7 @@ created and removed here (tests/support/scratch_postgres.py).
 from __future__ import annotations
 
 import configparser
+import datetime as dt
 import io
 import json
 import os
@@ -134,6 +135,28 @@ def _drill_on_a_terminal(src: Source, *args: str, scratch: Path) -> subprocess.C
     return subprocess.CompletedProcess([], done.returncode, stdout=done.stdout, stderr=done.terminal)
 
 
+def _record(src: Source, *repos: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHUONG_DATABASE_URL": src.owner_url}
+    return subprocess.run(  # noqa: S603 (our own CLI)
+        [sys.executable, "-m", "cli", "backup", "record", f"--pgbackrest-config={src.config}",
+         *(f"--repo={repo}" for repo in repos)],
+        env=env, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+
+async def _maintenance_runs(url: str) -> dict[tuple[str, str], tuple[dt.datetime | None, dt.datetime | None]]:
+    """(task, repo) → (last success, last failure) as the live database recorded them."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT task, repo, last_success_at, last_failure_at FROM maintenance_runs")
+            )
+            return {(row.task, row.repo): (row.last_success_at, row.last_failure_at) for row in rows}
+    finally:
+        await engine.dispose()
+
+
 def _scratch(src: Source) -> Path:
     scratch = src.base / "drills"
     scratch.mkdir(exist_ok=True)
@@ -149,6 +172,15 @@ async def test_the_drill_restores_each_repository_verifies_the_chain_and_matches
     await _write_audit_rows(source.owner_url, 7)
     source.pgbackrest("check")  # switches the WAL segment and waits until it is archived
     scratch = _scratch(source)
+    # When each repository's newest backup ended, as its catalogue says, for the stale-backup alert.
+    recorded = _record(source, 1, 2)
+    assert recorded.returncode == 0, recorded.stderr + recorded.stdout
+    info = json.loads(source.pgbackrest("--output=json", "info"))[0]
+    stops = {b["database"]["repo-key"]: b["timestamp"]["stop"] for b in info["backup"]}
+    runs = await _maintenance_runs(source.owner_url)
+    for repo in (1, 2):
+        success, failure = runs[("backup", str(repo))]
+        assert success is not None and success.timestamp() == stops[repo] and failure is None
 
     for repo in (1, 2):
         if repo == 1:
@@ -166,7 +198,11 @@ async def test_the_drill_restores_each_repository_verifies_the_chain_and_matches
         tables = {row["table"]: row for row in report["tables"]}
         assert tables["audit_log"]["restored"] == tables["audit_log"]["source"] == 32
         assert "users" in tables and "deliveries" in tables
-        assert all(row["difference"] == 0 for row in report["tables"]), report["tables"]
+        # The drills' and the backups' own records are written to the live database after the
+        # backups were taken: the one table expected to differ.
+        assert all(
+            row["difference"] == 0 for row in report["tables"] if row["table"] != "maintenance_runs"
+        ), report["tables"]
         assert report["missing_tables"] == []
         assert {"restore", "replay and start", "audit verification", "row counts", "total"} <= set(
             report["seconds"]
@@ -174,8 +210,9 @@ async def test_the_drill_restores_each_repository_verifies_the_chain_and_matches
         # The restored copy and its directory are gone; nothing else listens for it.
         assert list(scratch.iterdir()) == []
 
+    runs = await _maintenance_runs(source.owner_url)
+    assert all(runs[("restore_drill", str(repo))][0] is not None for repo in (1, 2))
     # Both repositories are encrypted (each with its own passphrase, in pgbackrest.conf).
-    info = json.loads(source.pgbackrest("--output=json", "info"))[0]
     assert [(repo["key"], repo["cipher"]) for repo in info["repo"]] == [
         (1, "aes-256-cbc"),
         (2, "aes-256-cbc"),
@@ -200,9 +237,18 @@ async def test_a_tampered_audit_log_in_the_backup_fails_the_drill_with_the_broke
     report = json.loads(done.stdout)
     assert report["ok"] is False
     assert report["audit"]["ok"] is False and report["audit"]["first_broken_seq"] == 4
+    success, failure = (await _maintenance_runs(source.owner_url))[("restore_drill", "1")]
+    assert success is None and failure is not None
 
 
-def test_a_repository_without_a_backup_is_reported_not_drilled(source):
+async def test_a_repository_without_a_backup_is_reported_not_drilled(source):
     done = _drill(source, "--repo=2", scratch=_scratch(source))
     assert done.returncode == 2
     assert "holds no backup" in done.stderr
+    recorded = _record(source, 2)
+    assert recorded.returncode == 2 and "holds no backup" in recorded.stderr
+    # The drill that could not run counts as failed; no backup is recorded.
+    runs = await _maintenance_runs(source.owner_url)
+    assert list(runs) == [("restore_drill", "2")]
+    success, failure = runs[("restore_drill", "2")]
+    assert success is None and failure is not None

@@ -95,3 +95,17 @@ def test_the_emulator_profile_is_reachable_and_its_keys_readable_from_the_app_co
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     stage = dockerfile[dockerfile.index("AS emulator") : dockerfile.index("AS service")]
     assert re.search(r"^USER 10001$", stage, re.MULTILINE)
+
+
+def test_the_workers_serve_their_metrics_to_the_compose_network() -> None:
+    """On by default (core/config.py); each worker container listens on all its interfaces, so
+    that Prometheus reaches it by the service's name, and says so with ``expose``."""
+    compose = _compose("docker-compose.yml")
+    environment = compose["x-app"]["environment"]
+    assert environment["CHUONG_WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - the container's own network
+    port = str(Settings.model_fields["worker_metrics_port"].default)
+    for name in ("worker", "worker-bulk"):
+        service = compose["services"][name]
+        assert service["command"][:2] == ["chuong", "worker"], name
+        assert service["expose"] == [port], name
+        assert "CHUONG_WORKER_METRICS_PORT" not in (service.get("environment") or {}), name

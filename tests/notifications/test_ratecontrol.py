@@ -256,9 +256,8 @@ async def test_a_worker_serves_its_pacing_metrics_when_given_a_port(redis, monke
         assert 'chuong_pacing_permits_granted_total{lane="high",provider="fcm"}' in body
     finally:
         server = resources_of(ctx).metrics_server
-        assert server is not None
-        server.shutdown()
-        server.server_close()
+        assert server is not None and server.port == port
+        await server.close()
 
 
 async def test_a_push_held_back_by_pacing_does_not_use_up_an_attempt(

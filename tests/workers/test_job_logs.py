@@ -95,6 +95,11 @@ async def test_every_line_a_job_logs_carries_the_job_id_name_and_try(client, dat
         assert line["job_name"] == JobName.SEND_BATCH
         assert line["job_id"].startswith(f"send:{notification_id}:")
         assert line["job_try"] == 1
-    # Nothing in the worker logs outside a job: every line names one.
+    # Nothing in the worker logs outside a job but its start-up line (where its metrics listen):
+    # every other line names one.
+    started = [line for line in lines if line["event"] == "worker_metrics_listening"]
+    assert [(line["queue"], line["host"]) for line in started] == [("high", "127.0.0.1")]
     for line in lines:
+        if line in started:
+            continue
         assert line.get("job_id") and line.get("job_name") in set(JobName) and line.get("job_try"), line
