@@ -8,9 +8,9 @@ notifications/outbox.py takes nothing else). A healthy service keeps it near zer
 broadcasts; during one it rises and falls in waves as the fan-out writes pages ahead of the sends.
 
 One query for all of it, run every few seconds by one worker (notifications/figures.py), never per
-scrape. Its cost follows the backlog, not the table: open batches come from the small partial
-index ``ix_delivery_batches_open``, and each due batch's rows are counted through the primary-key
-range, as a claim reads them.
+scrape. Its cost follows the backlog, not the table, and is capped: open batches come from the
+small partial index ``ix_delivery_batches_open``, and the rows of the oldest ``COUNTED_BATCHES``
+due batches are counted through the primary-key range, as a claim reads them (see below).
 """
 
 from __future__ import annotations
@@ -23,10 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 PRIORITIES = ("normal", "high", "emergency")
 
+# Exact up to ``COUNTED_BATCHES`` batches (the oldest), each counted through its primary-key
+# range as a claim reads it; past that, a batch counts its id range (``high_id - low_id + 1``): the
+# rows a page wrote, exact for a page nobody has claimed yet unless another fan-out wrote rows in
+# between, an upper bound otherwise. So the query reads at most ~100,000 rows whatever the backlog
+# (measured on 2,000 due batches, 1,000,000 rows: 0.9 s to count them all exactly, 55-80 ms so).
+COUNTED_BATCHES = 200
+
 _DUE_SQL = text(
     """
     WITH due AS (
-        SELECT b.notification_id, b.low_id, b.high_id, b.next_attempt_at, n.priority
+        SELECT b.notification_id, b.low_id, b.high_id, b.next_attempt_at, n.priority,
+               row_number() OVER (ORDER BY b.next_attempt_at, b.id) AS age_rank
         FROM delivery_batches AS b
         JOIN notifications AS n ON n.id = b.notification_id
         WHERE b.status = 'open' AND b.next_attempt_at <= :now
@@ -34,12 +42,13 @@ _DUE_SQL = text(
           AND n.status NOT IN ('completed', 'expired', 'cancelled') AND n.expires_at > :now
     )
     SELECT due.priority, count(*) AS batches, min(due.next_attempt_at) AS oldest,
-           coalesce(sum(rows.due), 0) AS deliveries
+           coalesce(sum(CASE WHEN due.age_rank <= :counted THEN rows.due
+                             ELSE due.high_id - due.low_id + 1 END), 0) AS deliveries
     FROM due
     CROSS JOIN LATERAL (
         SELECT count(*) AS due FROM (
             SELECT notification_id, status, next_attempt_at FROM deliveries
-            WHERE id BETWEEN due.low_id AND due.high_id
+            WHERE id BETWEEN due.low_id AND due.high_id AND due.age_rank <= :counted
             OFFSET 0  -- the page through the primary key alone (outbox.py, _PAGE_NOTE)
         ) AS page
         WHERE page.notification_id = due.notification_id AND page.status IN ('pending', 'retrying')
@@ -84,7 +93,11 @@ class Backlog:
 
 
 async def measure(session: AsyncSession, *, now: dt.datetime) -> Backlog:
-    rows = {row.priority: row for row in (await session.execute(_DUE_SQL, {"now": now})).all()}
+    # The planner's estimate of the per-batch counts is high enough to switch JIT compilation on,
+    # which cost 0.6 s for a 70 ms query (measured at 2,000 due batches): off for this transaction.
+    await session.execute(text("SET LOCAL jit = off"))
+    params = {"now": now, "counted": COUNTED_BATCHES}
+    rows = {row.priority: row for row in (await session.execute(_DUE_SQL, params)).all()}
     due = []
     for priority in PRIORITIES:
         row = rows.get(priority)

@@ -30,8 +30,9 @@ DELIVERIES = Counter(
 )
 RETRIES = Counter(
     "chuong_push_retries_total",
-    "Deliveries scheduled for another attempt, by provider and reason (quota, unavailable, "
-    "provider_error, timeout, connection, auth, paced, other)",
+    "Attempts that asked for another (a provider's retry answer, or held back by the pacing), by "
+    "provider and reason (quota, unavailable, provider_error, timeout, connection, auth, paced, "
+    "other); a delivery out of attempts or past its TTL fails instead of retrying",
     ["provider", "reason"],
 )
 RECONCILER_REQUEUED = Counter(

@@ -192,17 +192,12 @@ class FcmHttp1Provider:
         self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
     ) -> tuple[SendResult, int]:
         started = time.perf_counter()
-        try:
-            return await self._exchange(session, body, auth)
-        finally:
-            self._latency.observe(time.perf_counter() - started)  # a timeout shows in the top bucket
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
-    ) -> tuple[SendResult, int]:
+        answered = False
         try:
             async with session.post(self._url, data=body, headers=auth) as response:
                 content = await response.read()
+                answered = True
+                self._latency.observe(time.perf_counter() - started)
                 if response.status == 200:
                     return SendResult.accepted(orjson.loads(content)["name"]), 200
                 headers = list(response.headers.items())
@@ -214,6 +209,8 @@ class FcmHttp1Provider:
         except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
             # A dropped keep-alive connection, a truncated or non-JSON answer.
             error = httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}")
+        if not answered:  # the transport's error: a timeout lands in the top buckets
+            self._latency.observe(time.perf_counter() - started)
         return classify(self._service._handle_fcm_httpx_error(error)), 0
 
     def _status_error(self, status: int, headers: list[tuple[str, str]], content: bytes) -> Exception:

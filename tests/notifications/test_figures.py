@@ -144,6 +144,20 @@ async def test_the_backlog_is_what_a_claim_would_take_now(client):
     assert measured.fanout_lag_seconds == 100.0
 
 
+async def test_past_the_counted_batches_a_batch_counts_its_id_range(client, monkeypatch):
+    now = clock.utcnow()
+    await _craft(now)
+    monkeypatch.setattr(backlog, "COUNTED_BATCHES", 0)  # a backlog too large to count row by row
+
+    async with transaction() as session:
+        measured = await backlog.measure(session, now=now)
+
+    due = {work.priority: work for work in measured.due}
+    # The urgent batch's five rows, of which three are due: an upper bound, never less.
+    assert (due["high"].deliveries, due["high"].batches) == (5, 1)
+    assert due["normal"].deliveries == 1
+
+
 async def test_nothing_due_measures_zeros(client):
     async with transaction() as session:
         measured = await backlog.measure(session, now=clock.utcnow())
