@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 from core.clock import utcnow
 from core.config import get_settings
 from core.db import Base
+from core.tls import postgres_tls_connect_args
 
 
 class MaintenanceTask(StrEnum):
@@ -83,7 +84,9 @@ async def all_runs(session: AsyncSession) -> list[RunTimes]:
 async def _record_with_own_engine(
     *, task: MaintenanceTask, ok: bool, repo: str, at: dt.datetime | None, database_url: str
 ) -> None:
-    engine = create_async_engine(database_url, poolclass=NullPool)
+    engine = create_async_engine(
+        database_url, poolclass=NullPool, connect_args=postgres_tls_connect_args(get_settings())
+    )
     try:
         async with async_sessionmaker(engine)() as session, session.begin():
             await record(session, task=task, ok=ok, repo=repo, at=at)

@@ -10,3 +10,10 @@ TOKENS_INVALIDATED = Counter(
     "(provider_rejected_token: the provider answered that the token is unregistered or invalid)",
     ["provider", "reason"],
 )
+# The label's bounded set: any other reason a caller passes is counted as "other" (the device row
+# keeps the reason as given).
+INVALIDATION_REASONS = frozenset({"provider_rejected_token"})
+
+
+def reason_label(reason: str) -> str:
+    return reason if reason in INVALIDATION_REASONS else "other"

@@ -22,7 +22,7 @@ from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
 from core.errors import Conflict, NotFound, Unauthorized
 from core.netaddr import Network
-from devices.metrics import TOKENS_INVALIDATED
+from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
 
@@ -357,7 +357,7 @@ async def invalidate(session: AsyncSession, *, device_ids: list[uuid.UUID], reas
     )
     providers = Counter(row.provider for row in result)
     for provider, retired in providers.items():
-        TOKENS_INVALIDATED.labels(provider, reason).inc(retired)
+        TOKENS_INVALIDATED.labels(provider, reason_label(reason)).inc(retired)
     count = providers.total()
     if count:
         audit.record(
