@@ -7,21 +7,12 @@ name check; make it through ``core.redis.new_redis_client`` or ``core.db.make_en
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = (
-    "api",
-    "auth",
-    "cli",
-    "console",
-    "core",
-    "devices",
-    "inbox",
-    "news",
-    "notifications",
-    "tracking",
-    "workers",
+from tests.architecture.planted import ROOT, config
+
+# What the wheel ships (pyproject's package list; test_distribution.py checks the wheel against it).
+SHIPPED = tuple(
+    sorted(pattern.rstrip("*") for pattern in config()["tool"]["setuptools"]["packages"]["find"]["include"])
 )
 
 # Callables that open connections, and the only modules allowed to call them.
