@@ -224,6 +224,26 @@ class Settings(BaseSettings):
     device_registration_ipv4_prefix: int = Field(default=24, ge=8, le=32)
     device_registration_ipv6_prefix: int = Field(default=64, ge=32, le=128)
 
+    # --- how long records are kept (notifications/retention.py, docs/operations.md "Retention") ---
+    # Days, or "forever" (kept for ever). The audit log is not here: it is archived, never purged
+    # (``chuong audit archive``). The nightly purge applies them in bounded batches.
+    # Delivery rows (one per notification × device) of notifications finished this long ago.
+    retention_deliveries_days: int = Field(default=30, ge=1, le=36500)
+    # Readers' receipts (received / opened): summed onto their notification first, so its stats
+    # keep the totals; only the per-language and per-platform split goes.
+    retention_receipts_days: int | None = Field(default=365, ge=7, le=36500)
+    # SMS rows that reached an end (sent, failed, capped, no phone) and the daily cap counters.
+    retention_sms_days: int | None = Field(default=365, ge=2, le=36500)
+    # Finished notifications with everything hanging off them: inbox items and read states,
+    # receipts, SMS rows, deliveries. News articles stay (their link to the push is cleared).
+    retention_notifications_days: int | None = Field(default=730, ge=30, le=36500)
+    # The tracking reminder ledger's settled rows. At least 180 days: a row is what stops a
+    # reminder from being sent twice, and the longest reminder window (60 working days after a
+    # deadline, tracking/rules.py) must be over before its row may go.
+    retention_reminders_days: int | None = Field(default=365, ge=180, le=36500)
+    # Rows one purge transaction deletes: each batch commits, so no purge holds a long transaction.
+    retention_batch_size: int = Field(default=5000, ge=100, le=100_000)
+
     # --- the four-eyes rule of pushes (D-04, docs/security.md "Pushes and the four-eyes rule") ---
     # A portal push outside the news workflow reaches at most this many named accounts/devices.
     direct_push_max_recipients: int = Field(default=1000, ge=1, le=10_000)
@@ -301,6 +321,20 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "retention_receipts_days",
+        "retention_sms_days",
+        "retention_notifications_days",
+        "retention_reminders_days",
+        mode="before",
+    )
+    @classmethod
+    def _forever(cls, value: object) -> object:
+        # An environment variable cannot be null: "forever" says it in words.
+        if isinstance(value, str) and value.strip().lower() == "forever":
+            return None
         return value
 
     @field_validator(

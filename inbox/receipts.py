@@ -49,15 +49,3 @@ async def record_receipt(
         )
     ).scalar_one()
     return receipt
-
-
-async def receipt_stats(session: AsyncSession, *, notification_id: uuid.UUID) -> dict[str, int]:
-    """Readers who reported the notification received / opened (for its stats and SMS fallback)."""
-    row = (
-        await session.execute(
-            select(func.count(Receipt.received_at), func.count(Receipt.opened_at)).where(
-                Receipt.notification_id == notification_id
-            )
-        )
-    ).one()
-    return {"received": int(row[0]), "opened": int(row[1])}

@@ -53,6 +53,12 @@ class Notification(UUIDPrimaryKey, Base):
     completed_at: Mapped[dt.datetime | None]
     # Set when the sender recalls it: a retract push went out and the inbox shows it withdrawn.
     withdrawn_at: Mapped[dt.datetime | None]
+    # The nightly purge's progress (notifications/retention.py): its deliveries are gone; its
+    # receipts are gone and were summed into ``receipts_received`` / ``receipts_opened`` first.
+    deliveries_purged_at: Mapped[dt.datetime | None]
+    receipts_purged_at: Mapped[dt.datetime | None]
+    receipts_received: Mapped[int | None]
+    receipts_opened: Mapped[int | None]
 
     @property
     def content(self) -> PushContent:
@@ -82,6 +88,16 @@ class Notification(UUIDPrimaryKey, Base):
             postgresql_where=text("status IN ('queued','fanning_out','sending')"),
         ),
         Index("ix_notifications_created_at", "created_at"),
+        Index(
+            "ix_notifications_deliveries_unpurged",
+            "completed_at",
+            postgresql_where=text("deliveries_purged_at IS NULL AND completed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_notifications_receipts_unpurged",
+            "created_at",
+            postgresql_where=text("receipts_purged_at IS NULL"),
+        ),
     )
 
 

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Boolean, CursorResult, Select, and_, bindparam, delete, select, text, update
+from sqlalchemy import Boolean, CursorResult, Select, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.after_commit import committing
 from core.config import get_settings
+from core.db import allow_long_statements
 from core.pubsub import publish_after_commit
 from devices import service as devices
 from notifications.channels import progress_channel
@@ -429,17 +431,41 @@ async def expire_overdue(session: AsyncSession, *, notification_id: uuid.UUID, n
     return count
 
 
-FINISHED_KEPT = dt.timedelta(days=30)
+# Notifications whose deliveries one purge transaction looks at (each may have thousands).
+_PURGE_NOTIFICATIONS = 50
 
 
-async def purge_finished(session: AsyncSession, *, now: dt.datetime) -> int:
-    """Delete the delivery rows and batches of notifications finished more than 30 days ago (the
-    notification row and its counters stay). Returns how many deliveries."""
-    old = select(Notification.id).where(
-        and_(Notification.completed_at.is_not(None), Notification.completed_at < now - FINISHED_KEPT)
-    )
-    # Counted by the server (a million ids returned to count them was the old way).
-    result = await session.execute(delete(Delivery).where(Delivery.notification_id.in_(old)))
-    purged = cast(CursorResult[Any], result).rowcount
-    await session.execute(delete(DeliveryBatch).where(DeliveryBatch.notification_id.in_(old)))
-    return purged
+async def purge_finished_batch(cutoff: dt.datetime, batch: int) -> int:
+    """Delete up to ``batch`` delivery rows of notifications finished before ``cutoff`` (the
+    notification row and its counters stay), in one transaction of its own. A notification whose
+    rows are all gone loses its batches too and is marked ``deliveries_purged_at``, so the next
+    batch (and the next night) starts after it. Returns how many deliveries."""
+    async with committing() as session:
+        await allow_long_statements(session, seconds=120)
+        ids = (
+            await session.scalars(
+                select(Notification.id)
+                .where(
+                    Notification.deliveries_purged_at.is_(None),
+                    Notification.completed_at.is_not(None),
+                    Notification.completed_at < cutoff,
+                )
+                .order_by(Notification.completed_at)
+                .limit(_PURGE_NOTIFICATIONS)
+            )
+        ).all()
+        if not ids:
+            return 0
+        doomed = select(Delivery.id).where(Delivery.notification_id.in_(ids)).limit(batch)
+        result = await session.execute(delete(Delivery).where(Delivery.id.in_(doomed)))
+        # Counted by the server (a million ids returned to count them was the old way).
+        purged = cast(CursorResult[Any], result).rowcount
+        if purged < batch:
+            # Every delivery of these notifications is gone: their batches go, and they are done.
+            await session.execute(delete(DeliveryBatch).where(DeliveryBatch.notification_id.in_(ids)))
+            await session.execute(
+                update(Notification).where(Notification.id.in_(ids)).values(deliveries_purged_at=func.now())
+            )
+    # A short batch that still marked notifications done may leave more notifications waiting:
+    # report a full batch then, so the caller asks again.
+    return purged if purged >= batch or len(ids) < _PURGE_NOTIFICATIONS else batch

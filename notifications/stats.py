@@ -75,16 +75,22 @@ async def _timing_of(session: AsyncSession, notification_id: uuid.UUID) -> tuple
 
 
 async def receipt_counts(session: AsyncSession, *, notification_id: uuid.UUID) -> tuple[int, int]:
-    """Readers who reported the notification received / opened (the receipts' primary key
-    starts with the notification id: an index range)."""
-    row = (
+    """Readers who reported the notification received / opened: the receipts still kept (their
+    primary key starts with the notification id: an index range) plus those the purge summed
+    onto the notification before deleting them (notifications/receipt_purge.py)."""
+    kept = select(func.count(Receipt.received_at), func.count(Receipt.opened_at)).where(
+        Receipt.notification_id == notification_id
+    )
+    row = (await session.execute(kept)).one()
+    summed = (
         await session.execute(
-            select(func.count(Receipt.received_at), func.count(Receipt.opened_at)).where(
-                Receipt.notification_id == notification_id
+            select(Notification.receipts_received, Notification.receipts_opened).where(
+                Notification.id == notification_id
             )
         )
-    ).one()
-    return int(row[0]), int(row[1])
+    ).one_or_none()
+    received, opened = (summed[0] or 0, summed[1] or 0) if summed else (0, 0)
+    return int(row[0]) + received, int(row[1]) + opened
 
 
 def _add(into: dict[str, DeliveryCounts], key: str, **values: int) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import uuid
 
+from core.config import get_settings
 from core.db import utcnow
 from core.jobs import JobName
 from inbox.badges import unread_badges
 from notifications import delivery, fanout, retention
 from notifications import reconcile as reconciler
+from tracking import retention as tracking_retention
 from workers.context import JobContext, job
 
 
@@ -43,5 +45,12 @@ async def reconcile(ctx: JobContext) -> dict[str, int]:
 
 
 @job(JobName.PURGE)
-async def purge(ctx: JobContext) -> dict[str, int]:
-    return await retention.purge(now=utcnow())
+async def purge(ctx: JobContext) -> dict[str, int | bool]:
+    # The tracking ledger is purged within the same time budget; notifications cannot import it.
+    reminders = retention.Kind(
+        "reminders",
+        get_settings().retention_reminders_days,
+        tracking_retention.purge_batch,
+        get_settings().retention_batch_size,
+    )
+    return await retention.purge(now=utcnow(), also=[reminders])
