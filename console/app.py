@@ -113,6 +113,7 @@ def create_console_app() -> FastAPI:
         message = _("Page not found") if exc.status_code == 404 else str(exc.detail)
         return _error_page(request, exc.status_code, "http_error", message)
 
+    @console.exception_handler(ConnectionError)
     @console.exception_handler(SQLAlchemyTimeoutError)
     @console.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> Response:

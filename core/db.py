@@ -84,14 +84,22 @@ def connect_args(*, statement_ms: int, lock_ms: int, idle_in_transaction_ms: int
 
 
 # SQLSTATEs of the bounds above: query_canceled (statement_timeout) and lock_not_available
-# (lock_timeout, or NOWAIT).
-_BOUNDED_WAIT_SQLSTATES = frozenset({"57014", "55P03"})
+# (lock_timeout, or NOWAIT); and of a server that refuses a connection for now: too_many_connections
+# (max_connections or a role's CONNECTION LIMIT reached) and cannot_connect_now (starting up,
+# shutting down, a standby in recovery). Neither ran any of the request's statements.
+_BOUNDED_WAIT_SQLSTATES = frozenset({"57014", "55P03", "53300", "57P03"})
 
 
 def is_bounded_wait(exc: BaseException) -> bool:
     """Did ``exc`` end a wait that the service bounds on purpose (pool checkout, statement or lock
-    timeout)? Such a request changed nothing and can be retried: transports answer 503."""
+    timeout), or did PostgreSQL refuse a new connection for now (too many connections, starting
+    up)? Such a request changed nothing and can be retried: transports answer 503."""
     if isinstance(exc, SQLAlchemyTimeoutError):
+        return True
+    if isinstance(exc, ConnectionError):
+        # PostgreSQL unreachable (stopped, restarting, failing over): asyncpg's connect raises the
+        # socket's error unwrapped. No statement ran. The API reaches nothing else by socket
+        # inside a request but Redis, whose client raises its own (never a builtin) errors.
         return True
     if isinstance(exc, DBAPIError):
         original = getattr(exc, "orig", None)

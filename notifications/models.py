@@ -53,6 +53,10 @@ class Notification(UUIDPrimaryKey, Base):
     completed_at: Mapped[dt.datetime | None]
     # Set when the sender recalls it: a retract push went out and the inbox shows it withdrawn.
     withdrawn_at: Mapped[dt.datetime | None]
+    # When the first and the last batch's provider answers were recorded (notifications/stats.py
+    # "Timing"); written by the outbox's record statement.
+    first_request_at: Mapped[dt.datetime | None]
+    last_request_at: Mapped[dt.datetime | None]
     # The nightly purge's progress (notifications/retention.py): its deliveries are gone; its
     # receipts are gone and were summed into ``receipts_received`` / ``receipts_opened`` first.
     deliveries_purged_at: Mapped[dt.datetime | None]

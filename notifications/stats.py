@@ -29,8 +29,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, func, select, table
-from sqlalchemy import column as sql_column
+from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import transaction
@@ -49,16 +48,6 @@ UNKNOWN = "unknown"
 SNAPSHOT_SECONDS = 1.0
 MIN_GAP_SECONDS = 0.25
 MAX_STREAM_SECONDS = 300.0
-# The two timing columns of migration 0005, addressed at the table level (Core), so the ORM
-# model stays as its owners keep it.
-_timing = table(
-    "notifications",
-    sql_column("id"),
-    sql_column("first_request_at", DateTime(timezone=True)),
-    sql_column("last_request_at", DateTime(timezone=True)),
-)
-
-
 def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:
     return None if at is None else round((at - created_at).total_seconds(), 3)
 
@@ -66,8 +55,8 @@ def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:
 async def _timing_of(session: AsyncSession, notification_id: uuid.UUID) -> tuple[dt.datetime | None, ...]:
     row = (
         await session.execute(
-            select(_timing.c.first_request_at, _timing.c.last_request_at).where(
-                _timing.c.id == notification_id
+            select(Notification.first_request_at, Notification.last_request_at).where(
+                Notification.id == notification_id
             )
         )
     ).one()

@@ -9,6 +9,7 @@ the whole pool.
 
 import asyncio
 import time
+import uuid
 
 import pytest
 from sqlalchemy import select, text
@@ -18,6 +19,7 @@ from auth.roles import Role
 from auth.totp import code_for
 from core import clock
 from core.db import get_engine, transaction
+from tests.console.support import csrf_from
 from tests.support.factories import make_account, make_unit
 
 # Generous for a loaded CI machine, far below "forever".
@@ -267,3 +269,64 @@ async def test_signing_in_with_the_password_before_each_guess_does_not_clear_the
         assert verify.status_code == 401
     assert statuses[-1] == 429, statuses  # throttled after three wrong codes
     assert await failed_attempts(admin) == 3
+
+
+async def test_a_server_refusing_connections_answers_503_busy_not_500(database_url, redis, owner_engine):
+    """PostgreSQL at max_connections (seen while other load held every slot) refuses a new
+    connection with too_many_connections: the request ran nothing, so it is 503 ``busy`` with
+    Retry-After like the other bounded waits, not an internal error. A role whose CONNECTION
+    LIMIT is reached gets the same SQLSTATE (53300) without filling the shared server."""
+    import httpx
+
+    from cli.asgi import create_app
+    from core.db import configure_engine, dispose_engine, make_engine
+
+    role = f"chuong_full_{uuid.uuid4().hex[:8]}"
+    async with owner_engine.connect() as conn:
+        await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0 IN ROLE chuong_app'))
+        await conn.commit()
+    try:
+        await dispose_engine()
+        configure_engine(make_engine(database_url.replace("chuong_app@", f"{role}@"), pool_size=1))
+        transport = httpx.ASGITransport(
+            app=create_app(manage_resources=False), client=("203.0.113.12", 51000)
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.post("/v1/auth/login", json={"username": "someone", "password": "x" * 12})
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "busy"
+        assert response.headers["retry-after"] == "1"
+    finally:
+        await dispose_engine()
+        async with owner_engine.connect() as conn:
+            await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            await conn.commit()
+
+
+@pytest.mark.parametrize("door", ["/v1/auth/login", "/console/login"])
+async def test_a_database_that_is_down_answers_503_busy_not_500(database_url, redis, door):
+    """PostgreSQL stopped or failing over: asyncpg's connect raises the socket's own
+    ConnectionRefusedError. Nothing ran, so both doors answer 503 ``busy``, not an internal error."""
+    import socket
+
+    import httpx
+
+    from cli.asgi import create_app
+    from core.db import configure_engine, dispose_engine, make_engine
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    await dispose_engine()
+    configure_engine(make_engine(database_url.replace(":5432/", f":{port}/"), pool_size=1))
+    transport = httpx.ASGITransport(app=create_app(manage_resources=False), client=("203.0.113.13", 51000))
+    # https: the console's cookies are Secure.
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        if door.startswith("/console"):
+            token = csrf_from((await client.get(door)).text)
+            form = {"username": "someone", "password": "x" * 12, "totp_code": "", "csrf_token": token}
+            response = await client.post(door, data=form)
+        else:
+            response = await client.post(door, json={"username": "someone", "password": "x" * 12})
+    await dispose_engine()
+    assert response.status_code == 503, response.text
