@@ -50,7 +50,7 @@ def error_responses() -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status, description in ERROR_STATUSES.items():
         response: dict[str, Any] = {"model": ErrorBody, "description": description}
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = _RETRY_AFTER
         responses[status] = response
     return responses
