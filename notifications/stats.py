@@ -48,6 +48,8 @@ UNKNOWN = "unknown"
 SNAPSHOT_SECONDS = 1.0
 MIN_GAP_SECONDS = 0.25
 MAX_STREAM_SECONDS = 300.0
+
+
 def _seconds(created_at: dt.datetime, at: dt.datetime | None) -> float | None:
     return None if at is None else round((at - created_at).total_seconds(), 3)
 
