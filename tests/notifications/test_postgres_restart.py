@@ -1,0 +1,136 @@
+"""PostgreSQL restarted in the middle of a broadcast (issue 18, scenario 3): the worker loses every
+connection at once, in the middle of a chunk, and still every delivery ends sent, with
+duplicates bounded by the chunks that were on the wire when the server went away.
+
+The server is a scratch cluster on another port (tests/support/scratch_postgres.py): the
+machine's shared PostgreSQL is never restarted. The API, the worker and the test all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from core.db import configure_engine, dispose_engine, make_engine
+from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.support.databases import TestDatabases
+from tests.support.scratch_postgres import ScratchCluster, pg_bindir, run, scratch_cluster
+
+DEVICES = 6_000
+# What a worker can have sent but not yet recorded when its connections die: the chunks of the
+# batches in flight (CHUONG_SEND_BATCHES_IN_FLIGHT, 1) — a whole batch at most.
+BATCH = 500
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ScratchCluster]:
+    with scratch_cluster(settings=["max_connections = 60"]) as scratch:
+        yield scratch
+
+
+@pytest.fixture
+async def scratch_databases(cluster: ScratchCluster) -> TestDatabases:
+    databases = TestDatabases(
+        host="127.0.0.1", port=cluster.port, superuser="postgres", prefix=f"chuong_r{uuid.uuid4().hex[:6]}"
+    )
+    await asyncio.to_thread(databases.prepare_template)
+    return databases
+
+
+@pytest.fixture
+async def database_url(scratch_databases: TestDatabases) -> AsyncIterator[str]:
+    """This module's database lives on the scratch cluster (overrides tests/conftest.py's)."""
+    name = await scratch_databases.create_copy()
+    url = scratch_databases.app_url(name)
+    await dispose_engine()
+    configure_engine(make_engine(url, pool_size=5, max_overflow=10))
+    try:
+        yield url
+    finally:
+        await dispose_engine()
+
+
+@pytest.fixture
+async def owner_engine(scratch_databases: TestDatabases, database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(
+        scratch_databases.owner_url(database_url.rsplit("/", 1)[1]), pool_pre_ping=True
+    )
+    yield engine
+    await engine.dispose()
+
+
+def restart(cluster: ScratchCluster) -> float:
+    """Stop the server at once (every session dies mid-statement, as in a crash or a failover)
+    and start it again; returns how long it was down."""
+    started = time.monotonic()
+    run([str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "-w", "stop"])
+    run([
+        str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-l", str(cluster.directory / "postgres.log"),
+        "-w", "start",
+    ])  # fmt: skip
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+async def test_postgres_restarted_mid_broadcast_loses_nothing(
+    client, database_url, owner_engine, emulated_settings, emulator, cluster
+):
+    await insert_devices(owner_engine, DEVICES)
+    headers = await central_sender(client)
+    notification_id = await broadcast(client, headers)
+    worker = start_worker(database_url, emulator)
+    try:
+
+        async def some_sent() -> bool:
+            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1000
+
+        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+        down = await asyncio.to_thread(restart, cluster)
+        restarted_at = time.monotonic()
+
+        async def done() -> bool:
+            try:
+                return (await counts(owner_engine, notification_id))["notification"] == "completed"
+            except OSError:  # the test's own connection may meet the restart too
+                return False
+
+        await wait_for(done, timeout=240, what="the worker to finish after the restart")
+        recovered = time.monotonic() - restarted_at
+        assert worker.poll() is None, "the worker must survive a database restart, not exit"
+    finally:
+        stop(worker)
+
+    final = await counts(owner_engine, notification_id)
+    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
+    duplicates = sum(n - 1 for n in per_token.values())
+    print(
+        f"\npostgres restart: down {down:.1f} s, finished {recovered:.1f} s after the restart, "
+        f"{len(per_token)} of {DEVICES} devices reached, {duplicates} duplicates, final {final}"
+    )
+    assert final["notification"] == "completed", final
+    assert final.get("sent", 0) == DEVICES, final  # nothing lost, nothing left stuck
+    assert len(per_token) == DEVICES
+    assert duplicates <= BATCH
+    async with owner_engine.connect() as conn:
+        counters = (
+            await conn.execute(
+                text("SELECT targeted, sent, invalid, failed FROM notifications WHERE id = :id"),
+                {"id": notification_id},
+            )
+        ).one()
+        open_batches = (
+            await conn.execute(
+                text("SELECT count(*) FROM delivery_batches WHERE notification_id = :id AND status = 'open'"),
+                {"id": notification_id},
+            )
+        ).scalar_one()
+    assert (counters.targeted, counters.sent) == (DEVICES, DEVICES)  # counters equal to the rows
+    assert open_batches == 0
