@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.middleware import SECURITY_HEADERS
 from core.context import current_context
-from core.db import is_bounded_wait
+from core.db import is_bounded_wait, lost_connection
 from core.errors import ChuongError
 from core.logging import get_logger
 
@@ -71,6 +71,14 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+def _guard_headers() -> dict[str, str]:
+    # Answers made here bypass RequestGuard (ServerErrorMiddleware sits outside it, and the
+    # database handlers answer for it), so its headers are added here.
+    headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+    headers["X-Request-ID"] = current_context().request_id or ""
+    return headers
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChuongError)
     async def _chuong(_: Request, exc: ChuongError) -> JSONResponse:
@@ -89,15 +97,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyTimeoutError)
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if lost_connection(exc):
+            log.warning("database_connection_lost", error_type=type(getattr(exc, "orig", exc)).__name__)
+            return error_response(
+                503,
+                "unavailable",
+                "The database was unavailable; retry shortly (with the same Idempotency-Key, if any)",
+                headers={**_guard_headers(), "Retry-After": "2"},
+            )
         if not is_bounded_wait(exc):
             return await _unexpected(request, exc)
         # A wait the service bounds on purpose (core/db.py): the pool had no free connection in
         # time, or PostgreSQL cancelled a lock wait or a statement. The request changed nothing
         # (its transaction rolled back); the client may retry.
         log.warning("database_wait_bounded", error_type=type(getattr(exc, "orig", exc)).__name__)
-        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
-        headers["X-Request-ID"] = current_context().request_id or ""
-        headers["Retry-After"] = "1"
+        headers = {**_guard_headers(), "Retry-After": "1"}
         return error_response(
             503, "busy", "The service is busy; nothing was changed, retry shortly", headers=headers
         )
@@ -107,6 +121,5 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled_error", error_type=type(exc).__name__)
         # Starlette answers this one from ServerErrorMiddleware, which sits outside RequestGuard,
         # so the guard's headers (request id, security headers) must be added here.
-        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
-        headers["X-Request-ID"] = current_context().request_id or ""
+        headers = _guard_headers()
         return error_response(500, "internal_error", "Internal server error", headers=headers)

@@ -27,7 +27,7 @@ from console.i18n import _
 from console.routes import admin, audit, clients, delivery, devices, home, news, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
-from core.db import is_bounded_wait
+from core.db import is_bounded_wait, lost_connection
 from core.errors import ChuongError
 from core.logging import get_logger
 
@@ -117,6 +117,11 @@ def create_console_app() -> FastAPI:
     @console.exception_handler(SQLAlchemyTimeoutError)
     @console.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> Response:
+        if lost_connection(exc):
+            # The database went away under the request (a crash, a restart, a failover).
+            return _error_page(
+                request, 503, "unavailable", _("The service is briefly unavailable. Try again.")
+            )
         if not is_bounded_wait(exc):
             raise exc
         # A bounded wait (core/db.py): nothing was changed; the same page for every cause.

@@ -35,6 +35,7 @@ __all__ = [
     "get_engine",
     "get_sessionmaker",
     "is_bounded_wait",
+    "lost_connection",
     "make_engine",
     "transaction",
     "utcnow",
@@ -108,6 +109,14 @@ def is_bounded_wait(exc: BaseException) -> bool:
         )
         return sqlstate in _BOUNDED_WAIT_SQLSTATES
     return False
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Did the database connection die under a statement (the server crashed, restarted or failed
+    over mid-request)? Unlike a bounded wait, the request's outcome may be unknown if the COMMIT
+    itself was cut: transports answer 503 ``unavailable`` and ask for a retry with the same
+    Idempotency-Key, which makes a repeat harmless."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:

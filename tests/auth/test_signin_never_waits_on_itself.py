@@ -123,7 +123,8 @@ async def test_a_burst_of_failed_sign_ins_leaves_readiness_and_other_accounts_an
     print(f"during the burst: /readyz {ready_seconds:.3f} s, another account's sign-in {login_seconds:.3f} s")
     assert ready.status_code == 200
     assert bystander_login.status_code == 200, bystander_login.text
-    assert ready_seconds < 1.0 and login_seconds < 1.0
+    # A hang is "forever"; these bounds only tell a hang from a machine that is merely loaded.
+    assert ready_seconds < ANSWER_WITHIN and login_seconds < ANSWER_WITHIN
 
     results = await asyncio.wait_for(asyncio.gather(*burst), 30)
     assert {r.status_code for r in results} <= {401, 429}
@@ -211,7 +212,7 @@ async def test_a_burst_of_refused_requests_cannot_exhaust_the_pool_on_itself(cli
     assert {r.status_code for r in results} <= {401}
     started = time.monotonic()
     assert (await login(client, bystander, totp_code=bystander.code())).status_code == 200
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < ANSWER_WITHIN
 
 
 async def test_the_console_door_answers_the_same_sequence(app):

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db import configure_engine, dispose_engine, make_engine
 from tests.notifications.helpers import broadcast, central_sender
 from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
-from tests.support.databases import TestDatabases
 from tests.support.scratch_postgres import ScratchCluster, pg_bindir, run, scratch_cluster
+from tests.support.scratch_service_db import ServiceDatabase, service_database
 
 DEVICES = 6_000
 # What a worker can have sent but not yet recorded when its connections die: the chunks of the
@@ -37,34 +35,20 @@ def cluster() -> Iterator[ScratchCluster]:
 
 
 @pytest.fixture
-async def scratch_databases(cluster: ScratchCluster) -> TestDatabases:
-    databases = TestDatabases(
-        host="127.0.0.1", port=cluster.port, superuser="postgres", prefix=f"chuong_r{uuid.uuid4().hex[:6]}"
-    )
-    await asyncio.to_thread(databases.prepare_template)
-    return databases
+async def service_db(cluster: ScratchCluster) -> AsyncIterator[ServiceDatabase]:
+    async with service_database(cluster) as db:
+        yield db
 
 
 @pytest.fixture
-async def database_url(scratch_databases: TestDatabases) -> AsyncIterator[str]:
+def database_url(service_db: ServiceDatabase) -> str:
     """This module's database lives on the scratch cluster (overrides tests/conftest.py's)."""
-    name = await scratch_databases.create_copy()
-    url = scratch_databases.app_url(name)
-    await dispose_engine()
-    configure_engine(make_engine(url, pool_size=5, max_overflow=10))
-    try:
-        yield url
-    finally:
-        await dispose_engine()
+    return service_db.app_url
 
 
 @pytest.fixture
-async def owner_engine(scratch_databases: TestDatabases, database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(
-        scratch_databases.owner_url(database_url.rsplit("/", 1)[1]), pool_pre_ping=True
-    )
-    yield engine
-    await engine.dispose()
+def owner_engine(service_db: ServiceDatabase) -> AsyncEngine:
+    return service_db.owner
 
 
 def restart(cluster: ScratchCluster) -> float:

@@ -76,18 +76,26 @@ class ScratchCluster:
 
 @contextlib.contextmanager
 def scratch_cluster(
-    *, settings: list[str] | None = None, directory: Path | None = None, hba: list[str] | None = None
+    *,
+    settings: list[str] | None = None,
+    directory: Path | None = None,
+    hba: list[str] | None = None,
+    initdb_args: list[str] | None = None,
 ) -> Iterator[ScratchCluster]:
     """initdb, start with ``settings`` (postgresql.conf lines) added and ``hba`` (pg_hba.conf
     lines) instead of initdb's trust-everything file, yield, stop, delete. Files the settings name
-    (certificates) may be put in ``directory`` beforehand: it is handed to the server's account."""
+    (certificates) may be put in ``directory`` beforehand: it is handed to the server's account.
+    ``initdb_args`` go to initdb (``--waldir`` on a small file system, say)."""
     base = directory or Path(tempfile.mkdtemp(prefix="chuong-scratch-pg-"))
     base.mkdir(exist_ok=True)
     give_to_os_user(base)
     cluster = ScratchCluster(directory=base, port=free_port())
     bindir = pg_bindir()
     try:
-        run([str(bindir / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+        run([
+            str(bindir / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", "postgres", "--no-sync",
+            *(initdb_args or []),
+        ])  # fmt: skip
         lines = [
             f"port = {cluster.port}",
             "listen_addresses = '127.0.0.1'",
