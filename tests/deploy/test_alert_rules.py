@@ -2,7 +2,7 @@
 (scripts/dev.sh installs it: a missing promtool fails, never skips): they load, and every alert
 fires on the series of alerts.test.yml or alerts.maintenance.test.yml meant to fire it and stays
 quiet on those meant not to. Each rule has a severity, a plain summary and a runbook link to its
-section of docs/observability.md, and names only metrics the service exports."""
+section of docs/operations.md ("Incidents"), and names only metrics the service exports."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = [
     ROOT / "deploy" / "prometheus" / name for name in ("alerts.test.yml", "alerts.maintenance.test.yml")
 ]
-DOCS = ROOT / "docs" / "observability.md"
-RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}/docs/observability.md#"
+DOCS = ROOT / "docs" / "operations.md"
+RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}/docs/operations.md#"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +78,7 @@ def test_every_rule_has_a_severity_a_summary_and_a_runbook_section() -> None:
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
         assert annotations["runbook_url"] == RUNBOOK_PREFIX + name.lower(), name
-        assert name.lower() in sections, f"docs/observability.md has no section for {name}"
+        assert name.lower() in sections, f"docs/operations.md has no section for {name}"
 
 
 def _sample_names(family: Metric) -> set[str]:

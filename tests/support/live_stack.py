@@ -119,7 +119,7 @@ class LiveStack:
         return stats
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Process:
+def spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path) -> Process:
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(  # noqa: S603 - the project's own modules, by the test's python
@@ -169,7 +169,7 @@ async def live_stack(database_url: str, workdir: Path) -> AsyncIterator[LiveStac
     token = secrets.token_urlsafe(32)
     processes: list[Process] = []
     try:
-        emulator = _spawn(
+        emulator = spawn(
             "emulator",
             [sys.executable, "-m", "emulator", "--fcm-port=0", "--apns-port=0", "--control-port=0",
              f"--ca-path={workdir / 'emulator' / 'ca.pem'}"],
@@ -196,9 +196,9 @@ async def live_stack(database_url: str, workdir: Path) -> AsyncIterator[LiveStac
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one API process: its own registry
         api_port = free_port()
         processes.append(
-            _spawn("api", [sys.executable, "-m", "cli", "serve", "--port", str(api_port)], env, workdir)
+            spawn("api", [sys.executable, "-m", "cli", "serve", "--port", str(api_port)], env, workdir)
         )
-        worker = _spawn("worker", [sys.executable, "-m", "cli", "worker", "--queue", "high"], env, workdir)
+        worker = spawn("worker", [sys.executable, "-m", "cli", "worker", "--queue", "high"], env, workdir)
         processes.append(worker)
         api_url = f"http://127.0.0.1:{api_port}"
         await _wait_for("the API", lambda: _answers(f"{api_url}/readyz"), processes)
