@@ -121,3 +121,30 @@ def test_the_rules_name_only_metrics_the_service_exports(exported_names: set[str
     assert named, "no metric named"
     unknown = sorted(named - exported_names)
     assert not unknown, f"the rules name metrics nothing exports: {unknown}"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's, GitLab's) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_link_opens_a_section_of_the_incidents_part_of_operations_md() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    incidents = text[text.index("\n## Incidents\n") :]
+    incidents = incidents[: incidents.index("\n## ", 1)]
+    anchors = [_anchor(heading) for heading in re.findall(r"^#+ (.+)$", incidents, re.MULTILINE)]
+    for rule in _rules():
+        path, _, anchor = (
+            rule["annotations"]["runbook_url"]
+            .removeprefix("{{ $externalLabels.runbook_base }}/")
+            .partition("#")
+        )
+        assert (ROOT / path).resolve() == DOCS.resolve(), rule["alert"]
+        assert anchors.count(anchor) == 1, f"{rule['alert']}: no single section #{anchor} under Incidents"
+    # Each runbook says who gets the alert, what to check first and the fix.
+    for rule in _rules():
+        section = incidents[incidents.index(f"#### {rule['alert']}\n") :]
+        section = section[: section.index("\n#", 1)]
+        assert "**Check first:**" in section and "**Fix:**" in section, rule["alert"]
+        who = {"critical": "on-call engineer", "warning": "operators"}[rule["labels"]["severity"]]
+        assert who in section.split("\n", 2)[2].split(".")[0], f"{rule['alert']} does not say who gets it"
