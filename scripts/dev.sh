@@ -70,12 +70,15 @@ ensure_database() {
 ensure_test_tools() {
   # Debian packages the tests drive for real: Chromium (the console's browser tests, through
   # Playwright, never a downloaded build), pgBackRest (the backup drill, tests/backup), promtool
-  # from the prometheus package (the alert rules) and nginx (the reverse-proxy example,
-  # tests/deploy/test_nginx_example.py; the tests run their own instance, the service stays off).
+  # and prometheus itself from the prometheus package (the alert rules, and a live Prometheus in
+  # tests/deploy/test_live_prometheus.py), amtool from prometheus-alertmanager (the alert routes)
+  # and nginx (the reverse-proxy example, tests/deploy/test_nginx_example.py). The tests run their
+  # own instances; the packages' services stay off.
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v pgbackrest >/dev/null || missing+=(pgbackrest)
   command -v promtool >/dev/null || missing+=(prometheus)
+  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
   [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} (Debian)"

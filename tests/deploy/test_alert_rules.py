@@ -2,7 +2,7 @@
 (scripts/dev.sh installs it: a missing promtool fails, never skips): they load, and every alert
 fires on the series of alerts.test.yml or alerts.maintenance.test.yml meant to fire it and stays
 quiet on those meant not to. Each rule has a severity, a plain summary and a runbook link to its
-section of docs/observability.md, and names only metrics the service exports."""
+section of docs/operations.md ("Incidents"), and names only metrics the service exports."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = [
     ROOT / "deploy" / "prometheus" / name for name in ("alerts.test.yml", "alerts.maintenance.test.yml")
 ]
-DOCS = ROOT / "docs" / "observability.md"
-RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}/docs/observability.md#"
+DOCS = ROOT / "docs" / "operations.md"
+RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}/docs/operations.md#"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +78,7 @@ def test_every_rule_has_a_severity_a_summary_and_a_runbook_section() -> None:
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), name
         assert annotations["runbook_url"] == RUNBOOK_PREFIX + name.lower(), name
-        assert name.lower() in sections, f"docs/observability.md has no section for {name}"
+        assert name.lower() in sections, f"docs/operations.md has no section for {name}"
 
 
 def _sample_names(family: Metric) -> set[str]:
@@ -121,3 +121,30 @@ def test_the_rules_name_only_metrics_the_service_exports(exported_names: set[str
     assert named, "no metric named"
     unknown = sorted(named - exported_names)
     assert not unknown, f"the rules name metrics nothing exports: {unknown}"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's, GitLab's) gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_link_opens_a_section_of_the_incidents_part_of_operations_md() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    incidents = text[text.index("\n## Incidents\n") :]
+    incidents = incidents[: incidents.index("\n## ", 1)]
+    anchors = [_anchor(heading) for heading in re.findall(r"^#+ (.+)$", incidents, re.MULTILINE)]
+    for rule in _rules():
+        path, _, anchor = (
+            rule["annotations"]["runbook_url"]
+            .removeprefix("{{ $externalLabels.runbook_base }}/")
+            .partition("#")
+        )
+        assert (ROOT / path).resolve() == DOCS.resolve(), rule["alert"]
+        assert anchors.count(anchor) == 1, f"{rule['alert']}: no single section #{anchor} under Incidents"
+    # Each runbook says who gets the alert, what to check first and the fix.
+    for rule in _rules():
+        section = incidents[incidents.index(f"#### {rule['alert']}\n") :]
+        section = section[: section.index("\n#", 1)]
+        assert "**Check first:**" in section and "**Fix:**" in section, rule["alert"]
+        who = {"critical": "on-call engineer", "warning": "operators"}[rule["labels"]["severity"]]
+        assert who in section.split("\n", 2)[2].split(".")[0], f"{rule['alert']} does not say who gets it"
