@@ -99,7 +99,9 @@ async def test_a_revoked_session_ends_the_open_stream(console, client, monkeypat
         headers = await sign_in(client, admin)
         assert (await client.post("/v1/auth/sessions/revoke-all", headers=headers)).status_code == 204
 
-    response, _ = await asyncio.gather(console.get("/console/live/stream", headers=SSE), sign_out_everywhere())
+    response, _ = await asyncio.gather(
+        console.get("/console/live/stream", headers=SSE), sign_out_everywhere()
+    )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     names = [name for name, _ in frames(response.text)]
     assert names[0] == "figures" and names.count("figures") >= 2
