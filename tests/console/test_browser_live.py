@@ -20,6 +20,7 @@ from tests.console.browser import sign_in, snap
 from tests.notifications.conftest import register_devices
 from tests.notifications.due_rows import due_notification, open_batch
 from tests.support.factories import make_account, make_unit
+from tests.support.factories import sign_in as sign_in_api
 from workers.figures_jobs import measure_figures
 
 SECOND = dt.timedelta(seconds=1)
@@ -110,3 +111,20 @@ async def test_an_editor_sees_no_live_panel_and_the_endpoint_refuses_the_browser
         }"""
     )
     assert answer["status"] == 403 and answer["body"]["error"]["code"] == "permission_denied"
+
+
+async def test_the_panel_stops_when_the_session_ends(
+    live, client, browser_context: BrowserContext, monkeypatch
+):
+    monkeypatch.setattr(headline, "EVERY_SECONDS", 0.3)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=await make_unit())
+    page = await browser_context.new_page()
+    await sign_in(page, live, admin)
+    stopped = page.locator('[data-live="ended"]')
+    await expect(page.get_by_test_id("live-panel")).to_be_visible()
+    await expect(stopped).to_be_hidden()
+    clock.advance(30)  # a fresh TOTP code for the API's sign-in (a code is good once)
+    headers = await sign_in_api(client, admin)
+    assert (await client.post("/v1/auth/sessions/revoke-all", headers=headers)).status_code == 204
+    # The open stream checks the session before its next event, says "ended" and closes.
+    await expect(stopped).to_be_visible(timeout=10_000)
