@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.middleware import SECURITY_HEADERS
 from core.context import current_context
 from core.db import is_bounded_wait, lost_connection
-from core.errors import ChuongError
+from core.errors import ChuongError, error_body
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -33,17 +33,6 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
-
-
-def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "details": details or [],
-            "request_id": current_context().request_id,
-        }
-    }
 
 
 def error_response(

@@ -44,6 +44,9 @@ class Permission(StrEnum):
     DEVICES_OWN = "devices:own"
     # Registration floods: see and purge anonymous registrations (system admins only).
     DEVICES_ADMIN = "devices:admin"
+    # The service's live figures (backlog, rates, breakers) on the console's home: the operators,
+    # i.e. system and unit admins. Service-wide, not per unit: they name no unit, user or push.
+    OPERATIONS_READ = "operations:read"
 
 
 _P = Permission
@@ -58,6 +61,7 @@ _ADMIN = {
     _P.AUDIT_READ,
     _P.API_CLIENTS_MANAGE,
     _P.NOTIFICATIONS_READ,
+    _P.OPERATIONS_READ,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

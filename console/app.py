@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from console import i18n
 from console.forms import reject_unstorable_input
 from console.i18n import _
-from console.routes import admin, audit, clients, delivery, devices, home, news, signin, tracking
+from console.routes import admin, audit, clients, delivery, devices, home, live, news, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.db import is_bounded_wait, lost_connection
-from core.errors import ChuongError
+from core.errors import ChuongError, error_body
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -67,7 +67,18 @@ def _redirect(request: Request, path: str, *, clear_session: bool = False) -> Re
     return response
 
 
+def wants_data(request: Request) -> bool:
+    """An event stream or a JSON read (the live figures), not a page: its errors are the API's one
+    JSON shape, and a 401 is a 401 (an EventSource cannot follow a redirect to a sign-in form)."""
+    if request.url.path.startswith(f"{BASE}/live/"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "text/html" not in accept and ("text/event-stream" in accept or "application/json" in accept)
+
+
 def _error_page(request: Request, status: int, code: str, message: str) -> Response:
+    if wants_data(request):  # a script or the live panel's fetch: the one JSON error shape
+        return JSONResponse(error_body(code, message), status_code=status)
     return render(
         request,
         "error.html",
@@ -88,6 +99,12 @@ def create_console_app() -> FastAPI:
 
     @console.exception_handler(ChuongError)
     async def _chuong(request: Request, exc: ChuongError) -> Response:
+        if wants_data(request):
+            return JSONResponse(
+                error_body(exc.code, exc.message, exc.details),
+                status_code=exc.status_code,
+                headers=exc.headers,
+            )
         if exc.status_code == 401:
             next_path = request.url.path.removeprefix(BASE) or "/"
             return _redirect(
@@ -128,7 +145,7 @@ def create_console_app() -> FastAPI:
         return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, home, admin, clients, audit, devices, news, delivery, tracking):
+    for module in (signin, home, live, admin, clients, audit, devices, news, delivery, tracking):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.

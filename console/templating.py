@@ -27,6 +27,11 @@ def _local_time(value: dt.datetime | None) -> str:
     return value.astimezone(VN_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _clock_time(unix_seconds: float) -> str:
+    """Vietnam time of day (live.js writes the same form)."""
+    return dt.datetime.fromtimestamp(unix_seconds, VN_TIME).strftime("%H:%M:%S")
+
+
 def _local_input(value: dt.datetime) -> str:
     """For ``<input type=datetime-local>`` (Vietnam time)."""
     return value.astimezone(VN_TIME).strftime("%Y-%m-%dT%H:%M")
@@ -48,6 +53,7 @@ def environment() -> Environment:
     )
     env.filters["local_time"] = _local_time
     env.filters["local_input"] = _local_input
+    env.filters["clock_time"] = _clock_time
     env.globals["base"] = BASE
     return env
 

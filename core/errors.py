@@ -8,6 +8,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from core.context import current_context
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The one shape; the API's handlers (api/errors.py) and the console's data endpoints use it."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or [],
+            "request_id": current_context().request_id,
+        }
+    }
+
 
 class ChuongError(Exception):
     status_code: ClassVar[int] = 400

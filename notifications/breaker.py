@@ -82,13 +82,18 @@ async def _record(results: Sequence[tuple[Any, SendResult]], now: dt.datetime) -
 
     answers: Counter[str] = Counter()
     errors: Counter[str] = Counter()
+    accepted: Counter[str] = Counter()
     for delivery, result in results:
-        if result.error_code == "device_retired":
-            continue  # never reached a provider
+        if result.error_code == "device_retired" or not result.attempted:
+            # Never reached a provider: a retired device, or held back by the shared pacing
+            # ("deferred"): the provider said nothing, so it is neither an answer nor an error.
+            continue
         key = provider_key(delivery)
         answers[key] += 1
         if result.outcome in ERROR_OUTCOMES:
             errors[key] += 1
+        elif result.outcome is Outcome.ACCEPTED:
+            accepted[key] += 1
     if not answers:
         return []
     redis = get_redis()
@@ -99,6 +104,7 @@ async def _record(results: Sequence[tuple[Any, SendResult]], now: dt.datetime) -
         key = _bucket_key(provider, current)
         pipe.hincrby(key, "n", count)
         pipe.hincrby(key, "e", errors[provider])
+        pipe.hincrby(key, "a", accepted[provider])  # the console's delivery rate (notifications/headline.py)
         pipe.expire(key, ttl)
     pipe.sadd(PROVIDERS_KEY, *answers)
     await pipe.execute()
@@ -127,6 +133,48 @@ async def state(provider: str, *, now: dt.datetime | None = None) -> BreakerStat
         open=opened is not None,
         opened_at=opened["opened_at"] if opened else None,
     )
+
+
+@dataclass(frozen=True)
+class RecentAnswers:
+    """A provider's answers over the last few buckets: ``seconds`` is the span they cover (the
+    whole older buckets and the current one so far), so ``accepted / seconds`` is a rate."""
+
+    provider: str
+    seconds: float
+    answers: int
+    errors: int
+    accepted: int
+
+
+async def recent_answers(*, seconds: int, now: dt.datetime | None = None) -> list[RecentAnswers]:
+    """Every known provider's answers over about the last ``seconds`` (bucket-grained, at most
+    the breaker's window: older buckets have expired). One pipelined round trip."""
+    moment = (now or utcnow()).timestamp()
+    current = int(moment) // BUCKET_SECONDS
+    count = max(1, min(seconds, get_settings().push_breaker_window_seconds) // BUCKET_SECONDS)
+    buckets = range(current - count + 1, current + 1)
+    span = moment - buckets[0] * BUCKET_SECONDS
+    members: set[str] = await get_redis().smembers(PROVIDERS_KEY)  # type: ignore[misc]  # redis-py's sync|async union
+    providers = sorted(str(provider) for provider in members or [])
+    pipe = get_redis().pipeline(transaction=False)
+    for provider in providers:
+        for bucket in buckets:
+            pipe.hmget(_bucket_key(provider, bucket), ["n", "e", "a"])
+    replies = iter(await pipe.execute())
+    recent = []
+    for provider in providers:
+        counts = [next(replies) for _ in buckets]
+        recent.append(
+            RecentAnswers(
+                provider=provider,
+                seconds=span,
+                answers=sum(int(n or 0) for n, _, _ in counts),
+                errors=sum(int(e or 0) for _, e, _ in counts),
+                accepted=sum(int(a or 0) for _, _, a in counts),
+            )
+        )
+    return recent
 
 
 async def all_states(*, now: dt.datetime | None = None) -> list[BreakerState]:

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import PUBLIC, CurrentPrincipal
+from auth.roles import Permission
 from console.security import verify_csrf
 from console.templating import BASE, render
+from notifications import headline
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
@@ -19,4 +21,7 @@ async def root_redirect() -> Response:
 
 @router.get("/home")
 async def home(request: Request, principal: CurrentPrincipal) -> Response:
-    return render(request, "home.html", principal=principal)
+    # Operators see the service's live figures, drawn on the server first (no script needed to read
+    # them), then kept current by live.js over /console/live/stream.
+    figures = await headline.read() if principal.has(Permission.OPERATIONS_READ) else None
+    return render(request, "home.html", {"figures": figures}, principal=principal)

@@ -12,69 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import clock, maintenance
 from core.db import transaction
 from notifications import backlog, figures
-from notifications.models import Delivery, DeliveryBatch, Notification
 from tests.notifications.conftest import register_devices
+from tests.notifications.due_rows import due_notification as _notification
+from tests.notifications.due_rows import open_batch as _batch
 from workers.figures_jobs import measure_figures
 
 SECOND = dt.timedelta(seconds=1)
-
-
-def _notification(*, priority: str, now: dt.datetime, status: str = "sending", **values) -> Notification:
-    return Notification(
-        **{
-            "app": "portal",
-            "kind": "breaking_news",
-            "priority": priority,
-            "sensitivity": "public",
-            "title": {"vi": "Tin"},
-            "body": {"vi": "Nội dung"},
-            "ttl_seconds": 3600,
-            "audience": {"all": True},
-            "created_by_kind": "user",
-            "created_by_id": uuid.uuid4(),
-            "status": status,
-            "expires_at": now + dt.timedelta(hours=1),
-            "created_at": now - dt.timedelta(minutes=10),
-            "fanout_done_at": now - dt.timedelta(minutes=9),
-            **values,
-        }
-    )
-
-
-async def _batch(
-    session,
-    notification: Notification,
-    devices: list[uuid.UUID],
-    *,
-    rows: list[tuple[str, dt.datetime]],
-    leased_until: dt.datetime | None = None,
-    created_at: dt.datetime | None = None,
-) -> None:
-    """One open batch over ``rows`` (status, next_attempt_at), one device each."""
-    deliveries = [
-        Delivery(
-            notification_id=notification.id,
-            device_id=device,
-            provider="fcm",
-            language="vi",
-            status=status,
-            next_attempt_at=due,
-        )
-        for device, (status, due) in zip(devices, rows, strict=False)
-    ]
-    session.add_all(deliveries)
-    await session.flush()
-    session.add(
-        DeliveryBatch(
-            notification_id=notification.id,
-            low_id=min(d.id for d in deliveries),
-            high_id=max(d.id for d in deliveries),
-            next_attempt_at=min(d.next_attempt_at for d in deliveries if d.status in ("pending", "retrying")),
-            leased_until=leased_until,
-            created_at=created_at or clock.utcnow(),
-        )
-    )
-    await session.flush()
 
 
 async def _craft(now: dt.datetime) -> None:
