@@ -4,6 +4,7 @@ and requests only from the listed address ranges, refused elsewhere with 403
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import httpx
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from api import client_ip
 from auth import networks
 from auth.roles import Permission, Role
+from core import clock
 from core.config import Settings, get_settings
 from tests.support.factories import make_account, make_unit, sign_in
 from tests.support.live_server import serve
@@ -86,6 +88,30 @@ async def test_a_role_rule_keeps_the_account_itself_inside(app, monkeypatch):
     assert refresh_row.actor_id == admin.id
     [request_row] = await refusals("permission.denied")
     assert request_row.object_id == "GET /v1/auth/me"
+
+
+async def test_a_delegate_acting_for_a_held_leader_is_held_too(app, monkeypatch):
+    allow(monkeypatch, {"leader": AGENCIES})
+    unit = await make_unit()
+    leader = await make_account(role=Role.LEADER, unit=unit)
+    assistant = await make_account(role=Role.MEMBER, unit=unit)
+    async with client_at(app, INSIDE) as inside, client_at(app, OUTSIDE) as outside:
+        expires = (clock.utcnow() + dt.timedelta(days=7)).isoformat()
+        granted = await inside.post(
+            "/v1/delegations",
+            headers=await sign_in(inside, leader),
+            json={"delegate_id": str(assistant.id), "permissions": ["units:read"], "expires_at": expires},
+        )
+        assert granted.status_code == 201, granted.text
+        own = await sign_in(outside, assistant)  # the assistant's own role is not held
+        assert (await outside.get("/v1/auth/me", headers=own)).status_code == 200
+        acting = {**own, "X-On-Behalf-Of": granted.json()["id"]}
+        refused = await outside.get("/v1/units", headers=acting)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "network_not_allowed"
+        assert (await inside.get("/v1/units", headers=acting)).status_code == 200
+    [row] = await refusals("permission.denied")
+    assert (row.actor_id, row.on_behalf_of_id) == (assistant.id, leader.id)
+    assert row.details["rule"] == "leader"
 
 
 async def test_ipv6_and_ipv4_mapped_addresses(app, monkeypatch):
