@@ -20,6 +20,9 @@ def _is_trusted(address: str) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # A dual-stack listener reports an IPv4 proxy as ::ffff:10.0.0.5; it is still 10.0.0.5.
+        ip = ip.ipv4_mapped
     return any(ip in network for network in _trusted())
 
 

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import api_clients, audit, delegations, mfa, ratelimit
+from auth import api_clients, audit, delegations, mfa, networks, ratelimit
 from auth.models import Unit
 from auth.principal import Principal, Restriction
 from auth.roles import Permission, Role, permissions_of
@@ -161,6 +161,15 @@ async def deny(request: Request, *, code: str, message: str, **details: object) 
     return Forbidden(message, code=code)
 
 
+async def refuse_network(request: Request, rule: networks.Rule) -> Forbidden:
+    """Audit a request refused by an allowed-networks rule (auth/networks.py) and return the 403
+    to raise. The audit row goes through ``deny``'s detached transaction: the request has only
+    read, or touched its own session row, which the audit insert never waits for."""
+    ip = current_context().ip
+    await deny(request, code=networks.NETWORK_NOT_ALLOWED, message="", rule=rule.key)
+    return networks.refusal(rule, ip)
+
+
 async def limit_by_address(request: Request) -> None:
     """The per-address limit (D-41), counted once per request by whichever access policy runs
     first. It lives here, not in authentication, so that it cannot miss a route: it once ran
@@ -221,6 +230,13 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request, code="device_not_allowed", message="Not available to device credentials"
             )
+        if principal.actor is not None and principal.user is not None:
+            # The account's role, and the leader's when acting on someone's behalf: a role held
+            # to the agencies' networks is held there whatever the route and session state.
+            roles = {Role(principal.actor.role), Role(principal.user.role)}
+            rule = networks.rules().refusing(current_context().ip, roles=roles)
+            if rule is not None:
+                raise await refuse_network(request, rule)
         if principal.restriction is not None and principal.restriction not in self.allow:
             raise await deny(
                 request,
@@ -282,6 +298,9 @@ class Require(Authenticated):
             raise await deny(
                 request, code="permission_denied", message="You do not have permission", missing=missing
             )
+        rule = networks.rules().refusing(current_context().ip, permissions=self.permissions)
+        if rule is not None:
+            raise await refuse_network(request, rule)
 
 
 def require(*permissions: Permission, step_up: bool = False, allow_delegated: bool = True) -> Principal:

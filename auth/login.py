@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import audit, mfa
+from auth import audit, mfa, networks
 from auth.metrics import SIGNIN_FAILURES
 from auth.models import AuthSession, TotpCredential, User
 from auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
@@ -73,6 +73,7 @@ async def login(
             details={"reason": "disabled"},
         )
         raise _invalid()
+    await networks.ensure_account_may_sign_in(user, ip=ip, action="auth.login_failed")
     credential = await session.get(TotpCredential, user.id)
     enrolled = credential is not None and credential.confirmed_at is not None
     # Every check that can fail comes before the first write to the user's row: a failure is

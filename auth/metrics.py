@@ -9,7 +9,8 @@ from prometheus_client import Counter
 SIGNIN_FAILURES = Counter(
     "chuong_signin_failures_total",
     "Failed sign-in steps by audit action (auth.login_failed, mfa.failed, mfa.replayed, "
-    "mfa.recovery_failed, ...) and reason (unknown_user, password, disabled, wrong_code, replay)",
+    "mfa.recovery_failed, ...) and reason (unknown_user, password, disabled, wrong_code, replay, "
+    "network: a held role outside its allowed networks)",
     ["action", "reason"],
 )
 SIGNIN_THROTTLED = Counter(

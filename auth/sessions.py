@@ -11,13 +11,14 @@ from sqlalchemy import Select, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import audit
+from auth import audit, networks
 from auth.models import AuthSession, RefreshToken, TotpCredential, User
 from auth.passwords import is_expired
 from auth.principal import Restriction
 from auth.roles import MFA_EXEMPT_ROLES, Role
 from auth.session_limits import EXPIRY_REASONS, Expiry, expiry_of, limits_for
 from auth.tokens import decode_access_token, issue_access_token, new_refresh_token
+from core.context import current_context
 from core.crypto import keyed_hash
 from core.db import abandon, detached_transaction, utcnow
 from core.errors import Unauthorized
@@ -99,6 +100,9 @@ async def refresh_session(session: AsyncSession, *, refresh_token: str) -> Token
     ).first()
     if owner is not None:
         await _ensure_not_expired(session, owner[0], owner[1], now=now)
+        await networks.ensure_account_may_sign_in(
+            owner[1], ip=current_context().ip, action="auth.refresh_failed"
+        )
     consumed = (
         await session.execute(
             update(RefreshToken)

@@ -21,9 +21,10 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from auth.networks import NETWORK_NOT_ALLOWED
 from console import i18n
 from console.forms import reject_unstorable_input
-from console.i18n import _
+from console.i18n import _, network_refusal_message
 from console.routes import admin, audit, clients, delivery, devices, home, live, news, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
@@ -115,6 +116,8 @@ def create_console_app() -> FastAPI:
         message = exc.message
         if exc.code == "step_up_required":
             message = _("Enter your current two-factor code in the form to confirm this action.")
+        elif exc.code == NETWORK_NOT_ALLOWED:
+            message = network_refusal_message(exc)
         page = _error_page(request, exc.status_code, exc.code, message)
         if exc.status_code == 429:  # the browser (and a script) learn when to come back
             page.headers.update(exc.headers)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from babel.support import NullTranslations
 
+from core.errors import ChuongError
 from core.i18n import compile_po
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
@@ -58,3 +59,13 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 
 
 _ = gettext
+
+
+def network_refusal_message(error: ChuongError) -> str:
+    """The page text of a request refused by an allowed-networks rule (auth/networks.py), in the
+    reader's language, with the address the service saw: what an official tells the help desk."""
+    address = next((str(d["address"]) for d in error.details if d.get("address")), "?")
+    return gettext(
+        "This is only allowed from the agencies' networks (VPN). Connect to the VPN and try again."
+        " Your address: %(address)s"
+    ) % {"address": address}

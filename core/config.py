@@ -5,6 +5,7 @@ Secrets are ``SecretStr`` so that they never appear in reprs, logs or error page
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import lru_cache
@@ -19,6 +20,17 @@ JOB_TIMEOUT_SECONDS = 60
 # The id of CHUONG_AUDIT_HMAC_KEY in the audit keyring (and of every row chained before key ids).
 AUDIT_DEFAULT_KID = "default"
 AUDIT_KID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
+
+def _cidr(setting: str, key: str, value: str) -> str:
+    """One address range, its host bits clear: "10.0.0.5/24" is refused rather than silently
+    widened to the whole /24 (the API clients' allow-lists follow the same rule)."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError as exc:
+        raise ValueError(
+            f"{setting}: {key!r}: {value!r} is not an address range (CIDR) with its host bits clear"
+        ) from exc
 
 
 class SessionLimitOverride(BaseModel):
@@ -118,6 +130,12 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     metrics_token: SecretStr | None = None
+    # --- allowed networks (auth/networks.py, docs/security.md "Allowed networks") ---
+    # JSON mapping a permission or a role to the address ranges (CIDR) it may be used from:
+    # {"users:write": ["10.20.0.0/16"], "system_admin": ["10.20.0.0/16", "fd00:20::/48"]}.
+    # A permission: every request that needs it; a role: every sign-in and request of its
+    # accounts. Unset or {}: no rule, any address (the development default).
+    allowed_networks: dict[str, list[str]] = Field(default_factory=dict)
 
     # --- abuse control (requests per minute unless said otherwise) ---
     rate_limit_per_account: str = "300/minute"
@@ -322,6 +340,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # Found at start-up: a typo must not turn into "no rule" or into a refusal of everyone.
+        # The keys are checked against the roles and permissions by auth/networks.py (core does
+        # not know them), also at start-up.
+        checked: dict[str, list[str]] = {}
+        for key, cidrs in value.items():
+            if not cidrs:
+                raise ValueError(
+                    f"CHUONG_ALLOWED_NETWORKS: {key!r} lists no network and would refuse every"
+                    " address; remove the key to lift its rule"
+                )
+            checked[key.strip()] = [_cidr("CHUONG_ALLOWED_NETWORKS", key, cidr) for cidr in cidrs]
+        return checked
 
     @field_validator(
         "retention_receipts_days",

@@ -76,12 +76,14 @@ def production_problems(settings: Settings) -> list[str]:
 
 def production_warnings(settings: Settings) -> list[str]:
     """What production allows but an operator should see at every start: for now, connections
-    to PostgreSQL or Redis on another host without verified TLS. Not refused, because the service cannot
-    tell one host's private network (the compose stack's "postgres" and "redis") from a shared
-    one; docs/security.md "TLS and key rotation" says when TLS is needed."""
+    to PostgreSQL or Redis on another host without verified TLS, and administration open to any
+    address. Not refused, because the service cannot tell one host's private network (the compose
+    stack's "postgres" and "redis") from a shared one, nor a deployment reachable only through the
+    agencies' VPN from one on the Internet; docs/security.md "TLS and key rotation" and "Allowed
+    networks" say when each is needed."""
     if not is_production(settings):
         return []
-    return _unverified_connections(settings)
+    return [*_unverified_connections(settings), *_open_networks(settings)]
 
 
 def log_production_warnings(settings: Settings) -> None:
@@ -260,6 +262,25 @@ def _http(settings: Settings) -> list[str]:
     return problems
 
 
+def _networks(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    for key, cidrs in settings.allowed_networks.items():
+        for cidr in cidrs:
+            if ipaddress.ip_network(cidr).prefixlen == 0:  # checked CIDRs (core/config.py)
+                problems.append(f"CHUONG_ALLOWED_NETWORKS: {key!r} lists {cidr}, which admits any address")
+    return problems
+
+
+def _open_networks(settings: Settings) -> list[str]:
+    if settings.allowed_networks:
+        return []
+    return [
+        "CHUONG_ALLOWED_NETWORKS: not set, so account administration, news approval and audit"
+        " export are allowed from any address; set it unless only the agencies' networks reach"
+        " the service"
+    ]
+
+
 def _logging(settings: Settings) -> list[str]:
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
@@ -432,6 +453,7 @@ CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
     _sms,
     _secrets,
     _http,
+    _networks,
     _logging,
     _passwords,
     _database,

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.deps import PUBLIC, ChangingPassword, Enrolling, FullSession, SessionDep, SignedIn, Verifying
 from auth import account_sessions, mfa, ratelimit
 from auth import login as login_service
+from auth.networks import NETWORK_NOT_ALLOWED
 from auth.principal import Principal
 from auth.users import change_own_password
 from console import i18n
@@ -83,7 +84,9 @@ async def login(
         # code fails after the session row was added); one message for every cause of a 401
         # (no account enumeration), the throttle's own message otherwise.
         await session.rollback()
-        if exc.status_code != 401:
+        if exc.code == NETWORK_NOT_ALLOWED:
+            message = i18n.network_refusal_message(exc)
+        elif exc.status_code != 401:
             message = exc.message
         elif "mfa" in exc.code:
             message = _("Wrong two-factor code")

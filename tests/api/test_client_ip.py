@@ -38,6 +38,7 @@ def connection(peer: str, forwarded: str | None = None) -> HTTPConnection:
         ("10.0.0.9", "a" * 100, "10.0.0.9"),
         ("10.0.0.9", "10.0.0.1, 192.0.2.1", "10.0.0.9"),  # only proxies: the peer
         ("10.0.0.9", None, "10.0.0.9"),
+        ("::ffff:10.0.0.9", "198.51.100.7", "198.51.100.7"),  # an IPv4 proxy on a dual-stack socket
     ],
 )
 def test_the_first_untrusted_hop_from_a_trusted_proxy_is_the_client(peer, forwarded, client):

@@ -73,6 +73,7 @@ def production_values(credential_files: dict[str, str]) -> dict[str, Any]:
         "sms_gateway_api_key": secrets.token_urlsafe(32),
         "cors_origins": ["https://portal.example.vn"],
         "trusted_proxies": ["10.0.0.0/8"],
+        "allowed_networks": {"users:write": ["10.20.0.0/16"], "system_admin": ["10.20.0.0/16"]},
         "log_level": "INFO",
         "argon2_time_cost": 3,
         "argon2_memory_kib": 65536,
@@ -84,6 +85,9 @@ def env_of(values: dict[str, Any]) -> dict[str, str]:
     """The same configuration as CHUONG_* variables, for a child process."""
     env = {}
     for name, value in values.items():
-        text = ",".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, dict):
+            text = json.dumps(value)
+        else:
+            text = ",".join(value) if isinstance(value, list) else str(value)
         env[f"CHUONG_{name.upper()}"] = text
     return env

@@ -22,6 +22,9 @@ async def serve(app: object) -> AsyncIterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        # As `chuong serve` runs it (cli/main.py): X-Forwarded-For is api/client_ip.py's to read,
+        # against CHUONG_TRUSTED_PROXIES; uvicorn's own reading would believe 127.0.0.1's header.
+        proxy_headers=False,
         lifespan="off",
         timeout_graceful_shutdown=2,
     )
