@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     redis_ssl_ca_file: str | None = None
     redis_ssl_cert_file: str | None = None
     redis_ssl_key_file: str | None = None
+    # Redis Sentinel (docs/operations.md "Several hosts"): the Sentinels' host:port, comma-separated.
+    # With them, the master is whichever server the Sentinels name for ``redis_sentinel_master``,
+    # found again after a failover; CHUONG_REDIS_URL then gives only the database number and the
+    # password (its host and port are not used).
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str = Field(default="chuong", min_length=1, max_length=64)
 
     # --- secrets (never stored in the database) ---
     # Keys for field encryption (phone, citizen ID, TOTP secrets): comma-separated Fernet keys,
@@ -333,6 +339,7 @@ class Settings(BaseSettings):
         "sms_never_kinds",
         "deep_link_schemes",
         "deep_link_hosts",
+        "redis_sentinels",
         mode="before",
     )
     @classmethod
@@ -387,6 +394,21 @@ class Settings(BaseSettings):
         parse(value)
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"CHUONG_REDIS_SENTINELS: {entry!r} is not host:port")
+        return value
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [
+            (entry.rpartition(":")[0].strip("[]"), int(entry.rpartition(":")[2]))
+            for entry in self.redis_sentinels
+        ]
+
     @model_validator(mode="after")
     def _tls_settings_agree(self) -> Settings:
         # A CA file next to an unverified connection reads like checked TLS but is not: refuse the
@@ -396,6 +418,10 @@ class Settings(BaseSettings):
         redis_files = [self.redis_ssl_ca_file, self.redis_ssl_cert_file, self.redis_ssl_key_file]
         if any(redis_files) and not self.redis_url.startswith("rediss://"):
             raise ValueError("CHUONG_REDIS_SSL_* files are set but CHUONG_REDIS_URL is not rediss://")
+        if self.redis_sentinels and self.redis_url.startswith("rediss://"):
+            # arq's Sentinel pool takes only an on/off TLS flag, not the CA and client files: its
+            # connections would not be checked as every other Redis connection is (core/tls.py).
+            raise ValueError("CHUONG_REDIS_SENTINELS with a rediss:// URL is not supported")
         if bool(self.redis_ssl_cert_file) != bool(self.redis_ssl_key_file):
             raise ValueError("CHUONG_REDIS_SSL_CERT_FILE and CHUONG_REDIS_SSL_KEY_FILE go together")
         return self

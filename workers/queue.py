@@ -23,9 +23,17 @@ ENQUEUE_TIMEOUT_SECONDS = 2.0
 
 def redis_settings() -> RedisSettings:
     """arq's connection: CHUONG_REDIS_URL, and with a rediss:// URL the same TLS options as the
-    service's other Redis clients (core/tls.py); arq would otherwise check no host name."""
+    service's other Redis clients (core/tls.py); arq would otherwise check no host name. With
+    CHUONG_REDIS_SENTINELS, the master the Sentinels name (TLS is refused with them, core/config.py)."""
     settings = get_settings()
     connection = RedisSettings.from_dsn(settings.redis_url)
+    if settings.redis_sentinels:  # the master the Sentinels name; the URL gives db and password
+        return dataclasses.replace(
+            connection,
+            host=settings.sentinel_addresses(),
+            sentinel=True,
+            sentinel_master=settings.redis_sentinel_master,
+        )
     tls = redis_tls_options(settings)
     if not tls:
         return connection
