@@ -218,21 +218,29 @@ async def _count(session: Any, sql: str) -> int:
     return int((await session.execute(text(sql))).scalar_one())
 
 
-async def _measure_send(send: int) -> None:
+async def _measure_send(send: int, *, enqueue: bool) -> None:
     """The sender draining ``send`` ledger rows as the ``tracking_send`` job does (chunks of
     ``tracking_send_chunk``, one transaction each) over one connection, whose backend's CPU is
     read from /proc; every statement sent is counted (pg_stat_statements needs a server restart
-    to load, and the shared server is not ours to restart)."""
+    to load, and the shared server is not ours to restart). With ``enqueue``, each commit hands
+    its jobs (a fan-out and an inbox fan-out per notification) to arq as the worker does, into
+    a Redis database claimed for the run (tests/support/redis_db.py) and flushed after it."""
     from sqlalchemy import event
 
+    from core.after_commit import committed
     from core.config import get_settings
     from core.db import configure_engine, dispose_engine, transaction
+    from core.jobs import set_enqueuer
     from inbox import fanout
     from notifications.on_created import set_on_created
     from tracking import sender
     from tracking.rules import get_rules
 
     set_on_created(fanout.schedule)  # the inbox's work, as the worker's start-up registers it
+    if enqueue:
+        from workers import queue
+
+        set_enqueuer(queue.enqueue)
     engine = create_async_engine(f"postgresql+asyncpg://postgres@{HOST}/{DB}", pool_size=1, max_overflow=0)
     statements = 0
 
@@ -268,6 +276,8 @@ async def _measure_send(send: int) -> None:
                 claimed = await sender.send_pending(
                     session, now=_at(SWEEP_AT), rules=get_rules(), limit=min(chunk, send - done)
                 )
+            if enqueue:
+                await committed(session)  # as core.after_commit.committing, in the job
             if claimed == 0:
                 break
             done += claimed
@@ -292,6 +302,14 @@ async def _measure_send(send: int) -> None:
             f"({1000 * (client_cpu + server_cpu) / max(done, 1):.2f} ms per row); load average {load}"
         )
     finally:
+        if enqueue:
+            from core.jobs import BULK_QUEUE, HIGH_QUEUE
+            from workers import queue
+
+            pool = await queue.get_pool()
+            print(f"jobs queued: {sum([await pool.zcard(q) for q in (HIGH_QUEUE, BULK_QUEUE)]):,}")
+            await pool.flushdb()  # the database claimed for this run
+            await queue.close_pool()
         await dispose_engine()
 
 
@@ -300,6 +318,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--send", type=int, default=30_000, help="ledger rows the sender benchmark sends")
+    parser.add_argument("--enqueue", action="store_true", help="queue the jobs in a claimed Redis database")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     parser.add_argument("--reuse", metavar="DATABASE", help="a kept database: only the sender runs, again")
     args = parser.parse_args()
@@ -314,10 +333,14 @@ def main() -> None:
         "CHUONG_LOG_LEVEL": "WARNING",
     }.items():
         os.environ.setdefault(name, value)
+    if args.enqueue:
+        from tests.support.redis_db import claim_redis_database
+
+        os.environ["CHUONG_REDIS_URL"] = claim_redis_database()
     global DB
     if args.reuse:
         DB = args.reuse
-        asyncio.run(_measure_send(args.send))
+        asyncio.run(_measure_send(args.send, enqueue=args.enqueue))
         return
     asyncio.run(_admin(f'CREATE DATABASE "{DB}"'))
     try:
@@ -329,7 +352,7 @@ def main() -> None:
             f"in {time.perf_counter() - started:.0f} s\n"
         )
         asyncio.run(_measure())
-        asyncio.run(_measure_send(args.send))
+        asyncio.run(_measure_send(args.send, enqueue=args.enqueue))
     finally:
         if args.keep:
             print(f"kept database {DB}")
