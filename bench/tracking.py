@@ -11,7 +11,11 @@ open; a few percent of users have quiet hours or the daily digest. Measured:
 2. **the sweep of Monday 08:00:30**: finds every due reminder, writes it to the ledger and queues
    the senders (the figure the issue asks for: ≤ 5 s);
 3. the next minute's sweep (nothing new: the cost of an ordinary tick);
-4. the sender turning ``--send`` ledger rows into notifications (notifications.service.create).
+4. the sender turning ``--send`` ledger rows into notifications, as the ``tracking_send`` job
+   does: rows per second, statements per notification, CPU of the sender and of its PostgreSQL
+   backend. ``--keep`` keeps the database; ``--reuse NAME`` then runs only step 4 again (the
+   sent rows back to pending first), so that two versions of the sender can be run alternately
+   on the same data.
 
 Uses a scratch database (created and dropped) on the local PostgreSQL as ``postgres``.
 """
@@ -24,6 +28,7 @@ import datetime as dt
 import os
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 from alembic import command
@@ -181,10 +186,8 @@ async def _sweep_once(now: dt.datetime) -> tuple[float, int, int, int]:
     return seconds, result.pushes, result.digests, pending
 
 
-async def _measure(send: int) -> None:
+async def _measure() -> None:
     from core.db import configure_engine, dispose_engine, transaction
-    from tracking import sender
-    from tracking.rules import get_rules
 
     configure_engine(create_async_engine(f"postgresql+asyncpg://postgres@{HOST}/{DB}"))
     try:
@@ -200,20 +203,113 @@ async def _measure(send: int) -> None:
         seconds, pushes, digests, _ = await _sweep_once(_at(SWEEP_AT) + dt.timedelta(minutes=1))
         row = f"{pushes + digests:,} | {digests:,} | {pending:,} | {seconds:.2f}"
         print(f"| Monday 08:01:30 (next tick) | {row} |")
+    finally:
+        await dispose_engine()
+
+
+def _backend_cpu_seconds(pid: int) -> float:
+    """utime + stime of a local PostgreSQL backend (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _count(session: Any, sql: str) -> int:
+    return int((await session.execute(text(sql))).scalar_one())
+
+
+async def _measure_send(send: int, *, enqueue: bool) -> None:
+    """The sender draining ``send`` ledger rows as the ``tracking_send`` job does (chunks of
+    ``tracking_send_chunk``, one transaction each) over one connection, whose backend's CPU is
+    read from /proc; every statement sent is counted (pg_stat_statements needs a server restart
+    to load, and the shared server is not ours to restart). With ``enqueue``, each commit hands
+    its jobs (a fan-out and an inbox fan-out per notification) to arq as the worker does, into
+    a Redis database claimed for the run (tests/support/redis_db.py) and flushed after it."""
+    from sqlalchemy import event
+
+    from core.after_commit import committed
+    from core.config import get_settings
+    from core.db import configure_engine, dispose_engine, transaction
+    from core.jobs import set_enqueuer
+    from inbox import fanout
+    from notifications.on_created import set_on_created
+    from tracking import sender
+    from tracking.rules import get_rules
+
+    set_on_created(fanout.schedule)  # the inbox's work, as the worker's start-up registers it
+    if enqueue:
+        from workers import queue
+
+        set_enqueuer(queue.enqueue)
+    engine = create_async_engine(f"postgresql+asyncpg://postgres@{HOST}/{DB}", pool_size=1, max_overflow=0)
+    statements = 0
+
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    configure_engine(engine)
+    try:
+        async with transaction() as session:
+            # Back to the state right after Monday's sweep, so that runs on a kept database
+            # (--keep, then --reuse) send the same rows: what a sender marked is pending again.
+            await session.execute(text("DELETE FROM notifications WHERE app = 'tracking'"))
+            await session.execute(
+                text(
+                    "UPDATE tracking_reminders SET status = 'pending', notification_id = NULL, "
+                    "sent_at = NULL WHERE sent_at = :at AND rule <> 'digest'"
+                ),
+                {"at": _at(SWEEP_AT)},
+            )
+        async with transaction() as session:
+            backend = await _count(session, "SELECT pg_backend_pid()")
+            audited = await _count(
+                session, "SELECT count(*) FROM audit_log WHERE action = 'notification.created'"
+            )
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        chunk = get_settings().tracking_send_chunk
+        server_cpu, client_cpu = _backend_cpu_seconds(backend), time.process_time()
         started = time.perf_counter()
         done = 0
         while done < send:
             async with transaction() as session:
                 claimed = await sender.send_pending(
-                    session, now=_at(SWEEP_AT), rules=get_rules(), limit=min(500, send - done)
+                    session, now=_at(SWEEP_AT), rules=get_rules(), limit=min(chunk, send - done)
                 )
+            if enqueue:
+                await committed(session)  # as core.after_commit.committing, in the job
             if claimed == 0:
                 break
             done += claimed
         seconds = time.perf_counter() - started
+        server_cpu = _backend_cpu_seconds(backend) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        async with transaction() as session:
+            created = await _count(session, "SELECT count(*) FROM notifications")
+            fanouts = await _count(session, "SELECT count(*) FROM inbox_fanouts")
+            audited = (
+                await _count(session, "SELECT count(*) FROM audit_log WHERE action = 'notification.created'")
+                - audited
+            )
         rate = done / seconds if seconds else 0.0
-        print(f"\nsender: {done:,} ledger rows → notifications in {seconds:.2f} s ({rate:,.0f} rows/s)")
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"\nsender: {done:,} ledger rows → {created:,} notifications ({fanouts:,} inbox fan-outs, "
+            f"{audited:,} audit rows) in {seconds:.2f} s ({rate:,.0f} rows/s); {statements:,} "
+            f"statements ({statements / max(created, 1):.2f} per notification); CPU: sender "
+            f"{client_cpu:.2f} s, its PostgreSQL backend {server_cpu:.2f} s "
+            f"({1000 * (client_cpu + server_cpu) / max(done, 1):.2f} ms per row); load average {load}"
+        )
     finally:
+        if enqueue:
+            from core.jobs import BULK_QUEUE, HIGH_QUEUE
+            from workers import queue
+
+            pool = await queue.get_pool()
+            print(f"jobs queued: {sum([await pool.zcard(q) for q in (HIGH_QUEUE, BULK_QUEUE)]):,}")
+            await pool.flushdb()  # the database claimed for this run
+            await queue.close_pool()
         await dispose_engine()
 
 
@@ -221,7 +317,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--send", type=int, default=2_000, help="ledger rows the sender benchmark sends")
+    parser.add_argument("--send", type=int, default=30_000, help="ledger rows the sender benchmark sends")
+    parser.add_argument("--enqueue", action="store_true", help="queue the jobs in a claimed Redis database")
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    parser.add_argument("--reuse", metavar="DATABASE", help="a kept database: only the sender runs, again")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -234,6 +333,15 @@ def main() -> None:
         "CHUONG_LOG_LEVEL": "WARNING",
     }.items():
         os.environ.setdefault(name, value)
+    if args.enqueue:
+        from tests.support.redis_db import claim_redis_database
+
+        os.environ["CHUONG_REDIS_URL"] = claim_redis_database()
+    global DB
+    if args.reuse:
+        DB = args.reuse
+        asyncio.run(_measure_send(args.send, enqueue=args.enqueue))
+        return
     asyncio.run(_admin(f'CREATE DATABASE "{DB}"'))
     try:
         command.upgrade(alembic_config(f"postgresql+asyncpg://postgres@{HOST}/{DB}"), "head")
@@ -243,9 +351,13 @@ def main() -> None:
             f"populated {args.tasks:,} tasks, {args.users:,} users, {KPIS:,} KPI periods "
             f"in {time.perf_counter() - started:.0f} s\n"
         )
-        asyncio.run(_measure(args.send))
+        asyncio.run(_measure())
+        asyncio.run(_measure_send(args.send, enqueue=args.enqueue))
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
+        if args.keep:
+            print(f"kept database {DB}")
+        else:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

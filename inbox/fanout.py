@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -34,26 +35,34 @@ def queue_of(priority: str) -> str:
     return HIGH_QUEUE if priority in ("high", "emergency") else BULK_QUEUE
 
 
-async def schedule(session: AsyncSession, notification: Notification) -> None:
-    """Called when a notification is created: announce a broadcast to connected readers, and
-    record and queue the inbox fan-out of a targeted audience (both after commit)."""
-    audience = notification.audience
-    if audience.get("all") or audience.get("topics"):
-        publish_after_commit(
-            session, events.app_channel(notification.app), {"type": "item", "id": str(notification.id)}
-        )
-    if not any(audience.get(key) for key in TARGETED_KEYS):
+async def schedule(session: AsyncSession, notifications: Sequence[Notification]) -> None:
+    """Called when notifications are created: announce each broadcast to connected readers, and
+    record (one INSERT for all) and queue the inbox fan-out of each targeted audience (both
+    after commit)."""
+    targeted: list[Notification] = []
+    for notification in notifications:
+        audience = notification.audience
+        if audience.get("all") or audience.get("topics"):
+            publish_after_commit(
+                session, events.app_channel(notification.app), {"type": "item", "id": str(notification.id)}
+            )
+        if any(audience.get(key) for key in TARGETED_KEYS):
+            targeted.append(notification)
+    if not targeted:
         return
     await session.execute(
-        insert(InboxFanout).values(notification_id=notification.id).on_conflict_do_nothing()
+        insert(InboxFanout)
+        .values([{"notification_id": notification.id} for notification in targeted])
+        .on_conflict_do_nothing()
     )
-    defer(
-        session,
-        JobName.INBOX_FAN_OUT,
-        str(notification.id),
-        job_id=f"inbox:{notification.id}",
-        queue=queue_of(notification.priority),
-    )
+    for notification in targeted:
+        defer(
+            session,
+            JobName.INBOX_FAN_OUT,
+            str(notification.id),
+            job_id=f"inbox:{notification.id}",
+            queue=queue_of(notification.priority),
+        )
 
 
 async def write_page(session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime) -> bool:

@@ -15,6 +15,7 @@ inbox rows would never be written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +24,11 @@ from notifications.models import Notification
 
 
 class OnCreated(Protocol):
-    """Runs inside the creating transaction, right after the notification row is written;
-    whatever it writes or defers commits (or rolls back) with it."""
+    """Runs inside the creating transaction, right after the notification rows are written (one
+    call for all the notifications of ``service.create_prepared_many``, so that the hook too can
+    write set-based); whatever it writes or defers commits (or rolls back) with them."""
 
-    async def __call__(self, session: AsyncSession, notification: Notification, /) -> None: ...
+    async def __call__(self, session: AsyncSession, notifications: Sequence[Notification], /) -> None: ...
 
 
 class OnCreatedNotWired(RuntimeError):
@@ -46,11 +48,11 @@ def registered() -> OnCreated | None:
     return _on_created
 
 
-async def created(session: AsyncSession, notification: Notification) -> None:
-    """Called by ``service.create_prepared`` for every notification it writes."""
+async def created(session: AsyncSession, notifications: Sequence[Notification]) -> None:
+    """Called by ``service.create_prepared_many`` with the notifications it wrote."""
     if _on_created is None:
         raise OnCreatedNotWired(
             "No on-created hook is registered: the process's start-up must call "
             "notifications.on_created.set_on_created(inbox.fanout.schedule)"
         )
-    await _on_created(session, notification)
+    await _on_created(session, notifications)

@@ -6,6 +6,8 @@ import datetime as dt
 import functools
 import hashlib
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -111,6 +113,23 @@ async def create_approved(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One notification for ``create_prepared_many``: its content and an audience the caller has
+    already authorised, with who creates it (the arguments of ``create_prepared``)."""
+
+    content: PushContent
+    app: str
+    audience: dict[str, Any]
+    audience_summary: dict[str, object]
+    created_by_kind: str
+    created_by_id: uuid.UUID
+    unit_id: uuid.UUID | None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    approved: ApprovedRelease | None = None
+
+
 async def create_prepared(
     session: AsyncSession,
     *,
@@ -130,53 +149,85 @@ async def create_prepared(
     fan-out and inbox work after commit. Payload sizes and the four-eyes rule (notifications/
     policy.py) are checked here, whoever the caller: without ``approved`` (only a four-eyes
     workflow holds one) the push is a direct one and must stay within a small named audience."""
-    if approved is None:
-        await check_direct_push(session, app=app, audience=audience, unit_id=unit_id)
-    notification_id = uuid.uuid4()
-    check_sizes(PushSpec(id=str(notification_id), content=content))
+    prepared = Prepared(
+        content=content,
+        app=app,
+        audience=audience,
+        audience_summary=audience_summary,
+        created_by_kind=created_by_kind,
+        created_by_id=created_by_id,
+        unit_id=unit_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        approved=approved,
+    )
+    return (await create_prepared_many(session, [prepared]))[0]
+
+
+async def create_prepared_many(session: AsyncSession, items: Sequence[Prepared]) -> list[Notification]:
+    """``create_prepared`` for many notifications at once, in the caller's transaction, with the
+    same checks, audit rows, fan-out jobs and inbox work for each, written set-based: one
+    multi-row INSERT … RETURNING (SQLAlchemy pages it), the audit rows in the commit's one batch
+    (auth/audit/writer.py) and the inbox hook called once for all. For senders of many small
+    notifications (the tracking reminders): a statement per notification would bound them to a
+    few hundred a second. Returns the notifications in the order of ``items``."""
+    if not items:
+        return []
     now = utcnow()
-    values = {
-        "id": notification_id,
-        "app": app,
-        **Notification.content_values(content),
-        "audience": audience,
-        "idempotency_key": idempotency_key,
-        "request_hash": request_hash,
-        "created_by_kind": created_by_kind,
-        "created_by_id": created_by_id,
-        "unit_id": unit_id,
-        "status": "queued",
-        "created_at": now,
-        "expires_at": now + dt.timedelta(seconds=content.ttl_seconds),
-    }
-    await session.execute(insert(Notification).values(**values))
-    notification = await session.get(Notification, notification_id)
-    assert notification is not None
-    audit.record(
-        session,
-        action="notification.created",
-        object_type="notification",
-        object_id=notification_id,
-        details={
-            "app": app,
-            "kind": content.kind,
-            "priority": content.priority,
-            "sensitivity": content.sensitivity,
-            "audience": audience_summary,
-            **(_approval_summary(approved) if approved is not None else {}),
-        },
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if item.approved is None:
+            await check_direct_push(session, app=item.app, audience=item.audience, unit_id=item.unit_id)
+        notification_id = uuid.uuid4()
+        check_sizes(PushSpec(id=str(notification_id), content=item.content))
+        rows.append(
+            {
+                "id": notification_id,
+                "app": item.app,
+                **Notification.content_values(item.content),
+                "audience": item.audience,
+                "idempotency_key": item.idempotency_key,
+                "request_hash": item.request_hash,
+                "created_by_kind": item.created_by_kind,
+                "created_by_id": item.created_by_id,
+                "unit_id": item.unit_id,
+                "status": "queued",
+                "created_at": now,
+                "expires_at": now + dt.timedelta(seconds=item.content.ttl_seconds),
+            }
+        )
+    # An ORM bulk insert: the returned objects (server defaults included) join the session as a
+    # ``session.get`` would have loaded them, in the order of ``rows``.
+    inserted = await session.scalars(
+        insert(Notification).returning(Notification, sort_by_parameter_order=True), rows
     )
-    defer(
-        session,
-        JobName.FAN_OUT,
-        str(notification_id),
-        job_id=f"fanout:{notification_id}",
-        queue=queue_for(content.priority),
-    )
+    notifications = list(inserted.all())
+    for item, notification in zip(items, notifications, strict=True):
+        audit.record(
+            session,
+            action="notification.created",
+            object_type="notification",
+            object_id=notification.id,
+            details={
+                "app": item.app,
+                "kind": item.content.kind,
+                "priority": item.content.priority,
+                "sensitivity": item.content.sensitivity,
+                "audience": item.audience_summary,
+                **(_approval_summary(item.approved) if item.approved is not None else {}),
+            },
+        )
+        defer(
+            session,
+            JobName.FAN_OUT,
+            str(notification.id),
+            job_id=f"fanout:{notification.id}",
+            queue=queue_for(item.content.priority),
+        )
     # In-app inbox (inbox/fanout.py, registered at start-up): announce broadcasts, queue
     # per-recipient rows (after commit).
-    await on_created.created(session, notification)
-    return notification
+    await on_created.created(session, notifications)
+    return notifications
 
 
 def _approval_summary(approved: ApprovedRelease) -> dict[str, object]:

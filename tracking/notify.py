@@ -44,13 +44,44 @@ async def send(
 ) -> uuid.UUID:
     """``principal``: the connected system whose intake caused the event (its audience is checked
     like any sender's); None for the service's own reminders."""
+    if principal is not None:
+        notification, _ = await notifications.create(
+            session, principal=principal, body=_request(message, rules), idempotency_key=None
+        )
+        return notification.id
+    return (await send_many(session, messages=[message], rules=rules))[0]
+
+
+async def send_many(session: AsyncSession, *, messages: Sequence[Message], rules: Rules) -> list[uuid.UUID]:
+    """The service's own notifications (reminders, digests), written set-based in the caller's
+    transaction (``notifications.service.create_prepared_many``); their ids in the order of
+    ``messages``."""
+    prepared = []
+    for message in messages:
+        create = _request(message, rules)
+        prepared.append(
+            notifications.Prepared(
+                content=create.content(),
+                app=create.app,
+                audience=create.audience.model_dump(mode="json"),
+                audience_summary={"users": len(create.audience.users)},
+                created_by_kind="system",
+                created_by_id=SYSTEM_SENDER_ID,
+                unit_id=None,
+            )
+        )
+    return [notification.id for notification in await notifications.create_prepared_many(session, prepared)]
+
+
+def _request(message: Message, rules: Rules) -> NotificationCreate:
+    """The message as a request body: classified content (D-17) becomes the status line."""
     recipients = list(dict.fromkeys(message.recipients))[:MAX_AUDIENCE]
     if message.classified:
         title, body, data, deep_link, sensitivity = CLASSIFIED_TITLE, CLASSIFIED_BODY, {}, None, "classified"
     else:
         title, body, data, deep_link = message.title, message.body, message.data, message.deep_link
         sensitivity = rules.open_sensitivity
-    create = NotificationCreate(
+    return NotificationCreate(
         app="tracking",
         kind=message.kind,
         priority=message.priority,
@@ -62,22 +93,6 @@ async def send(
         ttl_seconds=REMINDER_TTL_SECONDS,
         audience=Audience(users=recipients),
     )
-    if principal is not None:
-        notification, _ = await notifications.create(
-            session, principal=principal, body=create, idempotency_key=None
-        )
-        return notification.id
-    notification = await notifications.create_prepared(
-        session,
-        content=create.content(),
-        app=create.app,
-        audience=create.audience.model_dump(mode="json"),
-        audience_summary={"users": len(recipients)},
-        created_by_kind="system",
-        created_by_id=SYSTEM_SENDER_ID,
-        unit_id=None,
-    )
-    return notification.id
 
 
 def task_link(task_id: uuid.UUID) -> str:

@@ -1,9 +1,12 @@
 """Turning pending ledger rows into notifications, at most once each.
 
-A sender claims pending rows with ``FOR UPDATE SKIP LOCKED`` (two workers never hold the same
-row), creates one notification per (subject, rule, occurrence) for the claimed recipients, and
-marks the rows ``sent`` with the notification's id in the same transaction: a crash before the
-commit loses both, a commit keeps both, and a row that is ``sent`` is never claimed again.
+A sender claims a chunk of pending rows with ``FOR UPDATE SKIP LOCKED`` (two workers never hold
+the same row), creates one notification per (subject, rule, occurrence) for the claimed
+recipients, and marks the rows ``sent`` with the notification's id in the same transaction: a
+crash before the commit loses both, a commit keeps both, and a row that is ``sent`` is never
+claimed again (the claim re-checks ``status`` on a row another sender just committed). A chunk
+costs a fixed handful of statements, not a few per notification: its notifications are written
+together (``notify.send_many``), and its ledger rows marked in one UPDATE.
 """
 
 from __future__ import annotations
@@ -127,29 +130,38 @@ async def send_pending(session: AsyncSession, *, now: dt.datetime, rules: Rules,
     for row in claimed:
         groups[(row.subject_id, row.rule, row.occurrence, row.priority)].append((row.id, row.user_id))
     subjects = await _subjects(session, {key[0] for key in groups})
-    sent: list[tuple[int, uuid.UUID]] = []
+    dropped: list[int] = []
+    messages: list[notify.Message] = []
+    members_of: list[list[int]] = []
     for (subject_id, rule, occurrence, priority), members in groups.items():
         ids = [row_id for row_id, _ in members]
         subject = subjects.get(subject_id)
         if subject is None or not subject.open:
             # Done (or reported) since the sweep: the reminder no longer applies.
-            await _mark(session, ids, status="dropped", notification_id=None, now=now)
+            dropped += ids
             continue
         title, body = _text(rule, occurrence, subject, rules)
-        message = notify.Message(
-            kind=f"tracking.reminder.{rule}",
-            title=title,
-            body=body,
-            recipients=[user_id for _, user_id in members],
-            classified=subject.classified,
-            priority=priority,
-            data={"subject_id": str(subject_id), "rule": rule},
-            deep_link=notify.task_link(subject_id) if rule != "report" else "chuong-tracking://kpis",
+        messages.append(
+            notify.Message(
+                kind=f"tracking.reminder.{rule}",
+                title=title,
+                body=body,
+                recipients=[user_id for _, user_id in members],
+                classified=subject.classified,
+                priority=priority,
+                data={"subject_id": str(subject_id), "rule": rule},
+                deep_link=notify.task_link(subject_id) if rule != "report" else "chuong-tracking://kpis",
+            )
         )
-        notification_id = await notify.send(session, principal=None, message=message, rules=rules)
-        sent += [(row_id, notification_id) for row_id in ids]
+        members_of.append(ids)
+    if dropped:
+        await _mark(session, dropped, status="dropped", notification_id=None, now=now)
+    # All the chunk's notifications in a few statements (notifications.service.create_prepared_many),
+    # and the ledger rows marked with them in one more, in the same transaction: a crash before
+    # the commit loses both, so the rows are claimed again; after it, they are never claimed again.
+    notification_ids = await notify.send_many(session, messages=messages, rules=rules)
+    sent = [(row_id, nid) for ids, nid in zip(members_of, notification_ids, strict=True) for row_id in ids]
     if sent:
-        # One statement for the whole chunk, still inside the notifications' transaction.
         await session.execute(
             text(
                 "UPDATE tracking_reminders r SET status = 'sent', notification_id = v.nid, sent_at = :now "

@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms, to_unix_ms
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from core.config import get_settings
 from core.jobs import DeferredJob
@@ -61,6 +67,19 @@ async def close_pool() -> None:
     _pool = None
 
 
+# arq's enqueue_job, one job at a time: WATCH, EXISTS, then MULTI/PSETEX/ZADD/EXEC, three round
+# trips and a pipeline per job. A commit of the tracking sender defers two jobs per notification
+# (a thousand or more per chunk), so ``enqueue`` sends them all in one pipeline of this script,
+# which does the same per job, atomically, in Redis: skip a job whose id is queued or has a kept
+# result (arq's uniqueness), else store it and put it on its queue.
+_ENQUEUE_SCRIPT = """
+if redis.call('exists', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 async def enqueue(jobs: list[DeferredJob]) -> None:
     """Best effort: PostgreSQL already holds the work, so a failure here is logged and the
     reconciler picks the work up within a minute."""
@@ -72,13 +91,25 @@ async def enqueue(jobs: list[DeferredJob]) -> None:
         # ~10 s) would otherwise hold the answer for ever.
         async with asyncio.timeout(ENQUEUE_TIMEOUT_SECONDS):
             pool = await get_pool()
-            for job in jobs:
-                await pool.enqueue_job(
-                    job.name.value,  # the plain string: the queued job stores arq's function name
-                    *job.args,
-                    _job_id=job.job_id,
-                    _queue_name=job.queue,
-                    _defer_until=job.defer_until,
-                )
+            script = pool.register_script(_ENQUEUE_SCRIPT)
+            async with pool.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    await _add(pool, pipe, script, job)
+                await pipe.execute()
     except Exception as exc:  # Redis down, hung or flushed: the reconciler recovers
         log.warning("enqueue_failed", error=type(exc).__name__, jobs=len(jobs))
+
+
+async def _add(pool: ArqRedis, pipe: Pipeline, script: AsyncScript, job: DeferredJob) -> None:
+    """One job as arq stores it (arq.connections.ArqRedis.enqueue_job): the serialised job under
+    ``arq:job:<id>`` for ``expires_extra_ms`` past its start, its id on the queue scored by when
+    it is due."""
+    job_id = job.job_id or uuid.uuid4().hex
+    now_ms = timestamp_ms()
+    score = to_unix_ms(job.defer_until) if job.defer_until is not None else now_ms
+    payload = serialize_job(job.name.value, job.args, {}, None, now_ms, serializer=pool.job_serializer)
+    await script(
+        keys=[job_key_prefix + job_id, result_key_prefix + job_id, job.queue],
+        args=[score - now_ms + pool.expires_extra_ms, payload, score, job_id],
+        client=pipe,
+    )
