@@ -52,8 +52,9 @@ async def _answers(port: int, *command: str) -> object:
 
 
 async def _master_port(sentinel: int) -> int:
-    _, port = await _answers(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)  # type: ignore[misc]
-    return int(port)
+    address = await _answers(sentinel, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+    assert isinstance(address, list | tuple), address
+    return int(address[1])
 
 
 @pytest.fixture
