@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.config import AUDIT_DEFAULT_KID, JOB_TIMEOUT_SECONDS, Settings
@@ -374,25 +374,32 @@ def _redis_tls_files(settings: Settings) -> list[str]:
     return problems
 
 
+def _database_hosts(url: URL) -> list[str]:
+    """The network hosts a database URL connects to: its host, or each ``host=name:port`` of a
+    multi-host URL (a failover pair). A ``host=/socket/dir`` is a Unix socket, which never leaves
+    the machine."""
+    query_hosts = url.query.get("host", ())
+    entries = [query_hosts] if isinstance(query_hosts, str) else list(query_hosts)
+    if entries:
+        return [entry.rsplit(":", 1)[0].strip("[]") for entry in entries if not entry.startswith("/")]
+    return [url.host] if url.host else []
+
+
 def _unverified_connections(settings: Settings) -> list[str]:
     warnings: list[str] = []
     try:
         database = make_url(settings.database_url)
     except ArgumentError:
         database = None
-    # No host, or a host=/socket/dir query: a Unix socket, which never leaves the machine.
-    if (
-        settings.db_ssl_mode != "verify-full"
-        and database is not None
-        and (host := database.host)
-        and "host" not in database.query
-        and not _is_this_machine(host)
-    ):
-        warnings.append(
-            f"CHUONG_DATABASE_URL: {host} is reached without a verified certificate "
-            f"(CHUONG_DB_SSL_MODE={settings.db_ssl_mode}); use verify-full unless the network "
-            "between them is private to this deployment"
-        )
+    if settings.db_ssl_mode != "verify-full" and database is not None:
+        for host in _database_hosts(database):
+            if _is_this_machine(host):
+                continue
+            warnings.append(
+                f"CHUONG_DATABASE_URL: {host} is reached without a verified certificate "
+                f"(CHUONG_DB_SSL_MODE={settings.db_ssl_mode}); use verify-full unless the network "
+                "between them is private to this deployment"
+            )
     redis = urlsplit(settings.redis_url)
     if redis.scheme == "redis" and redis.hostname and not _is_this_machine(redis.hostname):
         warnings.append(

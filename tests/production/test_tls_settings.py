@@ -117,6 +117,17 @@ def test_a_ca_file_that_is_not_a_certificate_stops_production(production_values,
         # This machine: loopback, localhost or a Unix socket never cross a network.
         ("postgresql+asyncpg://chuong_app:pw@127.0.0.1/chuong", "redis://localhost:6379/0", []),
         ("postgresql+asyncpg://chuong_app:pw@/chuong?host=/run/postgresql", "redis://[::1]:6379/0", []),
+        # A failover pair (multi-host URL): each remote server is warned about.
+        (
+            "postgresql+asyncpg://chuong_app:pw@/chuong?host=db1:5432&host=db2:5432&target_session_attrs=read-write",
+            "redis://localhost:6379/0",
+            ["DATABASE", "DATABASE"],
+        ),
+        (
+            "postgresql+asyncpg://chuong_app:pw@/chuong?host=127.0.0.1:5432&host=localhost:5433",
+            "redis://localhost:6379/0",
+            [],
+        ),
     ],
 )
 def test_unverified_connections_across_hosts_are_warned_about(
