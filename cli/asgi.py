@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.app import create_api_app
+from auth.passkey_policy import check_passkey_policy
 from auth.session_limits import check_session_limits
 from console.app import mount_console
 from core.config import get_settings
@@ -28,6 +29,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     ensure_production_ready(settings)
     # A typo in CHUONG_SESSION_LIMITS_BY_ROLE stops the start, not every sign-in later.
     check_session_limits()
+    check_passkey_policy()  # and in CHUONG_PASSKEY_REQUIRED_ROLES
     configure_logging(level=settings.log_level, json=settings.log_json)
     log_production_warnings(settings)  # unverified database or Redis connections across hosts
     # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).

@@ -73,6 +73,8 @@ def production_values(credential_files: dict[str, str]) -> dict[str, Any]:
         "sms_gateway_api_key": secrets.token_urlsafe(32),
         "cors_origins": ["https://portal.example.vn"],
         "trusted_proxies": ["10.0.0.0/8"],
+        "webauthn_rp_id": "example.vn",
+        "webauthn_origins": ["https://console.example.vn"],
         "log_level": "INFO",
         "argon2_time_cost": 3,
         "argon2_memory_kib": 65536,
