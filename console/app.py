@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from console import i18n
 from console.forms import reject_unstorable_input
 from console.i18n import _
-from console.routes import admin, audit, clients, delivery, devices, home, news, signin, tracking
+from console.routes import admin, audit, clients, delivery, devices, home, news, passkeys, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.db import is_bounded_wait
@@ -39,6 +39,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 _RESTRICTION_PAGES = {
     "mfa_enrolment_required": "/mfa/enrol",
     "mfa_required": "/mfa/verify",
+    "passkey_required": "/mfa/verify",
     "password_change_required": "/password",
 }
 
@@ -67,11 +68,19 @@ def _redirect(request: Request, path: str, *, clear_session: bool = False) -> Re
     return response
 
 
+def _back(request: Request) -> str:
+    """The console page the refused form was on (for the step-up link), or the home page."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith(BASE + "/"):
+        return "/"
+    return referer.path.removeprefix(BASE)
+
+
 def _error_page(request: Request, status: int, code: str, message: str) -> Response:
     return render(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message},
+        {"status": status, "code": code, "message": message, "back": _back(request)},
         status_code=status,
         headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} if is_htmx(request) else None,
     )
@@ -97,7 +106,10 @@ def create_console_app() -> FastAPI:
             return _redirect(request, _RESTRICTION_PAGES[exc.code])
         message = exc.message
         if exc.code == "step_up_required":
-            message = _("Enter your current two-factor code in the form to confirm this action.")
+            message = _(
+                "Enter your current two-factor code in the form to confirm this action, "
+                "or confirm with your passkey first."
+            )
         page = _error_page(request, exc.status_code, exc.code, message)
         if exc.status_code == 429:  # the browser (and a script) learn when to come back
             page.headers.update(exc.headers)
@@ -122,7 +134,7 @@ def create_console_app() -> FastAPI:
         return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, home, admin, clients, audit, devices, news, delivery, tracking):
+    for module in (signin, passkeys, home, admin, clients, audit, devices, news, delivery, tracking):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.
