@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redis.exceptions import RedisError
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from core.config import get_settings
 from core.db import utcnow
-from core.errors import BadRequest
+from core.errors import BadRequest, ServiceUnavailable
 from core.redis import get_redis
 
 KEY_PREFIX = "webauthn:challenge:"
@@ -42,6 +43,11 @@ def _expired() -> BadRequest:
     )
 
 
+def _unavailable() -> ServiceUnavailable:
+    # Without the store there is no single-use challenge: refuse rather than skip the check.
+    return ServiceUnavailable("Passkeys are unavailable right now; try again", code="passkey_unavailable")
+
+
 async def issue(*, ceremony: Ceremony, user_id: uuid.UUID, session_id: uuid.UUID) -> Challenge:
     seconds = get_settings().webauthn_challenge_seconds
     challenge = Challenge(
@@ -58,7 +64,10 @@ async def issue(*, ceremony: Ceremony, user_id: uuid.UUID, session_id: uuid.UUID
             "expires_at": challenge.expires_at.isoformat(),
         }
     )
-    await get_redis().set(KEY_PREFIX + challenge.ceremony_id, value, ex=seconds)
+    try:
+        await get_redis().set(KEY_PREFIX + challenge.ceremony_id, value, ex=seconds)
+    except RedisError as exc:
+        raise _unavailable() from exc
     return challenge
 
 
@@ -67,7 +76,10 @@ async def take(ceremony_id: str, *, ceremony: Ceremony, user_id: uuid.UUID, sess
     or 400 ``passkey_challenge_invalid``."""
     if not ceremony_id or len(ceremony_id) > 64:
         raise _expired()
-    raw = await get_redis().getdel(KEY_PREFIX + ceremony_id)
+    try:
+        raw = await get_redis().getdel(KEY_PREFIX + ceremony_id)
+    except RedisError as exc:
+        raise _unavailable() from exc
     if raw is None:
         raise _expired()
     stored = json.loads(raw)

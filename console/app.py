@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console import i18n
-from console.forms import reject_unstorable_input
+from console.forms import reject_unstorable_input, safe_next
 from console.i18n import _
 from console.routes import admin, audit, clients, delivery, devices, home, news, passkeys, signin, tracking
 from console.security import ConsoleGuard, clear_session_cookie
@@ -68,19 +68,20 @@ def _redirect(request: Request, path: str, *, clear_session: bool = False) -> Re
     return response
 
 
-def _back(request: Request) -> str:
-    """The console page the refused form was on (for the step-up link), or the home page."""
-    referer = urlsplit(request.headers.get("referer", ""))
-    if referer.netloc != request.url.netloc or not referer.path.startswith(BASE + "/"):
-        return "/"
-    return referer.path.removeprefix(BASE)
+def _back(request: Request, exc: ChuongError) -> str:
+    """Where to come back after confirming with a passkey: the page of a refused step-up form
+    (console.forms.step_up names it), or the page a restricted session asked for."""
+    for detail in exc.details:
+        if "back" in detail:
+            return safe_next(detail["back"])
+    return safe_next(request.url.path.removeprefix(BASE)) if request.method == "GET" else "/"
 
 
-def _error_page(request: Request, status: int, code: str, message: str) -> Response:
+def _error_page(request: Request, status: int, code: str, message: str, back: str = "/") -> Response:
     return render(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message, "back": _back(request)},
+        {"status": status, "code": code, "message": message, "back": back},
         status_code=status,
         headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} if is_htmx(request) else None,
     )
@@ -103,14 +104,19 @@ def create_console_app() -> FastAPI:
                 request, f"/login?next={quote(next_path)}&reason={quote(exc.code)}", clear_session=True
             )
         if exc.status_code == 403 and exc.code in _RESTRICTION_PAGES:
-            return _redirect(request, _RESTRICTION_PAGES[exc.code])
+            target = _RESTRICTION_PAGES[exc.code]
+            if exc.code == "passkey_required":
+                # Also a step-up code refused for a person who must use a passkey: confirm with
+                # it, then come back to the form.
+                target += f"?next={quote(_back(request, exc))}"
+            return _redirect(request, target)
         message = exc.message
         if exc.code == "step_up_required":
             message = _(
                 "Enter your current two-factor code in the form to confirm this action, "
                 "or confirm with your passkey first."
             )
-        page = _error_page(request, exc.status_code, exc.code, message)
+        page = _error_page(request, exc.status_code, exc.code, message, _back(request, exc))
         if exc.status_code == 429:  # the browser (and a script) learn when to come back
             page.headers.update(exc.headers)
         return page

@@ -19,7 +19,7 @@ from auth.passkey_policy import passkey_required
 from auth.passkey_schemas import PasskeyAssertionIn, PasskeyRegistrationIn
 from auth.principal import Principal
 from auth.roles import Role
-from console.forms import see_other, step_up
+from console.forms import safe_next, see_other, step_up
 from console.i18n import _
 from console.security import verify_csrf
 from console.templating import BASE, render
@@ -38,13 +38,6 @@ class StartRegistration(RequestModel):
 
 class FinishAssertion(PasskeyAssertionIn):
     next: Annotated[str, Field(max_length=512)] = "/"
-
-
-def safe_next(value: str | None) -> str:
-    """Only a path inside the console: never an absolute URL or a scheme-relative one."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
 
 
 def _refused(exc: ChuongError) -> JSONResponse:

@@ -24,8 +24,8 @@ from auth.principal import Principal
 from auth.roles import Role
 from auth.users import change_own_password
 from console import i18n
+from console.forms import safe_next
 from console.i18n import _
-from console.routes.passkeys import safe_next
 from console.security import (
     clear_session_cookie,
     csrf_cookie,
@@ -47,9 +47,6 @@ Code = Annotated[str, Form(max_length=32)]
 NextPath = Annotated[str, Form(max_length=512)]
 
 
-_safe_next = safe_next
-
-
 async def _passkey_state(session: AsyncSession, user: User) -> tuple[bool, bool, bool]:
     """(holds a passkey, role must use passkeys, must use one now)."""
     held = await passkeys.has_passkey(session, user.id)
@@ -61,7 +58,7 @@ async def _after_second_factor(session: AsyncSession, user: User, next_path: str
     """Where a completed sign-in goes: a role that must use passkeys and has none is guided to
     add one (D-22); everyone else to the page they asked for."""
     held, required, _only = await _passkey_state(session, user)
-    return "/passkeys" if required and not held else _safe_next(next_path)
+    return "/passkeys" if required and not held else safe_next(next_path)
 
 
 def _see_other(path: str) -> RedirectResponse:
@@ -70,7 +67,7 @@ def _see_other(path: str) -> RedirectResponse:
 
 @router.get("/login", dependencies=[PUBLIC])
 async def login_page(request: Request, next: str = "/", reason: str = "") -> Response:
-    return render(request, "login.html", {"next": _safe_next(next), "error": None, "reason": reason})
+    return render(request, "login.html", {"next": safe_next(next), "error": None, "reason": reason})
 
 
 @router.post("/login", dependencies=[PUBLIC])
@@ -107,7 +104,7 @@ async def login(
         return render(
             request,
             "login.html",
-            {"next": _safe_next(next), "error": message, "reason": ""},
+            {"next": safe_next(next), "error": message, "reason": ""},
             status_code=exc.status_code,
         )
     restriction = result.restriction.value if result.restriction else None
@@ -143,7 +140,7 @@ async def logout(session: SessionDep, principal: Principal = SignedIn) -> Respon
 
 @router.post("/lang", dependencies=[PUBLIC])
 async def switch_language(language: Annotated[str, Form(max_length=5)], next: NextPath = "/") -> Response:
-    response = _see_other(_safe_next(next))
+    response = _see_other(safe_next(next))
     if language in i18n.LANGUAGES:
         response.set_cookie(
             i18n.LANGUAGE_COOKIE,
@@ -161,7 +158,7 @@ async def _verify_context(
     session: AsyncSession, user: User, next_path: str, error: str | None
 ) -> dict[str, object]:
     held, _required, only = await _passkey_state(session, user)
-    return {"error": error, "has_passkey": held, "passkey_only": only, "next": _safe_next(next_path)}
+    return {"error": error, "has_passkey": held, "passkey_only": only, "next": safe_next(next_path)}
 
 
 @router.get("/mfa/verify")

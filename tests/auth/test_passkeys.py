@@ -478,3 +478,25 @@ def test_a_setting_naming_an_unknown_role_stops_the_start(monkeypatch):
     monkeypatch.setattr(get_settings(), "passkey_required_roles", ["leader", "chairman"])
     with pytest.raises(ValueError, match="chairman"):
         create_app(manage_resources=False)
+
+
+async def test_without_the_challenge_store_a_ceremony_is_refused_not_let_through(client, monkeypatch):
+    from redis.asyncio import Redis
+
+    from auth import passkey_challenges
+
+    leader, key = await _leader_with_passkey(client)
+    headers, _ = await _restricted(client, leader)
+    options = await _assertion_options(client, headers)
+    # A real client of a port where no Redis listens (the rate limits keep the working one).
+    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    monkeypatch.setattr(passkey_challenges, "get_redis", lambda: unreachable)
+    refused = await client.post(
+        ASSERT,
+        headers=headers,
+        json={"ceremony_id": options["ceremony_id"], "credential": key.get(options["options"])},
+    )
+    assert refused.status_code == 503 and _code(refused) == "passkey_unavailable"
+    assert (await client.post(ASSERT_OPTIONS, headers=headers)).status_code == 503
+    await unreachable.aclose()
+    assert (await client.get("/v1/auth/sessions", headers=headers)).status_code == 403

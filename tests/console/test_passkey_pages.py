@@ -81,7 +81,7 @@ async def test_a_leader_is_guided_to_a_passkey_and_then_signs_in_with_it(console
     csrf = await _password_only(console, leader)
     verify = await console.get("/console/mfa/verify")
     assert 'data-testid="use-passkey"' in verify.text and 'name="code"' not in verify.text
-    assert (await console.get("/console/home")).headers["location"] == "/console/mfa/verify"
+    assert (await console.get("/console/home")).headers["location"] == "/console/mfa/verify?next=/home"
 
     options = (await _json(console, "/passkeys/assertion/options", csrf, {})).json()
     wrong = await _json(
@@ -130,11 +130,27 @@ async def test_an_admin_sees_and_revokes_a_leaders_passkey_with_a_step_up(consol
     action = page.text.split(f"/console/admin/users/{leader.id}/passkeys/")[1].split('"')[0]
     revoke = f"/console/admin/users/{leader.id}/passkeys/{action}"
     clock.advance(get_settings().step_up_max_age_seconds + 1)
-    stale = await console.post(
-        revoke, data={"csrf_token": csrf}, headers={"referer": f"{ORIGIN}/console/admin/users/{leader.id}"}
-    )
+    # The form names its own page (the console sends no Referer) for the way back.
+    assert f'name="back" value="/admin/users/{leader.id}"' in page.text
+    stale = await console.post(revoke, data={"csrf_token": csrf, "back": f"/admin/users/{leader.id}"})
     assert stale.status_code == 403 and 'data-testid="step-up-passkey"' in stale.text
     assert f"next=/admin/users/{leader.id}" in stale.text.replace("%2F", "/")
     done = await console.post(revoke, data={"csrf_token": csrf, "totp_code": admin.code()})
     assert done.status_code == 303 and done.headers["location"].endswith("done=passkey_revoked")
     assert "Khoá dự phòng" not in (await console.get(f"/console/admin/users/{leader.id}")).text
+
+
+async def test_a_code_in_a_step_up_form_sends_a_passkey_holder_to_confirm_with_the_passkey(console):
+    unit = await make_unit()
+    leader = await make_account(role=Role.LEADER, unit=unit)
+    csrf = await console_sign_in(console, leader)
+    await _add_passkey(console, csrf, SoftAuthenticator(), "Khoá 1")
+    page = await console.get("/console/passkeys")
+    revoke = "/console/passkeys/" + page.text.split('action="/console/passkeys/')[1].split('"')[0]
+    refused = await console.post(
+        revoke,
+        data={"csrf_token": csrf, "totp_code": leader.code(), "back": "/passkeys"},
+    )
+    assert refused.status_code == 303
+    assert refused.headers["location"] == "/console/mfa/verify?next=/passkeys"
+    assert "Khoá 1" in (await console.get("/console/passkeys")).text
