@@ -1,7 +1,8 @@
-"""An admin's view of someone's passkeys: list them, revoke one (a lost or stolen key). The same
-subtree and rank rules as every account action (auth/managed.py, auth/roles.py ``can_grant``);
-revoking needs a fresh step-up. Losing every passkey is the two-admin reset's (auth/mfa_reset.py),
-which removes them all with the TOTP secret."""
+"""Revoking passkeys as a sensitive action (docs/security.md "Sensitive actions and their doors"):
+one's own (fresh step-up, as oneself), and an admin's view of someone's passkeys: list them,
+revoke one (a lost or stolen key), with the same subtree and rank rules as every account action
+(auth/managed.py, auth/roles.py ``can_grant``) and a fresh step-up. Losing every passkey is the
+two-admin reset's (auth/mfa_reset.py), which removes them all with the TOTP secret."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from auth.principal import Principal
 from auth.roles import Role, can_grant
 from auth.step_up import require_fresh_step_up
 from core.errors import Forbidden
+
+
+async def revoke_own(session: AsyncSession, *, principal: Principal, passkey_id: uuid.UUID) -> None:
+    if principal.actor is None or principal.is_delegated:
+        raise Forbidden("Only the holder revokes their own passkey", code="delegation_not_allowed")
+    require_fresh_step_up(principal)
+    await passkeys.revoke(session, user=principal.actor, passkey_id=passkey_id, by_admin=False)
 
 
 async def list_for(

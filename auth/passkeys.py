@@ -36,6 +36,7 @@ from webauthn.helpers.structs import (
 )
 
 from auth import audit
+from auth.mfa import step_up_fresh
 from auth.models import AuthSession, User, WebauthnCredential
 from auth.passkey_challenges import Ceremony, Challenge, issue, take
 from auth.passkey_policy import PASSKEY
@@ -44,6 +45,7 @@ from auth.passkey_schemas import (
     AuthenticationCredentialIn,
     RegistrationCredentialIn,
 )
+from auth.step_up import STEP_UP_MESSAGE
 from auth.throttle import check_not_throttled, record_failure, reset_failures
 from core.config import get_settings
 from core.db import detached_transaction, utcnow
@@ -91,7 +93,15 @@ def _descriptor(credential: WebauthnCredential) -> PublicKeyCredentialDescriptor
 # --- registration -------------------------------------------------------------------------
 
 
+def _require_fresh(auth_session: AuthSession) -> None:
+    """Adding a credential is a sensitive action: the session verified a second factor within the
+    step-up window (checked here, whatever the door, as auth/step_up.py does for principals)."""
+    if not step_up_fresh(auth_session, now=utcnow()):
+        raise Forbidden(STEP_UP_MESSAGE, code="step_up_required")
+
+
 async def begin_registration(session: AsyncSession, *, user: User, auth_session: AuthSession) -> Options:
+    _require_fresh(auth_session)
     existing = await credentials_of(session, user.id)
     if len(existing) >= MAX_PASSKEYS_PER_USER:
         raise Conflict(

@@ -97,8 +97,7 @@ async def finish_assertion(
 async def revoke_own_passkey(
     passkey_id: uuid.UUID, session: SessionDep, principal: Principal = OwnCredentialChange
 ) -> None:
-    assert principal.actor is not None
-    await passkeys.revoke(session, user=principal.actor, passkey_id=passkey_id, by_admin=False)
+    await passkey_admin.revoke_own(session, principal=principal, passkey_id=passkey_id)
 
 
 @admin_router.get("/{user_id}/passkeys", response_model=list[PasskeyOut])

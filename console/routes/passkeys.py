@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from api.deps import Authenticated, SessionDep, Verifying, ensure_step_up
-from auth import passkeys
+from auth import passkey_admin, passkeys
 from auth.passkey_policy import passkey_required
 from auth.passkey_schemas import PasskeyAssertionIn, PasskeyRegistrationIn
 from auth.principal import Principal
@@ -120,9 +120,8 @@ async def revoke(
     totp_code: Code = "",
     principal: Principal = OwnAccount,
 ) -> Response:
-    assert principal.actor is not None
     await step_up(request, session, principal, totp_code)
-    await passkeys.revoke(session, user=principal.actor, passkey_id=passkey_id, by_admin=False)
+    await passkey_admin.revoke_own(session, principal=principal, passkey_id=passkey_id)
     return see_other("/passkeys?done=passkey_revoked")
 
 
