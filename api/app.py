@@ -28,6 +28,7 @@ from api.routers import (
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
 from api.routers import news as news_routes
+from api.routers import passkeys as passkey_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
@@ -55,6 +56,8 @@ def create_api_app(*, max_body_bytes: int, manage_resources: bool = True) -> Fas
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
     app.include_router(health.router)
     app.include_router(auth_routes.router, prefix="/v1/auth")
+    app.include_router(passkey_routes.router, prefix="/v1/auth/passkeys")
+    app.include_router(passkey_routes.admin_router, prefix="/v1/users")
     app.include_router(units.router, prefix="/v1/units")
     app.include_router(users.router, prefix="/v1/users")
     app.include_router(mfa_resets.router, prefix="/v1/mfa-resets")

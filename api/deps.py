@@ -19,6 +19,7 @@ from auth.models import Unit
 from auth.principal import Principal, Restriction
 from auth.roles import Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
+from auth.step_up import STEP_UP_MESSAGE
 from core.after_commit import committed
 from core.context import current_context
 from core.db import get_sessionmaker, transaction, utcnow
@@ -244,6 +245,7 @@ class Authenticated(AccessPolicy):
                 message={
                     Restriction.MFA_ENROLMENT_REQUIRED: "Enrol two-factor authentication first",
                     Restriction.MFA_REQUIRED: "Verify your two-factor code first",
+                    Restriction.PASSKEY_REQUIRED: "Sign in with your passkey first",
                     Restriction.PASSWORD_CHANGE_REQUIRED: "Change your password first",
                 }[principal.restriction],
             )
@@ -255,7 +257,7 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request,
                 code="step_up_required",
-                message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
+                message=STEP_UP_MESSAGE,
             )
 
 
@@ -317,7 +319,7 @@ SignedIn = Depends(Authenticated(allow=frozenset(Restriction)))
 Enrolling = Depends(
     Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
 )
-Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED})))
+Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED})))
 ChangingPassword = Depends(
     Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
 )
@@ -332,7 +334,7 @@ async def ensure_step_up(request: Request, principal: Principal) -> None:
         raise await deny(
             request,
             code="step_up_required",
-            message="Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry",
+            message=STEP_UP_MESSAGE,
         )
 
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import audit, mfa, networks
+from auth import audit, mfa, networks, passkeys
 from auth.metrics import SIGNIN_FAILURES
 from auth.models import AuthSession, TotpCredential, User
+from auth.passkey_policy import passkey_required
 from auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from auth.principal import Restriction
+from auth.roles import Role
 from auth.sessions import TokenPair, open_session, restriction_of
 from auth.throttle import check_not_throttled, record_failure, reset_failures
 from core.db import utcnow
@@ -76,15 +78,19 @@ async def login(
     await networks.ensure_account_may_sign_in(user, ip=ip, action="auth.login_failed")
     credential = await session.get(TotpCredential, user.id)
     enrolled = credential is not None and credential.confirmed_at is not None
+    has_passkey = await passkeys.has_passkey(session, user.id)
+    # A person who must use their passkey is not signed in by a code: it is left unspent (a
+    # relayed code then proves nothing) and the session waits for the passkey.
+    code_accepted = enrolled and not (has_passkey and passkey_required(Role(user.role)))
     # Every check that can fail comes before the first write to the user's row: a failure is
     # counted on that row in a transaction of its own (auth/throttle.py).
     code_verified = False
-    if totp_code and credential is not None and enrolled:
+    if totp_code and credential is not None and code_accepted:
         await mfa.accept_code(session, user=user, credential=credential, code=totp_code)
         code_verified = True
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    if code_verified or not enrolled:
+    if code_verified or not (enrolled or has_passkey):
         # Only a complete sign-in clears the failures. With a second factor still to come, a
         # right password must not: else signing in with the password before each guess would
         # give unlimited guesses at the code (accept_code clears them when the code passes).
@@ -93,6 +99,7 @@ async def login(
         session, user=user, ip=ip, user_agent=user_agent, mfa_verified=code_verified
     )
     if code_verified:
+        auth_session.mfa_method = "totp"
         audit.record(session, action="mfa.verified", object_type="session", object_id=auth_session.id)
     audit.record(
         session,
@@ -107,7 +114,9 @@ async def login(
     return LoginResult(
         tokens=tokens,
         user=user,
-        restriction=restriction_of(user, auth_session, totp_enrolled=enrolled, now=now),
+        restriction=restriction_of(
+            user, auth_session, totp_enrolled=enrolled, passkey_enrolled=has_passkey, now=now
+        ),
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
-from auth.models import AuthSession, RecoveryCode, TotpCredential, User
+from auth.models import AuthSession, RecoveryCode, TotpCredential, User, WebauthnCredential
+from auth.passkey_policy import passkey_required
+from auth.roles import Role
 from auth.throttle import check_not_throttled, record_failure, reset_failures
 from auth.totp import (
     hash_recovery_code,
@@ -74,8 +76,10 @@ async def verify(session: AsyncSession, *, user: User, auth_session: AuthSession
     credential = await session.get(TotpCredential, user.id)
     if credential is None or credential.confirmed_at is None:
         raise Forbidden("Enrol TOTP first", code="mfa_enrolment_required")
+    await refuse_codes_if_passkey_required(session, user=user)
     await accept_code(session, user=user, credential=credential, code=code)
     auth_session.mfa_verified_at = utcnow()
+    auth_session.mfa_method = "totp"
     audit.record(session, action="mfa.verified", object_type="session", object_id=auth_session.id)
 
 
@@ -125,6 +129,8 @@ async def use_recovery_code(
     """Spend one recovery code in place of a TOTP code; returns how many remain."""
     now = utcnow()
     check_not_throttled(user, now=now)
+    # Losing every passkey goes through the two-admin reset, not a code (auth/passkey_policy.py).
+    await refuse_codes_if_passkey_required(session, user=user)
     spent = (
         await session.execute(
             update(RecoveryCode)
@@ -144,6 +150,7 @@ async def use_recovery_code(
         raise Unauthorized("Invalid recovery code", code="invalid_recovery_code", headers={})
     reset_failures(user)
     auth_session.mfa_verified_at = now
+    auth_session.mfa_method = "recovery_code"
     remaining = len(
         (
             await session.execute(
@@ -161,10 +168,29 @@ async def use_recovery_code(
     return remaining
 
 
-async def reset(session: AsyncSession, *, user: User) -> None:
-    """Admin reset: the user must enrol again on next sign-in; every token of theirs ends."""
+async def reset(session: AsyncSession, *, user: User) -> int:
+    """Admin reset: the user must enrol again on next sign-in; every token of theirs ends. The
+    passkeys go too (the one recovery from losing them all); returns how many there were."""
     await session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
     await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    removed = await session.execute(
+        delete(WebauthnCredential)
+        .where(WebauthnCredential.user_id == user.id)
+        .returning(WebauthnCredential.id)
+    )
+    return len(removed.all())
+
+
+async def refuse_codes_if_passkey_required(session: AsyncSession, *, user: User) -> None:
+    """403 ``passkey_required`` for a person whose role must use the passkeys they hold."""
+    if passkey_required(Role(user.role)):
+        held = await session.scalar(
+            select(func.count()).select_from(WebauthnCredential).where(WebauthnCredential.user_id == user.id)
+        )
+        if held:
+            raise Forbidden(
+                "Use your passkey: codes are not accepted for this account", code="passkey_required"
+            )
 
 
 def step_up_fresh(auth_session: AuthSession | None, *, now: dt.datetime) -> bool:

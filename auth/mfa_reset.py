@@ -130,7 +130,7 @@ async def _open_request(
 
 
 async def confirm_reset(session: AsyncSession, *, principal: Principal, request_id: uuid.UUID) -> User:
-    """The second admin's half (fresh step-up): the account's TOTP and recovery codes go."""
+    """The second admin's half (fresh step-up): the account's TOTP, recovery codes and passkeys go."""
     request, user = await _open_request(session, principal=principal, request_id=request_id)
     confirmer_id = _admin_over(principal, user)
     if confirmer_id == request.requested_by_id or principal.user_id == request.requested_by_id:
@@ -138,7 +138,7 @@ async def confirm_reset(session: AsyncSession, *, principal: Principal, request_
     require_fresh_step_up(principal)
     now = utcnow()
     request.status, request.decided_by_id, request.decided_at = "confirmed", confirmer_id, now
-    await mfa.reset(session, user=user)
+    passkeys_removed = await mfa.reset(session, user=user)
     await revoke_all_sessions(session, user=user, reason="mfa_reset")
     audit.record(
         session,
@@ -146,7 +146,11 @@ async def confirm_reset(session: AsyncSession, *, principal: Principal, request_
         object_type="user",
         object_id=user.id,
         unit_id=user.unit_id,
-        details={"request_id": str(request.id), "requested_by": str(request.requested_by_id)},
+        details={
+            "request_id": str(request.id),
+            "requested_by": str(request.requested_by_id),
+            "passkeys_removed": passkeys_removed,
+        },
     )
     return user
 

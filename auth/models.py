@@ -1,4 +1,4 @@
-"""Accounts: units, users, TOTP credentials, sessions, refresh tokens, delegations, API clients,
+"""Accounts: units, users, TOTP credentials, passkeys, sessions, refresh tokens, delegations, API clients,
 MFA reset requests."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -97,6 +98,30 @@ class RecoveryCode(UUIDPrimaryKey, Base):
     __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
 
 
+class WebauthnCredential(UUIDPrimaryKey, Base):
+    """A passkey or security key of a user (WebAuthn, auth/passkeys.py). Only the public key is
+    kept; ``sign_count`` is the authenticator's counter at its last use, which must grow (a
+    counter that goes back means the key was copied: ``clone_suspected_at`` then refuses it)."""
+
+    __tablename__ = "webauthn_credentials"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # At most 1023 bytes (WebAuthn Level 3 §5.8.3); checked before the insert and by the table.
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    name: Mapped[str] = mapped_column(String(64))
+    aaguid: Mapped[str] = mapped_column(String(36))
+    attestation_format: Mapped[str] = mapped_column(String(32))
+    backed_up: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    transports: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default=text("'{}'"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    last_used_at: Mapped[dt.datetime | None]
+    clone_suspected_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (CheckConstraint("octet_length(credential_id) <= 1023", name="credential_id_length"),)
+
+
 class AuthSession(UUIDPrimaryKey, Base):
     """A signed-in device or browser. Access tokens name their session, and every request checks
     that the session is live, so ending a session takes effect on the next request."""
@@ -109,8 +134,11 @@ class AuthSession(UUIDPrimaryKey, Base):
     expires_at: Mapped[dt.datetime]
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
-    # Set when a TOTP code (or recovery code) was verified; step-up checks its age.
+    # Set when a second factor was verified; step-up checks its age.
     mfa_verified_at: Mapped[dt.datetime | None]
+    # Which one: totp | recovery_code | passkey. A role that must use its passkeys (auth/
+    # passkey_policy.py) is not signed in by anything but "passkey".
+    mfa_method: Mapped[str | None] = mapped_column(String(16))
     revoked_at: Mapped[dt.datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
 

@@ -44,6 +44,8 @@ class Restriction(StrEnum):
 
     MFA_ENROLMENT_REQUIRED = "mfa_enrolment_required"
     MFA_REQUIRED = "mfa_required"
+    # A role that must use its passkeys (auth/passkey_policy.py) holds one and has not used it.
+    PASSKEY_REQUIRED = "passkey_required"
     PASSWORD_CHANGE_REQUIRED = "password_change_required"  # noqa: S105 (a state name)
 
 

@@ -7,12 +7,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit, networks
-from auth.models import AuthSession, RefreshToken, TotpCredential, User
+from auth.models import AuthSession, RefreshToken, TotpCredential, User, WebauthnCredential
+from auth.passkey_policy import PASSKEY, passkey_required
 from auth.passwords import is_expired
 from auth.principal import Restriction
 from auth.roles import MFA_EXEMPT_ROLES, Role
@@ -233,7 +234,12 @@ async def resolve_access_token(
     claims = decode_access_token(token)
     row = (
         await session.execute(
-            select(AuthSession, User, TotpCredential.confirmed_at)
+            select(
+                AuthSession,
+                User,
+                TotpCredential.confirmed_at,
+                exists().where(WebauthnCredential.user_id == User.id).label("passkey_enrolled"),
+            )
             .join(User, User.id == AuthSession.user_id)
             .outerjoin(TotpCredential, TotpCredential.user_id == User.id)
             .where(AuthSession.id == claims.session_id)
@@ -241,7 +247,7 @@ async def resolve_access_token(
     ).first()
     if row is None:
         raise Unauthorized("Session not found", code="session_revoked")
-    auth_session, user, totp_confirmed_at = row
+    auth_session, user, totp_confirmed_at, passkey_enrolled = row
     now = utcnow()
     if user.id != claims.user_id or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("Session has ended", code="session_revoked")
@@ -253,7 +259,13 @@ async def resolve_access_token(
     return ResolvedSession(
         user=user,
         auth_session=auth_session,
-        restriction=restriction_of(user, auth_session, totp_enrolled=totp_confirmed_at is not None, now=now),
+        restriction=restriction_of(
+            user,
+            auth_session,
+            totp_enrolled=totp_confirmed_at is not None,
+            passkey_enrolled=passkey_enrolled,
+            now=now,
+        ),
     )
 
 
@@ -290,12 +302,22 @@ def live_sessions(*, user: User, now: dt.datetime) -> Select[AuthSession]:
 
 
 def restriction_of(
-    user: User, auth_session: AuthSession, *, totp_enrolled: bool, now: dt.datetime
+    user: User,
+    auth_session: AuthSession,
+    *,
+    totp_enrolled: bool,
+    now: dt.datetime,
+    passkey_enrolled: bool = False,
 ) -> Restriction | None:
-    if Role(user.role) not in MFA_EXEMPT_ROLES:
-        if not totp_enrolled:
+    role = Role(user.role)
+    if role not in MFA_EXEMPT_ROLES:
+        if passkey_enrolled and passkey_required(role):
+            # Only a passkey signs such a person in: a TOTP code can be relayed by a phishing page.
+            if auth_session.mfa_method != PASSKEY or auth_session.mfa_verified_at is None:
+                return Restriction.PASSKEY_REQUIRED
+        elif not (totp_enrolled or passkey_enrolled):
             return Restriction.MFA_ENROLMENT_REQUIRED
-        if auth_session.mfa_verified_at is None:
+        elif auth_session.mfa_verified_at is None:
             return Restriction.MFA_REQUIRED
     if user.must_change_password or is_expired(user.password_changed_at, now):
         return Restriction.PASSWORD_CHANGE_REQUIRED

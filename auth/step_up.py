@@ -11,7 +11,10 @@ from auth.principal import Principal
 from core.db import utcnow
 from core.errors import Forbidden
 
-STEP_UP_MESSAGE = "Verify a fresh two-factor code (POST /v1/auth/mfa/verify) and retry"
+STEP_UP_MESSAGE = (
+    "Verify a fresh second factor (POST /v1/auth/mfa/verify, or a passkey: "
+    "POST /v1/auth/passkeys/assertion) and retry"
+)
 
 
 def require_fresh_step_up(principal: Principal) -> None:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api.app import create_api_app
 from auth.networks import check_network_rules
+from auth.passkey_policy import check_passkey_policy
 from auth.session_limits import check_session_limits
 from console.app import mount_console
 from core.config import get_settings
@@ -31,6 +32,7 @@ def create_app(*, manage_resources: bool = True) -> FastAPI:
     check_session_limits()
     # Likewise a role or permission in CHUONG_ALLOWED_NETWORKS that does not exist.
     check_network_rules()
+    check_passkey_policy()  # and in CHUONG_PASSKEY_REQUIRED_ROLES
     configure_logging(level=settings.log_level, json=settings.log_json)
     log_production_warnings(settings)  # unverified database or Redis connections across hosts
     # Jobs a request's transaction defers go to arq once it has committed (api/deps.py).

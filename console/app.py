@@ -23,9 +23,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.networks import NETWORK_NOT_ALLOWED
 from console import i18n
-from console.forms import reject_unstorable_input
+from console.forms import reject_unstorable_input, safe_next
 from console.i18n import _, network_refusal_message
-from console.routes import admin, audit, clients, delivery, devices, home, live, news, signin, tracking
+from console.routes import (
+    admin,
+    audit,
+    clients,
+    delivery,
+    devices,
+    home,
+    live,
+    news,
+    passkeys,
+    signin,
+    tracking,
+)
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.db import is_bounded_wait, lost_connection
@@ -40,6 +52,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 _RESTRICTION_PAGES = {
     "mfa_enrolment_required": "/mfa/enrol",
     "mfa_required": "/mfa/verify",
+    "passkey_required": "/mfa/verify",
     "password_change_required": "/password",
 }
 
@@ -77,13 +90,22 @@ def wants_data(request: Request) -> bool:
     return "text/html" not in accept and ("text/event-stream" in accept or "application/json" in accept)
 
 
-def _error_page(request: Request, status: int, code: str, message: str) -> Response:
+def _back(request: Request, exc: ChuongError) -> str:
+    """Where to come back after confirming with a passkey: the page of a refused step-up form
+    (console.forms.step_up names it), or the page a restricted session asked for."""
+    for detail in exc.details:
+        if "back" in detail:
+            return safe_next(detail["back"])
+    return safe_next(request.url.path.removeprefix(BASE)) if request.method == "GET" else "/"
+
+
+def _error_page(request: Request, status: int, code: str, message: str, back: str = "/") -> Response:
     if wants_data(request):  # a script or the live panel's fetch: the one JSON error shape
         return JSONResponse(error_body(code, message), status_code=status)
     return render(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message},
+        {"status": status, "code": code, "message": message, "back": back},
         status_code=status,
         headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"} if is_htmx(request) else None,
     )
@@ -112,13 +134,21 @@ def create_console_app() -> FastAPI:
                 request, f"/login?next={quote(next_path)}&reason={quote(exc.code)}", clear_session=True
             )
         if exc.status_code == 403 and exc.code in _RESTRICTION_PAGES:
-            return _redirect(request, _RESTRICTION_PAGES[exc.code])
+            target = _RESTRICTION_PAGES[exc.code]
+            if exc.code == "passkey_required":
+                # Also a step-up code refused for a person who must use a passkey: confirm with
+                # it, then come back to the form.
+                target += f"?next={quote(_back(request, exc))}"
+            return _redirect(request, target)
         message = exc.message
         if exc.code == "step_up_required":
-            message = _("Enter your current two-factor code in the form to confirm this action.")
+            message = _(
+                "Enter your current two-factor code in the form to confirm this action, "
+                "or confirm with your passkey first."
+            )
         elif exc.code == NETWORK_NOT_ALLOWED:
             message = network_refusal_message(exc)
-        page = _error_page(request, exc.status_code, exc.code, message)
+        page = _error_page(request, exc.status_code, exc.code, message, _back(request, exc))
         if exc.status_code == 429:  # the browser (and a script) learn when to come back
             page.headers.update(exc.headers)
         return page
@@ -148,7 +178,7 @@ def create_console_app() -> FastAPI:
         return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, home, live, admin, clients, audit, devices, news, delivery, tracking):
+    for module in (signin, passkeys, home, live, admin, clients, audit, devices, news, delivery, tracking):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.

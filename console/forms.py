@@ -21,17 +21,32 @@ def see_other(path: str) -> RedirectResponse:
     return RedirectResponse(BASE + path, status_code=303)
 
 
+def safe_next(value: object) -> str:
+    """Only a path inside the console: never an absolute URL or a scheme-relative one."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
 async def step_up(request: Request, session: AsyncSession, principal: Principal, code: str) -> None:
     """The console's step-up: the form carries a fresh TOTP code, verified in this request
-    (same single-use rule as ``POST /v1/auth/mfa/verify``), then the API's own freshness check."""
-    if code.strip():
-        assert principal.actor is not None and principal.session is not None
-        try:
-            await mfa.verify(session, user=principal.actor, auth_session=principal.session, code=code)
-        except Unauthorized as exc:
-            # A 401 would end the console session; a wrong step-up code only refuses the action.
-            raise Forbidden(_("Wrong two-factor code"), code="step_up_failed") from exc
-    await ensure_step_up(request, principal)
+    (same single-use rule as ``POST /v1/auth/mfa/verify``), then the API's own freshness check.
+    Without a code, a recent verification (a passkey, docs/security.md) passes. A refusal carries
+    the form's page (its ``back`` field: the console sends no Referer) so that the error page can
+    offer to confirm with a passkey and come back."""
+    back = safe_next((await request.form()).get("back"))
+    try:
+        if code.strip():
+            assert principal.actor is not None and principal.session is not None
+            try:
+                await mfa.verify(session, user=principal.actor, auth_session=principal.session, code=code)
+            except Unauthorized as exc:
+                # A 401 would end the console session; a wrong step-up code only refuses the action.
+                raise Forbidden(_("Wrong two-factor code"), code="step_up_failed") from exc
+        await ensure_step_up(request, principal)
+    except Forbidden as exc:
+        exc.details = [*exc.details, {"back": back}]
+        raise
 
 
 def invalid(exc: ValidationError) -> Unprocessable:

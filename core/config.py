@@ -131,6 +131,21 @@ class Settings(BaseSettings):
     login_lockout_after_failures: int = 10
     login_lockout_seconds: int = 1800
 
+    # --- passkeys and security keys (WebAuthn; docs/security.md "Passkeys and security keys") ---
+    # The relying party: the registrable domain the console is served under (passkeys are bound
+    # to it for ever: changing it orphans every enrolled passkey), and the exact origins
+    # (scheme://host[:port]) a browser may run a ceremony from.
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "Chuông"
+    webauthn_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:8000"]
+    )
+    # How long a ceremony's challenge stays usable (once).
+    webauthn_challenge_seconds: int = Field(default=120, ge=30, le=600)
+    # Roles that must sign in with a passkey once they hold one (D-22: leaders get the strongest
+    # factor). Add system_admin, unit_admin, publisher to extend the rule (comma-separated).
+    passkey_required_roles: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["leader"])
+
     # --- HTTP ---
     max_body_bytes: int = 1_048_576
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -340,6 +355,8 @@ class Settings(BaseSettings):
         "deep_link_schemes",
         "deep_link_hosts",
         "redis_sentinels",
+        "webauthn_origins",
+        "passkey_required_roles",
         mode="before",
     )
     @classmethod

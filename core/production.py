@@ -281,6 +281,33 @@ def _open_networks(settings: Settings) -> list[str]:
     ]
 
 
+def _webauthn(settings: Settings) -> list[str]:
+    """Passkeys are bound to the RP ID for ever and a browser runs a ceremony only over https (or
+    on localhost): a development value here would make every enrolment useless or impossible."""
+    rp_id = settings.webauthn_rp_id.strip().lower()
+    problems: list[str] = []
+    if not rp_id or rp_id == "localhost" or _is_ip(rp_id):
+        problems.append(f"CHUONG_WEBAUTHN_RP_ID: {rp_id!r} is not the console's registrable domain")
+    if not settings.webauthn_origins:
+        problems.append("CHUONG_WEBAUTHN_ORIGINS: empty; no browser could enrol or use a passkey")
+    for origin in settings.webauthn_origins:
+        parts = urlsplit(origin)
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" or parts.path not in ("", "/") or parts.query:
+            problems.append(f"CHUONG_WEBAUTHN_ORIGINS: {origin!r} is not an https origin")
+        elif host != rp_id and not host.endswith("." + rp_id):
+            problems.append(f"CHUONG_WEBAUTHN_ORIGINS: {origin!r} is not inside the RP ID {rp_id!r}")
+    return problems
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _logging(settings: Settings) -> list[str]:
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
@@ -461,6 +488,7 @@ CHECKS: tuple[Callable[[Settings], list[str]], ...] = (
     _secrets,
     _http,
     _networks,
+    _webauthn,
     _logging,
     _passwords,
     _database,

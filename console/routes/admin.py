@@ -1,6 +1,7 @@
-"""Accounts of the admin's subtree: list, create, role, disable/enable, unlock, sessions, and the
-two-admin MFA reset (auth/mfa_reset.py, shared with the API). Each action is the API's service
-call behind the API's permission; the use cases themselves check subtree, step-up and four eyes."""
+"""Accounts of the admin's subtree: list, create, role, disable/enable, unlock, sessions, passkeys
+(list, revoke one), and the two-admin MFA reset (auth/mfa_reset.py, shared with the API). Each
+action is the API's service call behind the API's permission; the use cases themselves check
+subtree, step-up and four eyes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.deps import Require, SessionDep
-from auth import account_sessions, mfa_reset
+from auth import account_sessions, mfa_reset, passkey_admin
 from auth import units as unit_service
 from auth import users as user_service
 from auth.principal import Principal
@@ -119,6 +120,7 @@ async def user_page(
         else []
     )
     pending = await mfa_reset.pending_for(session, principal=principal, user_id=user.id)
+    keys = await passkey_admin.list_for(session, principal=principal, user_id=user.id)
     return render(
         request,
         "admin/user.html",
@@ -126,6 +128,7 @@ async def user_page(
             "user": await user_service.to_out(session, user, reveal_personal=False),
             "sessions": sessions,
             "pending_reset": pending,
+            "passkeys": keys,
             "roles": _grantable(principal),
             "done": done,
         },
@@ -165,6 +168,21 @@ async def change_role(
         await step_up(request, session, principal, totp_code)
     await user_service.update_user(session, principal=principal, user_id=user_id, body=UserUpdate(role=role))
     return see_other(f"/admin/users/{user_id}?done=role")
+
+
+@router.post("/users/{user_id}/passkeys/{passkey_id}/revoke")
+async def revoke_passkey(
+    request: Request,
+    user_id: uuid.UUID,
+    passkey_id: uuid.UUID,
+    session: SessionDep,
+    totp_code: Code = "",
+    principal: Principal = Writer,
+) -> Response:
+    """A lost or stolen key (fresh step-up), as ``DELETE /v1/users/{id}/passkeys/{passkey_id}``."""
+    await step_up(request, session, principal, totp_code)
+    await passkey_admin.revoke_for(session, principal=principal, user_id=user_id, passkey_id=passkey_id)
+    return see_other(f"/admin/users/{user_id}?done=passkey_revoked")
 
 
 @router.post("/users/{user_id}/sessions/revoke-all")

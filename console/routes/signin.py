@@ -13,14 +13,19 @@ from typing import Annotated
 import segno
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import PUBLIC, ChangingPassword, Enrolling, FullSession, SessionDep, SignedIn, Verifying
-from auth import account_sessions, mfa, ratelimit
+from auth import account_sessions, mfa, passkeys, ratelimit
 from auth import login as login_service
+from auth.models import User
 from auth.networks import NETWORK_NOT_ALLOWED
+from auth.passkey_policy import passkey_required
 from auth.principal import Principal
+from auth.roles import Role
 from auth.users import change_own_password
 from console import i18n
+from console.forms import safe_next
 from console.i18n import _
 from console.security import (
     clear_session_cookie,
@@ -43,11 +48,18 @@ Code = Annotated[str, Form(max_length=32)]
 NextPath = Annotated[str, Form(max_length=512)]
 
 
-def _safe_next(value: str | None) -> str:
-    """Only a path inside the console: never an absolute URL or a scheme-relative one."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
+async def _passkey_state(session: AsyncSession, user: User) -> tuple[bool, bool, bool]:
+    """(holds a passkey, role must use passkeys, must use one now)."""
+    held = await passkeys.has_passkey(session, user.id)
+    required = passkey_required(Role(user.role))
+    return held, required, held and required
+
+
+async def _after_second_factor(session: AsyncSession, user: User, next_path: str) -> str:
+    """Where a completed sign-in goes: a role that must use passkeys and has none is guided to
+    add one (D-22); everyone else to the page they asked for."""
+    held, required, _only = await _passkey_state(session, user)
+    return "/passkeys" if required and not held else safe_next(next_path)
 
 
 def _see_other(path: str) -> RedirectResponse:
@@ -56,7 +68,7 @@ def _see_other(path: str) -> RedirectResponse:
 
 @router.get("/login", dependencies=[PUBLIC])
 async def login_page(request: Request, next: str = "/", reason: str = "") -> Response:
-    return render(request, "login.html", {"next": _safe_next(next), "error": None, "reason": reason})
+    return render(request, "login.html", {"next": safe_next(next), "error": None, "reason": reason})
 
 
 @router.post("/login", dependencies=[PUBLIC])
@@ -95,15 +107,16 @@ async def login(
         return render(
             request,
             "login.html",
-            {"next": _safe_next(next), "error": message, "reason": ""},
+            {"next": safe_next(next), "error": message, "reason": ""},
             status_code=exc.status_code,
         )
     restriction = result.restriction.value if result.restriction else None
     target = {
         "mfa_enrolment_required": "/mfa/enrol",
         "mfa_required": "/mfa/verify",
+        "passkey_required": "/mfa/verify",
         "password_change_required": "/password",
-    }.get(restriction or "", _safe_next(next))
+    }.get(restriction or "") or await _after_second_factor(session, result.user, next)
     response = _see_other(target)
     response.headers.append(
         "set-cookie",
@@ -130,7 +143,7 @@ async def logout(session: SessionDep, principal: Principal = SignedIn) -> Respon
 
 @router.post("/lang", dependencies=[PUBLIC])
 async def switch_language(language: Annotated[str, Form(max_length=5)], next: NextPath = "/") -> Response:
-    response = _see_other(_safe_next(next))
+    response = _see_other(safe_next(next))
     if language in i18n.LANGUAGES:
         response.set_cookie(
             i18n.LANGUAGE_COOKIE,
@@ -144,9 +157,22 @@ async def switch_language(language: Annotated[str, Form(max_length=5)], next: Ne
     return response
 
 
+async def _verify_context(
+    session: AsyncSession, user: User, next_path: str, error: str | None
+) -> dict[str, object]:
+    held, _required, only = await _passkey_state(session, user)
+    return {"error": error, "has_passkey": held, "passkey_only": only, "next": safe_next(next_path)}
+
+
 @router.get("/mfa/verify")
-async def verify_page(request: Request, principal: Principal = Verifying) -> Response:
-    return render(request, "mfa_verify.html", {"error": None}, principal=principal)
+async def verify_page(
+    request: Request, session: SessionDep, next: str = "/", principal: Principal = Verifying
+) -> Response:
+    """Sign-in's second step, and the step-up before a sensitive action (``next`` returns there):
+    the passkey first when the account holds one, the code unless the role must use passkeys."""
+    assert principal.actor is not None
+    context = await _verify_context(session, principal.actor, next, None)
+    return render(request, "mfa_verify.html", context, principal=principal)
 
 
 @router.post("/mfa/verify")
@@ -155,6 +181,7 @@ async def verify(
     session: SessionDep,
     code: Code = "",
     recovery_code: Code = "",
+    next: NextPath = "/",
     principal: Principal = Verifying,
 ) -> Response:
     assert principal.actor is not None and principal.session is not None
@@ -168,10 +195,9 @@ async def verify(
     except ChuongError as exc:
         if exc.status_code != 401:
             raise
-        return render(
-            request, "mfa_verify.html", {"error": _("Wrong code")}, principal=principal, status_code=401
-        )
-    return _see_other("/")
+        context = await _verify_context(session, principal.actor, next, _("Wrong code"))
+        return render(request, "mfa_verify.html", context, principal=principal, status_code=401)
+    return _see_other(await _after_second_factor(session, principal.actor, next))
 
 
 @router.get("/mfa/enrol")

@@ -72,11 +72,18 @@ MFA_PENDING_ALLOWED = {
     "POST /v1/auth/mfa/enrol/confirm",
     "POST /v1/auth/mfa/verify",
     "POST /v1/auth/mfa/recover",
+    # A passkey completes a sign-in as a code does (auth/passkeys.py).
+    "POST /v1/auth/passkeys/assertion/options",
+    "POST /v1/auth/passkeys/assertion",
 }
 
 
 def test_restricted_sessions_reach_only_the_routes_that_lift_the_restriction(routes):
-    for restriction in (Restriction.MFA_REQUIRED, Restriction.MFA_ENROLMENT_REQUIRED):
+    for restriction in (
+        Restriction.MFA_REQUIRED,
+        Restriction.MFA_ENROLMENT_REQUIRED,
+        Restriction.PASSKEY_REQUIRED,
+    ):
         allowed = {
             f"{m} {r.path}"
             for r in routes

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from auth import api_clients, delegations, mfa_reset
+from auth import api_clients, delegations, mfa_reset, passkey_admin
 from auth import users as user_service
 from auth.api_clients import ApiScope
 from auth.models import AuthSession, Unit, User
@@ -29,6 +29,7 @@ from news import workflow
 from tests.console.support import console_sign_in
 from tests.news.helpers import make_desk, submitted
 from tests.support.factories import Account, make_account, make_unit, sign_in
+from tests.support.soft_authenticator import SoftAuthenticator
 
 PASSWORD = "a brand new passphrase 7"
 
@@ -116,6 +117,23 @@ async def _leader_and_assistant() -> tuple[Account, Account]:
     return await make_account(role=Role.LEADER, unit=unit), await make_account(role=Role.MEMBER, unit=unit)
 
 
+async def _with_passkey(client: httpx.AsyncClient, role: Role) -> tuple[Unit, Account, str]:
+    """An account of ``role`` holding one passkey (enrolled through the API with the software
+    authenticator), and the passkey's id."""
+    unit = await make_unit()
+    holder = await make_account(role=role, unit=unit)
+    headers = await sign_in(client, holder)
+    options = (await client.post("/v1/auth/passkeys/registration/options", headers=headers)).json()
+    credential = SoftAuthenticator().create(options["options"])
+    done = await client.post(
+        "/v1/auth/passkeys/registration",
+        headers=headers,
+        json={"ceremony_id": options["ceremony_id"], "name": "key", "credential": credential},
+    )
+    assert done.status_code == 201, done.text
+    return unit, holder, str(done.json()["id"])
+
+
 def _in_a_week() -> str:
     return (clock.utcnow() + dt.timedelta(days=7)).isoformat()
 
@@ -198,6 +216,23 @@ async def api_sms_degraded_mode(client: httpx.AsyncClient) -> Call:
     return Call(admin, "PUT", "/v1/sms/degraded-mode", {"enabled": True, "reason": "FCM outage"})
 
 
+async def api_revoke_someones_passkey(client: httpx.AsyncClient) -> Call:
+    unit, leader, passkey_id = await _with_passkey(client, Role.LEADER)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
+    return Call(admin, "DELETE", f"/v1/users/{leader.id}/passkeys/{passkey_id}", {})
+
+
+async def api_revoke_own_passkey(client: httpx.AsyncClient) -> Call:
+    # An editor: a leader holding a passkey could not sign in with the code this test uses.
+    _, editor, passkey_id = await _with_passkey(client, Role.EDITOR)
+    return Call(editor, "DELETE", f"/v1/auth/passkeys/{passkey_id}", {})
+
+
+async def api_add_passkey(client: httpx.AsyncClient) -> Call:
+    _, _, editor = await _admin_and_editor()
+    return Call(editor, "POST", "/v1/auth/passkeys/registration/options", {})
+
+
 API_DOORS: list[Prepare] = [
     api_create_admin,
     api_promote_to_admin,
@@ -212,6 +247,9 @@ API_DOORS: list[Prepare] = [
     api_approve_news,
     api_recall_news,
     api_sms_degraded_mode,
+    api_revoke_someones_passkey,
+    api_revoke_own_passkey,
+    api_add_passkey,
 ]
 
 
@@ -275,6 +313,17 @@ async def console_recall_news(client: httpx.AsyncClient) -> Call:
     return Call(publisher, "POST", f"/console/news/{item_id}/recall", {"reason": "sai thông tin"})
 
 
+async def console_revoke_someones_passkey(client: httpx.AsyncClient) -> Call:
+    unit, leader, passkey_id = await _with_passkey(client, Role.LEADER)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
+    return Call(admin, "POST", f"/console/admin/users/{leader.id}/passkeys/{passkey_id}/revoke", {})
+
+
+async def console_revoke_own_passkey(client: httpx.AsyncClient) -> Call:
+    _, editor, passkey_id = await _with_passkey(client, Role.EDITOR)
+    return Call(editor, "POST", f"/console/passkeys/{passkey_id}/revoke", {})
+
+
 CONSOLE_DOORS: list[Prepare] = [
     console_create_admin,
     console_promote_to_admin,
@@ -286,6 +335,8 @@ CONSOLE_DOORS: list[Prepare] = [
     console_grant_delegation,
     console_approve_news,
     console_recall_news,
+    console_revoke_someones_passkey,
+    console_revoke_own_passkey,
 ]
 
 
@@ -427,6 +478,25 @@ async def uc_recall_news(client: httpx.AsyncClient) -> tuple[Account, Callable[.
     )
 
 
+async def uc_revoke_someones_passkey(
+    client: httpx.AsyncClient,
+) -> tuple[Account, Callable[..., Awaitable[object]]]:
+    unit, leader, passkey_id = await _with_passkey(client, Role.LEADER)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=unit)
+    return admin, lambda session, p: passkey_admin.revoke_for(
+        session, principal=p, user_id=leader.id, passkey_id=uuid.UUID(passkey_id)
+    )
+
+
+async def uc_revoke_own_passkey(
+    client: httpx.AsyncClient,
+) -> tuple[Account, Callable[..., Awaitable[object]]]:
+    _, leader, passkey_id = await _with_passkey(client, Role.LEADER)
+    return leader, lambda session, p: passkey_admin.revoke_own(
+        session, principal=p, passkey_id=uuid.UUID(passkey_id)
+    )
+
+
 USE_CASES = [
     uc_create_admin,
     uc_promote,
@@ -439,6 +509,8 @@ USE_CASES = [
     uc_grant_delegation,
     uc_approve_news,
     uc_recall_news,
+    uc_revoke_someones_passkey,
+    uc_revoke_own_passkey,
 ]
 
 

@@ -74,6 +74,8 @@ def production_values(credential_files: dict[str, str]) -> dict[str, Any]:
         "cors_origins": ["https://portal.example.vn"],
         "trusted_proxies": ["10.0.0.0/8"],
         "allowed_networks": {"users:write": ["10.20.0.0/16"], "system_admin": ["10.20.0.0/16"]},
+        "webauthn_rp_id": "example.vn",
+        "webauthn_origins": ["https://console.example.vn"],
         "log_level": "INFO",
         "argon2_time_cost": 3,
         "argon2_memory_kib": 65536,

@@ -80,6 +80,12 @@ def test_missing_provider_credentials_are_all_named_at_once(production_values) -
         ({"cors_origins": ["http://portal.example.vn"]}, "CHUONG_CORS_ORIGINS"),
         ({"trusted_proxies": ["0.0.0.0/0"]}, "CHUONG_TRUSTED_PROXIES"),
         ({"log_level": "DEBUG"}, "CHUONG_LOG_LEVEL"),
+        # Passkeys bound to a development relying party, or ceremonies from an unsafe origin.
+        ({"webauthn_rp_id": "localhost"}, "CHUONG_WEBAUTHN_RP_ID"),
+        ({"webauthn_rp_id": "10.0.0.5"}, "CHUONG_WEBAUTHN_RP_ID"),
+        ({"webauthn_origins": ["http://console.example.vn"]}, "CHUONG_WEBAUTHN_ORIGINS"),
+        ({"webauthn_origins": ["https://console.example.com"]}, "CHUONG_WEBAUTHN_ORIGINS"),
+        ({"webauthn_origins": []}, "CHUONG_WEBAUTHN_ORIGINS"),
         ({"argon2_memory_kib": 8192}, "CHUONG_ARGON2_MEMORY_KIB"),
         ({"argon2_time_cost": 1}, "CHUONG_ARGON2_TIME_COST"),
         ({"database_url": "postgresql+asyncpg://postgres@db.internal:5432/chuong"}, "CHUONG_DATABASE_URL"),

@@ -2,7 +2,7 @@
 summed before deleting them
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-05 07:00:00
 
 Issue 19 item 7: records were kept for ever. The purge (notifications/retention.py) now applies
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
