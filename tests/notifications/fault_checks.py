@@ -20,6 +20,8 @@ class Recovery:
     devices: int
     reached: int  # devices the emulator accepted a push for
     duplicates: int  # accepted pushes beyond one per device
+    duplicates_by_provider: dict[str, int]
+    most_pushes: int  # the most pushes one device was sent
     counters: tuple[int, int, int, int]  # targeted, sent, invalid, failed on the notification
     open_batches: int
     max_attempts: int  # most provider attempts one delivery took
@@ -31,7 +33,8 @@ class Recovery:
     def line(self) -> str:
         return (
             f"{self.reached} of {self.devices} devices reached, {self.lost} lost, "
-            f"{self.duplicates} duplicates, at most {self.max_attempts} attempts, "
+            f"{self.duplicates} duplicates {self.duplicates_by_provider} "
+            f"(at most {self.most_pushes} pushes to one device), at most {self.max_attempts} attempts, "
             f"{self.open_batches} batches open, final {self.final}"
         )
 
@@ -45,9 +48,15 @@ def requests_per_token(emulator: Emulator) -> dict[str, list[MessageRecord]]:
 
 
 async def recovery(owner_engine, emulator: Emulator, notification_id: str, *, devices: int) -> Recovery:
-    accepted = Counter(
-        record.token for record in emulator.log.find(limit=len(emulator.log) + 1) if record.status == 200
-    )
+    accepted: Counter[str] = Counter()
+    providers: dict[str, str] = {}
+    for record in emulator.log.find(limit=len(emulator.log) + 1):
+        if record.status == 200:
+            accepted[record.token] += 1
+            providers[record.token] = record.provider
+    duplicates = Counter({"fcm": 0, "apns": 0})
+    for token, n in accepted.items():
+        duplicates[providers[token]] += n - 1
     async with owner_engine.connect() as conn:
         counters = (
             await conn.execute(
@@ -71,7 +80,9 @@ async def recovery(owner_engine, emulator: Emulator, notification_id: str, *, de
         final=await counts(owner_engine, notification_id),
         devices=devices,
         reached=len(accepted),
-        duplicates=sum(n - 1 for n in accepted.values()),
+        duplicates=duplicates.total(),
+        duplicates_by_provider=dict(duplicates),
+        most_pushes=max(accepted.values(), default=0),
         counters=tuple(counters),  # type: ignore[arg-type]
         open_batches=open_batches,
         max_attempts=max_attempts,
