@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -28,6 +29,7 @@ STEPS = (
     (11.0, "reset"),
     (13.0, "end"),
 )
+ON_THE_WIRE = 20  # APNs streams a drop waits for (up to 5 s)
 RESETS = sum(1 for _, step in STEPS if step == "reset")
 DROPS = RESETS + sum(1 for _, step in STEPS if step == "goaway")
 # What one worker has on the wire per provider: the answers one drop can lose.
@@ -40,13 +42,19 @@ async def test_latency_spike_goaway_and_resets_lose_nothing(
     client, database_url, owner_engine, emulated_settings, emulator
 ):
     opened: list[int] = []
+    on_the_wire: list[int] = []  # APNs streams waiting for their answer at each drop
 
     async def disruption() -> None:
         emulator.faults.update({"latency_ms": SPIKE_MS})
-        elapsed = 0.0
+        started = time.monotonic()
         for at, step in STEPS:
-            await asyncio.sleep(at - elapsed)
-            elapsed = at
+            await asyncio.sleep(max(0.0, at - (time.monotonic() - started)))
+            if step != "end":
+                # A drop between two batches would test nothing: wait for pushes on the wire.
+                deadline = time.monotonic() + 5
+                while emulator.log.stats.streams_in_flight < ON_THE_WIRE and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                on_the_wire.append(emulator.log.stats.streams_in_flight)
             opened.append(emulator.log.stats.connections_opened)
             if step == "goaway":
                 emulator.drop_connections()
@@ -62,10 +70,12 @@ async def test_latency_spike_goaway_and_resets_lose_nothing(
     reconnects = emulator.log.stats.connections_opened - opened[0]
     print(
         f"\n5 latency {SPIKE_MS} ms for {STEPS[-1][0]:.0f} s with 2 GOAWAYs and {RESETS} TCP resets: "
-        f"{reconnects} connections reopened, {retried} devices asked more than once, "
+        f"{on_the_wire} APNs streams on the wire at the drops, {reconnects} connections reopened, "
+        f"{retried} devices asked more than once, "
         f"finished {recovered:.1f} s after the spike, {result.line()}"
     )
     # Each drop came while pushes were in flight: clients had reconnected since the previous one.
+    assert all(on_the_wire), on_the_wire
     assert all(later > earlier for earlier, later in itertools.pairwise(opened)), opened
     assert_recovered(result, max_duplicates=RESETS * FCM_IN_FLIGHT + DROPS * APNS_IN_FLIGHT)
     assert result.duplicates_by_provider["fcm"] <= RESETS * FCM_IN_FLIGHT
