@@ -11,6 +11,8 @@ GET    /messages?token=&provider=&limit=   recorded messages, oldest first
 DELETE /messages                   empty the record and zero the counts
 GET    /stats                      counts per provider and outcome, connections, record size
 POST   /drop-connections           GOAWAY every provider connection (clients reconnect)
+POST   /reset-connections          TCP RST every provider connection, mid-stream: requests in
+                                   flight get no answer (they may have been recorded as sent)
 POST   /token                      OAuth2 token endpoint over plain HTTP, for a service
                                    account whose token_uri points here
 *      /sms/...                    the SMS gateway sink (emulator/sms.py)
@@ -39,6 +41,7 @@ class ControlHandler:
         log: MessageLog,
         ca_pem: bytes,
         drop_connections: Callable[[], None],
+        reset_connections: Callable[[], None],
         sms: SmsSink | None = None,
     ) -> None:
         self.faults = faults
@@ -46,6 +49,7 @@ class ControlHandler:
         self.sms = sms or SmsSink()
         self._ca_pem = ca_pem
         self._drop_connections = drop_connections
+        self._reset_connections = reset_connections
 
     def __call__(self, request: Request) -> Reply:
         path, _, query = request.path.partition("?")
@@ -78,6 +82,9 @@ class ControlHandler:
         if route == ("POST", "/drop-connections"):
             self._drop_connections()
             return json_reply(200, {"dropped": True})
+        if route == ("POST", "/reset-connections"):
+            self._reset_connections()
+            return json_reply(200, {"reset": True})
         if path == "/token":
             return token_reply(request, self.log)
         return json_reply(404, {"error": f"no route {method} {path}"})

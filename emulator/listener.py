@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
+import struct
 from typing import Protocol, cast
 
 from emulator.h1_connection import Http1ServerConnection
@@ -22,6 +24,7 @@ from emulator.records import Stats
 logger = logging.getLogger(__name__)
 
 _H2_PREFACE_START = b"PRI "
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
 
 
 class _Engine(Protocol):
@@ -91,6 +94,19 @@ class _ConnectionProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def reset(self) -> None:
+        """Cut the connection with a TCP RST, as a crashed peer or a middlebox does: no GOAWAY,
+        no TLS close_notify, streams in flight are lost mid-answer."""
+        transport = self._transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # SO_LINGER on with a zero timeout: close() sends RST instead of FIN.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        transport.abort()
+
 
 class Listener:
     """One port: a name for stats, a handler, and optionally TLS."""
@@ -134,6 +150,11 @@ class Listener:
         """GOAWAY / close every live connection (clients must reconnect), keep listening."""
         for connection in list(self._connections):
             connection.shutdown()
+
+    def reset_connections(self) -> None:
+        """TCP RST every live connection (replies owed are never written), keep listening."""
+        for connection in list(self._connections):
+            connection.reset()
 
     async def stop(self, *, drain_timeout: float = 3.0) -> None:
         """Stop accepting, GOAWAY everyone, give clients `drain_timeout` s, then cut the rest."""

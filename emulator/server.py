@@ -112,6 +112,7 @@ class Emulator:
             log=self.log,
             ca_pem=self.tls.ca_pem,
             drop_connections=self.drop_connections,
+            reset_connections=self.reset_connections,
             sms=self.sms,
         )
         self._control = Listener(name="control", handler=self.control, stats=stats, ssl_context=None)
@@ -153,8 +154,14 @@ class Emulator:
         self.sms.clear()
 
     def drop_connections(self) -> None:
+        """Graceful: GOAWAY (HTTP/2) or close after the owed replies (HTTP/1.1)."""
         self._fcm.drop_connections()
         self._apns.drop_connections()
+
+    def reset_connections(self) -> None:
+        """Abrupt: a TCP RST on every provider connection, requests in flight unanswered."""
+        self._fcm.reset_connections()
+        self._apns.reset_connections()
 
     @property
     def client_host(self) -> str:

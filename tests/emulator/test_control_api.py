@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import aiohttp
+import pytest
 from aioapns import APNs, NotificationRequest
 from firebase_admin import exceptions, messaging
 
@@ -191,3 +193,41 @@ async def test_oauth_token_endpoint_on_the_control_port(control: aiohttp.ClientS
 async def test_unknown_route_is_404(control: aiohttp.ClientSession) -> None:
     async with control.get("/nope") as response:
         assert response.status == 404
+
+
+async def test_reset_connections_cuts_requests_in_flight_with_a_tcp_reset(
+    emulator: Emulator, control: aiohttp.ClientSession, apns_client: APNs
+) -> None:
+    """Unlike GOAWAY, a reset answers nothing: the request was received (and recorded as sent),
+    the client only sees its connection reset; the next request reconnects."""
+    context = ssl.create_default_context(cafile=str(emulator.ca_path))
+    context.set_alpn_protocols(["http/1.1"])
+    reader, writer = await asyncio.open_connection(
+        emulator.client_host, emulator.fcm_port, ssl=context, server_hostname=emulator.client_host
+    )
+    body = b'{"message": {"token": "reset-probe", "notification": {"title": "x"}}}'
+    await _put_faults(control, latency_ms=5000)
+    writer.write(
+        b"POST /v1/projects/p/messages:send HTTP/1.1\r\nhost: fcm\r\nauthorization: Bearer t\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    for _ in range(100):
+        if emulator.log.find(token="reset-probe"):
+            break
+        await asyncio.sleep(0.02)
+    assert [r.outcome for r in emulator.log.find(token="reset-probe")] == ["ok"]
+
+    async with control.post("/reset-connections") as response:
+        assert response.status == 200
+        assert await response.json() == {"reset": True}
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(reader.read(), timeout=2)
+    writer.close()
+
+    await _put_faults(control, latency_ms=0)
+    assert (await _apns_send(apns_client, "a" * 64)).is_successful
+    opened = emulator.log.stats.connections_opened
+    emulator.reset_connections()
+    assert (await _apns_send(apns_client, "b" * 64)).is_successful  # aioapns reconnected
+    assert emulator.log.stats.connections_opened > opened
