@@ -42,6 +42,9 @@ def report(
         summary[name] = {
             "pipeline_rate": round(f.rate),
             "raw_rate": round(base.rate),
+            "pipeline_seconds": round(f.seconds, 3),
+            "raw_seconds": round(base.seconds, 3),
+            "raw_messages": base.messages,
             "ratio": round(ratio, 3),
             "worker_cpu_ms": round(f.ms(f.client_cpu), 3),
             "raw_cpu_ms": round(base.ms(base.client_cpu), 3),
