@@ -1,15 +1,18 @@
 """Delivery benchmark: one push to N devices through the whole pipeline, against the emulator.
 
-    .venv/bin/python -m bench.delivery [--devices 100000] [--workers 1] [--transport http1]
+    .venv/bin/python -m bench.delivery [--devices 100000] [--workers 1] [--latency-ms 40]
 
-Registers N devices (70 % FCM / 30 % APNs) in a fresh `chuong_bench` database, runs real
-`chuong worker --queue high` processes, and sends a high-priority broadcast (audience "all")
+Registers N devices (70 % FCM / 30 % APNs, six locales) in a fresh `chuong_bench` database, runs
+real `chuong worker --queue high` processes, and sends a high-priority broadcast (audience "all")
 per phase: "fcm" and "apns" with only that provider's devices live (so each worker-CPU figure
 belongs to one provider), "all" with every device live.
 
-Before that, the raw baseline: the same provider classes called in this process against the
-same emulator, no database, no queue. Prints throughput, CPU per delivery (workers,
-PostgreSQL, emulator), the pipeline ÷ raw ratio and peak worker RSS. `--profile DIR` samples
+Right before each phase, its raw baseline (bench/baseline.py): the same provider classes, paced
+and with the same in-flight limits, in as many OS processes as there are workers, sending the
+same kind of devices (the mix too, measured) to the same emulator, no database, no queue.
+`--latency-ms` makes the emulator answer every provider request that much later (both sides).
+Prints per phase throughput, the pipeline ÷ raw ratio, CPU per delivery (workers, raw
+processes, PostgreSQL, emulator), the load average and peak worker RSS. `--profile DIR` samples
 the workers with py-spy (figures from a profiled run are not for the record).
 """
 
@@ -28,7 +31,8 @@ from typing import Any
 import asyncpg
 
 from bench import profiling, support
-from bench.baseline import BODY, TITLE, Figures, raw_baseline, report
+from bench.baseline import BODY, TITLE, Figures, raw_baseline
+from bench.delivery_report import report
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,7 +41,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="`chuong worker` processes")
     parser.add_argument("--transport", choices=["http1", "firebase_admin"], default="http1")
     parser.add_argument("--fcm-share", type=float, default=0.7)
-    parser.add_argument("--raw-messages", type=int, default=30_000, help="per provider, for the baseline")
+    parser.add_argument("--raw-messages", type=int, default=30_000, help="per phase, for the baseline")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="emulator-side delay of every FCM/APNs answer"
+    )
     parser.add_argument("--phases", default="fcm,apns,all", help="comma-separated: fcm, apns, all (both)")
     parser.add_argument("--database", default="chuong_bench")
     parser.add_argument("--pg", default="127.0.0.1:5432", help="host:port, trust authentication")
@@ -145,7 +152,7 @@ async def pipeline_phase(
     async with profiling.watching(args.profile, name, workers, args.pg, args.pg_superuser, args.database):
         before = sum(support.cpu_seconds(pid) for pid in workers)
         postgres, emulator_before = support.postgres_cpu_seconds(), support.cpu_seconds(emulator)
-        started = time.perf_counter()
+        started, load = time.perf_counter(), os.getloadavg()[0]
         notification_id = await send_notification(principal, {"all": True})
         final = await support.wait_until_completed(conn, notification_id, timeout_seconds=args.phase_timeout)
         seconds = time.perf_counter() - started
@@ -156,6 +163,7 @@ async def pipeline_phase(
             sum(support.cpu_seconds(pid) for pid in workers) - before,
             postgres_cpu=support.postgres_cpu_seconds() - postgres,
             emulator_cpu=support.cpu_seconds(emulator) - emulator_before,
+            load=(load, os.getloadavg()[0]),
         )
     if final["sent"] != final["targeted"]:
         raise RuntimeError(f"{name}: not everything was sent: {final}")
@@ -182,11 +190,7 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> No
         started = time.perf_counter()
         counts = await support.insert_devices(conn, devices=args.devices, fcm_share=args.fcm_share)
         print(f"registered {counts} in {time.perf_counter() - started:.1f} s", flush=True)
-        raw = {
-            name: await raw_baseline(name, min(args.raw_messages, counts[name]), emulator.pid)
-            for name in ("fcm", "apns")
-            if counts.get(name)
-        }
+        await support.set_provider_latency(str(emulator.addresses["control_url"]), args.latency_ms)
         principal = await sign_in_as_system_admin()
         extra = dict(item.split("=", 1) for item in args.worker_env)
         workers = support.start_workers(args.workers, {**os.environ, **extra})
@@ -198,10 +202,23 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> No
         )
         warm_id = await send_notification(principal, {"devices": [str(row["id"]) for row in warm]})
         await support.wait_until_completed(conn, warm_id, timeout_seconds=120)
+        raw: dict[str, Figures] = {}
         pipeline: dict[str, Figures] = {}
         for name in [phase for phase in args.phases.split(",") if phase]:
+            live = sum(counts.values()) if name == "all" else counts.get(name, 0)
+            if not live:
+                continue
             await support.keep_live_only(conn, None if name == "all" else name)
             await wait_for_idle(pids)
+            # Right before the pipeline's phase, so both see the same machine (it is shared).
+            raw[name] = await raw_baseline(
+                name,
+                min(args.raw_messages, live),
+                processes=args.workers,
+                emulator_pid=emulator.pid,
+                fcm_share=args.fcm_share,
+            )
+            print(f"raw {name}: {raw[name].messages:,} in {raw[name].seconds:.1f} s", flush=True)
             pipeline[name] = await pipeline_phase(name, conn, principal, pids, emulator.pid, args)
             print(f"{name}: {pipeline[name].messages:,} in {pipeline[name].seconds:.1f} s", flush=True)
         rss = [support.peak_rss_mb(pid) for pid in pids]

@@ -19,6 +19,9 @@ from emulator.app_settings import app_settings, as_env
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 APP_ROLE = "chuong_app"
+# The devices' locales, cycled by device number: mostly Vietnamese, every portal language present
+# (devices/locales.py). The raw baseline uses the same cycle (bench/baseline.py).
+LOCALES = ("vi", "vi", "vi", "en", "zh", "fr", "es", "ru")
 
 
 # --- /proc readings (Linux): CPU time counts every thread of the process -------------------
@@ -81,6 +84,20 @@ class EmulatorProcess:
     def env(self) -> dict[str, str]:
         # The emulator's endpoints, service account and .p8 key (emulator/app_settings.py).
         return as_env(app_settings(self.addresses))
+
+
+async def set_provider_latency(control_url: str, latency_ms: float) -> None:
+    """Every FCM and APNs answer of the emulator waits this long (its `latency_ms` fault), as a
+    real provider's round trip does; loopback alone hides what latency does to a worker."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(f"{control_url}/faults", json={"latency_ms": latency_ms}) as response,
+    ):
+        settings = await response.json()
+        if response.status != 200 or settings.get("latency_ms") != latency_ms:
+            raise RuntimeError(f"the emulator refused latency_ms={latency_ms}: {response.status} {settings}")
 
 
 def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
@@ -160,12 +177,13 @@ async def insert_devices(conn: asyncpg.Connection, *, devices: int, fcm_share: f
                    CASE WHEN fcm THEN NULL ELSE 'production' END,
                    CASE WHEN fcm THEN 'bench' || lpad(i::text, 10, '0') || ':APA91b' || repeat('x', 140)
                         ELSE lpad(to_hex(i), 64, '0') END,
-                   (ARRAY['vi','vi','vi','en','zh','fr','es','ru'])[1 + i % 8]
+                   ($4::text[])[1 + i % cardinality($4::text[])]
             FROM (SELECT i, (i % 100) < $3 AS fcm FROM generate_series($1::int, $2::int) AS i) AS s
             """,
             start,
             min(start + chunk, devices) - 1,
             fcm_every,
+            list(LOCALES),
         )
     await conn.execute("VACUUM ANALYZE devices")
     rows = await conn.fetch("SELECT provider, count(*) AS n FROM devices GROUP BY provider")
