@@ -25,7 +25,9 @@ counts). Per scenario: a capacity search (rates ×1.4 from `--start-rate` until 
 250 ms, an error or a backlog, then two bisections), then a run of `--duration` seconds at
 `--share` (80 %) of that capacity, reporting p50/p95/p99 and the CPU per request of the API
 workers, PostgreSQL (the benchmark database's backends) and the load generator (from /proc).
-`--capacity name=rate,...` skips the search for those scenarios. `--closed-loop` also runs
+Each API scenario's run is followed by the minimal endpoint at the same rate and length, and
+"× minimal" is the API's CPU per request over that paired run's (the machine is shared: what
+else runs drifts). `--capacity name=rate,...` skips the search for those scenarios. `--closed-loop` also runs
 `wrk` (Debian's package) with `--connections` requests in flight.
 `--profile DIR` samples the busiest API worker with py-spy during each run at 80 %.
 """
@@ -416,7 +418,14 @@ def main() -> None:
         for name in args.scenarios.split(","):
             scenario = SCENARIOS[name]
             capacity, figures = measure(args, servers, scenario)
-            if scenario.server == "minimal":
+            if scenario.server == "api":
+                # The yardstick right after, at the same rate and length: the machine is shared,
+                # and what others run drifts from minute to minute.
+                rate = figures["requests"] / args.duration
+                paired = open_loop(args, servers["minimal"], SCENARIOS["minimal"], rate, args.duration)
+                minimal_cpu = paired["cpu_api"] * 1000 / max(1, paired["requests"])
+                lines.append(row(f"minimal, at {name}'s rate", 0, paired, minimal_cpu))
+            else:
                 minimal_cpu = figures["cpu_api"] * 1000 / max(1, figures["requests"])
             lines.append(row(f"{name}, open loop {args.share:.0%}", capacity, figures, minimal_cpu))
             print(lines[-1], flush=True)
