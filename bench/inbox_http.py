@@ -319,9 +319,11 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         "CHUONG_DEVICE_REGISTRATION_LIMIT_GLOBAL": "100000000/minute",
         "CHUONG_LOG_LEVEL": "WARNING",
         "CHUONG_LOG_JSON": "false",
-        # A fixed pool per worker: with 200 requests in flight, overflow connections would be
-        # opened and closed all the time (TLS probe, authentication, backend start each time).
-        "CHUONG_DB_POOL_SIZE": "20",
+        # A fixed pool per worker: overflow connections would be opened and closed all the time
+        # (TLS probe, authentication, backend start each time). 8 each: the shared PostgreSQL
+        # allows 100 connections for every session on the machine, and at the few hundred
+        # requests a second two cores serve, 8 are rarely all busy.
+        "CHUONG_DB_POOL_SIZE": "8",
         "CHUONG_DB_MAX_OVERFLOW": "0",
     }
 

@@ -26,8 +26,9 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal pool
-        size = int(os.environ.get("CHUONG_DB_POOL_SIZE", "20"))
-        pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+        # The API's pool size, but opened on demand: it idles while the API is measured.
+        size = int(os.environ.get("CHUONG_DB_POOL_SIZE", "8"))
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
         yield
         await pool.close()
 
