@@ -30,6 +30,7 @@ Each API scenario's run is followed by the minimal endpoint at the same rate and
 else runs drifts). `--capacity name=rate,...` skips the search for those scenarios. `--closed-loop` also runs
 `wrk` (Debian's package) with `--connections` requests in flight.
 `--profile DIR` samples the busiest API worker with py-spy during each run at 80 %.
+bench/surge_pairs.py compares two trees' APIs and the minimal endpoint run for run.
 """
 
 from __future__ import annotations
