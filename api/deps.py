@@ -7,8 +7,8 @@ Every route depends on exactly one ``AccessPolicy`` (``Public``, ``Authenticated
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import select
@@ -22,18 +22,37 @@ from auth.sessions import resolve_access_token
 from auth.step_up import STEP_UP_MESSAGE
 from core.after_commit import committed
 from core.context import current_context
-from core.db import get_sessionmaker, transaction, utcnow
+from core.db import get_autocommit_sessionmaker, get_sessionmaker, transaction, utcnow
 from core.errors import ChuongError, Forbidden, Unauthorized
 from devices import service as devices
 
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+_READ_ONLY: set[Callable[..., Any]] = set()
 
-async def get_session() -> AsyncIterator[AsyncSession]:
+
+def read_only(endpoint: Endpoint) -> Endpoint:
+    """Mark a GET endpoint that only reads: called with a device credential, its session runs
+    without a transaction (each statement commits on its own, no BEGIN/COMMIT round trips).
+    The read surge after a push is that: unread counts and first pages. Authentication's one
+    write (a credential's first use) is a single statement; signed-in callers keep the
+    transaction, since their authentication may write audit rows, which need one."""
+    _READ_ONLY.add(endpoint)
+    return endpoint
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed after the endpoint returns and before the
     response is sent (``scope="function"``), rolled back if anything raised. Jobs the request
     deferred are enqueued only once the commit succeeded (through the enqueuer the app factory
     registered), and its after-commit steps (core/after_commit.py) run before the response goes
-    out."""
-    async with get_sessionmaker()() as session:
+    out. A ``read_only`` endpoint called with a device credential gets no transaction."""
+    autocommit = (
+        request.scope.get("endpoint") in _READ_ONLY
+        and request.method in ("GET", "HEAD")
+        and _is_device_credential(request)
+    )
+    maker = get_autocommit_sessionmaker() if autocommit else get_sessionmaker()
+    async with maker() as session:
         try:
             yield session
             await session.commit()
@@ -60,9 +79,15 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
         raise Unauthorized()
     ctx = current_context()
     if token.startswith(devices.CREDENTIAL_PREFIX):
-        device = await devices.authenticate_credential(session, token)
+        try:
+            device = await devices.authenticate_credential(session, token)
+        except ChuongError:
+            await limit_by_address(request)  # a refused credential counts too (and a 429 wins)
+            raise
         ctx.actor_kind, ctx.actor_id = "device", device.id
-        await ratelimit.enforce_client(f"device:{device.id}")
+        # The address's count was left for here (``Authenticated.__call__``): both limits in one
+        # Redis round trip, the address first, as if counted apart.
+        await limit_by_address(request, ratelimit.client_limit(f"device:{device.id}"))
         principal = Principal(permissions=DEVICE_PERMISSIONS, unit_id=None, unit_path="", device=device)
     elif token.startswith(api_clients.KEY_PREFIX):
         client, unit_path = await api_clients.authenticate(session, key=token, ip=ctx.ip or "")
@@ -171,15 +196,22 @@ async def refuse_network(request: Request, rule: networks.Rule) -> Forbidden:
     return networks.refusal(rule, ip)
 
 
-async def limit_by_address(request: Request) -> None:
+async def limit_by_address(request: Request, *more: ratelimit.Limit) -> None:
     """The per-address limit (D-41), counted once per request by whichever access policy runs
-    first. It lives here, not in authentication, so that it cannot miss a route: it once ran
-    only once credentials were read, and public and optionally-authenticated routes (anonymous
-    ``POST /v1/devices``, sign-in, the console's sign-in page) were never counted."""
+    first, with ``more`` limits of the same request in the same Redis round trip. It lives here,
+    not in authentication, so that it cannot miss a route: it once ran only once credentials
+    were read, and public and optionally-authenticated routes (anonymous ``POST /v1/devices``,
+    sign-in, the console's sign-in page) were never counted."""
     if getattr(request.state, "address_limited", False):
+        await ratelimit.enforce(*more)
         return
     request.state.address_limited = True
-    await ratelimit.enforce_ip(current_context().ip or "")
+    await ratelimit.enforce(ratelimit.address_limit(current_context().ip or ""), *more)
+
+
+def _is_device_credential(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith(devices.CREDENTIAL_PREFIX)
 
 
 class AccessPolicy:
@@ -219,7 +251,10 @@ class Authenticated(AccessPolicy):
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
-        await limit_by_address(request)
+        if not _is_device_credential(request):
+            await limit_by_address(request)
+        # else counted with the device's own limit in one round trip once the credential is
+        # checked (an apps' surge after a push is all device credentials), or alone if it fails.
         principal = await _authenticate(request, session)
         await self.check(request, principal)
         return principal
@@ -266,8 +301,8 @@ class OptionalAuthenticated(Authenticated):
     (a password-only session is refused here too)."""
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal | None:  # type: ignore[override]
-        await limit_by_address(request)
         if not request.headers.get("authorization"):
+            await limit_by_address(request)
             return None
         return await super().__call__(request, session)
 

@@ -1,9 +1,13 @@
 """Rate limits per client IP, per account and per API client, kept in Redis (D-41).
 
-Counting is done by the ``limits`` library (sliding-window counter: two counters per identity,
-O(1) memory and server-side time). On top of it sits an abuse block: every rejection is a
-strike, and an identity that collects ``abuse_strikes`` strikes within ``abuse_window_seconds``
-is blocked outright for ``abuse_block_seconds``; the block is audited once.
+Counting is a sliding-window counter (two counters per identity, O(1) memory, server-side
+time: the algorithm of the ``limits`` library, whose parser reads the limit strings), done by one
+Lua script that takes every limit a request is counted against — the address and the device,
+say — in a single Redis round trip (``enforce``): each identity's block is checked and its
+window counted, in order, and the first refusal ends the script. On top of it sits an abuse
+block: every rejection is a strike, and an identity that collects ``abuse_strikes`` strikes
+within ``abuse_window_seconds`` is blocked outright for ``abuse_block_seconds``; the block is
+audited once. Only refusals take further round trips.
 
 Limits are read from settings on every call (tests and operators change them at run time);
 parsing is cached by the limit string. If Redis is unreachable the limiter fails open and logs a
@@ -14,12 +18,12 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from auth import audit
@@ -39,45 +43,113 @@ LIMITS_PREFIX = "chuong:rl"
 # A dead Redis would otherwise log one warning per request.
 _WARN_EVERY_SECONDS = 30.0
 
-_limiter: tuple[Redis, SlidingWindowCounterRateLimiter] | None = None
+_script: tuple[Redis, AsyncScript] | None = None
 _last_warning = -math.inf
+
+# KEYS: three per identity (its block, its previous window, its current window); ARGV: two per
+# identity (the limit, the window in ms). Identities are taken in order: the first blocked or
+# over its limit ends the script, and those before it stay counted (as one call each would).
+# Returns {0, 0} when every identity passed, else {i, 1, block ms left} (blocked) or {i, 2,
+# ms until a request would pass} (over the limit), i counted from 1. Windows as in ``limits``:
+# the current counter lives two windows; once it is a window old it becomes the previous one,
+# whose count weighs as much as its remaining life.
+_LUA = """
+for i = 1, #KEYS / 3 do
+  local block, previous, current = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local limit, expiry = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local blocked = redis.call('pttl', block)
+  if blocked ~= -2 then
+    return {i, 1, blocked}
+  end
+  local current_ttl = redis.call('pttl', current)
+  if current_ttl > 0 and current_ttl < expiry then
+    redis.call('rename', current, previous)
+    redis.call('set', current, 0, 'PX', current_ttl + expiry)
+    current_ttl = current_ttl + expiry
+  end
+  local previous_count = tonumber(redis.call('get', previous)) or 0
+  local previous_ttl = math.max(redis.call('pttl', previous), 0)
+  local current_count = tonumber(redis.call('get', current)) or 0
+  if math.floor(previous_count * previous_ttl / expiry) + current_count + 1 > limit then
+    local wait
+    if current_count < limit and previous_count > 0 then
+      -- until the previous window's weight has fallen far enough
+      wait = previous_ttl - math.floor((limit - current_count) * expiry / previous_count) + 1
+    else
+      -- until the current window turns into the previous one
+      wait = current_ttl - expiry
+    end
+    return {i, 2, wait}
+  end
+  if current_count > 0 or current_ttl > 0 then
+    redis.call('incr', current)
+  else
+    redis.call('set', current, 1, 'PX', expiry * 2)
+  end
+end
+return {0, 0}
+"""
+_BLOCKED = 1
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One identity counted against one limit string (e.g. ``ip:203.0.113.0`` and "600/minute").
+    ``block``: repeated rejections turn into an abuse block (identities of one caller); off for
+    shared budgets, where only the first rejection of each window is audited."""
+
+    key: str
+    spec: str
+    block: bool = True
+
+
+def address_limit(ip: str) -> Limit | None:
+    """The per-address limit (after trusted proxies; IPv6 by its /64); none without an address."""
+    return Limit(f"ip:{address_identity(ip)}", get_settings().rate_limit_per_ip) if ip else None
+
+
+def client_limit(client_id: str) -> Limit:
+    """Per API client (connected system) or device (``device:<id>``)."""
+    return Limit(f"client:{client_id}", get_settings().rate_limit_per_client)
+
+
+def anonymous_registration_limits(network: str | None) -> list[Limit]:
+    """A device registration without credentials: per network (IPv4 /24, IPv6 /64) and for the
+    whole service. Past the global limit nobody is blocked beyond the window (it is everyone's
+    budget, not one abuser's); its first rejection of each window is audited instead."""
+    settings = get_settings()
+    limits = (
+        [Limit(f"device-reg:{network}", settings.device_registration_limit_per_network)] if network else []
+    )
+    return [*limits, Limit("device-reg:all", settings.device_registration_limit_global, block=False)]
 
 
 async def enforce_ip(ip: str) -> None:
-    """Every request, whatever its access policy (``api.deps.AccessPolicy`` counts it once),
-    keyed by the client address (after trusted proxies; IPv6 by its /64)."""
-    if ip:
-        await _enforce(f"ip:{address_identity(ip)}", get_settings().rate_limit_per_ip)
+    """Every request, whatever its access policy (``api.deps.AccessPolicy`` counts it once)."""
+    await enforce(address_limit(ip))
 
 
 async def enforce_login(ip: str) -> None:
     """Sign-in and refresh, keyed by address: a tighter limit against password guessing."""
     if ip:
         try:
-            await _enforce(f"login-ip:{address_identity(ip)}", get_settings().rate_limit_login_per_ip)
+            await enforce(Limit(f"login-ip:{address_identity(ip)}", get_settings().rate_limit_login_per_ip))
         except TooManyRequests:
             SIGNIN_THROTTLED.labels("address_limited").inc()
             raise
 
 
 async def enforce_anonymous_registration(network: str | None) -> None:
-    """A device registration without credentials: per network (IPv4 /24, IPv6 /64) and for the
-    whole service. Past the global limit nobody is blocked beyond the window (it is everyone's
-    budget, not one abuser's); its first rejection of each window is audited instead."""
-    settings = get_settings()
-    if network:
-        await _enforce(f"device-reg:{network}", settings.device_registration_limit_per_network)
-    await _enforce("device-reg:all", settings.device_registration_limit_global, block=False)
+    await enforce(*anonymous_registration_limits(network))
 
 
 async def enforce_account(user_id: str) -> None:
     """Per signed-in account, whatever address it comes from."""
-    await _enforce(f"account:{user_id}", get_settings().rate_limit_per_account)
+    await enforce(Limit(f"account:{user_id}", get_settings().rate_limit_per_account))
 
 
 async def enforce_client(client_id: str) -> None:
-    """Per API client (connected system)."""
-    await _enforce(f"client:{client_id}", get_settings().rate_limit_per_client)
+    await enforce(client_limit(client_id))
 
 
 @lru_cache(maxsize=64)
@@ -86,64 +158,79 @@ def _parse(spec: str) -> RateLimitItem:
     return item
 
 
-def _get_limiter(redis: Redis) -> SlidingWindowCounterRateLimiter:
-    """A limiter on the process's shared Redis connection pool; rebuilt when the client is
-    replaced (tests configure a client per test)."""
-    global _limiter
-    if _limiter is None or _limiter[0] is not redis:
-        storage = RedisStorage(
-            "async+" + get_settings().redis_url,
-            implementation="redispy",
-            key_prefix=LIMITS_PREFIX,
-            # ``limits`` types its pass-through options as scalars; redis-py takes the pool.
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
-        _limiter = (redis, SlidingWindowCounterRateLimiter(storage))
-    return _limiter[1]
+def _get_script(redis: Redis) -> AsyncScript:
+    """The script on the process's shared client (EVALSHA, loaded again if Redis lost it);
+    rebuilt when the client is replaced (tests configure a client per test)."""
+    global _script
+    if _script is None or _script[0] is not redis:
+        _script = (redis, redis.register_script(_LUA))
+    return _script[1]
 
 
-async def _enforce(key: str, spec: str, *, block: bool = True) -> None:
-    """``block``: repeated rejections turn into an abuse block (identities of one caller); off
-    for shared budgets, where only the first rejection of each window is audited."""
+def window_key(limit: Limit) -> str:
+    """The identity's current window (the previous one adds ``:previous``); the limit is part
+    of the key, so a changed limit starts fresh counters."""
+    item = _parse(limit.spec)
+    return f"{LIMITS_PREFIX}:{limit.key}:{item.amount}/{item.get_expiry()}"
+
+
+async def enforce(*limits: Limit | None) -> None:
+    """Count the request against each limit in order, in one Redis round trip; raise
+    TooManyRequests for the first that refuses it (429 with Retry-After)."""
+    counted = [limit for limit in limits if limit is not None]
+    if not counted:
+        return
     redis = get_redis()
+    keys: list[str] = []
+    args: list[int] = []
+    for limit in counted:
+        current = window_key(limit)
+        keys += [BLOCK_PREFIX + limit.key, f"{current}:previous", current]
+        item = _parse(limit.spec)
+        args += [item.amount, item.get_expiry() * 1000]
     try:
-        blocked_for = await redis.ttl(BLOCK_PREFIX + key)
-        if blocked_for != -2:  # -2: no such key; -1 (no expiry) should not happen, but is a block
-            raise _blocked(blocked_for if blocked_for > 0 else get_settings().abuse_block_seconds)
-        item = _parse(spec)
-        limiter = _get_limiter(redis)
-        if await limiter.hit(item, key):
+        index, verdict, *rest = await _get_script(redis)(keys=keys, args=args)
+        if not index:
             return
-        stats = await limiter.get_window_stats(item, key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        if not block:
-            if await redis.set(TRIPPED_PREFIX + key, "1", ex=retry_after, nx=True):
-                await audit.record_detached(
-                    action="ratelimit.exceeded",
-                    outcome="denied",
-                    object_type="rate_limit",
-                    object_id=key,
-                    details={"limit": spec},
-                )
-            raise TooManyRequests(f"Rate limit of {spec} exceeded", retry_after=retry_after)
-        blocked, newly = await _strike(redis, key)
-        if newly:
+        limit = counted[int(index) - 1]
+        wait_ms = int(rest[0])
+        if int(verdict) == _BLOCKED:
+            # -1 (no expiry) should not happen, but is a block
+            raise _blocked(math.ceil(wait_ms / 1000) if wait_ms > 0 else get_settings().abuse_block_seconds)
+        await _refused(redis, limit, retry_after=max(1, math.ceil(wait_ms / 1000)))
+    except RedisError as exc:
+        _warn_fail_open(counted[0].key, exc)
+
+
+async def _refused(redis: Redis, limit: Limit, *, retry_after: int) -> None:
+    """A limit refused the request: a strike (or, for a shared budget, the window's first
+    refusal audited), then 429."""
+    key, spec = limit.key, limit.spec
+    if not limit.block:
+        if await redis.set(TRIPPED_PREFIX + key, "1", ex=retry_after, nx=True):
             await audit.record_detached(
-                action="ratelimit.blocked",
+                action="ratelimit.exceeded",
                 outcome="denied",
                 object_type="rate_limit",
                 object_id=key,
-                details={
-                    "limit": spec,
-                    "strikes": get_settings().abuse_strikes,
-                    "block_seconds": get_settings().abuse_block_seconds,
-                },
+                details={"limit": spec},
             )
-        if blocked:
-            raise _blocked(get_settings().abuse_block_seconds)
-    except RedisError as exc:
-        _warn_fail_open(key, exc)
-        return
+        raise TooManyRequests(f"Rate limit of {spec} exceeded", retry_after=retry_after)
+    blocked, newly = await _strike(redis, key)
+    if newly:
+        await audit.record_detached(
+            action="ratelimit.blocked",
+            outcome="denied",
+            object_type="rate_limit",
+            object_id=key,
+            details={
+                "limit": spec,
+                "strikes": get_settings().abuse_strikes,
+                "block_seconds": get_settings().abuse_block_seconds,
+            },
+        )
+    if blocked:
+        raise _blocked(get_settings().abuse_block_seconds)
     raise TooManyRequests(f"Rate limit of {spec} exceeded", retry_after=retry_after)
 
 

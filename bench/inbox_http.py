@@ -1,9 +1,13 @@
-"""The inbox read path over HTTP: `GET /v1/inbox/unread-count` and the first `GET /v1/inbox`
-page, through the real API (uvicorn, cli.asgi), for a million anonymous portal readers.
+"""The read surge after a breaking push, over HTTP: `GET /v1/inbox/unread-count`, the first
+`GET /v1/inbox` page and device registration (`POST /v1/devices`, new and refresh), through the
+real API (uvicorn, cli.asgi), for a million anonymous portal readers — each measured side by side
+with a minimal endpoint (bench/minimal_app.py: FastAPI, the same uvicorn settings, one asyncpg
+query), the yardstick for the API's CPU per request.
 
     .venv/bin/python -m bench.inbox_http [--readers 1000000] [--broadcasts 1000] [--workers 2]
     .venv/bin/python -m bench.inbox_http --setup-only          # build the database, keep it
-    .venv/bin/python -m bench.inbox_http --reuse --keep --rates 10,20,40
+    .venv/bin/python -m bench.inbox_http --reuse --keep
+    .venv/bin/python -m bench.inbox_http --reuse --keep --capacity minimal=400,unread-count=300
 
 The database (`--database`, default chuong_bench_inbox_http) is dropped at the end unless
 `--keep`; `--reuse` measures on a kept one (the device credentials' pepper is kept next to it
@@ -12,14 +16,21 @@ in the temporary directory).
 Data: bench/inbox.py's `populate` (broadcasts in the 90-day window, a third to all readers and
 the rest to one of five topics; per-recipient rows of targeted notifications over the readers),
 plus one anonymous portal device per reader, registered 90 days ago with a device credential
-and a topic, so every request authenticates like a real app (device credential → device row).
+(already used, as an installed app's is) and a topic, so every request authenticates like a real
+app (device credential → device row). "register new" adds devices to the database.
 
-Load: closed loop — `wrk` (Debian's package; C, one thread) keeps `--connections` requests in
-flight for `--duration` seconds, each request as a random reader; then an open loop — requests
-at a fixed arrival rate from a small asyncio client in its own process, latency measured from
-the moment each request was due (so queueing counts). Prints p50/p95/p99, throughput, and CPU
-per request of the API workers, PostgreSQL and the load generator (from /proc).
-`--profile DIR` samples one API worker with py-spy during the closed loop (not for the record).
+Load (bench/http_load.py): an open loop — requests at a fixed arrival rate from a small asyncio
+client in its own process, latency measured from the moment each request was due (so queueing
+counts). Per scenario: a capacity search (rates ×1.4 from `--start-rate` until p99 passes
+250 ms, an error or a backlog, then two bisections), then a run of `--duration` seconds at
+`--share` (80 %) of that capacity, reporting p50/p95/p99 and the CPU per request of the API
+workers, PostgreSQL (the benchmark database's backends) and the load generator (from /proc).
+Each API scenario's run is followed by the minimal endpoint at the same rate and length, and
+"× minimal" is the API's CPU per request over that paired run's (the machine is shared: what
+else runs drifts). `--capacity name=rate,...` skips the search for those scenarios. `--closed-loop` also runs
+`wrk` (Debian's package) with `--connections` requests in flight.
+`--profile DIR` samples the busiest API worker with py-spy during each run at 80 %.
+bench/surge_pairs.py compares two trees' APIs and the minimal endpoint run for run.
 """
 
 from __future__ import annotations
@@ -31,7 +42,6 @@ import hashlib
 import hmac
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -45,16 +55,9 @@ from typing import Any
 
 import asyncpg
 
-from bench import profiling, support
+from bench import http_load, profiling, support
+from bench.http_load import LOCALES, SCENARIOS, Scenario, credential, seeded_token
 from bench.inbox import populate, reader_id
-
-ENDPOINTS = {"unread-count": "/v1/inbox/unread-count", "first page": "/v1/inbox?limit=20"}
-
-
-def credential(index: int) -> str:
-    # chd_<device id hex>_<secret>; the secret is derived from the index so the load generator
-    # can build any reader's credential without a list of a million of them.
-    return f"chd_{reader_id(index).hex}_b{index}"
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,10 +67,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="per-recipient inbox rows")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--connections", type=int, default=200, help="closed loop: requests in flight")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
-    parser.add_argument(
-        "--rates", default="auto", help="open loop req/s per endpoint; auto = 30 %% and 60 %% of closed"
-    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of the recorded run")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, in order")
+    parser.add_argument("--capacity", default="", help="name=req/s,...: skip those capacity searches")
+    parser.add_argument("--start-rate", type=float, default=50.0, help="first rate of a capacity search")
+    parser.add_argument("--probe-seconds", type=float, default=8.0, help="seconds per capacity probe")
+    parser.add_argument("--share", type=float, default=0.8, help="of capacity, for the recorded run")
+    parser.add_argument("--closed-loop", action="store_true", help="also a closed loop with wrk")
     parser.add_argument("--database", default="chuong_bench_inbox_http")
     parser.add_argument("--reuse", action="store_true", help="keep the database of an earlier run")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
@@ -77,7 +83,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--app", default="cli.asgi:create_app", help="the ASGI app factory uvicorn serves")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles")
-    parser.add_argument("--open-loop-client", nargs=5, metavar=("PORT", "PATH", "RATE", "SECONDS", "READERS"))
+    parser.add_argument(
+        "--open-loop-client", nargs=5, metavar=("PORT", "SCENARIO", "RATE", "SECONDS", "READERS")
+    )
     return parser.parse_args()
 
 
@@ -86,10 +94,10 @@ def parse_args() -> argparse.Namespace:
 
 async def seed_devices(database: str, *, readers: int, pepper: str) -> None:
     """One live anonymous portal device per reader, id = reader_id(i), topic t(i % 5), registered
-    90 days ago (so the whole broadcast window is theirs), with its credential's keyed hash."""
+    90 days ago (so the whole broadcast window is theirs), with its credential's keyed hash, which
+    it has used (an installed app's first request recorded that long ago)."""
     conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database=database)
     registered = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
-    locales = ("vi", "vi", "vi", "en", "zh", "fr", "es", "ru")
     key = pepper.encode()
     try:
         chunk = 100_000
@@ -100,10 +108,11 @@ async def seed_devices(database: str, *, readers: int, pepper: str) -> None:
                     "portal",
                     "android",
                     "fcm",
-                    f"bench-inbox-{i}",
-                    locales[i % 8],
+                    seeded_token(i),
+                    LOCALES[i % 8],
                     [f"t{i % 5}"],
                     hmac.new(key, credential(i).encode(), hashlib.sha256).hexdigest(),
+                    registered,
                     registered,
                     registered,
                 )
@@ -123,6 +132,7 @@ async def seed_devices(database: str, *, readers: int, pepper: str) -> None:
                     "credential_hash",
                     "created_at",
                     "last_seen_at",
+                    "credential_used_at",
                 ],
             )
         await conn.execute("VACUUM ANALYZE")
@@ -145,11 +155,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def start_api(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "uvicorn", args.app, "--factory", "--host", "127.0.0.1"]
+def start_api(
+    args: argparse.Namespace, env: dict[str, str], *, app: str | None = None, port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """uvicorn serving ``app`` (default ``--app``); the minimal endpoint gets the same settings."""
+    port = port or args.port
+    argv = [sys.executable, "-m", "uvicorn", app or args.app, "--factory", "--host", "127.0.0.1"]
     argv += [
         "--port",
-        str(args.port),
+        str(port),
         "--workers",
         str(args.workers),
         "--loop",
@@ -162,7 +176,7 @@ def start_api(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 if len(children(process.pid)) >= args.workers:
                     return process
         except OSError:
@@ -231,15 +245,17 @@ end
 
 
 def closed_loop(
-    args: argparse.Namespace, api: subprocess.Popen[bytes], path: str, seconds: float
+    args: argparse.Namespace, api: subprocess.Popen[bytes], scenario: Scenario, seconds: float
 ) -> dict[str, Any]:
+    path = scenario.path
+    port = args.port + 1 if scenario.server == "minimal" else args.port
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % {"readers": args.readers, "path": path})
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     argv = [wrk, "-t1", f"-c{args.connections}", f"-d{seconds:.0f}s", "--timeout", "10s", "-s", script.name]
-    argv.append(f"http://127.0.0.1:{args.port}{path}")
+    argv.append(f"http://127.0.0.1:{port}{path}")
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)  # noqa: S603
     output, figures = measured(api, process)
     line = next(line for line in output.splitlines() if line.startswith("WRK "))
@@ -264,83 +280,17 @@ def measured(api: subprocess.Popen[bytes], client: subprocess.Popen[str]) -> tup
     return output, {f"cpu_{name}": after[name] - before[name] for name in after}
 
 
-# --- open loop: a light asyncio client in its own process ------------------------------------
-
-
-async def _open_loop(port: int, path: str, rate: float, seconds: float, readers: int) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    latencies: list[float] = []
-    errors = 0
-    slots = asyncio.Semaphore(2000)
-
-    async def exchange(
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
-    ) -> bytes:
-        reader, writer = connection
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for header in head.split(b"\r\n"):
-            if header.lower().startswith(b"content-length:"):
-                length = int(header.split(b":", 1)[1])
-        await reader.readexactly(length)
-        return head
-
-    async def one(due: float) -> None:
-        nonlocal errors
-        async with slots:
-            index = random.randrange(readers)
-            request = (
-                f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {credential(index)}\r\n\r\n"
-            )
-            connection = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
-            try:
-                head = await exchange(connection, request.encode())
-            except (asyncio.IncompleteReadError, ConnectionError):
-                # The server closed an idle keep-alive connection: a new one, same request.
-                connection[1].close()
-                connection = await asyncio.open_connection("127.0.0.1", port)
-                head = await exchange(connection, request.encode())
-            latencies.append(loop.time() - due)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors += 1
-            idle.append(connection)
-
-    tasks = []
-    start = loop.time() + 0.05
-    for k in range(int(rate * seconds)):
-        due = start + k / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    elapsed = loop.time() - start
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e6
-
-    return {
-        "requests": len(latencies),
-        "seconds": elapsed,
-        "errors": errors,
-        "p50": pct(0.50),
-        "p95": pct(0.95),
-        "p99": pct(0.99),
-        "max": latencies[-1] * 1e6,
-        "connections": len(idle),
-    }
+# --- open loop: bench/http_load.py, in its own process ----------------------------------------
 
 
 def open_loop(
-    args: argparse.Namespace, api: subprocess.Popen[bytes], path: str, rate: float
+    args: argparse.Namespace, server: subprocess.Popen[bytes], scenario: Scenario, rate: float, seconds: float
 ) -> dict[str, Any]:
+    port = args.port + 1 if scenario.server == "minimal" else args.port
     argv = [sys.executable, "-m", "bench.inbox_http", "--open-loop-client"]
-    argv += [str(args.port), path, str(rate), str(args.duration), str(args.readers)]
+    argv += [str(port), scenario.name, str(rate), str(seconds), str(args.readers)]
     process = subprocess.Popen(argv, cwd=support.ROOT, stdout=subprocess.PIPE, text=True)  # noqa: S603
-    output, figures = measured(api, process)
+    output, figures = measured(server, process)
     figures.update(json.loads(output.strip().splitlines()[-1]))
     return figures
 
@@ -366,34 +316,79 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         # (its Redis round trips are part of every request) but never refuses.
         "CHUONG_RATE_LIMIT_PER_IP": "100000000/minute",
         "CHUONG_RATE_LIMIT_PER_CLIENT": "100000000/minute",
+        "CHUONG_DEVICE_REGISTRATION_LIMIT_PER_NETWORK": "100000000/minute",
+        "CHUONG_DEVICE_REGISTRATION_LIMIT_GLOBAL": "100000000/minute",
         "CHUONG_LOG_LEVEL": "WARNING",
         "CHUONG_LOG_JSON": "false",
-        # A fixed pool per worker: with 200 requests in flight, overflow connections would be
-        # opened and closed all the time (TLS probe, authentication, backend start each time).
-        "CHUONG_DB_POOL_SIZE": "20",
+        # A fixed pool per worker: overflow connections would be opened and closed all the time
+        # (TLS probe, authentication, backend start each time). 8 each: the shared PostgreSQL
+        # allows 100 connections for every session on the machine, and at the few hundred
+        # requests a second two cores serve, 8 are rarely all busy.
+        "CHUONG_DB_POOL_SIZE": "8",
         "CHUONG_DB_MAX_OVERFLOW": "0",
     }
 
 
-def row(label: str, figures: dict[str, Any]) -> str:
+HEADER = (
+    "| scenario | capacity req/s | run req/s | requests | p50 ms | p95 ms | p99 ms | API CPU ms/req "
+    "| × minimal | PostgreSQL CPU ms/req | client CPU ms/req | errors | load avg |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def row(label: str, capacity: float, figures: dict[str, Any], minimal_cpu: float | None) -> str:
     requests = max(1, figures["requests"])
     per = {name: figures[f"cpu_{name}"] * 1000 / requests for name in ("api", "postgres", "client")}
+    ratio = f"{per['api'] / minimal_cpu:.2f}" if minimal_cpu else "–"
     return (
-        f"| {label} | {figures['requests']:,} | {figures['requests'] / figures['seconds']:,.0f} | "
-        f"{figures['p50'] / 1000:.1f} | {figures['p95'] / 1000:.1f} | {figures['p99'] / 1000:.1f} | "
-        f"{per['api']:.2f} | {per['postgres']:.2f} | {per['client']:.2f} | {figures['errors']} | "
-        f"{os.getloadavg()[0]:.1f} |"
+        f"| {label} | {capacity:,.0f} | {figures['requests'] / figures['seconds']:,.0f} | "
+        f"{figures['requests']:,} | {figures['p50'] / 1000:.1f} | {figures['p95'] / 1000:.1f} | "
+        f"{figures['p99'] / 1000:.1f} | {per['api']:.2f} | {ratio} | {per['postgres']:.2f} | "
+        f"{per['client']:.2f} | {figures['errors']} | {os.getloadavg()[0]:.1f} |"
     )
+
+
+def measure(
+    args: argparse.Namespace, servers: dict[str, subprocess.Popen[bytes]], scenario: Scenario
+) -> tuple[float, dict[str, Any]]:
+    """Warm up, find the capacity (or take ``--capacity``'s), then the recorded run at ``--share``
+    of it. Returns the capacity and the run's figures."""
+    server = servers[scenario.server]
+    given = dict(item.split("=") for item in args.capacity.split(",") if item)
+    open_loop(args, server, scenario, min(args.start_rate, 50.0), 3)  # connections, caches, plans
+    if scenario.name in given:
+        capacity = float(given[scenario.name])
+    else:
+        print(f"{scenario.name}: capacity search", flush=True)
+        capacity = http_load.search_capacity(
+            lambda rate: open_loop(args, server, scenario, rate, args.probe_seconds),
+            start=args.start_rate,
+            seconds=args.probe_seconds,
+            report=lambda line: print(line, flush=True),
+        )
+    rate = max(1.0, round(capacity * args.share))
+    profiler = None
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        output = args.profile / f"{scenario.server}-{scenario.name.replace(' ', '-')}.txt"
+        profiler = profiling.start(max(children(server.pid), key=support.cpu_seconds), output)
+    figures = open_loop(args, server, scenario, rate, args.duration)
+    if profiler is not None:
+        profiling.stop(profiler)
+        print(profiling.summarize(output), flush=True)
+    return capacity, figures
 
 
 def main() -> None:
     args = parse_args()
     os.environ["BENCH_DATABASE"] = args.database
     if args.open_loop_client:
-        port, path, rate, seconds, readers = args.open_loop_client
+        port, name, rate, seconds, readers = args.open_loop_client
         import uvloop
 
-        figures = uvloop.run(_open_loop(int(port), path, float(rate), float(seconds), int(readers)))
+        figures = uvloop.run(
+            http_load.open_loop(int(port), SCENARIOS[name], float(rate), float(seconds), int(readers))
+        )
         print(json.dumps(figures))
         return
     pepper_file = Path(tempfile.gettempdir()) / f"{args.database}.pepper"
@@ -416,46 +411,43 @@ def main() -> None:
         )
     if args.setup_only:
         return
-    api = start_api(args, environment(args))
-    print(f"API: uvicorn, {args.workers} workers, pids {children(api.pid)}", flush=True)
-    header = (
-        "| run | requests | req/s | p50 ms | p95 ms | p99 ms | API CPU ms/req | PostgreSQL CPU ms/req "
-        "| client CPU ms/req | errors | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )
-    lines = []
+    env = environment(args)
+    servers = {"api": start_api(args, env)}
+    lines: list[str] = []
     try:
-        for label, path in ENDPOINTS.items():
-            closed_loop(args, api, path, 5)  # warm-up: connections, caches, plans
-            profiler = None
-            if args.profile is not None:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                output = args.profile / f"api-{label.replace(' ', '-')}.txt"
-                profiler = profiling.start(children(api.pid)[0], output)
-            closed = closed_loop(args, api, path, args.duration)
-            if profiler is not None:
-                profiling.stop(profiler)
-                print(profiling.summarize(output), flush=True)
-            lines.append(row(f"{label}, closed loop {args.connections}", closed))
+        servers["minimal"] = start_api(args, env, app="bench.minimal_app:create_app", port=args.port + 1)
+        print(f"API: uvicorn, {args.workers} workers, pids {children(servers['api'].pid)}", flush=True)
+        minimal_cpu: float | None = None
+        for name in args.scenarios.split(","):
+            scenario = SCENARIOS[name]
+            capacity, figures = measure(args, servers, scenario)
+            if scenario.server == "api":
+                # The yardstick right after, at the same rate and length: the machine is shared,
+                # and what others run drifts from minute to minute.
+                rate = figures["requests"] / args.duration
+                paired = open_loop(args, servers["minimal"], SCENARIOS["minimal"], rate, args.duration)
+                minimal_cpu = paired["cpu_api"] * 1000 / max(1, paired["requests"])
+                lines.append(row(f"minimal, at {name}'s rate", 0, paired, minimal_cpu))
+            else:
+                minimal_cpu = figures["cpu_api"] * 1000 / max(1, figures["requests"])
+            lines.append(row(f"{name}, open loop {args.share:.0%}", capacity, figures, minimal_cpu))
             print(lines[-1], flush=True)
-            throughput = closed["requests"] / closed["seconds"]
-            rates = (
-                [round(throughput * share, -1) or 10.0 for share in (0.3, 0.6)]
-                if args.rates == "auto"
-                else [float(r) for r in args.rates.split(",")]
-            )
-            for rate in rates:
-                lines.append(row(f"{label}, open loop {rate:,.0f}/s", open_loop(args, api, path, rate)))
+            if args.closed_loop and scenario.method == "GET":
+                closed = closed_loop(args, servers[scenario.server], scenario, args.duration)
+                lines.append(row(f"{name}, closed loop {args.connections}", 0, closed, minimal_cpu))
                 print(lines[-1], flush=True)
     finally:
-        api.send_signal(signal.SIGINT)
-        try:
-            api.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            api.kill()
+        for server in servers.values():
+            server.send_signal(signal.SIGINT)
+        for server in servers.values():
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
         if not args.keep:
             asyncio.run(_drop(args.database))
             pepper_file.unlink(missing_ok=True)
-    print("\n" + header + "\n" + "\n".join(lines))
+    print("\n" + HEADER + "\n" + "\n".join(lines))
 
 
 async def _drop(database: str) -> None:

@@ -7,13 +7,14 @@ transaction and commits once at the end.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import URL, DateTime, MetaData, func, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
+from sqlalchemy import URL, DateTime, MetaData, event, func, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -32,6 +33,7 @@ __all__ = [
     "connect_args",
     "detached_transaction",
     "flush_unique",
+    "get_autocommit_sessionmaker",
     "get_engine",
     "get_sessionmaker",
     "is_bounded_wait",
@@ -119,6 +121,33 @@ def lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+# A pooled connection used this recently is handed out without a ping. SQLAlchemy's pre-ping
+# checks every checkout, and with asyncpg outside autocommit a ping is three round trips (BEGIN,
+# an empty statement, ROLLBACK): under a read surge that was more than the request's own
+# queries. A connection idle for longer (the server may have restarted or dropped it meanwhile)
+# is still pinged, and replaced if the ping fails; one that breaks within this window fails its
+# request once (503/500) and the pool is refilled, as with any connection lost mid-request.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+            return  # just connected, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("pooled connection failed its ping") from exc  # pool retries
+
+
 def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:
     settings = get_settings()
     options: dict[str, Any] = {
@@ -126,10 +155,10 @@ def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:
         "max_overflow": settings.db_max_overflow,
         # A request waits this long for a free connection, then fails (503) instead of queueing.
         "pool_timeout": settings.db_pool_timeout_seconds,
-        "pool_pre_ping": True,
+        "pool_pre_ping": False,  # _ping_when_idle instead
         **pool,
     }
-    return create_async_engine(
+    engine = create_async_engine(
         url or settings.database_url,
         connect_args={
             **connect_args(
@@ -142,10 +171,14 @@ def make_engine(url: str | URL | None = None, **pool: Any) -> AsyncEngine:
         },
         **options,
     )
+    if not options["pool_pre_ping"]:
+        _ping_when_idle(engine)
+    return engine
 
 
 _engine: AsyncEngine | None = None
 _sessionmaker: async_sessionmaker[AsyncSession] | None = None
+_autocommit_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 # Detached transactions (see ``detached_transaction``) have a small pool of their own.
 _detached_engine: AsyncEngine | None = None
 _detached_sessionmaker: async_sessionmaker[AsyncSession] | None = None
@@ -154,9 +187,10 @@ _detached_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 def configure_engine(engine: AsyncEngine | None) -> None:
     """Use ``engine`` for this process (tests point each test at its own database). The pool of
     detached transactions is rebuilt for the same database on first use."""
-    global _engine, _sessionmaker, _detached_engine, _detached_sessionmaker
+    global _engine, _sessionmaker, _autocommit_sessionmaker, _detached_engine, _detached_sessionmaker
     _engine = engine
     _sessionmaker = async_sessionmaker(engine, expire_on_commit=False) if engine is not None else None
+    _autocommit_sessionmaker = None
     if _detached_engine is not None:
         # Closed lazily: its connections may still be finishing a write on this loop.
         _detached_engine.sync_engine.dispose(close=False)
@@ -178,14 +212,25 @@ def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
     return _sessionmaker
 
 
+def get_autocommit_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same pool whose statements each commit on their own: no BEGIN or COMMIT
+    round trips. Only for work that reads (or whose single writes need no transaction around
+    them) and writes no audit rows: the audit chain's lock lives as long as a transaction."""
+    global _autocommit_sessionmaker
+    if _autocommit_sessionmaker is None:
+        autocommit = get_engine().execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_sessionmaker = async_sessionmaker(autocommit, expire_on_commit=False)
+    return _autocommit_sessionmaker
+
+
 async def dispose_engine() -> None:
-    global _engine, _sessionmaker, _detached_engine, _detached_sessionmaker
+    global _engine, _sessionmaker, _autocommit_sessionmaker, _detached_engine, _detached_sessionmaker
     if _engine is not None:
         await _engine.dispose()
     if _detached_engine is not None:
         await _detached_engine.dispose()
     _engine = _detached_engine = None
-    _sessionmaker = _detached_sessionmaker = None
+    _sessionmaker = _autocommit_sessionmaker = _detached_sessionmaker = None
 
 
 def _get_detached_sessionmaker() -> async_sessionmaker[AsyncSession]:

@@ -103,9 +103,10 @@ async def register(
         if device is not None:
             _supersede(session, device, by_user=user_id, now=now)
             await session.flush()
-        created = await _insert(session, body=body, user_id=user_id, network=network, fields=fields)
-        if created is None:
+        inserted = await _insert(session, body=body, user_id=user_id, network=network, fields=fields)
+        if inserted is None:
             continue
+        created, credential = inserted
         if user_id is not None:
             audit.record(
                 session,
@@ -116,7 +117,6 @@ async def register(
             )
         # Anonymous registrations are not audited one by one (a flood would flood the audit log
         # too): the device row, with created_at and registered_network, is their record.
-        credential = _issue_credential(created) if user_id is None else None
         await _enforce_limit(session, user_id=user_id, keep=created.id)
         await session.flush()
         return Registration(device=created, credential=credential, created=True)
@@ -184,20 +184,28 @@ async def _insert(
     user_id: uuid.UUID | None,
     network: Network | None,
     fields: Mapping[str, object],
-) -> Device | None:
-    """A new device for the token, or None when a concurrent registration inserted it first."""
-    assert body.provider is not None
-    inserted = (
-        await session.execute(
-            insert(Device)
-            .values(id=uuid.uuid4(), token=body.token, user_id=user_id, registered_network=network, **fields)
-            .on_conflict_do_nothing(constraint="uq_devices_provider_token")
-            .returning(Device.id)
+) -> tuple[Device, str | None] | None:
+    """A new device for the token with, if anonymous, its credential (only its keyed hash is
+    stored); None when a concurrent registration inserted the token first. One statement: the
+    id and credential are made here, and the row comes back from the insert itself (locked by
+    it), so neither a second read nor an update follows."""
+    device_id = uuid.uuid4()
+    credential = _new_credential(device_id) if user_id is None else None
+    statement = (
+        insert(Device)
+        .values(
+            id=device_id,
+            token=body.token,
+            user_id=user_id,
+            registered_network=network,
+            credential_hash=keyed_hash(credential) if credential is not None else None,
+            **fields,
         )
-    ).scalar_one_or_none()
-    if inserted is None:
-        return None
-    return await _lock_by_token(session, body.provider, body.token)
+        .on_conflict_do_nothing(constraint="uq_devices_provider_token")
+        .returning(Device)
+    )
+    created = (await session.execute(statement)).scalar_one_or_none()
+    return None if created is None else (created, credential)
 
 
 async def _with_account_topics(
@@ -253,12 +261,6 @@ async def _lock_by_token(session: AsyncSession, provider: str, token: str) -> De
             select(Device).where(Device.provider == provider, Device.token == token).with_for_update()
         )
     ).scalar_one_or_none()
-
-
-def _issue_credential(device: Device) -> str:
-    credential = _new_credential(device.id)
-    device.credential_hash = keyed_hash(credential)
-    return credential
 
 
 async def _enforce_limit(session: AsyncSession, *, user_id: uuid.UUID | None, keep: uuid.UUID) -> None:

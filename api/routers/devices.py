@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import IPvAnyNetwork
 
-from api.deps import Authenticated, OptionalAuthenticated, SessionDep, require
+from api.deps import Authenticated, OptionalAuthenticated, SessionDep, limit_by_address, require
 from auth import ratelimit
 from auth.principal import Principal
 from auth.roles import Permission
@@ -31,7 +31,25 @@ from devices.schemas import (
 
 router = APIRouter(tags=["devices"])
 
-MaybeSignedIn = Depends(OptionalAuthenticated(allow_device=True))
+
+class Registrant(OptionalAuthenticated):
+    """A registering app: signed in, a device credential, or nobody. Nobody means a new
+    anonymous device (``device_service.makes_anonymous_device``), so the anonymous registration
+    limits are counted here with the address, in the same Redis round trip; the other cases
+    count them in the route, when the body says the registration makes one."""
+
+    async def __call__(self, request: Request, session: SessionDep) -> Principal | None:  # type: ignore[override]
+        if request.headers.get("authorization"):
+            return await super().__call__(request, session)
+        network = network_of(current_context().ip)
+        await limit_by_address(
+            request, *ratelimit.anonymous_registration_limits(str(network) if network else None)
+        )
+        request.state.registration_limited = True
+        return None
+
+
+MaybeSignedIn = Depends(Registrant(allow_device=True))
 Owner = Depends(Authenticated(allow_device=True))
 
 
@@ -60,7 +78,8 @@ async def register_device(
     user_id = principal.user.id if principal is not None and principal.user is not None else None
     presented = principal.device if principal is not None else None
     network = network_of(current_context().ip)
-    if device_service.makes_anonymous_device(body=body, user_id=user_id, presented=presented):
+    counted = getattr(request.state, "registration_limited", False)
+    if not counted and device_service.makes_anonymous_device(body=body, user_id=user_id, presented=presented):
         await ratelimit.enforce_anonymous_registration(str(network) if network else None)
     registration = await device_service.register(
         session, body=body, user_id=user_id, presented_credential=presented, network=network

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
-from api.deps import Authenticated, SessionDep, deny, still_authenticated
+from api.deps import Authenticated, SessionDep, deny, read_only, still_authenticated
 from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
@@ -55,6 +55,7 @@ ReaderDep = Annotated[Reader, Depends(_reader)]
 
 
 @router.get("", response_model=Page[InboxItemOut])
+@read_only
 async def list_inbox(
     session: SessionDep,
     reader: ReaderDep,
@@ -79,6 +80,7 @@ async def list_inbox(
 
 
 @router.get("/unread-count", response_model=UnreadCount)
+@read_only
 async def unread_count(session: SessionDep, reader: ReaderDep, app: App | None = None) -> UnreadCount:
     """Unread, not archived items (the same number is the badge of pushes)."""
     return UnreadCount(unread=await inbox_service.unread_count(session, reader=reader, app=app))
