@@ -9,14 +9,16 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from auth.audit.models import AuditLog
+from auth.roles import Role
 from core.db import transaction
 from tests.notifications.helpers import run_workers
 from tests.support.factories import make_account, make_unit, sign_in
 from tests.tracking.helpers import (
     Org,
+    concurrently,
     make_api_client,
     occurrences,
     set_clock,
@@ -237,3 +239,36 @@ async def test_a_classified_refusal_pushes_no_reason(client, org, emulator, work
             )
         ).scalars()
     assert row.details["reason"] is None
+
+
+async def test_a_confirmation_and_a_refusal_sent_together_give_one_answer(client, org):
+    await upsert(client, org, task(org, "REF_RACE"))
+    headers = await sign_in(client, org.officer)
+    target = await task_id("REF_RACE")
+    for _ in range(3):
+        async with transaction() as session:
+            await session.execute(
+                update(Task)
+                .where(Task.id == target)
+                .values(confirmed_at=None, refused_at=None, refused_by=None, refusal_reason_code=None)
+            )
+        confirmed, refused = await concurrently(
+            client.post(f"/v1/tracking/tasks/{target}/confirm", headers=headers),
+            client.post(f"/v1/tracking/tasks/{target}/refuse", json=OTHER, headers=headers),
+        )
+        assert sorted([confirmed.status_code, refused.status_code]) == [200, 409]
+        async with transaction() as session:
+            stored = (await session.execute(select(Task).where(Task.id == target))).scalar_one()
+        assert (stored.confirmed_at is None) != (stored.refused_at is None)
+
+
+async def test_a_configured_standing_agency_is_told(client, org, use_rules):
+    office = await make_unit(name="Văn phòng thường trực")
+    approver = await make_account(role=Role.TASK_APPROVER, unit=office)
+    await make_account(role=Role.TASK_OFFICER, unit=office)  # not an agency role: not told
+    use_rules(standing_agency_unit_code=office.code)
+    await sent_by_province(client, org, task(org, "REF_CONF"))
+    assert (await refuse(client, await sign_in(client, org.officer), "REF_CONF", OTHER)).status_code == 200
+    [note] = [n for n in await tracking_notifications() if n.kind == "tracking.refused"]
+    # The configured standing agency replaces the root unit; the province assigned the task.
+    assert {uuid.UUID(u) for u in note.audience["users"]} == {approver.id, org.leader.id}
