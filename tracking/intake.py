@@ -40,6 +40,12 @@ _TASK_COLUMNS = """
     source_client_id uuid
 """
 _TASK_NAMES = [part.split()[0] for part in _TASK_COLUMNS.replace("\n", " ").split(",")]
+# A unit's refusal (D-14, tracking/refusal.py) is its answer, not the tracking system's data: an
+# update keeps it, and a new lead unit (who starts a new window) starts without one.
+_KEEP_REFUSAL_UNLESS_REASSIGNED = [
+    f"{n} = CASE WHEN tracking_tasks.lead_unit_id = excluded.lead_unit_id THEN tracking_tasks.{n} END"
+    for n in ("refused_at", "refused_by", "refusal_reason_code", "refusal_reason")
+]
 # Built once from the constant column lists above; values travel only as bound parameters.
 _TASK_UPSERT = text(
     f"""
@@ -48,6 +54,7 @@ _TASK_UPSERT = text(
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_TASK_COLUMNS})
     ON CONFLICT (code) DO UPDATE SET
         {", ".join(f"{n} = excluded.{n}" for n in _TASK_NAMES if n not in ("id", "code"))},
+        {", ".join(_KEEP_REFUSAL_UNLESS_REASSIGNED)},
         updated_at = excluded.updated_at
     WHERE tracking_tasks.version < excluded.version
     RETURNING id, code, (xmax = 0) AS inserted

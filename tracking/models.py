@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     ForeignKey,
     Identity,
@@ -67,12 +68,22 @@ class Task(UUIDPrimaryKey, Base):
     # Start of the 8-working-hour confirm window (D-14): when the lead unit got the task.
     received_at: Mapped[dt.datetime]
     confirmed_at: Mapped[dt.datetime | None]
+    # The other answer of D-14: "wrongly assigned / outside our authority", with a reason. It ends
+    # the confirm window like a confirmation; a new lead unit (reassignment) clears it.
+    refused_at: Mapped[dt.datetime | None]
+    refused_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # wrong_assignment | outside_authority
+    refusal_reason_code: Mapped[str | None] = mapped_column(String(32))
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(BigInteger)
     source_client_id: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 
     __table_args__ = (
+        CheckConstraint(
+            "refusal_reason_code IN ('wrong_assignment', 'outside_authority')", name="refusal_reason_code"
+        ),
         Index("ix_tracking_tasks_open_deadline", "deadline_date", postgresql_where=text(OPEN)),
         Index(
             "ix_tracking_tasks_unconfirmed",

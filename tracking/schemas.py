@@ -21,6 +21,9 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 ResultStatus = Literal["not_started", "in_progress", "done"]
 DeadlineStatus = Literal["on_time", "due_soon", "overdue", "done"]
+RefusalCode = Literal["wrong_assignment", "outside_authority"]
+# What the unit tells the assigning and standing agencies: a few sentences, not a report.
+REFUSAL_REASON_MAX = 2000
 # The BIGINT column's range (no 500 on a huge number).
 Version = NonNegativeInt64
 # Year 1 or 9999 would overflow when moved between time zones; no task lives there (core/types.py).
@@ -126,6 +129,16 @@ class UpsertResult(ResponseModel):
     notifications: int
 
 
+class TaskRefusal(RequestModel):
+    """The unit's answer "not ours" (D-14): wrongly assigned, or outside its authority, and why.
+    NUL and lone surrogates (which PostgreSQL cannot store) are refused with 422 by RequestModel."""
+
+    code: RefusalCode
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REFUSAL_REASON_MAX)
+    ]
+
+
 class TaskOut(ResponseModel):
     id: uuid.UUID
     code: str
@@ -147,6 +160,10 @@ class TaskOut(ResponseModel):
     report_status: str | None
     received_at: dt.datetime
     confirmed_at: dt.datetime | None
+    refused_at: dt.datetime | None
+    refused_by: uuid.UUID | None
+    refusal_reason_code: RefusalCode | None
+    refusal_reason: str | None
     confirm_by: dt.datetime | None
     deadline_status: DeadlineStatus
     colour: str

@@ -1,7 +1,8 @@
 """What staff and leaders do in the tracking app: list tasks with their deadline status, count
 them per unit and status (D-12, D-16), confirm a newly assigned task (D-14), and set their
-reminder preferences. Visibility follows the rest of the service: one's own unit subtree, and
-always the tasks one is responsible for."""
+reminder preferences; refusing a task (the other answer of D-14) is tracking/refusal.py.
+Visibility follows the rest of the service: one's own unit subtree, and always the tasks one is
+responsible for."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import audit
 from auth.models import Unit
 from auth.principal import Principal
-from core.errors import BadRequest, Forbidden, NotFound
+from core.errors import BadRequest, Conflict, Forbidden, NotFound
 from core.types import bounded_instant
 from core.workcalendar import WorkCalendar
 from tracking.models import Preference, Task
@@ -75,10 +76,9 @@ def visible(principal: Principal) -> ColumnElement[bool]:
 
 def task_out(task: Task, *, now: dt.datetime, rules: Rules, calendar: WorkCalendar) -> TaskOut:
     status = status_of(task, now=now, rules=rules)
+    answered = task.confirmed_at is not None or task.refused_at is not None
     confirm_by = (
-        None
-        if task.confirmed_at is not None
-        else calendar.add_working_hours(task.received_at, rules.confirm_window_hours)
+        None if answered else calendar.add_working_hours(task.received_at, rules.confirm_window_hours)
     )
     return TaskOut.model_validate(
         {
@@ -148,15 +148,31 @@ async def get_task(session: AsyncSession, *, principal: Principal, task_id: uuid
     return task
 
 
+async def task_to_answer(session: AsyncSession, *, principal: Principal, task_id: uuid.UUID) -> Task:
+    """The task, locked, if ``principal`` may answer for its lead unit (confirm or refuse, D-14):
+    a manager of the lead unit or one of the task's responsible people. The row lock orders a
+    confirmation and a refusal sent at the same moment: the second sees the first's answer."""
+    task = (
+        await session.execute(
+            select(Task).where(Task.id == task_id, visible(principal)).with_for_update(of=Task)
+        )
+    ).scalar_one_or_none()
+    if task is None:
+        raise NotFound("Task not found")
+    lead_path = (await session.execute(select(Unit.path).where(Unit.id == task.lead_unit_id))).scalar_one()
+    if not (principal.can_manage_unit(lead_path) or principal.user_id in task.responsible_user_ids):
+        # A co-operating unit sees the task but does not receive it: the lead unit answers.
+        raise Forbidden("Only the lead unit confirms or refuses a task", code="not_lead_unit")
+    return task
+
+
 async def confirm(
     session: AsyncSession, *, principal: Principal, task_id: uuid.UUID, now: dt.datetime
 ) -> Task:
     """The lead unit confirms it received the task (D-14); stops the 8-working-hour window."""
-    task = await get_task(session, principal=principal, task_id=task_id)
-    lead_path = (await session.execute(select(Unit.path).where(Unit.id == task.lead_unit_id))).scalar_one()
-    if not (principal.can_manage_unit(lead_path) or principal.user_id in task.responsible_user_ids):
-        # A co-operating unit sees the task but does not receive it: the lead unit confirms.
-        raise Forbidden("Only the lead unit confirms a task", code="not_lead_unit")
+    task = await task_to_answer(session, principal=principal, task_id=task_id)
+    if task.refused_at is not None:
+        raise Conflict("The unit has refused this task; it cannot also confirm it", code="task_refused")
     if task.confirmed_at is None:
         task.confirmed_at = now
         task.updated_at = now

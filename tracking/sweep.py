@@ -132,7 +132,7 @@ _TASK_CANDIDATES = f"""
                    ('expiry', 'unit_leaders', CAST(:full_lo AS timestamptz), CAST(:full_hi AS timestamptz)))
            AS s(step, target, lo, hi)
         ON t.received_at > s.lo AND t.received_at <= s.hi
-     WHERE t.confirmed_at IS NULL AND t.result_status <> 'done'
+     WHERE t.confirmed_at IS NULL AND t.refused_at IS NULL AND t.result_status <> 'done'
     UNION ALL
     SELECT k.id, 'report', 'r' || r.n || ':' || k.report_due, 'responsible', k.unit_id,
            k.responsible_user_ids, false, 'normal', true

@@ -17,7 +17,7 @@ from core.db import utcnow
 from core.schemas import Page
 from core.types import BoundedDate
 from tracking import calendar as tracking_calendar
-from tracking import intake
+from tracking import intake, refusal
 from tracking import service as tracking
 from tracking.rules import get_rules
 from tracking.schemas import (
@@ -30,6 +30,7 @@ from tracking.schemas import (
     StatusCount,
     TaskBatch,
     TaskOut,
+    TaskRefusal,
     UpsertResult,
 )
 
@@ -140,6 +141,24 @@ async def confirm_task(
     task = await tracking.confirm(session, principal=principal, task_id=task_id, now=now)
     calendar = await tracking_calendar.load_calendar(session)
     return tracking.task_out(task, now=now, rules=get_rules(), calendar=calendar)
+
+
+@router.post("/tasks/{task_id}/refuse", response_model=TaskOut)
+async def refuse_task(
+    task_id: uuid.UUID,
+    body: TaskRefusal,
+    session: SessionDep,
+    principal: Principal = require(Permission.TASKS_WRITE),
+) -> TaskOut:
+    """The other answer of D-14: the task was wrongly assigned (``wrong_assignment``) or is outside
+    the unit's authority (``outside_authority``), with a reason. Ends the confirm window and
+    notifies the assigning and standing agencies. 409 once the unit has confirmed or refused."""
+    now, rules = utcnow(), get_rules()
+    task = await refusal.refuse(
+        session, principal=principal, task_id=task_id, body=body, now=now, rules=rules
+    )
+    calendar = await tracking_calendar.load_calendar(session)
+    return tracking.task_out(task, now=now, rules=rules, calendar=calendar)
 
 
 @router.get("/preferences", response_model=PreferenceOut)

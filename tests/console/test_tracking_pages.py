@@ -17,6 +17,7 @@ from core.db import transaction
 from tests.console.browser import sign_in, snap
 from tests.console.support import console_sign_in
 from tests.support.factories import make_account, make_unit
+from tests.support.factories import sign_in as sign_in_api
 from tests.tracking.helpers import Org, confirm_all, ledger, make_org, set_clock, task, tick, upsert
 from tracking.models import Task
 from tracking.status import COLOURS
@@ -215,3 +216,40 @@ async def test_in_a_browser_the_leader_goes_from_the_overdue_list_to_the_reminde
     await snap(page, "tracking-task")
     assert await page.evaluate("window.__pwned") is None
     assert problems == []  # no dialog, no script error, no CSP violation report
+
+
+async def test_a_refused_task_shows_its_badge_and_reason_to_the_leader(console, client, org):
+    await upsert(client, org, task(org, "REF_P"), task(org, "REF_Q"))
+    officer = await sign_in_api(client, org.officer)
+    reason = "Thuộc thẩm quyền của Sở Y tế <b>không</b> phải Tỉnh ủy"
+    response = await client.post(
+        f"/v1/tracking/tasks/{await task_id('REF_P')}/refuse",
+        json={"code": "outside_authority", "reason": reason},
+        headers=officer,
+    )
+    assert response.status_code == 200, response.text
+
+    await console_sign_in(console, org.leader)
+    listing = await console.get("/console/tracking/tasks")
+    row = re.search(r'<tr data-task="REF_P">(.*?)</tr>', listing.text, re.S)
+    assert row and 'data-refused="outside_authority"' in row.group(1)
+    assert "Từ chối nhận: không thuộc thẩm quyền" in row.group(1)
+    other = re.search(r'<tr data-task="REF_Q">(.*?)</tr>', listing.text, re.S)
+    assert other and "data-refused" not in other.group(1)
+
+    page = await console.get(f"/console/tracking/tasks/{await task_id('REF_P')}")
+    refusal = re.search(r'data-testid="tracking-refusal">(.*?)</tr>', page.text, re.S)
+    assert refusal and "không thuộc thẩm quyền" in refusal.group(1)
+    assert "Thuộc thẩm quyền của Sở Y tế &lt;b&gt;không&lt;/b&gt; phải Tỉnh ủy" in refusal.group(1)
+    assert "<b>không</b>" not in page.text
+    unanswered = await console.get(f"/console/tracking/tasks/{await task_id('REF_Q')}")
+    assert 'data-testid="tracking-refusal"' not in unanswered.text
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    await console.post(
+        "/console/lang", data={"csrf_token": token.group(1), "language": "en", "next": "/home"}
+    )
+    english = await console.get(f"/console/tracking/tasks/{await task_id('REF_P')}")
+    found = re.search(r"data-refused=[^>]*>(.*?)</span>", english.text, re.S)
+    assert found and found.group(1) == "Refused: outside the unit's authority"
