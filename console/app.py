@@ -25,7 +25,19 @@ from auth.networks import NETWORK_NOT_ALLOWED
 from console import i18n
 from console.forms import reject_unstorable_input
 from console.i18n import _, network_refusal_message
-from console.routes import admin, audit, clients, delivery, devices, home, live, news, signin, tracking
+from console.routes import (
+    admin,
+    audit,
+    clients,
+    delivery,
+    devices,
+    home,
+    live,
+    news,
+    reports,
+    signin,
+    tracking,
+)
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.db import is_bounded_wait, lost_connection
@@ -148,7 +160,7 @@ def create_console_app() -> FastAPI:
         return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, home, live, admin, clients, audit, devices, news, delivery, tracking):
+    for module in (signin, home, live, admin, clients, audit, devices, news, delivery, reports, tracking):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.

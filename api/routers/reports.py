@@ -15,6 +15,7 @@ from auth import audit
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
+from core.types import BoundedDate
 from news import reports
 from news.report_csv import report_csv
 
@@ -24,9 +25,9 @@ router = APIRouter(tags=["reports"])
 def report_query(
     period: Annotated[reports.Grain, Query(description="day, week (from Monday) or month")] = "week",
     start: Annotated[
-        dt.date | None, Query(description="first day, Vietnam time; default 12 weeks ago")
+        BoundedDate | None, Query(description="first day, Vietnam time; default 12 weeks ago")
     ] = None,
-    end: Annotated[dt.date | None, Query(description="last day (inclusive); default today")] = None,
+    end: Annotated[BoundedDate | None, Query(description="last day (inclusive); default today")] = None,
     app: reports.App | None = None,
     unit_id: uuid.UUID | None = None,
 ) -> reports.ReportQuery:

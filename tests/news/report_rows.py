@@ -8,7 +8,11 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from auth.models import Unit
+from auth.roles import Role
+from tests.support.factories import Account, make_account, make_unit
 
 VN = dt.timezone(dt.timedelta(hours=7))
 
@@ -105,3 +109,58 @@ async def push(
             {"unit": unit_id, "user": author_id, "audience": audience, "n": notification},
         )
     return notification
+
+
+async def portals_with_pushes(owner_engine: AsyncEngine) -> tuple[Unit, Unit, Unit, Account]:
+    """A board with two component portals; portal A's pushes over two weeks of January 2026
+    (the figures tests/news/test_reports.py expects), one push of portal B."""
+    board = await make_unit(name="Ban Tuyên giáo")
+    portal_a = await make_unit(parent=board, name="Cổng Hà Nội")
+    portal_b = await make_unit(parent=board, name="Cổng Huế")
+    editor_a = await make_account(role=Role.EDITOR, unit=portal_a)
+    async with owner_engine.begin() as conn:
+        # Monday 5 January, week 2026-01-05: two sections, four devices.
+        await push(
+            conn,
+            unit_id=portal_a.id,
+            created=dt.datetime(2026, 1, 5, 10, tzinfo=VN),
+            devices=[
+                Device("vi", received=True, opened=True),
+                Device("vi", received=True),
+                Device("en", received=True, opened=True),
+                Device("en", status="invalid"),
+            ],
+            audience='{"sections": ["van-kien", "tu-lieu"]}',
+            author_id=editor_a.id,
+        )
+        # Sunday 23:30 in Vietnam is still the first week (16:30 UTC).
+        await push(
+            conn,
+            unit_id=portal_a.id,
+            created=dt.datetime(2026, 1, 11, 23, 30, tzinfo=VN),
+            devices=[Device("fr", received=True), Device("fr", received=True)],
+            audience='{"all_readers": true}',
+            author_id=editor_a.id,
+        )
+        # Monday 00:30 in Vietnam is the second week, though still Sunday in UTC.
+        await push(
+            conn,
+            unit_id=portal_a.id,
+            created=dt.datetime(2026, 1, 12, 0, 30, tzinfo=VN),
+            devices=[Device("vi")],
+        )
+        await push(
+            conn,
+            unit_id=portal_a.id,
+            created=dt.datetime(2026, 1, 6, 9, tzinfo=VN),
+            devices=[Device("vi", received=True)],
+            app="tracking",
+        )
+        # Another component portal's push.
+        await push(
+            conn,
+            unit_id=portal_b.id,
+            created=dt.datetime(2026, 1, 7, 9, tzinfo=VN),
+            devices=[Device("vi", received=True, opened=True)],
+        )
+    return board, portal_a, portal_b, editor_a

@@ -9,12 +9,11 @@ import datetime as dt
 import io
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.roles import Role
 from notifications import retention
-from tests.news.report_rows import VN, Device, push
-from tests.support.factories import make_account, make_unit, sign_in
+from tests.news.report_rows import portals_with_pushes
+from tests.support.factories import make_account, sign_in
 
 WEEKS = {"period": "week", "start": "2026-01-05", "end": "2026-01-18"}
 
@@ -25,59 +24,6 @@ def _table(body: dict, breakdown: str) -> dict[tuple[str, str, str, str], dict]:
         for row in body["rows"]
         if row["breakdown"] == breakdown
     }
-
-
-async def _world(owner_engine: AsyncEngine):
-    board = await make_unit(name="Ban Tuyên giáo")
-    portal_a = await make_unit(parent=board, name="Cổng Hà Nội")
-    portal_b = await make_unit(parent=board, name="Cổng Huế")
-    editor_a = await make_account(role=Role.EDITOR, unit=portal_a)
-    async with owner_engine.begin() as conn:
-        # Monday 5 January, week 2026-01-05: two sections, four devices.
-        await push(
-            conn,
-            unit_id=portal_a.id,
-            created=dt.datetime(2026, 1, 5, 10, tzinfo=VN),
-            devices=[
-                Device("vi", received=True, opened=True),
-                Device("vi", received=True),
-                Device("en", received=True, opened=True),
-                Device("en", status="invalid"),
-            ],
-            audience='{"sections": ["van-kien", "tu-lieu"]}',
-            author_id=editor_a.id,
-        )
-        # Sunday 23:30 in Vietnam is still the first week (16:30 UTC).
-        await push(
-            conn,
-            unit_id=portal_a.id,
-            created=dt.datetime(2026, 1, 11, 23, 30, tzinfo=VN),
-            devices=[Device("fr", received=True), Device("fr", received=True)],
-            audience='{"all_readers": true}',
-            author_id=editor_a.id,
-        )
-        # Monday 00:30 in Vietnam is the second week, though still Sunday in UTC.
-        await push(
-            conn,
-            unit_id=portal_a.id,
-            created=dt.datetime(2026, 1, 12, 0, 30, tzinfo=VN),
-            devices=[Device("vi")],
-        )
-        await push(
-            conn,
-            unit_id=portal_a.id,
-            created=dt.datetime(2026, 1, 6, 9, tzinfo=VN),
-            devices=[Device("vi", received=True)],
-            app="tracking",
-        )
-        # Another component portal's push.
-        await push(
-            conn,
-            unit_id=portal_b.id,
-            created=dt.datetime(2026, 1, 7, 9, tzinfo=VN),
-            devices=[Device("vi", received=True, opened=True)],
-        )
-    return board, portal_a, portal_b, editor_a
 
 
 def _f(n, targeted, sent, invalid, received, opened, rate) -> dict:
@@ -94,7 +40,7 @@ def _f(n, targeted, sent, invalid, received, opened, rate) -> dict:
 
 
 async def test_a_portal_sees_its_figures_per_week_language_and_section(client, owner_engine):
-    board, _, portal_b, editor_a = await _world(owner_engine)
+    board, _, portal_b, editor_a = await portals_with_pushes(owner_engine)
     headers = await sign_in(client, editor_a)
 
     response = await client.get("/v1/reports/pushes", params=WEEKS, headers=headers)
@@ -145,7 +91,7 @@ async def test_a_portal_sees_its_figures_per_week_language_and_section(client, o
 
 
 async def test_totals_survive_the_retention_purge_and_languages_fall_to_unknown(client, owner_engine):
-    _, _, _, editor_a = await _world(owner_engine)
+    _, _, _, editor_a = await portals_with_pushes(owner_engine)
     headers = await sign_in(client, editor_a)
     before = (await client.get("/v1/reports/pushes", params=WEEKS, headers=headers)).json()
 
@@ -166,7 +112,7 @@ async def test_totals_survive_the_retention_purge_and_languages_fall_to_unknown(
 
 
 async def test_csv_export_is_bom_utf8_and_audited(client, owner_engine):
-    _, _, _, editor_a = await _world(owner_engine)
+    _, _, _, editor_a = await portals_with_pushes(owner_engine)
     headers = await sign_in(client, editor_a)
 
     response = await client.get("/v1/reports/pushes.csv", params=WEEKS, headers=headers)
@@ -203,7 +149,7 @@ async def test_csv_export_is_bom_utf8_and_audited(client, owner_engine):
 
 
 async def test_bad_ranges_are_422_and_readers_without_permission_403(client, owner_engine):
-    _, portal_a, _, editor_a = await _world(owner_engine)
+    _, portal_a, _, editor_a = await portals_with_pushes(owner_engine)
     headers = await sign_in(client, editor_a)
     too_long = await client.get(
         "/v1/reports/pushes",
