@@ -30,11 +30,19 @@ def report_query(
     end: Annotated[BoundedDate | None, Query(description="last day (inclusive); default today")] = None,
     app: reports.App | None = None,
     unit_id: uuid.UUID | None = None,
+    languages: Annotated[
+        bool, Query(description="also split by reader language (reads every device's record: slower)")
+    ] = False,
 ) -> reports.ReportQuery:
     today = utcnow().astimezone(reports.VN_TIME).date()
     last = end or today
     return reports.ReportQuery(
-        grain=period, start=start or last - dt.timedelta(weeks=12), end=last, app=app, unit_id=unit_id
+        grain=period,
+        start=start or last - dt.timedelta(weeks=12),
+        end=last,
+        app=app,
+        unit_id=unit_id,
+        languages=languages,
     )
 
 
@@ -134,6 +142,7 @@ async def push_report_csv(
             "end": query.end.isoformat(),
             "app": query.app,
             "unit_id": str(query.unit_id) if query.unit_id else None,
+            "languages": query.languages,
             "rows": len(report.rows),
         },
     )

@@ -28,7 +28,7 @@ from news.report_csv import report_csv
 router = APIRouter(prefix="/reports", dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
 Reader = Depends(Require(Permission.NOTIFICATIONS_READ))
-FIELDS = ("period", "start", "end", "app", "unit_id")
+FIELDS = ("period", "start", "end", "app", "unit_id", "languages")
 # Units offered in the form: a subtree of more is typed by id (the API takes any unit of it).
 UNITS_IN_FORM = 500
 
@@ -57,8 +57,16 @@ def parse_query(request: Request) -> tuple[reports.ReportQuery, dict[str, str]]:
         unit_id = uuid.UUID(raw["unit_id"]) if raw["unit_id"] else None
     except ValueError:
         raise Unprocessable(_("Please check these fields: ") + "unit_id", code="validation_error") from None
-    raw.update(period=grain, start=start.isoformat(), end=end.isoformat())
-    query = reports.ReportQuery(grain=grain, start=start, end=end, app=app, unit_id=unit_id)  # type: ignore[arg-type]
+    languages = raw["languages"] in ("1", "true", "on")
+    raw.update(period=grain, start=start.isoformat(), end=end.isoformat(), languages="1" if languages else "")
+    query = reports.ReportQuery(
+        grain=grain,  # type: ignore[arg-type]
+        start=start,
+        end=end,
+        app=app,  # type: ignore[arg-type]
+        unit_id=unit_id,
+        languages=languages,
+    )
     return query, raw
 
 

@@ -15,7 +15,13 @@ async def test_report_page_shows_the_portal_figures_and_exports_csv(console, own
 
     page = await console.get(
         "/console/reports",
-        params={"period": "week", "start": "2026-01-05", "end": "2026-01-18", "app": "portal"},
+        params={
+            "period": "week",
+            "start": "2026-01-05",
+            "end": "2026-01-18",
+            "app": "portal",
+            "languages": "1",
+        },
     )
 
     assert page.status_code == 200
@@ -25,7 +31,7 @@ async def test_report_page_shows_the_portal_figures_and_exports_csv(console, own
     assert "40.0 %" in html  # 2 of 5 readers reached opened, week of 5 January
     assert "van-kien" in html and "tu-lieu" in html and "fr" in html
     assert (
-        'href="/console/reports/export.csv?period=week&amp;start=2026-01-05&amp;end=2026-01-18&amp;app=portal"'
+        'href="/console/reports/export.csv?period=week&amp;start=2026-01-05&amp;end=2026-01-18&amp;app=portal&amp;languages=1"'
         in html
     )
     # Another portal's unit is not offered, and naming it is refused.

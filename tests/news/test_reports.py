@@ -15,7 +15,7 @@ from notifications import retention
 from tests.news.report_rows import portals_with_pushes
 from tests.support.factories import make_account, sign_in
 
-WEEKS = {"period": "week", "start": "2026-01-05", "end": "2026-01-18"}
+WEEKS = {"period": "week", "start": "2026-01-05", "end": "2026-01-18", "languages": "true"}
 
 
 def _table(body: dict, breakdown: str) -> dict[tuple[str, str, str, str], dict]:
@@ -63,6 +63,12 @@ async def test_a_portal_sees_its_figures_per_week_language_and_section(client, o
     assert sections[("2026-01-05", "portal", a, "tu-lieu")] == _f(1, 4, 3, 1, 3, 2, 0.6667)
     assert sections[("2026-01-05", "portal", a, "all_readers")] == _f(1, 2, 2, 0, 2, 0, 0.0)
     assert sections[("2026-01-12", "portal", a, "other")] == _f(1, 1, 1, 0, 0, 0, None)
+    # Without asking for it, no language split (the costly part), the rest identical.
+    plain = (
+        await client.get("/v1/reports/pushes", params={**WEEKS, "languages": "false"}, headers=headers)
+    ).json()
+    assert _table(plain, "language") == {}
+    assert _table(plain, "total") == _table(body, "total") and _table(plain, "section") == sections
     # The other portal's push is not in A's report, nor reachable by naming its unit.
     assert {row["unit_name"] for row in body["rows"]} == {a}
     other = await client.get(
