@@ -87,17 +87,18 @@ async def main(dbs: TestDatabases) -> None:
         }
         print("rows", counts, f"loaded in {time.perf_counter() - started:.1f}s", "loadavg", os.getloadavg())
         today = dt.date.today()
-        for grain, days in (("month", 365), ("week", 30)):
+        grains: tuple[tuple[reports.Grain, int], ...] = (("month", 365), ("week", 30))
+        for grain, days in grains:
             query = reports.ReportQuery(grain=grain, start=today - dt.timedelta(days=days), end=today)
             since, until = query.bounds()
             for label, statement in reports._explained():
-                args = (grain, since, until, None, None)
+                params: tuple[object, ...] = (grain, since, until, None, None)
                 plan = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + positional(statement), *args
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + positional(statement), *params
                 )
                 print(f"{grain:5} {days:3}d {label:16} {json.loads(plan)[0]['Execution Time']:8.0f} ms")
                 if os.environ.get("PLAN"):
-                    rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + positional(statement), *args)
+                    rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + positional(statement), *params)
                     print("\n".join(row[0] for row in rows))
     finally:
         await conn.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, get_args
+from typing import Any, cast, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -60,10 +60,10 @@ def parse_query(request: Request) -> tuple[reports.ReportQuery, dict[str, str]]:
     languages = raw["languages"] in ("1", "true", "on")
     raw.update(period=grain, start=start.isoformat(), end=end.isoformat(), languages="1" if languages else "")
     query = reports.ReportQuery(
-        grain=grain,  # type: ignore[arg-type]
+        grain=grain,
         start=start,
         end=end,
-        app=app,  # type: ignore[arg-type]
+        app=cast(reports.App | None, app),
         unit_id=unit_id,
         languages=languages,
     )
