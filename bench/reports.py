@@ -77,6 +77,7 @@ async def main(dbs: TestDatabases) -> None:
         for sql, args in zip(SETUP, ARGS, strict=True):
             await conn.execute(sql, *args)
         await conn.execute("VACUUM ANALYZE")
+        await conn.execute("SET jit = off")  # as news/reports.py does
         counts = {
             table: await conn.fetchval(query)
             for table, query in (
