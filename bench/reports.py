@@ -5,7 +5,8 @@
 A copy of the test template database (tests/support/databases.py) gets 60 component portals
 with 300 pushes each over the past year, already past retention (counters and receipt sums
 only), plus BROADCASTS pushes to DEVICES devices in the last month with their deliveries and
-receipts kept (10 % opened). Prints each statement's execution time for a year by month and a
+receipts kept (10 % opened). Prints each statement's execution time and the CPU time of its
+PostgreSQL backend (read from /proc: run it on the database's host) for a year by month and a
 month by week; PLAN=1 also prints the plans. The database is dropped afterwards.
 """
 
@@ -20,6 +21,7 @@ import time
 import asyncpg
 
 import tests.conftest  # noqa: F401 (sets the test environment the template database needs)
+from bench.support import cpu_seconds
 from news import reports
 from tests.support.databases import TestDatabases
 
@@ -87,6 +89,7 @@ async def main(dbs: TestDatabases) -> None:
             )
         }
         print("rows", counts, f"loaded in {time.perf_counter() - started:.1f}s", "loadavg", os.getloadavg())
+        backend = await conn.fetchval("SELECT pg_backend_pid()")  # its CPU time, from /proc
         today = dt.date.today()
         grains: tuple[tuple[reports.Grain, int], ...] = (("month", 365), ("week", 30))
         for grain, days in grains:
@@ -94,10 +97,13 @@ async def main(dbs: TestDatabases) -> None:
             since, until = query.bounds()
             for label, statement in reports._explained():
                 params: tuple[object, ...] = (grain, since, until, None, None)
+                cpu = cpu_seconds(backend)
                 plan = await conn.fetchval(
                     "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + positional(statement), *params
                 )
-                print(f"{grain:5} {days:3}d {label:16} {json.loads(plan)[0]['Execution Time']:8.0f} ms")
+                cpu = cpu_seconds(backend) - cpu
+                wall = json.loads(plan)[0]["Execution Time"]
+                print(f"{grain:5} {days:3}d {label:16} {wall:8.0f} ms wall {cpu * 1000:8.0f} ms CPU")
                 if os.environ.get("PLAN"):
                     rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + positional(statement), *params)
                     print("\n".join(row[0] for row in rows))
