@@ -216,7 +216,8 @@ async def build(session: AsyncSession, *, principal: Principal, query: ReportQue
     elif principal.sees_all_units:
         prefix = None
     else:
-        prefix = principal.unit_path or "\x00no-unit"  # an account without a unit sees nothing
+        # An account without a unit sees nothing: unit paths are hex ids and slashes.
+        prefix = principal.unit_path or "no-unit/"
     since, until = query.bounds()
     params = {"grain": query.grain, "since": since, "until": until, "app": query.app, "prefix": prefix}
     # Compiling these statements (JIT) costs seconds and saves nothing on a few million rows of
