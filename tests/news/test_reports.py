@@ -12,8 +12,8 @@ from sqlalchemy import text
 
 from auth.roles import Role
 from notifications import retention
-from tests.news.report_rows import portals_with_pushes
-from tests.support.factories import make_account, sign_in
+from tests.news.report_rows import VN, Device, portals_with_pushes, push
+from tests.support.factories import make_account, make_unit, sign_in
 
 WEEKS = {"period": "week", "start": "2026-01-05", "end": "2026-01-18", "languages": "true"}
 
@@ -171,3 +171,18 @@ async def test_bad_ranges_are_422_and_readers_without_permission_403(client, own
     assert bad_period.status_code == 422
     reporter = await sign_in(client, await make_account(role=Role.REPORTER, unit=portal_a))
     assert (await client.get("/v1/reports/pushes", headers=reporter)).status_code == 403
+
+
+async def test_a_unit_name_typed_as_a_formula_stays_text_in_the_csv(client, owner_engine):
+    board, _, _, _ = await portals_with_pushes(owner_engine)
+    portal = await make_unit(parent=board, name='=HYPERLINK("http://evil.example","x")')
+    editor = await make_account(role=Role.EDITOR, unit=portal)
+    async with owner_engine.begin() as conn:
+        await push(
+            conn, unit_id=portal.id, created=dt.datetime(2026, 1, 8, 9, tzinfo=VN), devices=[Device("vi")]
+        )
+
+    response = await client.get("/v1/reports/pushes.csv", params=WEEKS, headers=await sign_in(client, editor))
+
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8")[1:])))
+    assert {row[4] for row in rows[1:]} == {'\'=HYPERLINK("http://evil.example","x")'}
