@@ -30,13 +30,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
 from auth.principal import Principal
 from auth.units import get_unit
 from core.errors import Unprocessable
+from news.models import Section
 
 Grain = Literal["day", "week", "month"]
 App = Literal["portal", "tracking"]
@@ -256,6 +257,13 @@ async def build(session: AsyncSession, *, principal: Principal, query: ReportQue
     ]
     rows.sort(key=lambda r: (r.period, r.app, r.unit_name or "", str(r.unit_id), order[r.breakdown], r.key))
     return Report(query=query, unit=unit, rows=rows)
+
+
+async def section_names(session: AsyncSession, *, language: str) -> dict[str, str]:
+    """Every section's name (archived ones too: old reports name them) in ``language``, else
+    Vietnamese, by code: for showing a report to people rather than to programs."""
+    rows = await session.execute(select(Section.code, Section.names))
+    return {code: names.get(language) or names.get("vi") or code for code, names in rows}
 
 
 def _explained() -> list[tuple[str, Any]]:

@@ -16,7 +16,7 @@ from auth import audit
 from auth.principal import Principal
 from auth.roles import Permission
 from auth.units import list_units
-from console.i18n import _
+from console.i18n import _, current_language
 from console.security import verify_csrf
 from console.templating import VN_TIME, render
 from core.db import utcnow
@@ -82,6 +82,7 @@ async def reports_page(request: Request, session: SessionDep, principal: Princip
         "grains": reports.GRAINS,
         "apps": get_args(reports.App),
         "query": urlencode({k: v for k, v in raw.items() if v}),
+        "section_names": await reports.section_names(session, language=current_language()),
     }
     return render(request, "reports/pushes.html", context, principal=principal)
 

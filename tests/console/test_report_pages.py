@@ -29,7 +29,8 @@ async def test_report_page_shows_the_portal_figures_and_exports_csv(console, own
     assert 'data-testid="report-total"' in html
     assert "Cổng Hà Nội" in html and "Cổng Huế" not in html  # only A's own subtree
     assert "40.0 %" in html  # 2 of 5 readers reached opened, week of 5 January
-    assert "van-kien" in html and "tu-lieu" in html and "fr" in html
+    # A section by its name (seeded "van-kien"), one the table does not know by its code.
+    assert "Văn kiện" in html and "tu-lieu" in html and "fr" in html
     assert (
         'href="/console/reports/export.csv?period=week&amp;start=2026-01-05&amp;end=2026-01-18&amp;app=portal&amp;languages=1"'
         in html
