@@ -29,6 +29,7 @@ from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
 from api.routers import news as news_routes
 from api.routers import passkeys as passkey_routes
+from api.routers import reports as report_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
@@ -68,6 +69,7 @@ def create_api_app(*, max_body_bytes: int, manage_resources: bool = True) -> Fas
     app.include_router(api_clients.router, prefix="/v1/api-clients")
     app.include_router(audit_routes.router, prefix="/v1/audit")
     app.include_router(news_routes.router, prefix="/v1/news")
+    app.include_router(report_routes.router, prefix="/v1/reports")
     app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
     app.include_router(tracking_routes.router, prefix="/v1/tracking")

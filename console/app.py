@@ -35,6 +35,7 @@ from console.routes import (
     live,
     news,
     passkeys,
+    reports,
     signin,
     tracking,
 )
@@ -178,7 +179,20 @@ def create_console_app() -> FastAPI:
         return _error_page(request, 503, "busy", _("The service is busy; nothing was changed. Try again."))
 
     console.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, passkeys, home, live, admin, clients, audit, devices, news, delivery, tracking):
+    for module in (
+        signin,
+        passkeys,
+        home,
+        live,
+        admin,
+        clients,
+        audit,
+        devices,
+        news,
+        delivery,
+        reports,
+        tracking,
+    ):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does
     # not change them) and before any route sees the request.
