@@ -36,8 +36,10 @@ ALLOWED = {
     "create_pool": {"workers/queue.py"},  # arq, with redis_settings()
     "from_dsn": {"workers/queue.py"},  # arq's RedisSettings, then the TLS options
     "RedisSettings": set(),
-    # limits' storage: built on the shared client's connection pool (auth/ratelimit.py).
-    "RedisStorage": {"auth/ratelimit.py"},
+    # limits' storage: the rate limits now run one script on the shared client (auth/ratelimit.py).
+    "RedisStorage": set(),
+    # A Sentinel-managed client: only core/redis.py, with the URL's database and credentials.
+    "Sentinel": {"core/redis.py"},
 }
 
 
