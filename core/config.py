@@ -144,8 +144,10 @@ class Settings(BaseSettings):
     # (≈1.9 ms). See notifications/providers/fcm_http1.py.
     fcm_transport: Literal["http1", "firebase_admin"] = "http1"
     # Concurrent FCM requests per worker process; HTTP/1.1 carries one per connection, so this
-    # is also the keep-alive pool size (FCM's HTTP/2 limit is 100 streams per connection).
-    fcm_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    # is also the keep-alive pool size. A worker sends at most this many divided by the round
+    # trip: 250 keeps one worker busy (≈ 4,000 a second) up to ≈ 50 ms from FCM's front end
+    # (docs/delivery.md "Provider latency"); raise it for a farther one.
+    fcm_max_in_flight: int = Field(default=250, ge=1, le=1000)
     fcm_timeout_seconds: float = Field(default=10.0, gt=0)
     # Token auth: Apple's .p8 key, its 10-character key id, the team id, the app's bundle id.
     apns_key_file: str | None = None
@@ -159,8 +161,9 @@ class Settings(BaseSettings):
     apns_max_connections: int = 10
     # APNs requests in flight per provider and worker process (notifications/providers/apns.py):
     # past this gate a request is on the wire and a cancel can no longer stop it. Provider
-    # latency bounds throughput at about this many divided by the round trip.
-    apns_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    # latency bounds throughput at about this many divided by the round trip (as for FCM); they
+    # are multiplexed over the connections, each up to the server's stream limit.
+    apns_max_in_flight: int = Field(default=250, ge=1, le=1000)
     # An extra CA certificate (PEM) trusted for FCM, APNs and OAuth2 besides the system store.
     provider_ca_file: str | None = None
     # A claimed batch is leased this long; a killed worker's rows are due again after it. In
