@@ -175,7 +175,9 @@ class Settings(BaseSettings):
     # The reconciler runs at every multiple of this second within each minute (a cron step), so
     # it divides 60 or it runs at uneven gaps; 60: once a minute.
     reconcile_every_seconds: int = Field(default=30, ge=1, le=60)
-    # Send batches a worker holds at once. A killed worker re-sends at most this many batches.
+    # Send batches a worker starts at once; each may overlap one batch whose last chunk is still
+    # at the provider (notifications/delivery.py). A killed worker re-sends at most this many
+    # batches plus their predecessors' unrecorded chunks (≤ 375 rows each).
     send_batches_in_flight: int = Field(default=1, ge=1)
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True
