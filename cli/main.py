@@ -145,13 +145,12 @@ def worker(
 
         raise typer.Exit(asyncio.run(async_check_health(redis_settings(), queue_name=queues[queue])))
     _refuse_unsafe_production()
-    from arq.worker import run_worker
-
+    from workers.arq_worker import run_worker
     from workers.context import QUEUE_KEY
     from workers.settings import WorkerSettings
 
     # The queue in arq's ctx: the worker's metrics say which queue it serves (chuong_worker_info).
-    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue], ctx={QUEUE_KEY: queue})  # type: ignore[arg-type]
+    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue], ctx={QUEUE_KEY: queue})
 
 
 @admin_app.command("create")

@@ -183,8 +183,10 @@ class Settings(BaseSettings):
     # (≈1.9 ms). See notifications/providers/fcm_http1.py.
     fcm_transport: Literal["http1", "firebase_admin"] = "http1"
     # Concurrent FCM requests per worker process; HTTP/1.1 carries one per connection, so this
-    # is also the keep-alive pool size (FCM's HTTP/2 limit is 100 streams per connection).
-    fcm_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    # is also the keep-alive pool size. A worker sends at most this many divided by the round
+    # trip: 250 keeps one worker busy (≈ 4,000 a second) up to ≈ 50 ms from FCM's front end
+    # (docs/delivery.md "Provider latency"); raise it for a farther one.
+    fcm_max_in_flight: int = Field(default=250, ge=1, le=1000)
     fcm_timeout_seconds: float = Field(default=10.0, gt=0)
     # Token auth: Apple's .p8 key, its 10-character key id, the team id, the app's bundle id.
     apns_key_file: str | None = None
@@ -198,8 +200,9 @@ class Settings(BaseSettings):
     apns_max_connections: int = 10
     # APNs requests in flight per provider and worker process (notifications/providers/apns.py):
     # past this gate a request is on the wire and a cancel can no longer stop it. Provider
-    # latency bounds throughput at about this many divided by the round trip.
-    apns_max_in_flight: int = Field(default=100, ge=1, le=1000)
+    # latency bounds throughput at about this many divided by the round trip (as for FCM); they
+    # are multiplexed over the connections, each up to the server's stream limit.
+    apns_max_in_flight: int = Field(default=250, ge=1, le=1000)
     # An extra CA certificate (PEM) trusted for FCM, APNs and OAuth2 besides the system store.
     provider_ca_file: str | None = None
     # A claimed batch is leased this long; a killed worker's rows are due again after it. In
@@ -211,7 +214,9 @@ class Settings(BaseSettings):
     # The reconciler runs at every multiple of this second within each minute (a cron step), so
     # it divides 60 or it runs at uneven gaps; 60: once a minute.
     reconcile_every_seconds: int = Field(default=30, ge=1, le=60)
-    # Send batches a worker holds at once. A killed worker re-sends at most this many batches.
+    # Send batches a worker starts at once; each may overlap one batch whose last chunk is still
+    # at the provider (notifications/delivery.py). A killed worker re-sends at most this many
+    # batches plus their predecessors' unrecorded chunks (≤ 375 rows each).
     send_batches_in_flight: int = Field(default=1, ge=1)
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True

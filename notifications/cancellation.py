@@ -1,9 +1,10 @@
 """A cancel reaches the workers between one provider request and the next.
 
 PostgreSQL is the record: a cancelled notification's batches cannot be claimed, and a send job
-reads the status again right before each further chunk. That alone would let a chunk already
-started run to its end: of a 250-push chunk only ``fcm_max_in_flight`` (100) are on the wire, the
-rest wait for a free slot or a pacing permit, and those are requests that have not started. So,
+reads the status again right before each further chunk. That alone would let the chunks already
+started run to their end: of the two chunks under way (250 pushes) only ``fcm_max_in_flight`` may
+be on the wire, the rest wait for a free slot or a pacing permit, and those are requests that have
+not started. So,
 once a cancel has committed (core/after_commit.py, before the API answers):
 
 1. it publishes the notification id on ``CHANNEL``;

@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,17 +32,23 @@ from notifications.providers.base import STOPPED, PushProvider, SendResult
 from notifications.service import queue_for
 from notifications.states import FINAL_STATUSES
 
-SEND_CHUNKS = 2  # a batch is sent in pipelined chunks (see _send_batch)
+# A batch (≤ 500 rows) is sent in SEND_CHUNKS chunks, CHUNKS_IN_FLIGHT of them at the provider at
+# once (see _send_held): chunk k + 2 starts when chunk k has been answered and the status read
+# again, while chunk k + 1 keeps the provider's in-flight slots busy. Without the cancel signal at
+# most CHUNKS_IN_FLIGHT chunks (250 rows) start after a cancel, as with two sequential chunks.
+SEND_CHUNKS = 4
+CHUNKS_IN_FLIGHT = 2
 
-_SLOTS: dict[int, asyncio.Semaphore] = {}
+_SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
 
 
-def _send_slots() -> asyncio.Semaphore:
-    # Per process (arq hands every job a fresh copy of its context, so the semaphore cannot live
-    # there).
+def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
+    """(batches held, batches still starting chunks), per process: arq hands every job a fresh
+    copy of its context, so the semaphores cannot live there."""
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _SLOTS:
-        _SLOTS[loop_id] = asyncio.Semaphore(get_settings().send_batches_in_flight)
+        batches = get_settings().send_batches_in_flight
+        _SLOTS[loop_id] = (asyncio.Semaphore(2 * batches), asyncio.Semaphore(batches))
     return _SLOTS[loop_id]
 
 
@@ -56,12 +62,30 @@ async def send_batch(
     """Send the due rows of one batch of a notification: the fan-out page starting at ``low_id``
     or, without one, its most overdue open batch. Each push carries the badge ``badge_source``
     gives its device."""
-    # Leased-but-unrecorded rows are what a killed worker sends twice; holding at most
-    # ``send_batches_in_flight`` batches per worker (default 1) bounds those duplicates.
-    async with _send_slots():
-        # Subscribed before claiming, so a cancel committed after the claim is heard here.
-        await cancellation.listening()
-        return await _send_batch(notification_id, low_id, providers, badge_source)
+    # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
+    # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
+    # that slot on once its last chunk has started, not once it has been answered: the next
+    # batch is claimed while the last requests are at the provider, and the provider's latency
+    # does not leave the worker idle between batches. A second bound keeps it to one finishing
+    # batch per starting one, so a killed worker re-sends at most one batch and the last
+    # CHUNKS_IN_FLIGHT + 1 chunks of the one before (≤ 875 rows by default).
+    held, starting = _send_slots()
+    async with held:
+        await starting.acquire()
+        starting_held = True
+
+        def hand_on() -> None:
+            nonlocal starting_held
+            if starting_held:
+                starting_held = False
+                starting.release()
+
+        try:
+            # Subscribed before claiming, so a cancel committed after the claim is heard here.
+            await cancellation.listening()
+            return await _send_batch(notification_id, low_id, providers, badge_source, hand_on)
+        finally:
+            hand_on()
 
 
 _SPECS: dict[uuid.UUID, PushSpec] = {}
@@ -180,25 +204,30 @@ async def _send_batch(
     low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
+    all_started: Callable[[], None],
 ) -> dict[str, int]:
-    """One batch in SEND_CHUNKS chunks, pipelined: the next chunk's badges are worked out while
-    the current one is on the wire, and a chunk's results are written while the next one is
-    sent. The rows leased but not yet recorded never exceed one batch, so a killed worker
-    re-sends at most one batch. A cancel stops it between two requests (the providers consult
-    notifications/cancellation.py) or, failing that signal, before the next chunk."""
+    """One batch in SEND_CHUNKS chunks, CHUNKS_IN_FLIGHT at a time: a chunk's badges are worked
+    out while the ones before it are on the wire, and a chunk's results are written while the
+    next ones are sent. ``all_started`` is called once the last chunk has started. A cancel stops
+    the batch between two requests (the providers consult notifications/cancellation.py) or,
+    failing that signal, before the next chunk: the status is read again each time a chunk has
+    been answered."""
     claim = await _claim(nid, low_id)
     if claim is None:
         return {"claimed": 0}
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     cancellation.hold(str(nid), claim.batch_id)
     try:
-        return await _send_held(claim, providers, badge_source)
+        return await _send_held(claim, providers, badge_source, all_started)
     finally:
         cancellation.release(str(nid), claim.batch_id)
 
 
 async def _send_held(
-    claim: outbox.Claim, providers: Mapping[str, PushProvider], badge_source: dispatch.BadgeSource
+    claim: outbox.Claim,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
+    all_started: Callable[[], None],
 ) -> dict[str, int]:
     nid = claim.notification_id
     spec = await _spec(nid)
@@ -212,54 +241,76 @@ async def _send_held(
     size = max(1, -(-len(claimed) // SEND_CHUNKS))
     chunks = [claimed[i : i + size] for i in range(0, len(claimed), size)]
     alert = get_settings().sensitive_visible_alert
+    priority = spec.content.priority
+    sending: deque[asyncio.Task[list[tuple[outbox.ClaimedDelivery, SendResult]]]] = deque()
     recording: asyncio.Task[Counter[str]] | None = None
     preparing: asyncio.Task[dict[uuid.UUID, int]] | None = None
     checking: asyncio.Task[bool] | None = None
-    try:
-        badges = await dispatch.batch_badges(spec, chunks[0], badge_source)
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            totals["claimed"] += len(chunk)
-            sending = asyncio.ensure_future(
+    started = 0  # chunks handed to the providers
+
+    def start(badges: Mapping[uuid.UUID, int]) -> None:
+        nonlocal started
+        chunk = chunks[started]
+        started += 1
+        totals["claimed"] += len(chunk)
+        sending.append(
+            asyncio.ensure_future(
                 dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
             )
-            preparing = (
-                None
-                if last
-                else asyncio.ensure_future(dispatch.batch_badges(spec, chunks[index + 1], badge_source))
-            )
-            results = await sending
+        )
+        if started == len(chunks):
+            all_started()
+
+    def prepare() -> asyncio.Task[dict[uuid.UUID, int]] | None:
+        # The badges of the chunk that starts next, read while the ones before it are sent.
+        if started == len(chunks):
+            return None
+        return asyncio.ensure_future(dispatch.batch_badges(spec, chunks[started], badge_source))
+
+    try:
+        # The first window's badges in one read, then those chunks go out together.
+        first = chunks[:CHUNKS_IN_FLIGHT]
+        badges = await dispatch.batch_badges(spec, [d for chunk in first for d in chunk], badge_source)
+        for _ in first:
+            start(badges)
+        preparing = prepare()
+        stop = False
+        while sending:
+            results = await sending.popleft()
             # Read now, not when the chunk started (a cancel that came while the chunk was at the
             # provider went unseen then), and overlapping the writes below.
-            checking = None if last else asyncio.ensure_future(_still_sending(nid))
+            more = not stop and started < len(chunks)
+            checking = asyncio.ensure_future(_still_sending(nid)) if more else None
             metrics.count_results(results)  # once per chunk, with counts (notifications/metrics.py)
-            started = [pair for pair in results if pair[1] is not STOPPED]
-            cancelled_midway = len(started) < len(results)
-            if cancelled_midway:
+            sent = [pair for pair in results if pair[1] is not STOPPED]
+            if len(sent) < len(results):
                 # The requests that had not started stay unrecorded (due), and letting the batch
                 # go below cancels them.
-                totals["stopped"] += len(results) - len(started)
-                results = started
+                totals["stopped"] += len(results) - len(sent)
+                results = sent
+                stop = True
             await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
             if recording is not None:
                 totals.update(await recording)
-            stop = (checking is not None and not await checking) or cancelled_midway
-            checking = None
-            next_badges = await preparing if preparing is not None else {}
+            if checking is not None:
+                stop = stop or not await checking
+                checking = None
+            if more and not stop:
+                next_badges = await preparing if preparing is not None else {}
+                start(next_badges)
+                preparing = prepare()
+            last = not sending
+            recording = asyncio.ensure_future(_record(claim, results, last=last, priority=priority))
+        if preparing is not None:
+            preparing.cancel()
             preparing = None
-            recording = asyncio.ensure_future(
-                _record(claim, results, last=last or stop, priority=spec.content.priority)
-            )
-            if stop:
-                break
-            badges = next_badges
         assert recording is not None
         totals.update(await recording)
         recording = None
     except BaseException:
         # The batch stays leased and is sent again once the lease ends; results already in hand
         # are still written, so what was sent is not sent again.
-        for task in (preparing, checking):
+        for task in (preparing, checking, *sending):
             if task is not None:
                 task.cancel()
         if recording is not None and not recording.done():

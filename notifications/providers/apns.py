@@ -1,19 +1,23 @@
-"""APNs through aioapns (token auth with a .p8 key), one client per APNs environment."""
+"""APNs through aioapns (token auth with a .p8 key), one client per APNs environment.
+
+aioapns keeps the connections (HTTP/2, TLS, the JWT, answers matched to requests); the requests
+themselves are built once per push and sent by apns_prepared.py, a few long-lived coroutines
+per batch rather than a task and a `wait_for` per message."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Sequence
 
-from aioapns import APNs, NotificationRequest, PushType
+from aioapns import APNs
 from aioapns.common import NotificationResult
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 
 from notifications.cancellation import stopped
-from notifications.payloads import apns_payload, apns_priority
+from notifications.providers import apns_prepared
+from notifications.providers.apns_prepared import PreparedPush
 from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
 from notifications.providers.latency import PROVIDER_LATENCY
 
@@ -35,16 +39,14 @@ def classify(result: NotificationResult) -> SendResult:
     return SendResult(Outcome.FAILED, error_code=reason[:64])
 
 
-# Requests in flight per provider (and process). Past this gate a request goes on the wire at
-# once (after a connection opens, at the start): aioapns takes a stream on the first connection
-# that has one free, and this stays within one connection's stream limit (a server setting; the
-# emulator's is 100). A request beyond the gate waits here, in ``_send_one``, which checks for a
-# cancel before handing it over; inside aioapns nothing could stop it any more.
-MAX_IN_FLIGHT = 100
-
-
-async def _quiet(request: NotificationRequest, result: NotificationResult) -> None:
-    """aioapns logs every failure at ERROR; the outbox records them instead."""
+# Requests in flight per provider (and process), the default of `apns_max_in_flight`. Past this
+# gate a request goes on the wire at once (after a connection opens, at the start): aioapns takes
+# a stream on the first connection that has one free and opens another (up to
+# `apns_max_connections`) when none has, so this stays within the connections' stream limits
+# (a server setting; Apple's is 1,000, the emulator's 100). A request beyond the gate waits here,
+# in `send`, which checks for a cancel before handing it over; inside aioapns nothing could stop
+# it any more.
+MAX_IN_FLIGHT = 250
 
 
 class ApnsProvider:
@@ -59,40 +61,61 @@ class ApnsProvider:
         environment: str = "production",
     ) -> None:
         self.client = client
+        self._pool = client.pool
+        apns_prepared.enable(self._pool)
+        topic = self._pool.apns_topic
+        if not topic:
+            raise ValueError("APNs needs a topic (the app's bundle id)")
+        self._topic: str = topic
         # Its provider key (dispatch.provider_key), bound once: no label lookup per request.
         self._latency = PROVIDER_LATENCY.labels(f"apns:{environment}")
         # aioapns has no per-request timeout: a stalled connection would hold the batch forever.
         self.timeout = timeout
+        self.max_in_flight = max_in_flight
         self._slots = asyncio.Semaphore(max_in_flight)
-        client.err_func = _quiet
 
-    async def _send_one(self, request: PushRequest) -> SendResult:
-        notification = NotificationRequest(
-            device_token=request.token,
-            message=apns_payload(request.spec, request.push),
-            notification_id=str(uuid.uuid4()),
-            time_to_live=request.spec.ttl_left(),
-            priority=apns_priority(request.spec, request.push),
-            collapse_key=request.spec.content.collapse_key,
-            push_type=PushType.ALERT if request.push.title is not None else PushType.BACKGROUND,
-        )
+    async def send(self, requests: Sequence[PushRequest]) -> list[SendResult]:
+        if not requests:
+            return []
+        now = int(time.time())  # one clock read for the batch's expirations
+        prepared: dict[tuple[int, int], PreparedPush] = {}
+        results: list[SendResult | None] = [None] * len(requests)
+        pending = iter(range(len(requests)))
+
+        async def lane() -> None:
+            # A few long-lived coroutines instead of a task per message.
+            for index in pending:
+                request = requests[index]
+                key = (id(request.spec), id(request.push))
+                push = prepared.get(key)
+                if push is None:
+                    push = prepared[key] = apns_prepared.prepare(
+                        request.spec, request.push, topic=self._topic, now=now
+                    )
+                async with self._slots:
+                    # Checked with the slot in hand: a request still waiting for one has not
+                    # started, and a cancel heard meanwhile stops it.
+                    if stopped(request.spec.id):
+                        results[index] = STOPPED
+                        continue
+                    results[index] = await self._send_one(request.token, push)
+
+        await asyncio.gather(*(lane() for _ in range(min(len(requests), self.max_in_flight))))
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    async def _send_one(self, token: str, push: PreparedPush) -> SendResult:
+        started = time.perf_counter()
         try:
-            async with self._slots:
-                if stopped(request.spec.id):
-                    return STOPPED
-                started = time.perf_counter()
-                try:
-                    result = await asyncio.wait_for(self.client.send_notification(notification), self.timeout)
-                finally:
-                    self._latency.observe(time.perf_counter() - started)
+            async with asyncio.timeout(self.timeout):
+                result = await apns_prepared.send_prepared(self._pool, token, push)
         except TimeoutError:
             return SendResult(Outcome.RETRY, error_code="timeout")
         except (ConnectionError, OSError, APNsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as exc:
             return SendResult(Outcome.RETRY, error_code=f"transport:{type(exc).__name__}"[:64])
+        finally:
+            self._latency.observe(time.perf_counter() - started)
         return classify(result)
-
-    async def send(self, requests: Sequence[PushRequest]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self._send_one(r) for r in requests)))
 
     async def close(self) -> None:
         pool = getattr(self.client, "pool", None)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import update
 
 from core import clock
@@ -21,7 +22,6 @@ from core.db import transaction
 from emulator import Emulator
 from notifications import service as notifications
 from notifications.models import Notification
-from notifications.providers import apns as apns_provider
 from tests.news.helpers import apns, approve, fcm, make_desk, readers, submitted
 from tests.notifications.helpers import load, run_workers
 from workers import delivery_jobs
@@ -29,7 +29,15 @@ from workers.delivery_jobs import fan_out, send_batch
 from workers.news_jobs import news_tick
 
 LATENCY_MS = 1500
-READERS = 500  # one fan-out page, one send batch, two chunks of 250
+READERS = 500  # one fan-out page, one send batch: four chunks of 125, two at a time
+IN_FLIGHT = 100  # fewer slots than a window of chunks (250): some requests wait for one
+
+
+@pytest.fixture
+def emulated_settings(emulated_settings, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(emulated_settings, "fcm_max_in_flight", IN_FLIGHT)
+    monkeypatch.setattr(emulated_settings, "apns_max_in_flight", IN_FLIGHT)
+    return emulated_settings
 
 
 async def _until(condition: Callable[[], bool], *, seconds: float = 15.0) -> None:
@@ -82,10 +90,10 @@ async def _cancel_mid_batch(client, emulator, worker_ctx, devices, in_flight: in
 async def test_after_a_news_cancel_answers_only_requests_already_on_the_wire_reach_fcm(
     client, emulator, worker_ctx
 ):
-    limit = get_settings().fcm_max_in_flight  # 100 of the first chunk's 250 are on the wire
+    limit = get_settings().fcm_max_in_flight  # 100 of the first two chunks' 250 are on the wire
     seen = await _cancel_mid_batch(client, emulator, worker_ctx, fcm(READERS), limit)
-    # Before the fix: the 150 requests of chunk 1 still waiting for a slot went out after the
-    # cancel, and so did all 250 of chunk 2 (its check ran when chunk 1 started): 400 late.
+    # Before the fix (two sequential chunks of 250): the 150 requests of chunk 1 still waiting
+    # for a slot went out after the cancel, and so did all 250 of chunk 2: 400 late.
     assert seen["late"] <= limit, seen
     assert len(emulator.log) == seen["on_the_wire"] <= limit
     stats = seen["stats"]
@@ -98,7 +106,7 @@ async def test_after_a_news_cancel_answers_only_requests_already_on_the_wire_rea
 async def test_after_a_news_cancel_answers_only_requests_already_on_the_wire_reach_apns(
     client, emulator, worker_ctx
 ):
-    limit = apns_provider.MAX_IN_FLIGHT  # within one connection's streams (the emulator: 100)
+    limit = get_settings().apns_max_in_flight  # within one connection's streams (the emulator: 100)
     seen = await _cancel_mid_batch(client, emulator, worker_ctx, apns(READERS), limit)
     assert seen["late"] <= limit, seen
     assert len(emulator.log) == seen["on_the_wire"] <= limit
@@ -127,7 +135,7 @@ async def test_without_the_cancel_signal_the_next_chunk_is_checked_once_the_curr
         await notifications.cancel(session, notification_id=uuid.UUID(nid), now=clock.utcnow())
     outcome = await batch
     emulator.faults.update({"latency_ms": 0})
-    # Chunk 1 (250) was under way; chunk 2 never started. Before the fix all 500 went out.
+    # Chunks 1 and 2 (250) were under way; chunk 3 never started. Before the fix all 500 went out.
     assert len(emulator.log) == outcome["claimed"] == 250
     notification, deliveries = await load(nid)
     assert (notification.sent, notification.cancelled, notification.status) == (250, 250, "cancelled")
@@ -149,7 +157,7 @@ async def test_the_ttl_passing_during_a_chunk_stops_the_batch_before_the_next_on
     clock.advance(61)  # the push is pointless from now on
     outcome = await batch
     emulator.faults.update({"latency_ms": 0})
-    # Before the fix chunk 2 was sent after the TTL too (500 requests).
+    # Before the fix the second half was sent after the TTL too (500 requests).
     assert len(emulator.log) == outcome["claimed"] == 250
     notification, deliveries = await load(nid)
     assert (notification.sent, notification.failed) == (250, 250)

@@ -100,8 +100,9 @@ async def test_cancel_mid_send_stops_new_provider_requests(client, emulator, wor
     item = await send_now(client, desk)
     nid = item["notification_id"]
     await fan_out(worker_ctx, nid)
-    # One batch is at the (slow) provider when the editor cancels: its first chunk (3 of 5) is
-    # on the wire and finishes; its second chunk and the other batches never start.
+    # One batch is at the (slow) provider when the editor cancels: its first two chunks (2 + 2
+    # of 5, two at a time) are on the wire and finish; its last chunk and the other batches
+    # never start.
     emulator.faults.update({"latency_ms": 400})
     in_flight = asyncio.create_task(send_batch(worker_ctx, nid))
     await asyncio.sleep(0.2)
@@ -110,9 +111,9 @@ async def test_cancel_mid_send_stops_new_provider_requests(client, emulator, wor
         f"/v1/news/{item['id']}/cancel", headers=desk.headers["editor"], json={"reason": "Sai số liệu"}
     )
     assert cancelled.status_code == 200, cancelled.text
-    assert (await in_flight)["claimed"] == 3
+    assert (await in_flight)["claimed"] == 4
     requests_at_cancel = len(emulator.log)
-    assert requests_at_cancel == 3
+    assert requests_at_cancel == 4
     emulator.faults.update({"latency_ms": 0})
     await run_workers(worker_ctx)
     for _ in range(3):
@@ -122,7 +123,7 @@ async def test_cancel_mid_send_stops_new_provider_requests(client, emulator, wor
     await news_tick({})
     stats = (await client.get(f"/v1/news/{item['id']}", headers=desk.headers["editor"])).json()["stats"]
     assert stats["notification_status"] == "cancelled"
-    assert (stats["targeted"], stats["sent"], stats["cancelled"], stats["pending"]) == (20, 3, 17, 0)
+    assert (stats["targeted"], stats["sent"], stats["cancelled"], stats["pending"]) == (20, 4, 16, 0)
     assert_adds_up(stats)
     assert (await news_item(item["id"])).finished_at is not None
     # A cancelled item cannot be cancelled again, and nothing is left to approve.
