@@ -98,7 +98,9 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> li
             for latency in latencies:
                 await set_latency(control_url, latency)
                 for name in providers:
-                    raw = await raw_baseline(name, min(args.raw_messages, counts[name]), emulator.pid)
+                    raw = await raw_baseline(
+                        name, min(args.raw_messages, counts[name]), processes=1, emulator_pid=emulator.pid
+                    )
                     await support.keep_live_only(conn, name)
                     await wait_for_idle(pids)
                     label = f"{name}-{latency:g}ms-r{round_number}"
