@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.db import configure_engine, dispose_engine, make_engine
 from tests.notifications.helpers import broadcast, central_sender
-from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.notifications.test_resilience import (
+    PER_WORKER_BOUND,
+    counts,
+    insert_devices,
+    start_worker,
+    stop,
+    wait_for,
+)
 from tests.support.databases import TestDatabases
 from tests.support.scratch_postgres import (
     ScratchCluster,
@@ -38,7 +45,6 @@ from tests.support.scratch_postgres import (
 )
 
 DEVICES = 6_000
-BATCH = 500
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +163,7 @@ async def test_failover_to_the_standby_mid_broadcast_loses_nothing(
     )
     assert final["notification"] == "completed" and final.get("sent", 0) == DEVICES, final
     assert len(per_token) == DEVICES
-    assert duplicates <= BATCH
+    assert duplicates <= PER_WORKER_BOUND
     async with owner_engine.connect() as conn:
         row = (
             await conn.execute(

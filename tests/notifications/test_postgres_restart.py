@@ -18,14 +18,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.notifications.helpers import broadcast, central_sender
-from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.notifications.test_resilience import (
+    PER_WORKER_BOUND,
+    counts,
+    insert_devices,
+    start_worker,
+    stop,
+    wait_for,
+)
 from tests.support.scratch_postgres import ScratchCluster, pg_bindir, run, scratch_cluster
 from tests.support.scratch_service_db import ServiceDatabase, service_database
 
 DEVICES = 6_000
-# What a worker can have sent but not yet recorded when its connections die: the chunks of the
-# batches in flight (CHUONG_SEND_BATCHES_IN_FLIGHT, 1) — a whole batch at most.
-BATCH = 500
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,7 @@ async def test_postgres_restarted_mid_broadcast_loses_nothing(
     assert final["notification"] == "completed", final
     assert final.get("sent", 0) == DEVICES, final  # nothing lost, nothing left stuck
     assert len(per_token) == DEVICES
-    assert duplicates <= BATCH
+    assert duplicates <= PER_WORKER_BOUND
     async with owner_engine.connect() as conn:
         counters = (
             await conn.execute(

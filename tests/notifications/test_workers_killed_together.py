@@ -11,10 +11,16 @@ import pytest
 
 from tests.notifications.fault_checks import assert_recovered, recovery
 from tests.notifications.helpers import broadcast, central_sender
-from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.notifications.test_resilience import (
+    PER_WORKER_BOUND,
+    counts,
+    insert_devices,
+    start_worker,
+    stop,
+    wait_for,
+)
 
 DEVICES = 6_000
-BATCH = 500  # send_batches_in_flight (1) leased batch per worker: what a killed one may re-send
 KILLED = 2
 
 
@@ -55,4 +61,4 @@ async def test_two_of_three_workers_killed_together_lose_nothing(
         f"\n1b two of three workers SIGKILLed: {midway.get('sent', 0)} sent at the kill, "
         f"finished {recovered:.1f} s after it, {result.line()}"
     )
-    assert_recovered(result, max_duplicates=KILLED * BATCH)
+    assert_recovered(result, max_duplicates=KILLED * PER_WORKER_BOUND)
