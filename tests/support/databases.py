@@ -19,6 +19,8 @@ APP_ROLE = "chuong_app"
 
 @dataclass
 class TestDatabases:
+    __test__ = False  # a helper, not a test class (pytest would try to collect it by its name)
+
     host: str
     port: int
     superuser: str
