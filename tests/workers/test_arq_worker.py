@@ -77,3 +77,19 @@ async def test_a_polling_worker_leaves_the_jobs_it_runs_alone() -> None:
 async def test_arqs_own_worker_checks_them_again_at_every_poll() -> None:
     # What the override is for; if arq stops doing this, the override can go.
     assert await _pipelines_while_running(Worker) >= RUNNING * 5
+
+
+def test_a_stop_signal_ends_the_pause_before_a_restart():
+    """While Redis is away the process waits between restarts with no event loop running: SIGTERM
+    (a deploy, docker stop) must still end it at once, not after the pause."""
+    import signal
+    import threading
+    import time
+
+    from workers.arq_worker import _stopped_during
+
+    threading.Timer(0.2, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+    started = time.monotonic()
+    assert _stopped_during(30.0) is True
+    assert time.monotonic() - started < 5
+    assert _stopped_during(0.1) is False  # nothing pending: the pause just ends

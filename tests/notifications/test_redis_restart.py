@@ -1,0 +1,159 @@
+"""Redis stopped in the middle of a broadcast and started again empty (issue 18, scenario 2): the
+queued jobs, arq's bookkeeping, the pacing budget and the rate-limit counters are all gone, and
+for a while nothing answers at all. The worker must survive the outage, and the reconciler must
+find the due work in PostgreSQL again: every device reached, duplicates within one worker's
+bound, no batch left open, counters equal to the rows.
+
+A scratch redis-server on a free port that the test stops and starts; the machine's shared Redis
+is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+
+from core.redis import close_redis, configure_redis
+from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.test_resilience import (
+    PER_WORKER_BOUND,
+    counts,
+    insert_devices,
+    start_worker,
+    stop,
+    wait_for,
+)
+from tests.support.scratch_postgres import free_port
+from workers.queue import close_pool
+
+DEVICES = 6_000
+DOWN_SECONDS = 5
+
+
+class ScratchRedis:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="chuong-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        # No persistence: it comes back empty, as a Redis that lost its host would.
+        self.process = subprocess.Popen(  # noqa: S603
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",  # noqa: S607
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+async def _answers(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=0.3)
+    try:
+        return bool(await client.ping())
+    except (OSError, RedisError):  # refused, or still loading
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def scratch_redis() -> Iterator[ScratchRedis]:
+    server = ScratchRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def on_scratch_redis(
+    scratch_redis: ScratchRedis, redis, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """The API (this process) and the worker (its environment) on the scratch Redis."""
+    from core.config import get_settings
+
+    await wait_for(lambda: _answers(scratch_redis.url), timeout=10, what="the scratch Redis")
+    monkeypatch.setattr(get_settings(), "redis_url", scratch_redis.url)
+    monkeypatch.setenv("CHUONG_REDIS_URL", scratch_redis.url)
+    await close_pool()
+    await close_redis()
+    configure_redis(Redis.from_url(scratch_redis.url, decode_responses=True))
+    yield scratch_redis.url
+    await close_pool()
+    await close_redis()
+
+
+@pytest.mark.slow
+async def test_redis_stopped_and_started_empty_mid_broadcast_loses_nothing(
+    client, database_url, owner_engine, emulated_settings, emulator, scratch_redis, on_scratch_redis
+):
+    await insert_devices(owner_engine, DEVICES)
+    headers = await central_sender(client)
+    notification_id = await broadcast(client, headers)
+    worker = start_worker(database_url, emulator)
+    try:
+
+        async def some_sent() -> bool:
+            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1000
+
+        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+        scratch_redis.stop()
+        stopped_at = time.monotonic()
+        await asyncio.sleep(DOWN_SECONDS)
+        if worker.poll() is not None:
+            assert worker.stderr is not None
+            raise AssertionError(f"the worker exited: {worker.stderr.read().decode()[-30000:]}")
+        scratch_redis.start()  # empty: every job, lock and counter is gone
+
+        async def done() -> bool:
+            return (await counts(owner_engine, notification_id))["notification"] == "completed"
+
+        await wait_for(done, timeout=240, what="the reconciler to finish after Redis came back")
+        recovered = time.monotonic() - stopped_at
+        assert worker.poll() is None
+    finally:
+        stop(worker)
+
+    final = await counts(owner_engine, notification_id)
+    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
+    duplicates = sum(n - 1 for n in per_token.values())
+    print(
+        f"\nredis restart: down {DOWN_SECONDS} s, came back empty, "
+        f"finished {recovered:.1f} s after it stopped, "
+        f"{len(per_token)} of {DEVICES} reached, {duplicates} duplicates"
+    )
+    assert final["notification"] == "completed" and final.get("sent", 0) == DEVICES, final
+    assert len(per_token) == DEVICES
+    assert duplicates <= PER_WORKER_BOUND
+    async with owner_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT targeted, sent, (SELECT count(*) FROM delivery_batches b"
+                    " WHERE b.notification_id = n.id AND b.status = 'open') AS open_batches"
+                    " FROM notifications n WHERE id = :id"
+                ),
+                {"id": notification_id},
+            )
+        ).one()
+    assert (row.targeted, row.sent, row.open_batches) == (DEVICES, DEVICES, 0)
