@@ -20,9 +20,11 @@ from playwright.async_api import BrowserContext, Page, expect
 from sqlalchemy import select
 
 from auth.roles import Role
+from auth.totp import code_for
 from console import labels
 from console.app import create_console_app
 from console.i18n import LANGUAGE_COOKIE, LANGUAGES
+from core import clock
 from core.db import transaction
 from tests.console.axe import report, violations
 from tests.console.browser import sign_in
@@ -163,6 +165,12 @@ async def _check(page: Page, url: str, where: str, problems: list[str], texts: d
     await page.goto(url)
     if "/news/new" in url or url.endswith("/edit"):
         await page.wait_for_load_state("networkidle")  # the live preview has arrived
+    await _audit(page, where, problems, texts)
+
+
+async def _audit(page: Page, where: str, problems: list[str], texts: dict[str, str]) -> None:
+    """axe on the page as it is, then the same page at phone width."""
+    await page.set_viewport_size({"width": 1280, "height": 860})
     found = await violations(page)
     if found:
         problems.append(report(where, found))
@@ -174,6 +182,38 @@ async def _check(page: Page, url: str, where: str, problems: list[str], texts: d
     if rows > 1:
         problems.append(f"{where}: at 390 px the menu takes {rows} lines")
     texts[where] = await page.evaluate(MAIN_TEXT)
+    await page.set_viewport_size({"width": 1280, "height": 860})
+
+
+async def _answers_to_forms(
+    contexts: dict[str, tuple[BrowserContext, Page]],
+    accounts: dict[str, Account],
+    language: str,
+    problems: list[str],
+    texts: dict[str, str],
+) -> None:
+    """Pages that only a POST shows: the enrolment key and QR code, the recovery codes, a new API
+    client's key."""
+    enrolling = contexts["enrolling"][1]
+    await enrolling.goto(enrolling.url.split("/console/")[0] + "/console/mfa/enrol")
+    await enrolling.click("[data-testid=start-enrolment]")
+    secret = (await enrolling.get_by_test_id("totp-secret").inner_text()).strip()
+    await _audit(enrolling, f"{language} /mfa/enrol (key shown)", problems, texts)
+    clock.advance(30)
+    await enrolling.fill("input[name=code]", code_for(secret, at=clock.utcnow()))
+    await enrolling.click("[data-testid=confirm-enrolment]")
+    await enrolling.get_by_test_id("recovery-codes").wait_for()
+    await _audit(enrolling, f"{language} /mfa/enrol/confirm (recovery codes)", problems, texts)
+
+    admin = contexts["admin"][1]
+    await admin.goto(admin.url.split("/console/")[0] + "/console/admin/api-clients")
+    form = admin.locator("form:has([data-testid=create-client])")
+    await form.locator("input[name=name]").fill("Cổng thông tin tỉnh")
+    await form.locator("input[name=scopes]").first.check()
+    await form.locator("input[name=totp_code]").fill(accounts["admin"].code())
+    await admin.click("[data-testid=create-client]")
+    await admin.get_by_test_id("new-key").wait_for()
+    await _audit(admin, f"{language} /admin/api-clients (key shown)", problems, texts)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -214,6 +254,7 @@ async def test_every_page_passes_axe_and_fits_a_phone(live, chromium, client, wo
         }.items():
             await _check(contexts[who][1], f"{live}/console{path}", f"{language} {where}", problems, texts)
             assert f"({where.split()[1]})" in texts[f"{language} {where}"], "not the error page"
+        await _answers_to_forms(contexts, accounts, language, problems, texts)
         if language == "vi":
             for where, text in texts.items():
                 raw = sorted(set(RAW_WORD.findall(text)))
