@@ -77,6 +77,24 @@ ERROR_KINDS = {
 }
 
 
+# The services' own messages (English, as the API returns them) that console users meet on the
+# error page most; the page shows the reader's language when the catalogue has it.
+SERVICE_MESSAGES = frozenset(
+    {
+        _("You do not have permission"),
+        _("Not allowed on behalf of someone else"),
+        _("News item not found"),
+        _("User not found"),
+        _("Task not found"),
+        _("Session not found"),
+        _("Delegation not found"),
+        _("API client not found"),
+        _("No such MFA reset request"),
+        _("You cannot disable your own account"),
+    }
+)
+
+
 def _labeller(labels: dict[str, str]) -> Callable[[object], str]:
     def label(value: object) -> str:
         key = str(getattr(value, "value", value))
@@ -96,6 +114,10 @@ def error_kind(status: int) -> str:
     return gettext(ERROR_KINDS.get(status, _("Something went wrong.")))
 
 
+def service_message(message: str) -> str:
+    return gettext(message) if message in SERVICE_MESSAGES else message
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "role_label": role_label,
     "news_status_label": news_status_label,
@@ -103,4 +125,5 @@ FILTERS: dict[str, Callable[..., str]] = {
     "outcome_label": outcome_label,
     "actor_kind_label": actor_kind_label,
     "error_kind": error_kind,
+    "service_message": service_message,
 }
