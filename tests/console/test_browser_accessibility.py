@@ -27,7 +27,7 @@ from console.i18n import LANGUAGE_COOKIE, LANGUAGES
 from core import clock
 from core.db import transaction
 from tests.console.axe import report, violations
-from tests.console.browser import sign_in
+from tests.console.browser import sign_in, snap
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import run_workers
 from tests.support.factories import Account, make_account, make_unit
@@ -181,6 +181,8 @@ async def _audit(page: Page, where: str, problems: list[str], texts: dict[str, s
     rows = await page.evaluate(MENU_ROWS)
     if rows > 1:
         problems.append(f"{where}: at 390 px the menu takes {rows} lines")
+    if where == "vi /admin/users":
+        await snap(page, "phone-accounts")
     texts[where] = await page.evaluate(MAIN_TEXT)
     await page.set_viewport_size({"width": 1280, "height": 860})
 
