@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from auth.principal import Principal
-from console import i18n
+from console import i18n, labels
 from console.security import csrf_token
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -54,6 +54,7 @@ def environment() -> Environment:
     env.filters["local_time"] = _local_time
     env.filters["local_input"] = _local_input
     env.filters["clock_time"] = _clock_time
+    env.filters.update(labels.FILTERS)
     env.globals["base"] = BASE
     return env
 

@@ -136,7 +136,10 @@ async def live_preview(request: Request, session: SessionDep, principal: Princip
         body = draft_from_form(await request.form())
     except ChuongError as exc:
         return render(
-            request, "news/_preview.html", {"preview": None, "error": exc.message}, principal=principal
+            request,
+            "news/_preview.html",
+            {"preview": None, "error": exc.message, "live": True},
+            principal=principal,
         )
     # A transient item (never added to the session) carries the draft through the same payload
     # rendering and validation as a stored one.
@@ -153,7 +156,9 @@ async def live_preview(request: Request, session: SessionDep, principal: Princip
         await news.validate(session, principal=principal, item=item)
     except ChuongError as exc:
         error = exc.message + "".join(f" {detail}" for detail in exc.details[:3])
-    return render(request, "news/_preview.html", {"preview": preview, "error": error}, principal=principal)
+    return render(
+        request, "news/_preview.html", {"preview": preview, "error": error, "live": True}, principal=principal
+    )
 
 
 @router.post("/new")

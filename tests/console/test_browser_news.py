@@ -39,7 +39,7 @@ async def test_editor_composes_publisher_approves_with_step_up_and_the_sent_coun
     await expect(page.get_by_test_id("preview")).to_contain_text("<b>Quảng Ninh</b>")
     await snap(page, "compose")
     await page.click("[data-testid=submit-for-approval]")
-    await expect(page.get_by_test_id("news-status")).to_have_text("submitted")
+    await expect(page.get_by_test_id("news-status")).to_have_attribute("data-status", "submitted")
     item_url = page.url
 
     publisher_context = await chromium.new_context(viewport={"width": 1280, "height": 860})
@@ -59,7 +59,7 @@ async def test_editor_composes_publisher_approves_with_step_up_and_the_sent_coun
         await approver.goto(item_url)
         await approver.fill("[data-testid=approve-code]", publisher.code())
         await approver.click("[data-testid=approve]")
-        await expect(approver.get_by_test_id("news-status")).to_have_text("sending")
+        await expect(approver.get_by_test_id("news-status")).to_have_attribute("data-status", "sending")
         assert approver.url.endswith("/delivery")
 
         await run_workers(worker_ctx)
