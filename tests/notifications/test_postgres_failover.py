@@ -16,15 +16,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.db import configure_engine, dispose_engine, make_engine
+from tests.notifications.fault_checks import assert_recovered, recovery
 from tests.notifications.helpers import broadcast, central_sender
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
@@ -154,25 +153,10 @@ async def test_failover_to_the_standby_mid_broadcast_loses_nothing(
     finally:
         stop(worker)
 
-    final = await counts(owner_engine, notification_id)
-    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
-    duplicates = sum(n - 1 for n in per_token.values())
+    result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
-        f"\npostgres failover: primary killed and standby promoted in {switched:.1f} s, finished "
-        f"{recovered:.1f} s later, {len(per_token)} of {DEVICES} reached, {duplicates} duplicates"
+        "\npostgres failover: "
+        + f"primary killed and standby promoted in {switched:.1f} s, finished {recovered:.1f} s later"
+        + f"; {result.line()}"
     )
-    assert final["notification"] == "completed" and final.get("sent", 0) == DEVICES, final
-    assert len(per_token) == DEVICES
-    assert duplicates <= PER_WORKER_BOUND
-    async with owner_engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT targeted, sent, (SELECT count(*) FROM delivery_batches b"
-                    " WHERE b.notification_id = n.id AND b.status = 'open') AS open_batches"
-                    " FROM notifications n WHERE id = :id"
-                ),
-                {"id": notification_id},
-            )
-        ).one()
-    assert (row.targeted, row.sent, row.open_batches) == (DEVICES, DEVICES, 0)
+    assert_recovered(result, max_duplicates=PER_WORKER_BOUND)

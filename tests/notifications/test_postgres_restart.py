@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.notifications.fault_checks import assert_recovered, recovery
 from tests.notifications.helpers import broadcast, central_sender
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
@@ -96,29 +95,10 @@ async def test_postgres_restarted_mid_broadcast_loses_nothing(
     finally:
         stop(worker)
 
-    final = await counts(owner_engine, notification_id)
-    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
-    duplicates = sum(n - 1 for n in per_token.values())
+    result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
-        f"\npostgres restart: down {down:.1f} s, finished {recovered:.1f} s after the restart, "
-        f"{len(per_token)} of {DEVICES} devices reached, {duplicates} duplicates, final {final}"
+        "\npostgres restart: "
+        + f"down {down:.1f} s, finished {recovered:.1f} s after the restart"
+        + f"; {result.line()}"
     )
-    assert final["notification"] == "completed", final
-    assert final.get("sent", 0) == DEVICES, final  # nothing lost, nothing left stuck
-    assert len(per_token) == DEVICES
-    assert duplicates <= PER_WORKER_BOUND
-    async with owner_engine.connect() as conn:
-        counters = (
-            await conn.execute(
-                text("SELECT targeted, sent, invalid, failed FROM notifications WHERE id = :id"),
-                {"id": notification_id},
-            )
-        ).one()
-        open_batches = (
-            await conn.execute(
-                text("SELECT count(*) FROM delivery_batches WHERE notification_id = :id AND status = 'open'"),
-                {"id": notification_id},
-            )
-        ).scalar_one()
-    assert (counters.targeted, counters.sent) == (DEVICES, DEVICES)  # counters equal to the rows
-    assert open_batches == 0
+    assert_recovered(result, max_duplicates=PER_WORKER_BOUND)

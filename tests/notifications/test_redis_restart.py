@@ -14,16 +14,15 @@ import asyncio
 import subprocess
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import text
 
 from core.redis import close_redis, configure_redis
+from tests.notifications.fault_checks import assert_recovered, recovery
 from tests.notifications.helpers import broadcast, central_sender
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
@@ -134,26 +133,10 @@ async def test_redis_stopped_and_started_empty_mid_broadcast_loses_nothing(
     finally:
         stop(worker)
 
-    final = await counts(owner_engine, notification_id)
-    per_token = Counter(record.token for record in emulator.log.find(limit=DEVICES * 3))
-    duplicates = sum(n - 1 for n in per_token.values())
+    result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
-        f"\nredis restart: down {DOWN_SECONDS} s, came back empty, "
-        f"finished {recovered:.1f} s after it stopped, "
-        f"{len(per_token)} of {DEVICES} reached, {duplicates} duplicates"
+        "\nredis restart: "
+        + f"down {DOWN_SECONDS} s, came back empty, finished {recovered:.1f} s after it stopped"
+        + f"; {result.line()}"
     )
-    assert final["notification"] == "completed" and final.get("sent", 0) == DEVICES, final
-    assert len(per_token) == DEVICES
-    assert duplicates <= PER_WORKER_BOUND
-    async with owner_engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT targeted, sent, (SELECT count(*) FROM delivery_batches b"
-                    " WHERE b.notification_id = n.id AND b.status = 'open') AS open_batches"
-                    " FROM notifications n WHERE id = :id"
-                ),
-                {"id": notification_id},
-            )
-        ).one()
-    assert (row.targeted, row.sent, row.open_batches) == (DEVICES, DEVICES, 0)
+    assert_recovered(result, max_duplicates=PER_WORKER_BOUND)
