@@ -16,9 +16,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from core.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_MS = 500.0
-IN_FLIGHT = 100  # fcm_max_in_flight and apns_max_in_flight, the defaults both sides use
+# fcm_max_in_flight and apns_max_in_flight: the defaults both sides use (the same for both).
+IN_FLIGHT = min(Settings.model_fields[name].default for name in ("fcm_max_in_flight", "apns_max_in_flight"))
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +60,7 @@ def test_two_workers_against_two_raw_processes_with_provider_latency() -> None:
         "all": 1000,
     }
     for name, phase in phases.items():
-        # Each raw process sends 300-500 messages with 100 in flight: at least ceil(share / 100)
+        # Each raw process sends 300-500 messages with IN_FLIGHT in flight: at least ceil(share / IN_FLIGHT)
         # round trips of 500 ms one after another (the mix: its 350 FCM messages), so the latency
         # shows in the time. Without it (the tool not wiring it) a 500-message FCM share takes
         # about 0.3 s, even on a loaded machine.

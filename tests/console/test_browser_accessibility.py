@@ -35,7 +35,14 @@ from tests.tracking.helpers import confirm_all, make_org, set_clock, task, tick,
 from tracking.models import Task
 
 # GET routes that answer something other than a page (a redirect, a file, JSON, an event stream).
-NOT_PAGES = {"/", "/admin/audit/export.csv", "/news/{item_id}/progress", "/live/figures", "/live/stream"}
+NOT_PAGES = {
+    "/",
+    "/admin/audit/export.csv",
+    "/reports/export.csv",
+    "/news/{item_id}/progress",
+    "/live/figures",
+    "/live/stream",
+}
 
 # Every page, by its route, with the session that reaches it.
 PAGES = {
@@ -61,6 +68,8 @@ PAGES = {
     "/tracking": "admin",
     "/tracking/tasks": "admin",
     "/tracking/tasks/{task_id}": "admin",
+    "/passkeys": "admin",
+    "/reports": "admin",
 }
 
 RAW_VALUES = set(labels.ROLES) | set(labels.NEWS_STATUSES) | set(labels.PRIORITIES) | set(labels.OUTCOMES)

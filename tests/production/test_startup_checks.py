@@ -218,8 +218,10 @@ def test_serve_and_worker_exit_non_zero_naming_every_missing_setting(command) ->
 
 
 async def test_the_worker_runs_with_a_complete_production_configuration(
-    production_values, database_url
+    production_values, database_url, redis
 ) -> None:
+    # ``redis`` empties the run's Redis database first: a burst worker runs until no job is left
+    # in its queue, deferred ones included, so jobs other tests left there would hold it.
     # The test database's app role (chuong_app), as production connects.
     env = {**os.environ, **env_of(production_values), "CHUONG_DATABASE_URL": database_url}
 
