@@ -59,6 +59,8 @@ async def test_enrolment_shows_the_qr_code_and_recovery_codes_once(live, browser
     clock.advance(30)
     await page.fill("input[name=code]", code_for(secret, at=clock.utcnow()))
     await page.click("[data-testid=confirm-enrolment]")
+    # all_inner_texts does not wait: on a loaded machine the page may still be on its way.
+    await expect(page.locator("[data-testid=recovery-codes] li")).to_have_count(10)
     codes = await page.locator("[data-testid=recovery-codes] li").all_inner_texts()
     assert len(codes) == 10 and len(set(codes)) == 10
     await snap(page, "recovery-codes")

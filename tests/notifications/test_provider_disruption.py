@@ -77,6 +77,9 @@ async def test_latency_spike_goaway_and_resets_lose_nothing(
     # Each drop came while pushes were in flight: clients had reconnected since the previous one.
     assert all(on_the_wire), on_the_wire
     assert all(later > earlier for earlier, later in itertools.pairwise(opened)), opened
-    assert_recovered(result, max_duplicates=RESETS * FCM_IN_FLIGHT + DROPS * APNS_IN_FLIGHT)
-    assert result.duplicates_by_provider["fcm"] <= RESETS * FCM_IN_FLIGHT
+    # Every drop, GOAWAY or reset, can cost at most what was on the wire at that moment: with 250
+    # requests in flight and 2 s of latency, FCM's HTTP/1.1 connections closed by a GOAWAY also
+    # had answers under way (one run: FCM 532 of its bound 1,000).
+    assert_recovered(result, max_duplicates=DROPS * (FCM_IN_FLIGHT + APNS_IN_FLIGHT))
+    assert result.duplicates_by_provider["fcm"] <= DROPS * FCM_IN_FLIGHT
     assert result.duplicates_by_provider["apns"] <= DROPS * APNS_IN_FLIGHT
