@@ -4,14 +4,17 @@ open, the notification's counters equal to its delivery rows."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from emulator import Emulator
 from emulator.records import MessageRecord
-from tests.notifications.test_resilience import counts
+from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,42 @@ def assert_recovered(result: Recovery, *, max_duplicates: int) -> None:
     assert result.open_batches == 0
     rows = (final.get("sent", 0), final.get("invalid", 0), final.get("failed", 0))
     assert result.counters == (result.devices, *rows)  # counters equal to the rows
+
+
+async def run_broadcast_through(
+    client,
+    database_url: str,
+    owner_engine,
+    emulator: Emulator,
+    fault: Callable[[], Awaitable[object]],
+    *,
+    devices: int,
+    sent_before: int = 1,
+) -> tuple[str, float]:
+    """Starts a real worker on a broadcast to ``devices`` devices, runs ``fault()`` once
+    ``sent_before`` pushes went out, and waits for the notification to complete; returns its id
+    and the seconds from the end of the fault to completion. The worker must outlive the fault."""
+    await insert_devices(owner_engine, devices)
+    headers = await central_sender(client)
+    notification_id = await broadcast(client, headers)
+    worker = start_worker(database_url, emulator)
+    try:
+
+        async def flowing() -> bool:
+            return (await counts(owner_engine, notification_id)).get("sent", 0) >= sent_before
+
+        await wait_for(flowing, timeout=120, what="pushes to go out")
+        await fault()
+        ended = time.monotonic()
+
+        async def done() -> bool:
+            try:
+                return (await counts(owner_engine, notification_id))["notification"] == "completed"
+            except OSError:  # the test's own connection may meet a database fault too
+                return False
+
+        await wait_for(done, timeout=240, what="the worker to finish after the fault")
+        assert worker.poll() is None, "the worker must outlive the fault, not exit"
+        return notification_id, time.monotonic() - ended
+    finally:
+        stop(worker)

@@ -23,15 +23,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.db import configure_engine, dispose_engine, make_engine
-from tests.notifications.fault_checks import assert_recovered, recovery
-from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.fault_checks import assert_recovered, recovery, run_broadcast_through
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
-    counts,
-    insert_devices,
-    start_worker,
-    stop,
-    wait_for,
 )
 from tests.support.databases import TestDatabases
 from tests.support.scratch_postgres import (
@@ -126,33 +120,17 @@ def fail_over(primary: ScratchCluster, standby: ScratchCluster) -> float:
 async def test_failover_to_the_standby_mid_broadcast_loses_nothing(
     client, database_url, owner_engine, emulated_settings, emulator, primary, standby
 ):
-    await insert_devices(owner_engine, DEVICES)
-    headers = await central_sender(client)
-    notification_id = await broadcast(client, headers)
-    worker = start_worker(database_url, emulator)
-    try:
+    switched = 0.0
 
-        async def some_sent() -> bool:
-            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1000
-
-        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+    async def fail_over_now() -> None:
+        nonlocal switched
         switched = await asyncio.to_thread(fail_over, primary, standby)
-        promoted_at = time.monotonic()
 
-        async def done() -> bool:
-            try:
-                return (await counts(owner_engine, notification_id))["notification"] == "completed"
-            except OSError:
-                return False
-
-        await wait_for(done, timeout=240, what="the worker to finish on the promoted standby")
-        recovered = time.monotonic() - promoted_at
-        assert worker.poll() is None, "the worker must survive the failover"
-        # The API writes to the new primary too.
-        assert (await client.get("/readyz")).status_code == 200
-    finally:
-        stop(worker)
-
+    notification_id, recovered = await run_broadcast_through(
+        client, database_url, owner_engine, emulator, fail_over_now, devices=DEVICES, sent_before=1000
+    )
+    # The API writes to the new primary too.
+    assert (await client.get("/readyz")).status_code == 200
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
         "\npostgres failover: "

@@ -15,15 +15,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.notifications.fault_checks import assert_recovered, recovery
-from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.fault_checks import assert_recovered, recovery, run_broadcast_through
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
-    counts,
-    insert_devices,
-    start_worker,
-    stop,
-    wait_for,
 )
 from tests.support.scratch_postgres import ScratchCluster, pg_bindir, run, scratch_cluster
 from tests.support.scratch_service_db import ServiceDatabase, service_database
@@ -70,31 +64,15 @@ def restart(cluster: ScratchCluster) -> float:
 async def test_postgres_restarted_mid_broadcast_loses_nothing(
     client, database_url, owner_engine, emulated_settings, emulator, cluster
 ):
-    await insert_devices(owner_engine, DEVICES)
-    headers = await central_sender(client)
-    notification_id = await broadcast(client, headers)
-    worker = start_worker(database_url, emulator)
-    try:
+    down = 0.0
 
-        async def some_sent() -> bool:
-            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1000
-
-        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+    async def restart_the_server() -> None:
+        nonlocal down
         down = await asyncio.to_thread(restart, cluster)
-        restarted_at = time.monotonic()
 
-        async def done() -> bool:
-            try:
-                return (await counts(owner_engine, notification_id))["notification"] == "completed"
-            except OSError:  # the test's own connection may meet the restart too
-                return False
-
-        await wait_for(done, timeout=240, what="the worker to finish after the restart")
-        recovered = time.monotonic() - restarted_at
-        assert worker.poll() is None, "the worker must survive a database restart, not exit"
-    finally:
-        stop(worker)
-
+    notification_id, recovered = await run_broadcast_through(
+        client, database_url, owner_engine, emulator, restart_the_server, devices=DEVICES, sent_before=1000
+    )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
         "\npostgres restart: "

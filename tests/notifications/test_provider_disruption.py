@@ -17,8 +17,13 @@ import time
 import pytest
 
 from core.config import Settings
-from tests.notifications.fault_checks import assert_recovered, recovery, requests_per_token
-from tests.notifications.test_provider_outage import DEVICES, run_broadcast_through
+from tests.notifications.fault_checks import (
+    assert_recovered,
+    recovery,
+    requests_per_token,
+    run_broadcast_through,
+)
+from tests.notifications.test_provider_outage import DEVICES
 
 SPIKE_MS = 2000
 # (seconds into the spike, what happens); the spike ends after the last step.
@@ -63,7 +68,7 @@ async def test_latency_spike_goaway_and_resets_lose_nothing(
         emulator.faults.update({"latency_ms": 0})
 
     notification_id, recovered = await run_broadcast_through(
-        client, database_url, owner_engine, emulator, disruption
+        client, database_url, owner_engine, emulator, disruption, devices=DEVICES
     )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     retried = sum(1 for records in requests_per_token(emulator).values() if len(records) > 1)

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 
 import pytest
 
 from notifications.outbox import MAX_ATTEMPTS, RETRY_BASE_SECONDS
-from tests.notifications.fault_checks import assert_recovered, recovery, requests_per_token
-from tests.notifications.helpers import broadcast, central_sender
-from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.notifications.fault_checks import (
+    assert_recovered,
+    recovery,
+    requests_per_token,
+    run_broadcast_through,
+)
 
 DEVICES = 4_000
 OUTAGE_SECONDS = 20.0
@@ -30,32 +32,6 @@ def earliest_retry(attempts: int) -> float:
     return RETRY_BASE_SECONDS * 2 ** (attempts - 1) / 2
 
 
-async def run_broadcast_through(client, database_url, owner_engine, emulator, fault) -> tuple[str, float]:
-    """Starts a worker on a broadcast, lets `fault()` disturb the provider once pushes flow, and
-    waits for the notification to complete; returns its id and the seconds from the end of
-    the fault to completion."""
-    await insert_devices(owner_engine, DEVICES)
-    headers = await central_sender(client)
-    notification_id = await broadcast(client, headers)
-    worker = start_worker(database_url, emulator)
-    try:
-
-        async def flowing() -> bool:
-            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1
-
-        await wait_for(flowing, timeout=120, what="the first pushes to go out")
-        await fault()
-        ended = time.monotonic()
-
-        async def done() -> bool:
-            return (await counts(owner_engine, notification_id))["notification"] == "completed"
-
-        await wait_for(done, timeout=150, what="the worker to finish after the fault")
-        return notification_id, time.monotonic() - ended
-    finally:
-        stop(worker)
-
-
 @pytest.mark.slow
 async def test_provider_outage_shorter_than_the_ttl_fails_nothing(
     client, database_url, owner_engine, emulated_settings, emulator
@@ -66,7 +42,7 @@ async def test_provider_outage_shorter_than_the_ttl_fails_nothing(
         emulator.faults.update({"outage": False})
 
     notification_id, recovered = await run_broadcast_through(
-        client, database_url, owner_engine, emulator, outage
+        client, database_url, owner_engine, emulator, outage, devices=DEVICES
     )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     per_token = requests_per_token(emulator)
@@ -99,7 +75,7 @@ async def test_429_storm_honours_retry_after_then_finishes(
         emulator.faults.update({"error_rate": 0.0})
 
     notification_id, recovered = await run_broadcast_through(
-        client, database_url, owner_engine, emulator, storm
+        client, database_url, owner_engine, emulator, storm, devices=DEVICES
     )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     per_token = requests_per_token(emulator)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,14 +21,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.redis import close_redis, configure_redis
-from tests.notifications.fault_checks import assert_recovered, recovery
-from tests.notifications.helpers import broadcast, central_sender
+from tests.notifications.fault_checks import assert_recovered, recovery, run_broadcast_through
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
-    counts,
-    insert_devices,
-    start_worker,
-    stop,
     wait_for,
 )
 from tests.support.scratch_postgres import free_port
@@ -106,37 +100,18 @@ async def on_scratch_redis(
 async def test_redis_stopped_and_started_empty_mid_broadcast_loses_nothing(
     client, database_url, owner_engine, emulated_settings, emulator, scratch_redis, on_scratch_redis
 ):
-    await insert_devices(owner_engine, DEVICES)
-    headers = await central_sender(client)
-    notification_id = await broadcast(client, headers)
-    worker = start_worker(database_url, emulator)
-    try:
-
-        async def some_sent() -> bool:
-            return (await counts(owner_engine, notification_id)).get("sent", 0) >= 1000
-
-        await wait_for(some_sent, timeout=120, what="some pushes to go out")
+    async def stop_and_start_empty() -> None:
         scratch_redis.stop()
-        stopped_at = time.monotonic()
         await asyncio.sleep(DOWN_SECONDS)
-        if worker.poll() is not None:
-            assert worker.stderr is not None
-            raise AssertionError(f"the worker exited: {worker.stderr.read().decode()[-30000:]}")
         scratch_redis.start()  # empty: every job, lock and counter is gone
 
-        async def done() -> bool:
-            return (await counts(owner_engine, notification_id))["notification"] == "completed"
-
-        await wait_for(done, timeout=240, what="the reconciler to finish after Redis came back")
-        recovered = time.monotonic() - stopped_at
-        assert worker.poll() is None
-    finally:
-        stop(worker)
-
+    notification_id, recovered = await run_broadcast_through(
+        client, database_url, owner_engine, emulator, stop_and_start_empty, devices=DEVICES, sent_before=1000
+    )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     print(
         "\nredis restart: "
-        + f"down {DOWN_SECONDS} s, came back empty, finished {recovered:.1f} s after it stopped"
+        + f"down {DOWN_SECONDS} s, came back empty, finished {recovered:.1f} s after it came back"
         + f"; {result.line()}"
     )
     assert_recovered(result, max_duplicates=PER_WORKER_BOUND)
