@@ -242,12 +242,14 @@ class Authenticated(AccessPolicy):
         allow_api_client: bool = False,
         allow_device: bool = False,
         step_up: bool = False,
+        held_to_networks: bool = True,
     ) -> None:
         self.allow = allow
         self.allow_delegated = allow_delegated
         self.allow_api_client = allow_api_client
         self.allow_device = allow_device
         self.step_up = step_up
+        self.held_to_networks = held_to_networks
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
@@ -266,7 +268,7 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request, code="device_not_allowed", message="Not available to device credentials"
             )
-        if principal.actor is not None and principal.user is not None:
+        if self.held_to_networks and principal.actor is not None and principal.user is not None:
             # The account's role, and the leader's when acting on someone's behalf: a role held
             # to the agencies' networks is held there whatever the route and session state.
             roles = {Role(principal.actor.role), Role(principal.user.role)}
@@ -354,6 +356,11 @@ SignedIn = Depends(Authenticated(allow=frozenset(Restriction)))
 Enrolling = Depends(
     Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
 )
+# Signing out only takes power away: a leader whose role is held to the agencies' networks can
+# still end a session from a hotel (a stolen laptop's session must not outlive the trip).
+SigningOut = Depends(Authenticated(allow=frozenset(Restriction), held_to_networks=False))
+# Ending one's own other sessions (a lost phone, from a hotel) likewise, with a complete session.
+EndingOwnSessions = Depends(Authenticated(held_to_networks=False))
 Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED})))
 ChangingPassword = Depends(
     Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
