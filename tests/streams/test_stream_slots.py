@@ -9,7 +9,9 @@ from core import stream_slots
 
 
 async def test_a_burst_of_concurrent_opens_takes_exactly_the_cap(redis):
-    taken = await asyncio.gather(*(stream_slots.take("t:burst", cap=3, lifetime_seconds=60) for _ in range(40)))
+    taken = await asyncio.gather(
+        *(stream_slots.take("t:burst", cap=3, lifetime_seconds=60) for _ in range(40))
+    )
     assert sum(slot is not None for slot in taken) == 3
     assert await redis.zcard("t:burst") == 3
 
