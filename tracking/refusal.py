@@ -3,7 +3,9 @@ assigned or is outside its authority. The answer is stored on the task, ends the
 (the sweep's ``confirm`` reminders and escalations stop, as for a confirmation) and is sent, as a
 notification to act on, to the agency that assigned the task and to the standing agency, who
 must reassign or overrule it. Reassignment itself happens in the tracking system (the system of
-record); a new lead unit starts a new window without the refusal (tracking/intake.py)."""
+record); a new lead unit starts a new window without the refusal (tracking/intake.py). Until then
+the sweep stops the unit's deadline reminders and overdue warnings and keeps the standing agency's
+overdue step (tracking/sweep.py)."""
 
 from __future__ import annotations
 

@@ -293,6 +293,14 @@ async def requests_of(session: AsyncSession, *, task_id: uuid.UUID) -> list[Upda
     return list(rows.scalars())
 
 
+async def people_names(session: AsyncSession, *, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Who asked and who answered, by name, for the console's task page."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.full_name, User.username).where(User.id.in_(user_ids)))
+    return {row.id: row.full_name or row.username for row in rows}
+
+
 async def follow_reports(
     session: AsyncSession,
     *,

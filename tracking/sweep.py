@@ -11,6 +11,11 @@ a second insert of the same row waits for the first transaction and then does no
   worker, a night, a weekend or Tết are caught up by the next sweep in working time.
 - Outside working hours only emergencies are written; the rest wait for the next working slot.
 - A recipient in their quiet hours is skipped by this sweep and written by the first sweep after.
+- Update requests (rule ``request``, tracking/requests.py) fire on their due date like tasks on
+  theirs, with one more condition: a moment before the request was asked never fires, so their
+  dates come with their firing instants (``fire_days``) instead of a bare range.
+- A refused task (D-14) waits for reassignment: its unit gets no deadline reminders and no overdue
+  warnings; the standing agency's overdue step still fires for it.
 """
 
 from __future__ import annotations
