@@ -214,7 +214,7 @@ async def test_each_kind_goes_after_its_retention_and_nothing_younger_or_unfinis
     # A second night finds nothing more to do.
     again = await retention.purge(now=NOW)
     assert {k: v for k, v in again.items() if k != "complete"} == dict.fromkeys(
-        ("devices", "deliveries", "receipts", "sms", "notifications"), 0
+        ("languages", "devices", "deliveries", "receipts", "sms", "notifications"), 0
     )
 
 
