@@ -147,8 +147,8 @@ async def fold_batch(cutoff: dt.datetime, batch: int) -> int:
     """One transaction of folds, oldest notifications first (created before ``cutoff``): as many
     as fit in ``batch`` deliveries by their ``targeted`` counter, at least one (a national
     broadcast's millions of deliveries are read by one statement: a read, with a handful of rows
-    written). Returns the deliveries read, or ``batch`` when more notifications wait (a retention
-    step, notifications/retention.py ``drain``)."""
+    written). Returns the deliveries read, at least ``batch`` when more notifications wait (a
+    retention step: notifications/retention.py ``drain`` asks again until a call returns less)."""
     async with committing() as session:
         await allow_long_statements(session, seconds=300)
         waiting = (
@@ -172,4 +172,4 @@ async def fold_batch(cutoff: dt.datetime, batch: int) -> int:
             return 0
         _, deliveries = await fold(session, ids=ids)
     more = len(ids) < len(waiting) or len(waiting) == _NOTIFICATIONS
-    return batch if more else min(deliveries, batch - 1)
+    return max(deliveries, batch) if more else deliveries
