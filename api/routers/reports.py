@@ -31,7 +31,7 @@ def report_query(
     app: reports.App | None = None,
     unit_id: uuid.UUID | None = None,
     languages: Annotated[
-        bool, Query(description="split by reader language too (from the per-language summary); false leaves it out")
+        bool, Query(description="split by reader language too (default); false leaves it out")
     ] = True,
 ) -> reports.ReportQuery:
     today = utcnow().astimezone(reports.VN_TIME).date()
