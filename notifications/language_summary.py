@@ -67,10 +67,11 @@ def receipt_language(notification_id: uuid.UUID, device_id: uuid.UUID | None) ->
     return func.coalesce(delivered.scalar_subquery(), locale.scalar_subquery(), UNKNOWN)
 
 
-# Stamp, count and write in one statement (see the module docstring). The stamp's UPDATE takes
-# the notification's row lock: a concurrent fold of the same one waits, then finds it stamped
-# and claims nothing. Every figure is added on conflict, though a notification has no row
-# before its fold (the receipt purge waits for the stamp).
+# Stamp, count and write in one statement (see the module docstring). Each push's deliveries are
+# read through its own index range (the lateral), never by scanning a month of deliveries. The
+# stamp's UPDATE takes the notification's row lock: a concurrent fold of the same one waits, then
+# finds it stamped and claims nothing. Every figure is added on conflict, though a notification
+# has no row before its fold (the receipt purge waits for the stamp).
 _FOLD_DEVICES = text(
     """
     WITH claimed AS (
@@ -84,13 +85,13 @@ _FOLD_DEVICES = text(
                   coalesce(n.receipts_received, 0) AS received, coalesce(n.receipts_opened, 0) AS opened
     ),
     kept AS (
-        SELECT d.notification_id AS id, d.language, count(*) AS targeted,
-               count(*) FILTER (WHERE d.status = 'sent') AS sent,
-               count(*) FILTER (WHERE d.status = 'invalid') AS invalid,
-               count(*) FILTER (WHERE d.status = 'failed') AS failed
-          FROM claimed c JOIN deliveries d ON d.notification_id = c.id
+        SELECT c.id, d.language, d.targeted, d.sent, d.invalid, d.failed
+          FROM claimed c CROSS JOIN LATERAL (
+               SELECT language, count(*) AS targeted, count(*) FILTER (WHERE status = 'sent') AS sent,
+                      count(*) FILTER (WHERE status = 'invalid') AS invalid,
+                      count(*) FILTER (WHERE status = 'failed') AS failed
+                 FROM deliveries WHERE deliveries.notification_id = c.id GROUP BY language) d
          WHERE NOT c.deliveries_gone
-         GROUP BY d.notification_id, d.language
     ),
     shown AS (
         SELECT id, sum(targeted) AS targeted, sum(sent) AS sent, sum(invalid) AS invalid,
