@@ -142,7 +142,7 @@ _WITH_RECEIPTS = """
                  FROM receipts WHERE receipts.notification_id = n.id) r
     )"""
 
-# Totals and sections by section key, from ``t`` (one row per notification with its readers).
+# Each notification of ``t`` (one row per notification, with its readers) once per section key.
 _SECTIONS = """
     s AS (
         SELECT t.*, CASE
@@ -155,6 +155,7 @@ _SECTIONS = """
                CASE WHEN jsonb_typeof(ni.audience -> 'sections') = 'array'
                     THEN ni.audience -> 'sections' ELSE '[]'::jsonb END) AS sec(code) ON true
     )"""
+# The total and section rows, from ``t`` and ``s``.
 _TOTALS_AND_SECTIONS_ROWS = """
     SELECT 'total' AS breakdown, period, app, unit_id, '' AS key, count(*) AS notifications,
            sum(targeted) AS targeted, sum(sent) AS sent, sum(invalid) AS invalid, sum(failed) AS failed,
