@@ -71,6 +71,22 @@ async def _report(client, headers: dict[str, str]) -> dict:
     return response.json()
 
 
+async def _until_the_receipt_delete_waits(engine: AsyncEngine) -> None:
+    """Until the purge's receipt delete waits for a row lock (the receipt being written)."""
+    for _ in range(300):
+        async with engine.connect() as conn:
+            waiting = await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM receipts%'"
+                )
+            )
+            if waiting.scalar_one():
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the purge never waited for the receipt being written")
+
+
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> Settings:
     settings = get_settings()
@@ -251,8 +267,8 @@ async def test_receipts_arriving_between_the_fold_and_the_purge_are_counted_once
                 session, reader=reader(device_id), notification_id=notification, event=event, now=LATER
             )
         purging = asyncio.create_task(retention.purge(now=LATER))
-        await asyncio.sleep(1.0)
-        assert not purging.done(), "the purge's delete waits for the receipt being written"
+        await _until_the_receipt_delete_waits(owner_engine)
+        assert not purging.done()
     await purging
 
     expected = {"vi": (2, 1, 1), "en": (1, 1, 0), "fr": (1, 1, 0)}  # devices, reached, opened
