@@ -21,7 +21,7 @@ async def test_upgrade_adds_the_summary_the_fold_fills_for_old_pushes_and_downgr
     url = databases.owner_url(name)
     dsn = url.replace("postgresql+asyncpg", "postgresql")
     try:
-        await _migrate(url, "downgrade", "0019")
+        await _migrate(url, "downgrade", "0024-1")
         conn = await asyncpg.connect(dsn)
         try:
             # Purged before the summary existed: counters and receipt sums only.
@@ -77,7 +77,7 @@ async def test_upgrade_adds_the_summary_the_fold_fills_for_old_pushes_and_downgr
         finally:
             await conn.close()
 
-        await _migrate(url, "downgrade", "0019")
+        await _migrate(url, "downgrade", "0024-1")
         conn = await asyncpg.connect(dsn)
         try:
             assert await conn.fetchval("SELECT to_regclass('notification_languages')") is None

@@ -1,7 +1,7 @@
 """report language summary: a notification's figures per reader language, kept past retention
 
 Revision ID: 0024
-Revises: 0019
+Revises: 0021
 Create Date: 2026-12-05 09:30:00
 
 Issue 19 item 5: the reports' split by reader language read every device's delivery and receipt
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024"
-down_revision: str | None = "0019"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
