@@ -66,9 +66,10 @@ def _sentence(error: Mapping[str, Any], fields: Mapping[str, str]) -> str:
             "field": label,
             "min": context.get("min_length", "?"),
         }
-    if kind == "string_pattern_mismatch":
+    if kind == "string_pattern_mismatch" and key == "code":
         return gettext(
-            "%(field)s may hold only letters a-z, digits, dot, dash and underscore, without spaces."
+            "%(field)s may hold only unaccented Latin letters, digits, dot, dash and underscore, without"
+            " spaces."
         ) % {"field": label}
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return gettext("%(field)s is out of range.") % {"field": label}

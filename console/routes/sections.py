@@ -27,6 +27,7 @@ from console.forms import see_other
 from console.i18n import _
 from console.security import verify_csrf
 from console.templating import render
+from core.db import abandon
 from core.errors import Conflict, NotFound, Unprocessable
 from devices.locales import SUPPORTED_LANGUAGES
 from news import sections as section_service
@@ -138,6 +139,7 @@ async def create_section(
             request, session, principal, error=describe(exc), values=values, status_code=422
         )
     except Conflict as exc:  # on-conflict-do-nothing: nothing was written
+        await abandon(session)  # the refused row must not be flushed again while the page renders
         return await _list_page(
             request, session, principal, error=exc.message, values=values, status_code=exc.status_code
         )

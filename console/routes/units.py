@@ -26,6 +26,7 @@ from console.form_errors import describe
 from console.forms import see_other
 from console.security import verify_csrf
 from console.templating import render
+from core.db import abandon
 from core.errors import BadRequest, Conflict
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(verify_csrf)], include_in_schema=False)
@@ -123,6 +124,7 @@ async def create_unit(
             request, session, principal, error=describe(exc), values=values, status_code=422
         )
     except Conflict as exc:  # the code is taken: refused inside its savepoint, nothing written
+        await abandon(session)  # the refused row must not be flushed again while the page renders
         return await _units_page(
             request, session, principal, error=exc.message, values=values, status_code=exc.status_code
         )
