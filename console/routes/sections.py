@@ -63,11 +63,10 @@ async def _changeable(session: AsyncSession, principal: Principal, sections: lis
     """Codes of the sections this principal may change: the rule of ``news.sections._owned``,
     asked here only to show or hide the buttons (the service decides again on every change)."""
     unit_ids = {s.unit_id for s in sections if s.unit_id is not None}
-    paths = dict(
-        (await session.execute(select(Unit.id, Unit.path).where(Unit.id.in_(unit_ids)))).tuples().all()
-        if unit_ids
-        else []
-    )
+    paths = {
+        row.id: row.path
+        for row in await session.execute(select(Unit.id, Unit.path).where(Unit.id.in_(unit_ids)))
+    }
     return {
         s.code
         for s in sections
@@ -87,11 +86,10 @@ async def _list_page(
 ) -> Response:
     sections = await section_service.list_active(session)
     unit_ids = {s.unit_id for s in sections if s.unit_id is not None}
-    units = (
-        dict((await session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids)))).tuples().all())
-        if unit_ids
-        else {}
-    )
+    units = {
+        row.id: row.name
+        for row in await session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids)))
+    }
     return render(
         request,
         "sections/list.html",

@@ -39,7 +39,9 @@ async def test_an_admin_creates_and_renames_a_unit_in_the_tree_and_both_are_audi
     assert 'href="/console/admin/units"' in page.text  # the nav link
     tree = page.text.split('data-testid="unit-tree"')[1]
     assert tree.index("Văn phòng Trung ương") < tree.index("Tỉnh ủy Nam Định")  # parent first, nested
-    assert re.search(rf'<li data-unit="{root.code}">.*<ul class="tree">\s*<li data-unit="{province.code}">', tree, re.S)
+    assert re.search(
+        rf'<li data-unit="{root.code}">.*<ul class="tree">\s*<li data-unit="{province.code}">', tree, re.S
+    )
 
     created = await console.post(
         "/console/admin/units",
@@ -77,7 +79,13 @@ async def test_bad_input_is_refused_in_words_next_to_the_form_and_nothing_is_wri
     admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
     token = await console_sign_in(console, admin)
     before = await _unit_count()
-    good = {"csrf_token": token, "parent_id": str(root.id), "code": "OK-1", "name": "Đơn vị", "kind": "agency"}
+    good = {
+        "csrf_token": token,
+        "parent_id": str(root.id),
+        "code": "OK-1",
+        "name": "Đơn vị",
+        "kind": "agency",
+    }
     cases = {
         "long name": ({"name": "Ư" * 256}, 422, "Tên quá dài: tối đa 255 ký tự."),
         "empty name": ({"name": "   "}, 422, "Cần nhập Tên."),
@@ -137,7 +145,13 @@ async def test_a_unit_admin_works_inside_its_subtree_and_readers_only_read(conso
         assert 'data-testid="unit-form"' not in read.text and 'href="/console/admin/units"' not in read.text
         refused = await http.post(
             "/console/admin/units",
-            data={"csrf_token": editor_token, "parent_id": str(mine.id), "code": "E1", "name": "E", "kind": "agency"},
+            data={
+                "csrf_token": editor_token,
+                "parent_id": str(mine.id),
+                "code": "E1",
+                "name": "E",
+                "kind": "agency",
+            },
         )
         assert refused.status_code == 403 and "permission_denied" in refused.text
     denied = [r for r in await audit_rows("permission.denied") if r.actor_id == editor.id]
