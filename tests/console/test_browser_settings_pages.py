@@ -13,7 +13,6 @@ from tests.console.browser import sign_in, snap
 from tests.sms.helpers import audit_rows, open_breaker
 from tests.support.factories import make_account, make_unit
 
-
 # A refused form answers 409 or 422 with the form again: the browser logs the status, nothing more.
 REFUSED_FORM = tuple(
     f"Failed to load resource: the server responded with a status of {status}" for status in (409, 422)
