@@ -167,3 +167,24 @@ async def test_readers_read_and_only_system_admins_change_the_calendar(console, 
     assert await audit_rows("tracking.calendar_day") == []
     denied = {r.object_id for r in await audit_rows("permission.denied")}
     assert "POST /console/tracking/calendar" in denied
+
+
+async def test_the_pages_read_in_english_on_request(console):
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit())
+    token = await console_sign_in(console, admin)
+    await console.post("/console/lang", data={"csrf_token": token, "language": "en", "next": "/home"})
+    page = await console.get("/console/tracking/calendar", params={"year": "2026"})
+    assert "Working calendar 2026" in page.text and "Lunar New Year" in page.text and "Thursday" in page.text
+    refused = await console.post(
+        "/console/tracking/calendar",
+        data={"csrf_token": token, "day": "1999-01-01", "kind": "off", "note": "x"},
+    )
+    assert "Day must be a date between the years 2000 and 2200." in _form_error(refused.text)
+    for path, words in (
+        ("/console/admin/units", "New unit"),
+        ("/console/sections", "New section of your portal"),
+        ("/console/admin/sms", "Switch degraded mode on"),
+        ("/console/admin/breakers", "No provider has answered in the window yet."),
+    ):
+        english = await console.get(path)
+        assert english.status_code == 200 and words in english.text, path

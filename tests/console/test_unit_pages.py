@@ -177,6 +177,37 @@ async def test_a_form_without_the_csrf_token_changes_nothing(console):
     assert await _unit_count() == before
 
 
+async def test_odd_input_is_refused_without_a_server_error(console):
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    token = await console_sign_in(console, admin)
+    for after in ("../../etc", "x" * 3000, "ABC/"):
+        assert (await console.get("/console/admin/units", params={"after": after})).status_code == 400, after
+    nul = await console.post(
+        "/console/admin/units",
+        data={
+            "csrf_token": token,
+            "parent_id": str(root.id),
+            "code": "N1",
+            "name": "a\x00b",
+            "kind": "agency",
+        },
+    )
+    assert nul.status_code == 422
+    huge = await console.post(
+        "/console/admin/units",
+        data={
+            "csrf_token": token,
+            "parent_id": str(root.id),
+            "code": "N1",
+            "name": "x" * 5000,
+            "kind": "agency",
+        },
+    )
+    assert huge.status_code == 422  # beyond the request bound: refused before the model
+    assert (await console.get("/console/admin/units/not-a-uuid")).status_code == 422
+
+
 async def test_a_script_in_a_unit_name_renders_inert(console):
     name = '<script>alert("x")</script>'
     root = await make_unit(name=name)
