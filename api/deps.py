@@ -342,6 +342,53 @@ class Require(Authenticated):
             raise await refuse_network(request, rule)
 
 
+class SystemAdmin(Require):
+    """``Require`` for the deployment-wide settings (the working calendar, the SMS fallback and the
+    push breakers): the permissions and a system admin's reach (every unit). A unit admin holding
+    the same permission is refused with ``code``. The API and the console name these same
+    policies, so neither can grant what the other refuses."""
+
+    def __init__(
+        self,
+        *permissions: Permission,
+        code: str,
+        message: str,
+        step_up: bool = False,
+        allow_delegated: bool = True,
+    ) -> None:
+        super().__init__(*permissions, step_up=step_up, allow_delegated=allow_delegated)
+        self.code = code
+        self.message = message
+        self.description = f"{self.description} (system admin)"
+
+    async def check(self, request: Request, principal: Principal) -> None:
+        await super().check(request, principal)  # sign-in restrictions and permissions come first
+        if not principal.sees_all_units:
+            raise await deny(request, code=self.code, message=self.message)
+
+
+class CalendarAdmin(SystemAdmin):
+    """System admins keep the deployment-wide working calendar (one calendar for every unit)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            Permission.UNITS_WRITE, code="permission_denied", message="Only system admins edit the calendar"
+        )
+
+
+class SmsOperator(SystemAdmin):
+    """The SMS fallback's switch and the push breakers: system administrators only (docs/sms.md)."""
+
+    def __init__(self, *, step_up: bool = False, allow_delegated: bool = True) -> None:
+        super().__init__(
+            Permission.AUDIT_READ,
+            code="system_admin_only",
+            message="Only system administrators manage the SMS fallback",
+            step_up=step_up,
+            allow_delegated=allow_delegated,
+        )
+
+
 def require(*permissions: Permission, step_up: bool = False, allow_delegated: bool = True) -> Principal:
     """``principal: Principal = require(Permission.X)`` in an endpoint signature."""
     return Depends(Require(*permissions, step_up=step_up, allow_delegated=allow_delegated))  # type: ignore[no-any-return]

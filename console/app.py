@@ -39,6 +39,10 @@ from console.routes import (
     signin,
     tracking,
 )
+from console.routes import calendar as calendar_pages
+from console.routes import sections as section_pages
+from console.routes import sms as sms_pages
+from console.routes import units as unit_pages
 from console.security import ConsoleGuard, clear_session_cookie
 from console.templating import BASE, is_htmx, render
 from core.db import is_bounded_wait, lost_connection
@@ -192,6 +196,10 @@ def create_console_app() -> FastAPI:
         delivery,
         reports,
         tracking,
+        unit_pages,
+        section_pages,
+        calendar_pages,
+        sms_pages,
     ):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does

@@ -127,3 +127,54 @@ FILTERS: dict[str, Callable[..., str]] = {
     "error_kind": error_kind,
     "service_message": service_message,
 }
+
+
+# --- Units, calendar and SMS pages (console/routes/units.py, calendar.py, sms.py) ---
+
+UNIT_KINDS = {
+    "central": _("Central agency"),
+    "ministry": _("Ministry"),
+    "agency": _("Agency"),
+    "province": _("Province"),
+    "district": _("District"),
+    "commune": _("Commune"),
+    "department": _("Department"),
+    "portal": _("Component portal"),
+}
+
+WEEKDAYS = (
+    _("Monday"),
+    _("Tuesday"),
+    _("Wednesday"),
+    _("Thursday"),
+    _("Friday"),
+    _("Saturday"),
+    _("Sunday"),
+)
+
+SERVICE_MESSAGES = SERVICE_MESSAGES | frozenset(
+    {
+        _("Unit not found"),
+        _("A unit with this code already exists"),
+        _("Section not found"),
+        _("A section with this code exists"),
+        _("This section belongs to another portal"),
+        _("Only staff of a unit may add sections"),
+        _("Only system admins edit the calendar"),
+        _("No ad-hoc calendar entry for that day"),
+        _("Only system administrators manage the SMS fallback"),
+        _("No breaker for this provider"),
+        _("This breaker is not open"),
+        _("Breaker state is unavailable (Redis)"),
+    }
+)
+
+unit_kind_label = _labeller(UNIT_KINDS)
+
+
+def weekday_label(day: object) -> str:
+    weekday = getattr(day, "weekday", None)
+    return gettext(WEEKDAYS[weekday()]) if callable(weekday) else str(day)
+
+
+FILTERS.update({"unit_kind_label": unit_kind_label, "weekday_label": weekday_label})

@@ -28,6 +28,13 @@ def _public_holidays(year: int) -> frozenset[dt.date]:
     return frozenset(holidays.country_holidays("VN", years=year).keys())
 
 
+def public_holidays(year: int, *, language: str = "vi") -> dict[dt.date, str]:
+    """The public holidays of ``year`` with their names (``vi`` or ``en``), for people to read
+    (the console's calendar page); the calendar itself uses the same package's dates."""
+    names = holidays.country_holidays("VN", years=year, language="en_US" if language == "en" else "vi")
+    return dict(sorted(names.items()))
+
+
 class WorkCalendar:
     def __init__(
         self,

@@ -176,6 +176,19 @@ class SectionCreate(RequestModel):
         return self
 
 
+class SectionUpdate(RequestModel):
+    """The names replace the stored ones (Vietnamese required); ``position`` is kept if absent."""
+
+    names: dict[Language, Annotated[str, StringConstraints(min_length=1, max_length=200)]]
+    position: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _vietnamese(self) -> SectionUpdate:
+        if "vi" not in self.names:
+            raise ValueError("the Vietnamese (vi) name is required")
+        return self
+
+
 class SectionOut(ResponseModel):
     id: uuid.UUID
     code: str

@@ -19,7 +19,7 @@ from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from devices import service as devices
 from devices.locales import DEFAULT_LANGUAGE
 from news.models import Section
-from news.schemas import SectionCreate, SectionOut
+from news.schemas import SectionCreate, SectionOut, SectionUpdate
 
 PORTAL_APP = "portal"
 
@@ -76,10 +76,9 @@ async def create(session: AsyncSession, *, principal: Principal, body: SectionCr
     return section
 
 
-async def archive(session: AsyncSession, *, principal: Principal, code: str) -> None:
-    """Stop offering a section. National sections are the system admins' to archive; a unit's
-    sections belong to editors of that unit's subtree. Readers keep the topic until they change
-    their follows; nothing is sent to an archived section."""
+async def _owned(session: AsyncSession, *, principal: Principal, code: str) -> Section:
+    """An active section the principal may change, locked for the change. National sections are
+    the system admins'; a unit's sections belong to editors of that unit's subtree."""
     section = (
         await session.execute(select(Section).where(Section.code == code).with_for_update())
     ).scalar_one_or_none()
@@ -92,6 +91,32 @@ async def archive(session: AsyncSession, *, principal: Principal, code: str) -> 
         allowed = principal.can_manage_unit(path)
     if not allowed:
         raise Forbidden("This section belongs to another portal", code="section_not_yours")
+    return section
+
+
+async def update(session: AsyncSession, *, principal: Principal, code: str, body: SectionUpdate) -> Section:
+    """Rename a section (its names per language) or move it in the list. The code stays: it is
+    the topic string on readers' devices."""
+    section = await _owned(session, principal=principal, code=code)
+    before = {"names": section.names, "position": section.position}
+    section.names = {str(k): v for k, v in body.names.items()}
+    if body.position is not None:
+        section.position = body.position
+    audit.record(
+        session,
+        action="news.section.updated",
+        object_type="news_section",
+        object_id=section.id,
+        details={"code": code, "from": before, "to": {"names": section.names, "position": section.position}},
+    )
+    await session.flush()
+    return section
+
+
+async def archive(session: AsyncSession, *, principal: Principal, code: str) -> None:
+    """Stop offering a section. Readers keep the topic until they change their follows; nothing
+    is sent to an archived section."""
+    section = await _owned(session, principal=principal, code=code)
     section.archived_at = utcnow()
     audit.record(session, action="news.section.archived", object_type="news_section", object_id=section.id)
 

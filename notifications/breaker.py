@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
 from core.clock import utcnow
 from core.config import get_settings
 from core.context import RequestContext, current_context, set_context
+from core.errors import Conflict, NotFound
 from core.logging import get_logger
 from core.redis import get_redis
 from notifications.providers.base import Outcome, SendResult
@@ -181,6 +183,48 @@ async def all_states(*, now: dt.datetime | None = None) -> list[BreakerState]:
     members: set[str] = await get_redis().smembers(PROVIDERS_KEY)  # type: ignore[misc]  # redis-py's sync|async union
     providers = sorted(members or [])
     return [await state(str(provider), now=now) for provider in providers]
+
+
+async def reset(
+    session: AsyncSession, *, provider: str, reason: str, now: dt.datetime | None = None
+) -> BreakerState:
+    """An operator closes an open breaker by hand and starts a fresh sample: the window's counts
+    are forgotten, so the next ``push_breaker_min_requests`` answers decide again (a provider
+    that still fails reopens it, with a new alert). Needed because the breaker only closes on a
+    full sample: after an outage of a provider that little traffic goes to (APNs sandbox, a few
+    iOS devices), it would otherwise stay open, and its alert firing, for days.
+
+    There is no "force open": the breaker never stops pushes, so opening it would only raise a
+    false alarm; the operator's lever during a known outage is degraded mode itself. Audited in
+    ``session``'s transaction (``push.breaker.reset``); the Redis change comes first, so a Redis
+    failure leaves no audit row for a reset that did not happen."""
+    moment = now or utcnow()
+    members: set[str] = await get_redis().smembers(PROVIDERS_KEY)  # type: ignore[misc]  # redis-py's sync|async union
+    if provider not in {str(member) for member in members or []}:
+        raise NotFound("No breaker for this provider", code="breaker_not_found")
+    before = await state(provider, now=moment)
+    if not before.open:
+        raise Conflict("This breaker is not open", code="breaker_not_open")
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.delete(_open_key(provider))
+    for bucket in _buckets(moment):
+        pipe.delete(_bucket_key(provider, bucket))
+    await pipe.execute()
+    log.warning("push_breaker_reset", provider=provider, error_rate=round(before.error_rate, 4))
+    audit.record(
+        session,
+        action="push.breaker.reset",
+        object_type="push_provider",
+        object_id=provider,
+        details={
+            "reason": reason,
+            "opened_at": before.opened_at,
+            "requests": before.requests,
+            "errors": before.errors,
+            "error_rate": f"{before.error_rate:.4f}",
+        },
+    )
+    return await state(provider, now=moment)
 
 
 async def _evaluate(provider: str, now: dt.datetime) -> bool:

@@ -24,10 +24,15 @@ async def load_calendar(session: AsyncSession) -> WorkCalendar:
     )
 
 
-async def list_days(session: AsyncSession, *, since: dt.date | None = None) -> list[CalendarDay]:
+async def list_days(
+    session: AsyncSession, *, since: dt.date | None = None, until: dt.date | None = None
+) -> list[CalendarDay]:
+    """The ad-hoc days from ``since`` to ``until`` (both included, either open)."""
     query = select(CalendarDay).order_by(CalendarDay.day)
     if since is not None:
         query = query.where(CalendarDay.day >= since)
+    if until is not None:
+        query = query.where(CalendarDay.day <= until)
     return list((await session.execute(query)).scalars())
 
 

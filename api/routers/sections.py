@@ -12,7 +12,7 @@ from auth.principal import Principal
 from auth.roles import Permission
 from devices.locales import normalise_locale
 from news import sections
-from news.schemas import Following, FollowingOut, SectionCode, SectionCreate, SectionOut
+from news.schemas import Following, FollowingOut, SectionCode, SectionCreate, SectionOut, SectionUpdate
 
 router = APIRouter(tags=["sections"])
 
@@ -51,6 +51,20 @@ async def set_following(body: Following, session: SessionDep, principal: Princip
     linked to the account (now or later) gets these topics."""
     followed = await sections.set_following(session, principal=principal, sections=body.sections)
     return FollowingOut(sections=followed)
+
+
+@router.patch("/{code}", response_model=SectionOut)
+async def update_section(
+    code: SectionCode,
+    body: SectionUpdate,
+    session: SessionDep,
+    principal: Principal = require(Permission.NEWS_EDIT),
+) -> SectionOut:
+    """Rename a section or move it in the list (its portal's editors; national sections: system
+    admins). The code stays: it is the topic on readers' devices."""
+    return sections.out(
+        await sections.update(session, principal=principal, code=code, body=body), language="vi"
+    )
 
 
 @router.delete("/{code}", status_code=status.HTTP_204_NO_CONTENT)

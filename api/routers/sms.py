@@ -7,12 +7,11 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
-from pydantic import StringConstraints
+from fastapi import APIRouter, Depends, Path, Query
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from api.deps import SessionDep, deny, require
+from api.deps import SessionDep, SmsOperator, require
 from auth import audit
 from auth.models import Unit
 from auth.principal import Principal
@@ -21,13 +20,16 @@ from core.codes import parse_ascii_int
 from core.config import get_settings
 from core.db import utcnow
 from core.errors import ServiceUnavailable, Unprocessable
-from core.schemas import Page, RequestModel, ResponseModel
+from core.schemas import Page, ResponseModel
 from notifications import breaker
 from notifications.sms import caps
 from notifications.sms.degraded import DegradedState, get_state, set_state
 from notifications.sms.models import SmsMessage
+from notifications.sms.schemas import BreakerReset, DegradedModeSwitch
 
 router = APIRouter(tags=["sms"])
+
+Operator = Depends(SmsOperator())
 
 SmsStatus = Literal["queued", "sending", "retrying", "sent", "failed", "capped", "no_phone"]
 
@@ -38,11 +40,6 @@ class DegradedModeOut(ResponseModel):
     changed_by_id: uuid.UUID | None
     changed_at: dt.datetime | None
     enabled_at: dt.datetime | None
-
-
-class DegradedModeSwitch(RequestModel):
-    enabled: bool
-    reason: Annotated[str, StringConstraints(min_length=3, max_length=500, strip_whitespace=True)]
 
 
 class BreakerOut(ResponseModel):
@@ -89,19 +86,9 @@ def _degraded_out(state: DegradedState) -> DegradedModeOut:
     )
 
 
-async def _system_admin_only(request: Request, principal: Principal) -> None:
-    if not principal.sees_all_units:
-        raise await deny(
-            request, code="system_admin_only", message="Only system administrators manage the SMS fallback"
-        )
-
-
 @router.get("/status", response_model=SmsStatusOut)
-async def sms_status(
-    request: Request, session: SessionDep, principal: Principal = require(Permission.AUDIT_READ)
-) -> SmsStatusOut:
+async def sms_status(session: SessionDep, principal: Principal = Operator) -> SmsStatusOut:
     """Degraded mode, the push providers' circuit breakers and today's SMS count (system admins)."""
-    await _system_admin_only(request, principal)
     state = await get_state(session)
     breakers = await _breakers()
     return SmsStatusOut(
@@ -114,11 +101,8 @@ async def sms_status(
 
 
 @router.get("/breakers", response_model=list[BreakerOut])
-async def list_breakers(
-    request: Request, principal: Principal = require(Permission.AUDIT_READ)
-) -> list[BreakerOut]:
+async def list_breakers(principal: Principal = Operator) -> list[BreakerOut]:
     """Error rate per push provider over the sliding window, and whether its breaker is open."""
-    await _system_admin_only(request, principal)
     return await _breakers()
 
 
@@ -132,25 +116,39 @@ async def _breakers() -> list[BreakerOut]:
     return [BreakerOut(**vars(item)) for item in states]
 
 
+@router.post("/breakers/{provider}/reset", response_model=BreakerOut)
+async def reset_breaker(
+    session: SessionDep,
+    provider: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9][a-z0-9:._-]*$")],
+    body: BreakerReset,
+    principal: Principal = Depends(SmsOperator(step_up=True, allow_delegated=False)),
+) -> BreakerOut:
+    """Close an open breaker by hand and start a fresh sample (system admin, fresh step-up,
+    audited ``push.breaker.reset``): for a provider whose outage is over but that gets too little
+    traffic for the breaker to close by itself. 404 for an unknown provider, 409 if not open."""
+    try:
+        closed = await breaker.reset(session, provider=provider, reason=body.reason)
+    except RedisError as exc:
+        raise ServiceUnavailable(
+            "Breaker state is unavailable (Redis)", code="breaker_state_unavailable"
+        ) from exc
+    return BreakerOut(**vars(closed))
+
+
 @router.get("/degraded-mode", response_model=DegradedModeOut)
-async def get_degraded_mode(
-    request: Request, session: SessionDep, principal: Principal = require(Permission.AUDIT_READ)
-) -> DegradedModeOut:
-    await _system_admin_only(request, principal)
+async def get_degraded_mode(session: SessionDep, principal: Principal = Operator) -> DegradedModeOut:
     return _degraded_out(await get_state(session))
 
 
 @router.put("/degraded-mode", response_model=DegradedModeOut)
 async def switch_degraded_mode(
-    request: Request,
     session: SessionDep,
     body: DegradedModeSwitch,
-    principal: Principal = require(Permission.AUDIT_READ, step_up=True, allow_delegated=False),
+    principal: Principal = Depends(SmsOperator(step_up=True, allow_delegated=False)),
 ) -> DegradedModeOut:
     """Switch SMS degraded mode on or off (system admin, fresh two-factor step-up, audited).
     While on, emergency and high-priority targeted notifications fall back to SMS for users
     whose devices have not acknowledged them within ``sms_degraded_ack_window_minutes``."""
-    await _system_admin_only(request, principal)
     state = await set_state(
         session, enabled=body.enabled, reason=body.reason, actor_id=principal.user_id, now=utcnow()
     )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from api.deps import Authenticated, Require, SessionDep, deny, require
+from api.deps import Authenticated, CalendarAdmin, Require, SessionDep, deny, require
 from auth.api_clients import ApiScope
 from auth.principal import Principal
 from auth.roles import Permission
@@ -52,20 +52,6 @@ class ConnectedSystem(Require):
         await super().check(request, principal)  # sign-in restrictions and scopes come first
         if principal.api_client is None:
             raise await deny(request, code="api_client_required", message="Only connected systems send tasks")
-
-
-class CalendarAdmin(Require):
-    """System admins keep the deployment-wide calendar (one calendar for every unit)."""
-
-    def __init__(self) -> None:
-        super().__init__(Permission.UNITS_WRITE)
-
-    async def check(self, request: Request, principal: Principal) -> None:
-        await super().check(request, principal)
-        if not principal.sees_all_units:
-            raise await deny(
-                request, code="permission_denied", message="Only system admins edit the calendar"
-            )
 
 
 Writer = Depends(ConnectedSystem())

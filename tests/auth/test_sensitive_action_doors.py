@@ -233,6 +233,11 @@ async def api_add_passkey(client: httpx.AsyncClient) -> Call:
     return Call(editor, "POST", "/v1/auth/passkeys/registration/options", {})
 
 
+async def api_reset_push_breaker(client: httpx.AsyncClient) -> Call:
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit())
+    return Call(admin, "POST", "/v1/sms/breakers/fcm/reset", {"reason": "FCM recovered"})
+
+
 API_DOORS: list[Prepare] = [
     api_create_admin,
     api_promote_to_admin,
@@ -250,6 +255,7 @@ API_DOORS: list[Prepare] = [
     api_revoke_someones_passkey,
     api_revoke_own_passkey,
     api_add_passkey,
+    api_reset_push_breaker,
 ]
 
 
@@ -324,6 +330,19 @@ async def console_revoke_own_passkey(client: httpx.AsyncClient) -> Call:
     return Call(editor, "POST", f"/console/passkeys/{passkey_id}/revoke", {})
 
 
+async def console_sms_degraded_mode(client: httpx.AsyncClient) -> Call:
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit())
+    form = {"enabled": "on", "reason": "FCM outage", "confirm": "yes"}
+    return Call(admin, "POST", "/console/admin/sms/degraded-mode", form)
+
+
+async def console_reset_push_breaker(client: httpx.AsyncClient) -> Call:
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit())
+    return Call(
+        admin, "POST", "/console/admin/breakers/fcm/reset", {"reason": "FCM recovered", "confirm": "yes"}
+    )
+
+
 CONSOLE_DOORS: list[Prepare] = [
     console_create_admin,
     console_promote_to_admin,
@@ -337,6 +356,8 @@ CONSOLE_DOORS: list[Prepare] = [
     console_recall_news,
     console_revoke_someones_passkey,
     console_revoke_own_passkey,
+    console_sms_degraded_mode,
+    console_reset_push_breaker,
 ]
 
 

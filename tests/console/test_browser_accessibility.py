@@ -10,6 +10,7 @@ so a new page cannot be missed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
@@ -30,9 +31,12 @@ from tests.console.axe import report, violations
 from tests.console.browser import sign_in, snap
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import run_workers
+from tests.sms.helpers import open_breaker
 from tests.support.factories import Account, make_account, make_unit
 from tests.tracking.helpers import confirm_all, make_org, set_clock, task, tick, upsert
+from tracking import calendar as tracking_calendar
 from tracking.models import Task
+from tracking.schemas import CalendarDayIn
 
 # GET routes that answer something other than a page (a redirect, a file, JSON, an event stream).
 NOT_PAGES = {
@@ -70,6 +74,13 @@ PAGES = {
     "/tracking/tasks/{task_id}": "admin",
     "/passkeys": "admin",
     "/reports": "admin",
+    "/admin/units": "admin",
+    "/admin/units/{unit_id}": "admin",
+    "/sections": "admin",
+    "/sections/{code}": "admin",
+    "/tracking/calendar": "admin",
+    "/admin/sms": "admin",
+    "/admin/breakers": "admin",
 }
 
 RAW_VALUES = set(labels.ROLES) | set(labels.NEWS_STATUSES) | set(labels.PRIORITIES) | set(labels.OUTCOMES)
@@ -138,6 +149,11 @@ async def _seed(client: Any) -> dict[str, Account]:
         ),
         "member": await make_account(role=Role.MEMBER, unit=org.province, enrolled=False),
     }
+    # An ad-hoc day off for the calendar page, an open breaker for the breakers and SMS pages.
+    async with transaction() as session:
+        day_off = CalendarDayIn(day=dt.date(2026, 12, 31), kind="off", note="Nghỉ bù theo thông báo")
+        await tracking_calendar.put_day(session, body=day_off)
+    await open_breaker("fcm")
     return accounts
 
 
@@ -251,6 +267,8 @@ async def test_every_page_passes_axe_and_fits_a_phone(live, chromium, client, wo
             "user_id": str(accounts["verifying"].id),
             "item_id": sent_id,
             "task_id": str(task_id),
+            "unit_id": str(accounts["verifying"].unit_id),
+            "code": "van-kien",
         }
         problems: list[str] = []
         texts: dict[str, str] = {}

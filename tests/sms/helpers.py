@@ -18,7 +18,10 @@ from core.config import get_settings
 from core.crypto import encrypt_text
 from core.db import transaction
 from emulator import Emulator
+from notifications import breaker
+from notifications.outbox import ClaimedDelivery
 from notifications.policy import BROADCAST_KEYS
+from notifications.providers.base import Outcome, SendResult
 from notifications.sms.models import SmsMessage
 from tests.notifications.helpers import release_approved
 from tests.support.factories import Account, make_account, sign_in
@@ -119,3 +122,23 @@ async def audit_rows(prefix: str) -> list[AuditLog]:
                 )
             ).scalars()
         )
+
+
+async def open_breaker(provider: str = "fcm", *, errors: int = 60) -> None:
+    """A burst of provider errors through the breaker's own counting (default threshold: 50 answers)."""
+    results = [
+        (
+            ClaimedDelivery(
+                id=n,
+                device_id=uuid.uuid4(),
+                provider=provider.split(":")[0],
+                language="vi",
+                attempts=1,
+                token="t",
+                apns_environment=provider.split(":")[1] if ":" in provider else None,
+            ),
+            SendResult(Outcome.RETRY, error_code="UNAVAILABLE"),
+        )
+        for n in range(errors)
+    ]
+    assert await breaker.record_outcomes(results) == [provider]
