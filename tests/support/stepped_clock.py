@@ -1,0 +1,81 @@
+"""A process whose wall clock steps, as an NTP step or an operator's `date -s` would step it, while
+the rest of the machine keeps real time: libfaketime (Debian's `libfaketime`, installed by
+scripts/dev.sh) preloaded into that process only.
+
+The offset is read from a file on every clock read (``FAKETIME_NO_CACHE``: about 6 µs per read of
+the wall clock instead of 0.1), so writing the file steps the clock at once. Only the wall clock
+steps (``CLOCK_REALTIME``: ``time.time()``, ``datetime.now()``, OpenSSL's certificate checks);
+the monotonic clock (``time.monotonic()``, hence asyncio's loop) does not
+(``FAKETIME_DONT_FAKE_MONOTONIC``), as in reality: a step changes ``CLOCK_REALTIME`` only.
+
+libfaketime with an unfaked monotonic clock makes ``time.sleep`` fail (EINVAL from its
+``clock_nanosleep`` wrapper); nothing in a worker's event loop sleeps that way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+class SteppedClock:
+    def __init__(self, directory: Path) -> None:
+        assert LIBRARY.exists(), f"{LIBRARY} is missing: scripts/dev.sh installs Debian's libfaketime"
+        self.path = directory / "faketime-offset"
+        self.offset = 0
+        self.step_to(0)
+
+    def env(self) -> dict[str, str]:
+        """The environment of the process whose clock this steps."""
+        return {
+            "LD_PRELOAD": str(LIBRARY),
+            "FAKETIME_TIMESTAMP_FILE": str(self.path),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+
+    def step_to(self, offset_seconds: int) -> None:
+        """The process's wall clock reads real time plus ``offset_seconds`` from now on."""
+        temporary = self.path.with_suffix(".new")
+        temporary.write_text(f"{offset_seconds:+d}\n", encoding="ascii")
+        os.replace(temporary, self.path)  # a reader never sees half a file
+        self.offset = offset_seconds
+
+
+# Prepended to the code `run_stepped` runs: `step(seconds)` steps the process's own wall clock, and
+# `database_time()` reads PostgreSQL's clock (the real time here) as Unix seconds.
+_PRELUDE = """
+import asyncio, json, os, time
+from sqlalchemy import text
+from core.db import get_engine
+
+def step(seconds):
+    with open(os.environ["FAKETIME_TIMESTAMP_FILE"], "w", encoding="ascii") as offset:
+        offset.write(f"{seconds:+d}\\n")
+
+async def database_time():
+    async with get_engine().connect() as connection:
+        epoch = (await connection.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one()
+    return float(epoch)
+"""
+
+
+def run_stepped(clock: SteppedClock, code: str, *, database_url: str) -> Any:
+    """Runs ``code`` in a fresh Python process on ``clock`` and returns the JSON it printed last."""
+    result = subprocess.run(  # noqa: S603 - this interpreter on the test's own code
+        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
+        env={**os.environ, "CHUONG_DATABASE_URL": database_url, **clock.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
