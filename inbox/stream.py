@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from core.clock import reference_now
 from core.config import get_settings
 from core.db import transaction
 from core.errors import NotFound, TooManyRequests
@@ -80,7 +81,8 @@ async def admit(reader: Reader) -> str:
     ``MAX_STREAM_SECONDS``. Fails open when Redis is down, like the rate limits."""
     slot = uuid.uuid4().hex
     key = _streams_key(reader)
-    now = time.time()
+    # Scores every API process compares: the shared clock, not this host's (core/clock.py).
+    now = reference_now().timestamp()
     try:
         redis = get_redis()
         async with redis.pipeline(transaction=True) as pipe:
