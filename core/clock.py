@@ -9,6 +9,10 @@ or back at any moment (issue 18, scenario 7). So a process may *anchor* this clo
 database's (core/clock_sync.py): from then on "now" is the database's time at the last reading
 carried forward by the monotonic clock, which no step moves. Without an anchor (tests, scripts,
 the CLI) it is the wall clock.
+
+The carrying clock is Linux's ``CLOCK_BOOTTIME`` where there is one: monotonic like
+``time.monotonic()``, but it also counts while the host is suspended, so a resumed host is not
+behind by its sleep until the next reading.
 """
 
 from __future__ import annotations
@@ -17,8 +21,14 @@ import datetime as dt
 import time
 
 _offset = dt.timedelta(0)
-# (the reference clock's time, time.monotonic() at that same moment)
+# (the reference clock's time, ``carrying()`` at that same moment)
 _anchor: tuple[dt.datetime, float] | None = None
+_CARRYING_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def carrying() -> float:
+    """Seconds on the clock that carries the anchor forward: never stepped, never set back."""
+    return time.clock_gettime(_CARRYING_CLOCK)
 
 
 def reference_now() -> dt.datetime:
@@ -27,18 +37,18 @@ def reference_now() -> dt.datetime:
     if _anchor is None:
         return dt.datetime.now(dt.UTC)
     reference, at = _anchor
-    return reference + dt.timedelta(seconds=time.monotonic() - at)
+    return reference + dt.timedelta(seconds=carrying() - at)
 
 
 def utcnow() -> dt.datetime:
     return reference_now() + _offset
 
 
-def anchor(reference: dt.datetime, *, at_monotonic: float) -> None:
-    """From now on, the clock reads ``reference`` at ``at_monotonic`` (a ``time.monotonic()``
-    reading) and runs with the monotonic clock from there."""
+def anchor(reference: dt.datetime, *, at: float) -> None:
+    """From now on, the clock reads ``reference`` at ``at`` (a ``carrying()`` reading) and runs
+    with the carrying clock from there."""
     global _anchor
-    _anchor = (reference, at_monotonic)
+    _anchor = (reference, at)
 
 
 def unanchor() -> None:

@@ -2,17 +2,17 @@
 
 PostgreSQL is the system of record, and every lease, due time and expiry a worker judges was
 written there, by some process, against some clock. Reading the database's clock once a minute
-and carrying it forward with the monotonic clock gives every process of a deployment one clock
-that a step of its own host's wall clock (NTP, an operator, a VM resumed) does not move. The
-monotonic clock drifts from real time by parts per million, so a minute between readings keeps
-the processes within milliseconds of each other; a reading whose round trip took longer than
-``MAX_ROUND_TRIP_SECONDS`` is not trusted (the previous anchor stays).
+and carrying it forward with a clock that is never stepped (core/clock.py ``carrying``) gives
+every process of a deployment one clock that a step of its own host's wall clock (NTP, an
+operator, a VM resumed) does not move. That clock drifts from real time by parts per million,
+so a minute between readings keeps the processes within milliseconds of each other; a reading
+whose round trip took longer than ``MAX_ROUND_TRIP_SECONDS`` is not trusted (the previous anchor
+stays).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from sqlalchemy import text
 
@@ -37,12 +37,12 @@ async def sync_once() -> bool:
     global _logged_skew
     async with get_engine().connect() as connection:
         await connection.execute(text("SELECT 1"))  # the connection is open and warm
-        before = time.monotonic()
+        before = clock.carrying()
         reference = (await connection.execute(text("SELECT clock_timestamp()"))).scalar_one()
-        after = time.monotonic()
+        after = clock.carrying()
     if after - before > MAX_ROUND_TRIP_SECONDS:
         return False
-    clock.anchor(reference, at_monotonic=(before + after) / 2)
+    clock.anchor(reference, at=(before + after) / 2)
     skew = clock.wall_clock_skew()
     if abs(skew - _logged_skew) >= SKEW_WORTH_LOGGING_SECONDS:
         # Nothing depends on the host's clock any more; the line says it is off (or back).

@@ -15,7 +15,6 @@ moves these internals fails loudly (pinned by tests/emulator/test_client_overrid
 from __future__ import annotations
 
 import ssl
-import time
 from typing import Any
 
 import jwt
@@ -27,7 +26,7 @@ from aioapns.connection import (
     JWTAuthorizationHeaderProvider,
 )
 
-from core.clock import reference_now
+from core.clock import carrying, reference_now
 
 
 class ClientInternalsError(RuntimeError):
@@ -65,7 +64,8 @@ class ServiceClockJWT(AuthorizationHeaderProvider):
     ago (`ExpiredProviderToken`, a 403 the outbox takes as permanent): a host clock stepped back
     by more than half an hour kept a token past that hour, and one stepped ahead dated a new
     token in Apple's future. Here `iat` is the service clock (core/clock.py, the database's) and
-    the age is the monotonic clock's, which no step moves (docs/delivery.md "Clocks").
+    the age is the clock that carries the service clock, which no step moves and which counts
+    while the host sleeps (docs/delivery.md "Clocks").
     """
 
     TOKEN_TTL = 30 * 60  # as aioapns: Apple wants a new token at most every 20, at least every 60 min
@@ -75,12 +75,12 @@ class ServiceClockJWT(AuthorizationHeaderProvider):
         self.key_id = key_id
         self.team_id = team_id
         self.issued_at: int | None = None
-        self._minted_at = 0.0  # time.monotonic()
+        self._minted_at = 0.0  # carrying(): counts while the host sleeps, never stepped
         self._header: str | None = None
 
     def get_header(self) -> str:
-        if self._header is None or time.monotonic() - self._minted_at >= self.TOKEN_TTL:
-            self._minted_at = time.monotonic()
+        if self._header is None or carrying() - self._minted_at >= self.TOKEN_TTL:
+            self._minted_at = carrying()
             self.issued_at = int(reference_now().timestamp())
             token = jwt.encode(
                 {"iss": self.team_id, "iat": self.issued_at},

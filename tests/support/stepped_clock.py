@@ -22,12 +22,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's libfaketime, under the machine's multiarch directory.
+LIBRARY = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
 
 
 class SteppedClock:
     def __init__(self, directory: Path) -> None:
-        assert LIBRARY.exists(), f"{LIBRARY} is missing: scripts/dev.sh installs Debian's libfaketime"
+        assert LIBRARY is not None, "libfaketime is missing: scripts/dev.sh installs Debian's libfaketime"
         self.path = directory / "faketime-offset"
         self.offset = 0
         self.step_to(0)
