@@ -43,9 +43,9 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     # The service clock on the database's, as in the workers: what the API dates (a push's
     # expiry, a scheduled release, a stream slot in Redis) is judged by other processes
     # (docs/delivery.md "Clocks").
-    clock_task = await clock_sync.start()
+    await clock_sync.start()
     yield
-    clock_task.cancel()
+    clock_sync.stop()
     await dispose_engine()
     await close_redis()
 

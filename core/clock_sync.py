@@ -13,6 +13,7 @@ stays).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import text
 
@@ -67,8 +68,23 @@ async def _try_sync() -> bool:
         return False
 
 
-async def start() -> asyncio.Task[None]:
-    """Anchor once before anything reads the clock (best effort: a worker starts even with the
-    database away), then keep it anchored."""
+_task: asyncio.Task[None] | None = None
+
+
+async def start() -> None:
+    """Anchor once before anything reads the clock (best effort: a process starts even with the
+    database away), then keep it anchored. One task per process: starting again (a worker's arq
+    loop restarted after a Redis outage) replaces the previous one."""
+    global _task
+    stop()
     synced = await _try_sync()
-    return asyncio.create_task(keep_in_sync(synced=synced), name="clock-sync")
+    _task = asyncio.create_task(keep_in_sync(synced=synced), name="clock-sync")
+
+
+def stop() -> None:
+    """Stop re-anchoring; the clock keeps its last anchor."""
+    global _task
+    if _task is not None:
+        with contextlib.suppress(RuntimeError):  # its event loop is already closed
+            _task.cancel()
+        _task = None

@@ -9,7 +9,6 @@ as the job runs, so that every line it logs (and what it calls logs) says which 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ class WorkerResources:
     # builds and closes its own (workers/sms_jobs.py).
     sms_provider: SmsProvider | None = None
     metrics_server: MetricsServer | None = None
-    # Keeps the service clock anchored to the database's (core/clock_sync.py).
-    clock_sync: asyncio.Task[None] | None = None
 
 
 def arq_ctx(resources: WorkerResources) -> dict[str, Any]:

@@ -43,23 +43,20 @@ async def startup(ctx: dict[str, Any]) -> None:
     set_context(RequestContext(actor_kind="system"))
     # Leases, due times, pacing and arq's scores are judged on the database's clock, not this
     # host's wall clock, which may be stepped (docs/delivery.md "Clocks").
-    clock_task = await clock_sync.start()
+    await clock_sync.start()
     set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
     # Notifications created by jobs (news releases, tracking reminders) write their inbox work in
     # the same transaction (notifications/on_created.py).
     set_on_created(inbox_fanout.schedule)
-    resources = WorkerResources(
-        providers=LazyProviders(lambda: build_providers(settings)), clock_sync=clock_task
-    )
+    resources = WorkerResources(providers=LazyProviders(lambda: build_providers(settings)))
     ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
     # Delivery, pacing and SMS counters live in the workers (docs/observability.md).
     resources.metrics_server = await start_metrics_server(settings, queue=ctx.get(QUEUE_KEY, "high"))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    clock_sync.stop()
     resources = resources_of(ctx)
-    if resources.clock_sync is not None:
-        resources.clock_sync.cancel()
     if resources.metrics_server is not None:
         await resources.metrics_server.close()
     providers = resources.providers

@@ -112,3 +112,26 @@ def test_arq_scores_and_crons_read_the_service_clock(database_url, redis, tmp_pa
     for reading in readings.values():
         for name, seconds in reading.items():
             assert abs(seconds) < CLOSE, (name, readings)
+
+
+def test_the_api_dates_by_the_database_clock_too(database_url, redis, tmp_path):
+    """The served app anchors at start (api/app.py lifespan): what it dates (a push's expiry, a
+    scheduled release, an inbox stream slot in Redis) other processes judge."""
+    readings = run_stepped(
+        SteppedClock(tmp_path),
+        """
+        from core import clock
+        from cli.asgi import create_app
+
+        async def main():
+            app = create_app()
+            async with app.router.lifespan_context(app):
+                step(600)
+                reference = await database_time()
+                print(json.dumps({"service": clock.utcnow().timestamp() - reference}))
+
+        asyncio.run(main())
+        """,
+        database_url=database_url,
+    )
+    assert abs(readings["service"]) < CLOSE, readings
