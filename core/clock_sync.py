@@ -54,7 +54,7 @@ async def sync_once() -> bool:
 
 async def keep_in_sync(*, every: float = EVERY_SECONDS, synced: bool = False) -> None:
     """Anchor again every ``every`` seconds (sooner while the last reading failed, e.g. the
-    database was away: the monotonic clock carries the last anchor on meanwhile)."""
+    database was away: the carrying clock takes the last anchor on meanwhile)."""
     while True:
         await asyncio.sleep(every if synced else RETRY_SECONDS)
         synced = await _try_sync()

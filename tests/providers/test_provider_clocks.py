@@ -8,7 +8,8 @@ clock really steps (libfaketime, tests/support/stepped_clock.py)."""
 from __future__ import annotations
 
 from emulator import Emulator
-from tests.support.stepped_clock import SteppedClock, run_stepped
+from emulator.app_settings import as_env
+from tests.support.stepped_clock import SteppedClock, run_stepped, run_stepped_async
 
 # Past aioapns' 30-minute renewal and Apple's hour, both ways.
 STEP = 70 * 60
@@ -60,6 +61,47 @@ def test_the_apns_provider_token_is_dated_by_the_service_clock(database_url, tmp
     assert readings["kept"], readings
     assert abs(readings["renewed"]) < CLOSE, readings
     assert abs(readings["renewed_behind"]) < CLOSE, readings
+
+
+async def test_apple_accepts_the_pushes_of_a_worker_whose_clock_is_70_minutes_ahead(
+    database_url, tmp_path, emulator: Emulator
+) -> None:
+    """End to end through the APNs provider the workers build: the emulator, like Apple, refuses
+    a provider token dated more than an hour from its own (real) time, and reads
+    `apns-expiration` by it."""
+    token = "7" * 64
+    readings = await run_stepped_async(
+        SteppedClock(tmp_path),
+        f"""
+        from core import clock_sync
+        from core.config import get_settings
+        from notifications.payloads import render
+        from notifications.providers.base import PushRequest
+        from notifications.providers.registry import build_providers, close_providers
+        from tests.providers.test_apns_prepared import SPEC
+
+        async def main():
+            assert await clock_sync.sync_once()
+            step({STEP})
+            built = build_providers(get_settings().model_copy(update={{"pacing_enabled": False}}))
+            try:
+                push = render(SPEC, "vi")
+                request = PushRequest(token={token!r}, spec=SPEC, push=push)
+                [result] = await built["apns:production"].send([request])
+            finally:
+                await close_providers(built)
+            print(json.dumps({{"outcome": result.outcome.value, "error": result.error_code,
+                               "ttl_left": SPEC.ttl_left(), "reference": await database_time()}}))
+
+        asyncio.run(main())
+        """,
+        database_url=database_url,
+        env=as_env(emulator.app_settings()),
+    )
+    assert (readings["outcome"], readings["error"]) == ("accepted", None), readings
+    [request] = emulator.log.find(token=token)
+    expiration = int(dict(request.headers or ())["apns-expiration"])
+    assert abs(expiration - (readings["reference"] + readings["ttl_left"])) < CLOSE + 1, readings
 
 
 def test_google_auth_dates_its_assertion_and_token_expiry_by_the_service_clock(

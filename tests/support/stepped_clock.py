@@ -14,12 +14,14 @@ libfaketime with an unfaked monotonic clock makes ``time.sleep`` fail (EINVAL fr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 # Debian's libfaketime, under the machine's multiarch directory.
@@ -68,15 +70,41 @@ async def database_time():
 """
 
 
-def run_stepped(clock: SteppedClock, code: str, *, database_url: str) -> Any:
-    """Runs ``code`` in a fresh Python process on ``clock`` and returns the JSON it printed last."""
+def _command(code: str) -> list[str]:
+    return [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)]
+
+
+def _env(clock: SteppedClock, database_url: str, env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "CHUONG_DATABASE_URL": database_url, **(env or {}), **clock.env()}
+
+
+def _last_json(returncode: int | None, stdout: str, stderr: str) -> Any:
+    assert returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_stepped(
+    clock: SteppedClock, code: str, *, database_url: str, env: dict[str, str] | None = None
+) -> Any:
+    """Runs ``code`` in a fresh Python process on ``clock`` (with ``env`` added to this one's) and
+    returns the JSON it printed last."""
     result = subprocess.run(  # noqa: S603 - this interpreter on the test's own code
-        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
-        env={**os.environ, "CHUONG_DATABASE_URL": database_url, **clock.env()},
+        _command(code),
+        env=_env(clock, database_url, env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return _last_json(result.returncode, result.stdout, result.stderr)
+
+
+async def run_stepped_async(
+    clock: SteppedClock, code: str, *, database_url: str, env: dict[str, str] | None = None
+) -> Any:
+    """``run_stepped`` without blocking this event loop (it may serve the in-process emulator)."""
+    process = await asyncio.create_subprocess_exec(
+        *_command(code), env=_env(clock, database_url, env), stdout=PIPE, stderr=PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    return _last_json(process.returncode, stdout.decode(), stderr.decode())
