@@ -33,13 +33,19 @@ from api.routers import reports as report_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
+from core import clock_sync
 from core.db import dispose_engine
 from core.redis import close_redis
 
 
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # The service clock on the database's, as in the workers: what the API dates (a push's
+    # expiry, a scheduled release, a stream slot in Redis) is judged by other processes
+    # (docs/delivery.md "Clocks").
+    await clock_sync.start()
     yield
+    clock_sync.stop()
     await dispose_engine()
     await close_redis()
 

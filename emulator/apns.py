@@ -26,7 +26,8 @@ from emulator.records import MessageLog
 MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120
 MAX_COLLAPSE_ID_BYTES = 64
-# Apple rejects provider tokens older than one hour.
+# Apple rejects provider tokens older than one hour; its `iat` "must be no more than one hour
+# from the current time", so one dated more than an hour ahead (a stepped clock) is refused too.
 PROVIDER_TOKEN_MAX_AGE_S = 3600
 
 APNS_ERRORS: dict[FaultKind, tuple[int, str]] = {
@@ -148,8 +149,11 @@ class ApnsHandler:
             if len(self._provider_tokens) > 1024:
                 self._provider_tokens.clear()
             self._provider_tokens[authorization] = issued_at
-        if issued_at < time.time() - PROVIDER_TOKEN_MAX_AGE_S:
+        now = time.time()
+        if issued_at < now - PROVIDER_TOKEN_MAX_AGE_S:
             return "ExpiredProviderToken"
+        if issued_at > now + PROVIDER_TOKEN_MAX_AGE_S:
+            return "InvalidProviderToken"
         return None
 
     def _error(

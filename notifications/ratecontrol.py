@@ -19,7 +19,8 @@ controller fails open (grants everything, logs) — PostgreSQL holds the work, a
 provider then refuses is retried by the outbox like any other.
 
 Time comes from ``core.clock`` (passed to the script), so tests move time instead of sleeping;
-workers therefore need synchronised clocks, as the outbox's leases already do.
+that clock is the database's in every worker (core/clock_sync.py), so a host whose wall clock
+is stepped does not move the bucket's times (docs/delivery.md "Clocks").
 """
 
 from __future__ import annotations

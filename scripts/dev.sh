@@ -72,7 +72,8 @@ ensure_test_tools() {
   # Playwright, never a downloaded build), pgBackRest (the backup drill, tests/backup), promtool
   # and prometheus itself from the prometheus package (the alert rules, and a live Prometheus in
   # tests/deploy/test_live_prometheus.py), amtool from prometheus-alertmanager (the alert routes)
-  # and nginx (the reverse-proxy example, tests/deploy/test_nginx_example.py). The tests run their
+  # and nginx (the reverse-proxy example, tests/deploy/test_nginx_example.py), libfaketime (a
+  # worker whose wall clock steps, tests/support/stepped_clock.py). The tests run their
   # own instances; the packages' services stay off.
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -80,6 +81,7 @@ ensure_test_tools() {
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
   [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(libfaketime)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} (Debian)"
   as_root apt-get update -qq

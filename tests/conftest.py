@@ -51,7 +51,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core import clock
+from core import clock, clock_sync
 from core.db import configure_engine, dispose_engine, make_engine
 from core.redis import close_redis, configure_redis
 from tests.support.databases import TestDatabases
@@ -120,6 +120,7 @@ def _inbox_follows_notifications() -> None:
 def _reset_clock() -> Iterator[None]:
     clock.reset()
     yield
+    clock_sync.stop()  # a worker start-up a test ran without its shutdown keeps no task behind
     clock.reset()
 
 

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.logging import get_logger
+from workers.arq_clock import use_service_clock
 
 log = get_logger(__name__)
 
@@ -45,6 +46,7 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 def run_worker(settings_cls: type, **kwargs: Any) -> PollingWorker | None:
     """arq's `run_worker`, making a `PollingWorker`, started again while Redis is unreachable.
     Returns the worker that ended normally, or None if a stop signal came during a pause."""
+    use_service_clock()  # arq's scores and crons on the shared clock (workers/arq_clock.py)
     failures = 0
     while True:
         worker = PollingWorker(**{**get_kwargs(settings_cls), **kwargs})

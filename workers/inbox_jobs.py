@@ -34,7 +34,9 @@ async def inbox_fan_out(ctx: JobContext, notification_id: str) -> int:
                     session,
                     JobName.INBOX_FAN_OUT,
                     notification_id,
-                    job_id=f"inbox:{nid}:s{int(time.time())}",
+                    # The service clock: a stepped-back host clock could repeat an id whose
+                    # result arq still keeps, and the hand-over would be dropped.
+                    job_id=f"inbox:{nid}:s{int(utcnow().timestamp())}",
                     queue=fanout.queue_of(notification.priority),
                 )
                 return pages

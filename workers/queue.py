@@ -12,10 +12,11 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
-from arq.utils import timestamp_ms, to_unix_ms
+from arq.utils import to_unix_ms
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from core.clock import reference_now
 from core.config import get_settings
 from core.jobs import DeferredJob
 from core.logging import get_logger
@@ -103,9 +104,11 @@ async def enqueue(jobs: list[DeferredJob]) -> None:
 async def _add(pool: ArqRedis, pipe: Pipeline, script: AsyncScript, job: DeferredJob) -> None:
     """One job as arq stores it (arq.connections.ArqRedis.enqueue_job): the serialised job under
     ``arq:job:<id>`` for ``expires_extra_ms`` past its start, its id on the queue scored by when
-    it is due."""
+    it is due, by the service clock (core/clock.py), which the workers' arq reads too
+    (workers/arq_clock.py): a host's wall clock stepped ahead would hide what it queues from the
+    other workers."""
     job_id = job.job_id or uuid.uuid4().hex
-    now_ms = timestamp_ms()
+    now_ms = int(reference_now().timestamp() * 1000)
     score = to_unix_ms(job.defer_until) if job.defer_until is not None else now_ms
     payload = serialize_job(job.name.value, job.args, {}, None, now_ms, serializer=pool.job_serializer)
     await script(

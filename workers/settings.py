@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from arq import cron
 
+from core import clock_sync
 from core.config import JOB_TIMEOUT_SECONDS, get_settings
 from core.context import RequestContext, set_context
 from core.db import dispose_engine
@@ -41,6 +42,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(level=settings.log_level, json=settings.log_json)
     log_production_warnings(settings)  # unverified database or Redis connections across hosts
     set_context(RequestContext(actor_kind="system"))
+    # Leases, due times, pacing and arq's scores are judged on the database's clock, not this
+    # host's wall clock, which may be stepped (docs/delivery.md "Clocks").
+    await clock_sync.start()
     set_enqueuer(enqueue)  # what the jobs' transactions defer goes to arq after their commit
     # Notifications created by jobs (news releases, tracking reminders) write their inbox work in
     # the same transaction (notifications/on_created.py).
@@ -52,6 +56,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    clock_sync.stop()
     resources = resources_of(ctx)
     if resources.metrics_server is not None:
         await resources.metrics_server.close()

@@ -15,6 +15,7 @@ from aioapns.common import NotificationResult
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as APNsConnectionError
 
+from core.clock import reference_now
 from notifications.cancellation import stopped
 from notifications.providers import apns_prepared
 from notifications.providers.apns_prepared import PreparedPush
@@ -77,7 +78,9 @@ class ApnsProvider:
     async def send(self, requests: Sequence[PushRequest]) -> list[SendResult]:
         if not requests:
             return []
-        now = int(time.time())  # one clock read for the batch's expirations
+        # One clock read for the batch's expirations: Apple reads `apns-expiration` by its clock,
+        # so it counts from the service clock's now (core/clock.py), not this host's.
+        now = int(reference_now().timestamp())
         prepared: dict[tuple[int, int], PreparedPush] = {}
         results: list[SendResult | None] = [None] * len(requests)
         pending = iter(range(len(requests)))

@@ -8,14 +8,25 @@ moves these internals fails loudly (pinned by tests/emulator/test_client_overrid
   SNI and the `host` header. Left alone unless `apns_endpoint_host` is set (Apple's hosts by
   default); local runs and tests set it to the provider emulator.
 - `on_data_received`: see `with_flow_control_fix`.
+- the protocol's `auth_provider` (aioapns' `JWTAuthorizationHeaderProvider`, with `key`, `key_id`,
+  `team_id`): see `with_service_clock_jwt`.
 """
 
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
+import jwt
 from aioapns import APNs
-from aioapns.connection import APNsBaseConnectionPool, APNsTLSClientProtocol
+from aioapns.connection import (
+    APNsBaseConnectionPool,
+    APNsTLSClientProtocol,
+    AuthorizationHeaderProvider,
+    JWTAuthorizationHeaderProvider,
+)
+
+from core.clock import carrying, reference_now
 
 
 class ClientInternalsError(RuntimeError):
@@ -43,6 +54,61 @@ def with_flow_control_fix(base: type[APNsTLSClientProtocol]) -> type[APNsTLSClie
 
     FlowControlFixed.__name__ = FlowControlFixed.__qualname__ = f"FlowControlFixed{base.__name__}"
     return FlowControlFixed
+
+
+class ServiceClockJWT(AuthorizationHeaderProvider):
+    """The provider token (ES256 JWT) of one connection, dated by the service clock.
+
+    aioapns dates its JWT by the host's wall clock and renews it when that clock says it is 30
+    minutes old. Apple judges `iat` by its own clock and refuses a token issued more than an hour
+    ago (`ExpiredProviderToken`, a 403 the outbox takes as permanent): a host clock stepped back
+    by more than half an hour kept a token past that hour, and one stepped ahead dated a new
+    token in Apple's future. Here `iat` is the service clock (core/clock.py, the database's) and
+    the age is the clock that carries the service clock, which no step moves and which counts
+    while the host sleeps (docs/delivery.md "Clocks").
+    """
+
+    TOKEN_TTL = 30 * 60  # as aioapns: Apple wants a new token at most every 20, at least every 60 min
+
+    def __init__(self, *, key: str, key_id: str, team_id: str) -> None:
+        self.key = key
+        self.key_id = key_id
+        self.team_id = team_id
+        self.issued_at: int | None = None
+        self._minted_at = 0.0  # carrying(): counts while the host sleeps, never stepped
+        self._header: str | None = None
+
+    def get_header(self) -> str:
+        if self._header is None or carrying() - self._minted_at >= self.TOKEN_TTL:
+            self._minted_at = carrying()
+            self.issued_at = int(reference_now().timestamp())
+            token = jwt.encode(
+                {"iss": self.team_id, "iat": self.issued_at},
+                self.key,
+                algorithm="ES256",
+                headers={"kid": self.key_id},
+            )
+            self._header = f"bearer {token}"
+        return self._header
+
+
+def with_service_clock_jwt(base: type[APNsTLSClientProtocol]) -> type[APNsTLSClientProtocol]:
+    """`base` whose connections carry a `ServiceClockJWT` instead of aioapns' own."""
+
+    class ServiceClockJWTProtocol(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            current = getattr(self, "auth_provider", None)
+            if not isinstance(current, JWTAuthorizationHeaderProvider):
+                raise ClientInternalsError(f"aioapns protocol's auth_provider is {type(current)!r}")
+            self.auth_provider = ServiceClockJWT(
+                key=current.key, key_id=current.key_id, team_id=current.team_id
+            )
+
+    ServiceClockJWTProtocol.__name__ = ServiceClockJWTProtocol.__qualname__ = (
+        f"ServiceClockJWT{base.__name__}"
+    )
+    return ServiceClockJWTProtocol
 
 
 def with_endpoint(base: type[APNsTLSClientProtocol], *, host: str, port: int) -> type[APNsTLSClientProtocol]:
@@ -90,6 +156,7 @@ def apns_client(
         max_connection_attempts=max_connection_attempts,
         ssl_context=ssl_context,
     )
+    client.pool.protocol_class = with_service_clock_jwt(client.pool.protocol_class)
     if fix_flow_control:
         client.pool.protocol_class = with_flow_control_fix(client.pool.protocol_class)
     if endpoint_host:

@@ -20,11 +20,18 @@ another host. firebase-admin 7.7, `firebase_admin.messaging._MessagingService` (
   `_refresh_status_codes`, `apply_auth_headers`) subclassed to refresh tokens off the loop.
 
 The `http1` transport (fcm_http1.py) reads only `_fcm_url` from it and brings its own TLS.
+
+google-auth reads the host's wall clock (`google.auth._helpers.utcnow`) to date the signed
+assertion it trades for an access token (`iat`, `exp`: Google refuses one from the future or
+past its hour, `invalid_grant`) and to judge when that token expires. `use_service_clock` points
+it at the service clock (core/clock.py, the database's), so a stepped host clock neither gets
+the token refused nor keeps an expired one (docs/delivery.md "Clocks").
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import ssl
 import uuid
@@ -32,6 +39,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import firebase_admin
+import google.auth._helpers
 import google.auth.transport.requests
 import httpx
 import requests.adapters
@@ -39,6 +47,7 @@ from firebase_admin import _http_client, credentials, messaging
 from firebase_admin._retry import HttpxRetry, HttpxRetryTransport
 from google.auth.credentials import TokenState
 
+from core.clock import reference_now
 from core.config import DEFAULT_FCM_ENDPOINT
 from notifications.providers.apns_client import ClientInternalsError
 from notifications.providers.tls import provider_ssl_context
@@ -49,6 +58,18 @@ NO_RETRIES = HttpxRetry(max_retries=0)
 
 def messages_send_url(endpoint: str, project_id: str) -> str:
     return f"{endpoint.rstrip('/')}/v1/projects/{project_id}/messages:send"
+
+
+def service_clock_utcnow() -> dt.datetime:
+    """google-auth's `utcnow`: naive UTC, from the service clock."""
+    return reference_now().replace(tzinfo=None)
+
+
+def use_service_clock() -> None:
+    """Make google-auth, in this process, read the service clock. Idempotent."""
+    if not callable(getattr(google.auth._helpers, "utcnow", None)):
+        raise ClientInternalsError("google.auth._helpers.utcnow is gone")
+    google.auth._helpers.utcnow = service_clock_utcnow
 
 
 def fcm_app(
@@ -62,6 +83,7 @@ def fcm_app(
 ) -> firebase_admin.App:
     """An App signed in with the service account of `credentials_file`, sending to `endpoint`
     without the library's own retries (set on every App, Google's endpoint included)."""
+    use_service_clock()
     # firebase-admin's own default timeout is 120 s; a batch must not wait that long on one call.
     options: dict[str, Any] = {"httpTimeout": http_timeout}
     if project_id:

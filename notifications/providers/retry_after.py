@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from email.utils import parsedate_to_datetime
 
+from core.clock import reference_now
 from core.codes import ASCII_DIGITS
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -21,7 +22,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or reference_now()  # the provider's date against the shared clock, not this host's
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_SECONDS)
 
 

@@ -90,6 +90,7 @@ async def test_quota_reply_has_retry_after(emulator: Emulator) -> None:
         ({"authorization": None}, 403, "MissingProviderToken"),
         ({"authorization": "bearer not-a-jwt"}, 403, "InvalidProviderToken"),
         ({"authorization": f"bearer {_provider_token(time.time() - 7200)}"}, 403, "ExpiredProviderToken"),
+        ({"authorization": f"bearer {_provider_token(time.time() + 7200)}"}, 403, "InvalidProviderToken"),
         ({"apns-priority": "7"}, 400, "BadPriority"),
         ({"apns-push-type": "shout"}, 400, "InvalidPushType"),
         ({"apns-expiration": "tomorrow"}, 400, "BadExpirationDate"),
