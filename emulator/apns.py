@@ -38,6 +38,7 @@ APNS_ERRORS: dict[FaultKind, tuple[int, str]] = {
     FaultKind.INTERNAL: (500, "InternalServerError"),
     FaultKind.SENDER_MISMATCH: (400, "DeviceTokenNotForTopic"),
     FaultKind.THIRD_PARTY_AUTH: (403, "InvalidProviderToken"),
+    FaultKind.INVALID_MESSAGE: (400, "BadExpirationDate"),
 }
 PUSH_TYPES = frozenset(
     {

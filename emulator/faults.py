@@ -23,6 +23,9 @@ class FaultKind(StrEnum):
     INTERNAL = "internal"  # 500
     SENDER_MISMATCH = "mismatch"  # FCM 403 SENDER_ID_MISMATCH / APNs 400 DeviceTokenNotForTopic
     THIRD_PARTY_AUTH = "third-party-auth"  # FCM 401 THIRD_PARTY_AUTH_ERROR / APNs 403 InvalidProviderToken
+    # A message the provider refuses for what it says, not the token: FCM 400 INVALID_ARGUMENT
+    # (no "registration token" in it) / APNs 400 BadExpirationDate. Fails for good, no retry helps.
+    INVALID_MESSAGE = "invalid-message"
 
 
 # "slow-" is not a FaultKind: it only delays an otherwise normal answer.

@@ -45,6 +45,12 @@ FCM_ERRORS: dict[FaultKind, tuple[int, str, str, str]] = {
         "THIRD_PARTY_AUTH_ERROR",
         "Auth error from APNS or Web Push Service",
     ),
+    FaultKind.INVALID_MESSAGE: (
+        400,
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+        "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)",
+    ),
 }
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 

@@ -27,6 +27,21 @@ INVALID_TOKEN_REASONS = frozenset(
     {"BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic", "ExpiredToken"}
 )
 RETRY_REASONS = frozenset({"TooManyRequests", "InternalServerError", "ServiceUnavailable", "Shutdown"})
+# Refusals of the sender, not of the device: our provider token (expired, dated in Apple's future,
+# missing, renewed too often) or certificate. Every push fails alike until an operator fixes the
+# key or the clock, so they are retried (the breaker counts them and the provider alert fires)
+# rather than failed for good: a broadcast must not be lost to a key rotated an hour early.
+SENDER_REASONS = frozenset(
+    {
+        "ExpiredProviderToken",
+        "InvalidProviderToken",
+        "MissingProviderToken",
+        "TooManyProviderTokenUpdates",
+        "BadCertificate",
+        "BadCertificateEnvironment",
+        "Forbidden",
+    }
+)
 
 
 def classify(result: NotificationResult) -> SendResult:
@@ -35,7 +50,7 @@ def classify(result: NotificationResult) -> SendResult:
     reason = result.description or f"HTTP_{result.status}"
     if reason in INVALID_TOKEN_REASONS or str(result.status) == "410":
         return SendResult(Outcome.INVALID_TOKEN, error_code=reason[:64])
-    if reason in RETRY_REASONS or str(result.status) in ("429", "500", "503"):
+    if reason in RETRY_REASONS or reason in SENDER_REASONS or str(result.status) in ("429", "500", "503"):
         return SendResult(Outcome.RETRY, error_code=reason[:64])
     return SendResult(Outcome.FAILED, error_code=reason[:64])
 

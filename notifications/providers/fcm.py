@@ -38,8 +38,13 @@ def classify(error: Exception) -> SendResult:
         | exceptions.UnknownError,
     ):
         return SendResult(Outcome.RETRY, error_code=_fcm_code(error), retry_after=retry_after_of(error))
+    # Refusals of the sender, not of the device: the APNs key Firebase holds for us, or our own
+    # credential or its rights. Every push fails alike until an operator fixes it, so they are
+    # retried (the breaker counts them, the provider alert fires) rather than failed for good.
     if isinstance(error, messaging.ThirdPartyAuthError):
-        return SendResult(Outcome.FAILED, error_code="THIRD_PARTY_AUTH_ERROR")
+        return SendResult(Outcome.RETRY, error_code="THIRD_PARTY_AUTH_ERROR")
+    if isinstance(error, exceptions.UnauthenticatedError | exceptions.PermissionDeniedError):
+        return SendResult(Outcome.RETRY, error_code=_fcm_code(error))
     if isinstance(error, exceptions.FirebaseError):
         return SendResult(Outcome.FAILED, error_code=_fcm_code(error))
     return SendResult(Outcome.RETRY, error_code=f"transport:{code}"[:64])

@@ -38,7 +38,7 @@ async def readers(client: httpx.AsyncClient) -> list[dict[str, str]]:
     plan = [("android", f"ok-{uuid.uuid4().hex}") for _ in range(4)]
     plan += [
         ("android", f"unregistered-{uuid.uuid4().hex}"),
-        ("android", f"third-party-auth-{uuid.uuid4().hex}"),
+        ("android", f"invalid-message-{uuid.uuid4().hex}"),
     ]
     plan += [("ios", uuid.uuid4().hex * 2) for _ in range(2)]
     return [await reader_device(client, platform=p, token=t) for p, t in plan]

@@ -57,6 +57,7 @@ async def test_success_echoes_apns_id_and_records_headers(emulator: Emulator, ap
         ("internal-1", "500", "InternalServerError"),
         ("mismatch-1", "400", "DeviceTokenNotForTopic"),
         ("third-party-auth-1", "403", "InvalidProviderToken"),
+        ("invalid-message-1", "400", "BadExpirationDate"),
     ],
 )
 async def test_token_prefix_produces_apples_status_and_reason(

@@ -35,7 +35,7 @@ async def test_a_sent_push_is_folded_once_it_has_ended_and_its_report_survives_t
         ("android", fcm("ok"), "vi"),
         ("android", fcm("ok"), "en"),
         ("android", fcm("unregistered"), "vi"),  # invalid
-        ("android", fcm("third-party-auth"), "en"),  # failed
+        ("android", fcm("invalid-message"), "en"),  # failed
         ("ios", apns(), "ru"),  # no Russian text: sent in Vietnamese
         ("ios", apns(), "en"),
     ]

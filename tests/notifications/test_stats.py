@@ -45,7 +45,7 @@ async def test_stats_add_up_per_language_and_platform(client, emulator, worker_c
         ("android", fcm("ok"), "vi"),
         ("android", fcm("ok"), "en"),
         ("android", fcm("unregistered"), "vi"),  # invalid
-        ("android", fcm("third-party-auth"), "en"),  # failed
+        ("android", fcm("invalid-message"), "en"),  # failed
         ("android", fcm("quota"), "vi"),  # retrying
         ("ios", apns(), "en"),
         ("ios", apns(), "ru"),  # no Russian text: delivered in Vietnamese

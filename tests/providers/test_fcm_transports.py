@@ -68,7 +68,8 @@ async def test_success_carries_the_fcm_message_name(fcm: PushProvider, emulator:
         ("quota", Outcome.RETRY, "QUOTA_EXCEEDED", 17.0),
         ("unavailable", Outcome.RETRY, "UNAVAILABLE", 17.0),
         ("internal", Outcome.RETRY, "INTERNAL", None),
-        ("third-party-auth", Outcome.FAILED, "THIRD_PARTY_AUTH_ERROR", None),
+        ("third-party-auth", Outcome.RETRY, "THIRD_PARTY_AUTH_ERROR", None),
+        ("invalid-message", Outcome.FAILED, "INVALID_ARGUMENT", None),
     ],
 )
 async def test_provider_errors_are_classified_alike(
