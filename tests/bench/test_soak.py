@@ -1,0 +1,64 @@
+"""bench.soak end to end at a tiny size, so the script cannot rot: 45 s of every kind of
+load with a worker SIGKILLed and a provider outage, then the invariants. Not timed; it checks
+that the soak builds its own stack, that the load reached the API (broadcasts through the
+four-eyes approval, targeted pushes, inbox reads, sign-ins, registrations), that the faults
+happened and recovered, and that the invariants held and were printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.soak import parse_args
+from bench.soak_faults import KINDS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_45_seconds_with_a_killed_worker_and_a_provider_outage() -> None:
+    argv = [sys.executable, "-m", "bench.soak", "--minutes", "0.75", "--seed", "7", "--devices", "500"]
+    # Broadcasts and targeted pushes often enough to be under way at the faults; short leases so
+    # the killed worker's batch is picked up again within the test.
+    argv += ["--broadcasts", "0.2", "--targeted-pushes", "1", "--sign-ins", "0.3"]
+    argv += ["--faults", "kill_worker,provider_outage", "--fault-gap", "3,5", "--outage-seconds", "5,6"]
+    argv += ["--lease-seconds", "10", "--reconcile-grace-seconds", "1", "--reconcile-every-seconds", "2"]
+    finished = subprocess.run(  # noqa: S603
+        argv, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600, check=False
+    )
+    output = finished.stdout
+    assert finished.returncode == 0, output[-6000:] + finished.stderr[-3000:]
+    line = next(line for line in output.splitlines() if line.startswith("SOAK_RESULT "))
+    result = json.loads(line.removeprefix("SOAK_RESULT "))
+    assert result["passed"] and all(result["checks"].values())
+    assert {fault["kind"] for fault in result["faults"]} == {"kill_worker", "provider_outage"}
+    assert all(fault["recovery_seconds"] is not None for fault in result["faults"])
+    totals = result["totals"]
+    assert totals["broadcasts"] >= 1 and totals["targeted"] >= 5, totals
+    assert totals["lost"] == 0 and totals["open_batches"] == 0 and totals["counter_mismatches"] == 0
+    assert totals["kills"] >= 1
+    operations = result["operations"]
+    for name in (
+        "register new",
+        "inbox unread-count",
+        "inbox first page",
+        "sign-in",
+        "targeted push",
+        "news approve",
+    ):
+        assert operations[name]["requests"] > 0, name
+    for heading in ("HTTP operations", "faults", "broadcasts", "targeted pushes", "invariants"):
+        assert f"\n{heading}" in output
+
+
+def test_unknown_fault_kinds_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--faults", "kill_worker,meteor"])
+    assert "meteor" in capsys.readouterr().err
+    assert parse_args(["--faults", ",".join(KINDS)]).faults.split(",") == list(KINDS)
