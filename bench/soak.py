@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -125,12 +126,18 @@ async def soak(args: argparse.Namespace, stack: soak_stack.Stack) -> dict[str, A
     started, started_wall = time.monotonic(), time.time()
     until = started + args.minutes * 60
     loads: list[float] = []
-    jobs = [load.run(rates, until), sample_load(loads, until)]
+    load_seconds = 0.0
+
+    async def run_load() -> None:
+        nonlocal load_seconds
+        await load.run(rates, until)
+        load_seconds = time.monotonic() - started
+
+    jobs = [run_load(), sample_load(loads, until)]
     if kinds:
-        jobs.append(injector.run(until))
+        jobs.append(injector.run(until))  # the last fault's recovery may end after the load
     await asyncio.gather(*jobs)
     await injector.provider({"outage": False, "error_rate": 0.0, "latency_ms": args.latency_ms})
-    load_seconds = time.monotonic() - started
     drained = await drain(stack, args.drain_timeout)
     print(f"load stopped after {load_seconds:.0f} s; drained in {drained:.1f} s", flush=True)
     results = await outcomes(stack, injector.faults, set(load.broadcasts))
@@ -175,12 +182,22 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.soak_faults import wait
 
                 await wait(lambda: answers(redis.url), 30)
+                # Stopped early (Ctrl-C, or SIGTERM, which a background job gets instead): the
+                # processes, the scratch Redis and the cluster are still stopped and removed.
+                main_task = asyncio.current_task()
+                assert main_task is not None
+                for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                    asyncio.get_running_loop().add_signal_handler(stop_signal, main_task.cancel)
                 try:
                     return await soak(args, stack)
                 finally:
                     stack.stop()
 
-            result = asyncio.run(run())
+            try:
+                result = asyncio.run(run())
+            except asyncio.CancelledError:
+                print("soak stopped before the end: no result", file=sys.stderr)
+                return 130
     finally:
         if stack is None:
             support.stop([emulator.process])

@@ -27,7 +27,9 @@ def test_45_seconds_with_a_killed_worker_and_a_provider_outage() -> None:
     # Broadcasts and targeted pushes often enough to be under way at the faults; short leases so
     # the killed worker's batch is picked up again within the test.
     argv += ["--broadcasts", "0.2", "--targeted-pushes", "1", "--sign-ins", "0.3"]
+    # At once, not aimed at a broadcast under way (the soak waits for one to a thousand devices).
     argv += ["--faults", "kill_worker,provider_outage", "--fault-gap", "3,5", "--outage-seconds", "5,6"]
+    argv += ["--aim-seconds", "0"]
     argv += ["--lease-seconds", "10", "--reconcile-grace-seconds", "1", "--reconcile-every-seconds", "2"]
     finished = subprocess.run(  # noqa: S603
         argv, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600, check=False
