@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -203,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             support.stop([emulator.process])
             redis.stop()
     print("SOAK_RESULT " + json.dumps(result), flush=True)
-    if not result["passed"]:
-        print(f"logs: {workdir}", file=sys.stderr)
+    if result["passed"]:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"the processes' logs: {workdir}", file=sys.stderr)
     return 0 if result["passed"] else 1
 
 

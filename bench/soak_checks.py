@@ -4,7 +4,8 @@ per notification, from the database and the emulator's record of every request i
 - lost: 0 — every targeted device's row ends sent (and the provider accepted that push), invalid
   or failed with a reason; nothing left pending or retrying;
 - duplicates (accepted pushes beyond one per notification and device) within the bound of the
-  faults that happened while the notification was under way (bench/soak_faults.py);
+  faults that happened while the notification was under way (bench/soak_faults.py), and over
+  the whole run within the sum of every fault's bound;
 - no delivery batch left open;
 - the notification's counters equal to its rows."""
 
