@@ -64,10 +64,11 @@ class EmulatorProcess:
     addresses: dict[str, object]
 
     @classmethod
-    def start(cls, ca_path: Path) -> EmulatorProcess:
-        # No per-message record: a million records would cost the emulator memory and CPU.
+    def start(cls, ca_path: Path, record: tuple[str, ...] = ("--no-record",)) -> EmulatorProcess:
+        """``record``: by default no per-message record (a million records would cost the emulator
+        memory and CPU); the soak (bench/soak.py) keeps every one, payloads included."""
         argv = [sys.executable, "-m", "emulator", "--fcm-port=0", "--apns-port=0", "--control-port=0"]
-        argv += ["--no-record", f"--ca-path={ca_path}"]
+        argv += [*record, f"--ca-path={ca_path}"]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)  # noqa: S603
         assert process.stdout is not None
         line = process.stdout.readline().decode()

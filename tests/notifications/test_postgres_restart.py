@@ -9,7 +9,6 @@ machine's shared PostgreSQL is never restarted. The API, the worker and the test
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from tests.notifications.fault_checks import assert_recovered, recovery, run_bro
 from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
 )
-from tests.support.scratch_postgres import ScratchCluster, pg_bindir, run, scratch_cluster
+from tests.support.scratch_postgres import ScratchCluster, restart, scratch_cluster
 from tests.support.scratch_service_db import ServiceDatabase, service_database
 
 DEVICES = 6_000
@@ -46,18 +45,6 @@ def database_url(service_db: ServiceDatabase) -> str:
 @pytest.fixture
 def owner_engine(service_db: ServiceDatabase) -> AsyncEngine:
     return service_db.owner
-
-
-def restart(cluster: ScratchCluster) -> float:
-    """Stop the server at once (every session dies mid-statement, as in a crash or a failover)
-    and start it again; returns how long it was down."""
-    started = time.monotonic()
-    run([str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "-w", "stop"])
-    run([
-        str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-l", str(cluster.directory / "postgres.log"),
-        "-w", "start",
-    ])  # fmt: skip
-    return time.monotonic() - started
 
 
 @pytest.mark.slow

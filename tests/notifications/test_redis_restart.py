@@ -4,21 +4,17 @@ for a while nothing answers at all. The worker must survive the outage, and the 
 find the due work in PostgreSQL again: every device reached, duplicates within one worker's
 bound, no batch left open, counters equal to the rows.
 
-A scratch redis-server on a free port that the test stops and starts; the machine's shared Redis
-is never touched.
+A scratch redis-server on a free port (tests/support/scratch_redis.py) that the test stops and
+starts; the machine's shared Redis is never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from core.redis import close_redis, configure_redis
 from tests.notifications.fault_checks import assert_recovered, recovery, run_broadcast_through
@@ -26,46 +22,11 @@ from tests.notifications.test_resilience import (
     PER_WORKER_BOUND,
     wait_for,
 )
-from tests.support.scratch_postgres import free_port
+from tests.support.scratch_redis import ScratchRedis, answers
 from workers.queue import close_pool
 
 DEVICES = 6_000
 DOWN_SECONDS = 5
-
-
-class ScratchRedis:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="chuong-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        # No persistence: it comes back empty, as a Redis that lost its host would.
-        self.process = subprocess.Popen(  # noqa: S603
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",  # noqa: S607
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-async def _answers(url: str) -> bool:
-    client = Redis.from_url(url, socket_connect_timeout=0.3)
-    try:
-        return bool(await client.ping())
-    except (OSError, RedisError):  # refused, or still loading
-        return False
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -85,7 +46,7 @@ async def on_scratch_redis(
     """The API (this process) and the worker (its environment) on the scratch Redis."""
     from core.config import get_settings
 
-    await wait_for(lambda: _answers(scratch_redis.url), timeout=10, what="the scratch Redis")
+    await wait_for(lambda: answers(scratch_redis.url), timeout=10, what="the scratch Redis")
     monkeypatch.setattr(get_settings(), "redis_url", scratch_redis.url)
     monkeypatch.setenv("CHUONG_REDIS_URL", scratch_redis.url)
     await close_pool()

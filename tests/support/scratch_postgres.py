@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,15 @@ def scratch_cluster(
                     timeout=60,
                 )
         shutil.rmtree(base, ignore_errors=True)
+
+
+def restart(cluster: ScratchCluster) -> float:
+    """Stop the server at once (every session dies mid-statement, as in a crash or a failover)
+    and start it again; returns how long it was down."""
+    started = time.monotonic()
+    run([str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate", "-w", "stop"])
+    run([
+        str(pg_bindir() / "pg_ctl"), "-D", str(cluster.data), "-l", str(cluster.directory / "postgres.log"),
+        "-w", "start",
+    ])  # fmt: skip
+    return time.monotonic() - started
