@@ -24,6 +24,7 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.db import transaction, utcnow
 from core.jobs import JobName, defer
+from core.logging import get_logger
 from notifications import breaker, cancellation, dispatch, metrics, outbox
 from notifications import service as notifications_service
 from notifications.content import PushSpec
@@ -32,12 +33,21 @@ from notifications.providers.base import STOPPED, PushProvider, SendResult
 from notifications.service import queue_for
 from notifications.states import FINAL_STATUSES
 
+log = get_logger(__name__)
+
 # A batch (≤ 500 rows) is sent in SEND_CHUNKS chunks, CHUNKS_IN_FLIGHT of them at the provider at
 # once (see _send_held): chunk k + 2 starts when chunk k has been answered and the status read
 # again, while chunk k + 1 keeps the provider's in-flight slots busy. Without the cancel signal at
 # most CHUNKS_IN_FLIGHT chunks (250 rows) start after a cancel, as with two sequential chunks.
 SEND_CHUNKS = 4
 CHUNKS_IN_FLIGHT = 2
+# A job timeout or a shutdown cancels a batch while chunks are at the provider: it waits this long
+# for their answers and writes them (see _drain), within the lease's margin over the job timeout
+# (90 s against 60 s), instead of leaving them to be sent again when the lease ends.
+DRAIN_SECONDS = 15.0
+# The breaker only advises (alerts, SMS degraded mode): a Redis that stopped answering must not
+# hold the batch's next chunk, nor leave a chunk's answers unwritten while it waits.
+BREAKER_SECONDS = 2.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
 
@@ -267,6 +277,7 @@ async def _send_held(
             return None
         return asyncio.ensure_future(dispatch.batch_badges(spec, chunks[started], badge_source))
 
+    in_hand: list[tuple[outbox.ClaimedDelivery, SendResult]] | None = None  # answered, not yet written
     try:
         # The first window's badges in one read, then those chunks go out together.
         first = chunks[:CHUNKS_IN_FLIGHT]
@@ -276,7 +287,11 @@ async def _send_held(
         preparing = prepare()
         stop = False
         while sending:
-            results = await sending.popleft()
+            # Shielded: cancelling this job (arq's timeout, a shutdown) must not cancel the
+            # requests on the wire, whose answers _drain still writes.
+            results = await asyncio.shield(sending[0])
+            sending.popleft()
+            in_hand = results
             # Read now, not when the chunk started (a cancel that came while the chunk was at the
             # provider went unseen then), and overlapping the writes below.
             more = not stop and started < len(chunks)
@@ -289,9 +304,9 @@ async def _send_held(
                 totals["stopped"] += len(results) - len(sent)
                 results = sent
                 stop = True
-            await breaker.record_outcomes(results)  # error rates per provider → alert, SMS degraded mode
+            in_hand = results
             if recording is not None:
-                totals.update(await recording)
+                totals.update(await asyncio.shield(recording))
             if checking is not None:
                 stop = stop or not await checking
                 checking = None
@@ -301,15 +316,26 @@ async def _send_held(
                 preparing = prepare()
             last = not sending
             recording = asyncio.ensure_future(_record(claim, results, last=last, priority=priority))
+            in_hand = None
+            await _advise_breaker(results)  # error rates per provider → alert, SMS degraded mode
         if preparing is not None:
             preparing.cancel()
             preparing = None
         assert recording is not None
-        totals.update(await recording)
+        totals.update(await asyncio.shield(recording))
         recording = None
+    except asyncio.CancelledError:
+        # arq's job timeout or a shutdown, not a kill: the chunks on the wire are answered and
+        # written, else they would be sent again once the lease ends, as after a kill (the soak
+        # found a Redis restart's job timeouts re-sending 519 pushes of one broadcast).
+        for helper in (preparing, checking):
+            if helper is not None:
+                helper.cancel()
+        await _drain(claim, sending, in_hand, recording, priority=priority)
+        raise
     except BaseException:
-        # The batch stays leased and is sent again once the lease ends; results already in hand
-        # are still written, so what was sent is not sent again.
+        # Any other failure: the batch stays leased and is sent again once the lease ends; the
+        # write under way still completes, so what it holds is not sent again.
         for task in (preparing, checking, *sending):
             if task is not None:
                 task.cancel()
@@ -318,3 +344,44 @@ async def _send_held(
                 await asyncio.shield(recording)
         raise
     return dict(totals)
+
+
+async def _advise_breaker(results: list[tuple[outbox.ClaimedDelivery, SendResult]]) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(breaker.record_outcomes(results), BREAKER_SECONDS)
+
+
+async def _drain(
+    claim: outbox.Claim,
+    sending: deque[asyncio.Task[list[tuple[outbox.ClaimedDelivery, SendResult]]]],
+    in_hand: list[tuple[outbox.ClaimedDelivery, SendResult]] | None,
+    recording: asyncio.Task[Counter[str]] | None,
+    *,
+    priority: str,
+) -> None:
+    """Write what a cancelled batch has sent: the chunk answered but not yet written and the
+    chunks still at the provider, once answered, then let the batch go so that what it never
+    started is due again at once rather than when the lease ends. Bounded by DRAIN_SECONDS; past
+    that the batch is left to its lease, as before (the record's attempt check keeps a late write
+    from overwriting a newer one)."""
+
+    async def finish() -> None:
+        if recording is not None:
+            with contextlib.suppress(Exception):
+                await recording
+        if recording is not None and not sending and in_hand is None:
+            return  # the last chunk's write was already under way, letting the batch go
+        answered = [in_hand] if in_hand else []
+        for task in sending:
+            with contextlib.suppress(Exception):
+                answered.append(await task)
+        pairs = [pair for chunk in answered for pair in chunk if pair[1] is not STOPPED]
+        await _record(claim, pairs, last=True, priority=priority)
+
+    task = asyncio.ensure_future(finish())
+    try:
+        await asyncio.wait_for(asyncio.shield(task), DRAIN_SECONDS)
+    except Exception as exc:
+        log.warning(
+            "send_batch_drain_incomplete", notification_id=str(claim.notification_id), error=repr(exc)
+        )
