@@ -14,10 +14,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import api_clients, audit, delegations, mfa, networks, ratelimit
-from auth.models import Unit
+from auth import api_clients, audit, delegations, inspection, mfa, networks, ratelimit
+from auth.models import Unit, User
 from auth.principal import Principal, Restriction
-from auth.roles import Permission, Role, permissions_of
+from auth.roles import READ_ONLY_ROLES, Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
 from auth.step_up import STEP_UP_MESSAGE
 from core.after_commit import committed
@@ -124,6 +124,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
                 actor=user,
                 session=resolved.auth_session,
                 delegation=delegation,
+                oversees=await _oversees(session, leader),
             )
         else:
             unit_path = (await session.execute(select(Unit.path).where(Unit.id == user.unit_id))).scalar_one()
@@ -135,9 +136,17 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
                 actor=user,
                 session=resolved.auth_session,
                 restriction=resolved.restriction,
+                oversees=await _oversees(session, user),
             )
     request.state.principal = principal
     return principal
+
+
+async def _oversees(session: AsyncSession, user: User) -> tuple[str, ...]:
+    """An inspector's reach (its committee's overseen units); nothing to look up for the rest."""
+    if Role(user.role) not in READ_ONLY_ROLES:
+        return ()
+    return await inspection.overseen_paths(session, committee_unit_id=user.unit_id)
 
 
 async def still_authenticated(request: Request) -> bool:
@@ -230,9 +239,15 @@ class Public(AccessPolicy):
         await limit_by_address(request)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class Authenticated(AccessPolicy):
     """Any signed-in user whose session is complete, unless a restriction is explicitly allowed
-    (the routes that let a password-only session enrol or verify TOTP)."""
+    (the routes that let a password-only session enrol or verify TOTP).
+
+    ``own_account``: the route changes only the caller's own sign-in (its password, second factor,
+    passkeys, sessions), which read-only roles keep; every other non-GET route refuses them."""
 
     def __init__(
         self,
@@ -242,12 +257,14 @@ class Authenticated(AccessPolicy):
         allow_api_client: bool = False,
         allow_device: bool = False,
         step_up: bool = False,
+        own_account: bool = False,
     ) -> None:
         self.allow = allow
         self.allow_delegated = allow_delegated
         self.allow_api_client = allow_api_client
         self.allow_device = allow_device
         self.step_up = step_up
+        self.own_account = own_account
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
@@ -257,6 +274,8 @@ class Authenticated(AccessPolicy):
         # checked (an apps' surge after a push is all device credentials), or alone if it fails.
         principal = await _authenticate(request, session)
         await self.check(request, principal)
+        if principal.is_read_only:
+            _audit_read(request, session, principal)
         return principal
 
     async def check(self, request: Request, principal: Principal) -> None:
@@ -294,6 +313,40 @@ class Authenticated(AccessPolicy):
                 code="step_up_required",
                 message=STEP_UP_MESSAGE,
             )
+        if principal.is_read_only and request.method not in SAFE_METHODS and not self.own_account:
+            raise await deny(request, code="read_only_role", message="This account can only read")
+
+
+def _audit_read(request: Request, session: AsyncSession, principal: Principal) -> None:
+    """One audit row per request of a read-only account (an inspector): who (the context's actor),
+    what (the route, its path and query) and which unit (the ``unit_id`` asked for, else the
+    committee's; the overseen units in the details). Written with the request's transaction, so
+    it costs no round trip of its own."""
+    if request.method not in SAFE_METHODS or getattr(request.state, "read_audited", False):
+        return
+    request.state.read_audited = True
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None) or request.url.path
+    unit = _parse_uuid_or_none(request.query_params.get("unit_id") or request.query_params.get("unit"))
+    audit.record(
+        session,
+        action="inspection.read",
+        object_type="route",
+        object_id=f"{request.method} {template}",
+        unit_id=unit,
+        details={
+            "path": request.url.path[:512],
+            "query": {k: v[:200] for k, v in list(request.query_params.items())[:20]},
+            "overseen": [p.rstrip("/").rsplit("/", 1)[-1] for p in principal.oversees[:50]],
+        },
+    )
+
+
+def _parse_uuid_or_none(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 class OptionalAuthenticated(Authenticated):
@@ -350,15 +403,23 @@ PUBLIC = Depends(Public())
 
 # The sign-in steps' policies, named once: the API's /v1/auth routes and the console's sign-in
 # pages depend on these same objects, so a restricted session may do exactly the same in both.
-SignedIn = Depends(Authenticated(allow=frozenset(Restriction)))
+SignedIn = Depends(Authenticated(allow=frozenset(Restriction), own_account=True))
 Enrolling = Depends(
-    Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
+    Authenticated(
+        allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False, own_account=True
+    )
 )
-Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED})))
+Verifying = Depends(
+    Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED}), own_account=True)
+)
 ChangingPassword = Depends(
-    Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
+    Authenticated(
+        allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False, own_account=True
+    )
 )
 FullSession = Depends(Authenticated())
+# The caller's own sessions (list, end one, sign out everywhere): kept by read-only roles too.
+OwnSessions = Depends(Authenticated(own_account=True))
 # The caller acting as themself, not on behalf of someone (their own delegations).
 OwnAccount = Depends(Authenticated(allow_delegated=False))
 

@@ -29,6 +29,7 @@ ROLES = {
     "task_approver": _("Task approver"),
     "leader": _("Leader"),
     "member": _("Member"),
+    "inspector": _("Inspector"),
 }
 
 NEWS_STATUSES = {

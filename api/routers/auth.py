@@ -13,7 +13,7 @@ from api.deps import (
     Authenticated,
     ChangingPassword,
     Enrolling,
-    FullSession,
+    OwnSessions,
     SessionDep,
     SignedIn,
     Verifying,
@@ -44,7 +44,7 @@ from core.errors import Unauthorized
 
 router = APIRouter(tags=["auth"])
 
-OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True))
+OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True, own_account=True))
 
 
 @router.post("/login", dependencies=[PUBLIC], response_model=TokenResponse)
@@ -192,16 +192,16 @@ async def change_password(
 
 
 @router.get("/sessions", response_model=list[SessionOut])
-async def list_sessions(session: SessionDep, principal: Principal = FullSession) -> list[SessionOut]:
+async def list_sessions(session: SessionDep, principal: Principal = OwnSessions) -> list[SessionOut]:
     return await account_sessions.own_sessions(session, principal=principal)
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_session(session_id: uuid.UUID, session: SessionDep, principal: Principal = FullSession) -> None:
+async def end_session(session_id: uuid.UUID, session: SessionDep, principal: Principal = OwnSessions) -> None:
     await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
 
 
 @router.post("/sessions/revoke-all", status_code=status.HTTP_204_NO_CONTENT)
-async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSession) -> None:
+async def sign_out_everywhere(session: SessionDep, principal: Principal = OwnSessions) -> None:
     """End every session of the caller, this one included."""
     await account_sessions.end_all_own_sessions(session, principal=principal)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import PUBLIC, ChangingPassword, Enrolling, FullSession, SessionDep, SignedIn, Verifying
+from api.deps import PUBLIC, ChangingPassword, Enrolling, OwnSessions, SessionDep, SignedIn, Verifying
 from auth import account_sessions, mfa, passkeys, ratelimit
 from auth import login as login_service
 from auth.models import User
@@ -270,7 +270,7 @@ async def change_password(
 
 @router.get("/sessions")
 async def sessions_page(
-    request: Request, session: SessionDep, principal: Principal = FullSession
+    request: Request, session: SessionDep, principal: Principal = OwnSessions
 ) -> Response:
     sessions = await account_sessions.own_sessions(session, principal=principal)
     return render(request, "sessions.html", {"sessions": sessions}, principal=principal)
@@ -278,7 +278,7 @@ async def sessions_page(
 
 @router.post("/sessions/{session_id}/end")
 async def end_session(
-    session_id: uuid.UUID, session: SessionDep, principal: Principal = FullSession
+    session_id: uuid.UUID, session: SessionDep, principal: Principal = OwnSessions
 ) -> Response:
     await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
     assert principal.session is not None
@@ -290,7 +290,7 @@ async def end_session(
 
 
 @router.post("/sessions/revoke-all")
-async def sign_out_everywhere(session: SessionDep, principal: Principal = FullSession) -> Response:
+async def sign_out_everywhere(session: SessionDep, principal: Principal = OwnSessions) -> Response:
     await account_sessions.end_all_own_sessions(session, principal=principal)
     response = _see_other("/login")
     response.headers.append("set-cookie", clear_session_cookie())
