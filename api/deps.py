@@ -307,14 +307,14 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request, code="delegation_not_allowed", message="Not allowed on behalf of someone else"
             )
+        if principal.is_read_only and request.method not in SAFE_METHODS and not self.own_account:
+            raise await deny(request, code="read_only_role", message="This account can only read")
         if self.step_up and not mfa.step_up_fresh(principal.session, now=utcnow()):
             raise await deny(
                 request,
                 code="step_up_required",
                 message=STEP_UP_MESSAGE,
             )
-        if principal.is_read_only and request.method not in SAFE_METHODS and not self.own_account:
-            raise await deny(request, code="read_only_role", message="This account can only read")
 
 
 def _audit_read(request: Request, session: AsyncSession, principal: Principal) -> None:
