@@ -181,7 +181,9 @@ async def _console_writes_refused(app, client, inspector) -> None:
     mutating = _mutating(list(console_routes(app)))
     assert len(mutating) > 20, "console route discovery broke"
     for method, route in mutating:
-        response = await client.request(method, _concrete(route.path), headers={"x-csrf-token": csrf}, data={})
+        response = await client.request(
+            method, _concrete(route.path), headers={"x-csrf-token": csrf}, data={}
+        )
         assert response.status_code == 403, f"{method} {route.path}: {response.status_code}"
         assert "read_only_role" in response.text, (method, route.path)
 
