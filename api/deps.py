@@ -325,8 +325,10 @@ def _audit_read(request: Request, session: AsyncSession, principal: Principal) -
     if request.method not in SAFE_METHODS or getattr(request.state, "read_audited", False):
         return
     request.state.read_audited = True
-    route = request.scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None) or request.url.path
+    # The route's template (``/v1/tracking/tasks/{task_id}``): the path with its parameters named.
+    template = request.url.path
+    for name, value in request.path_params.items():
+        template = template.replace(f"/{value}", f"/{{{name}}}", 1)
     unit = _parse_uuid_or_none(request.query_params.get("unit_id") or request.query_params.get("unit"))
     audit.record(
         session,
