@@ -395,6 +395,19 @@ class Require(Authenticated):
             raise await refuse_network(request, rule)
 
 
+class SystemAdmin(Require):
+    """System admins only, for what is one per deployment (e.g. the catalogue of fields)."""
+
+    def __init__(self, *permissions: Permission, message: str = "Only system admins do this") -> None:
+        super().__init__(*permissions)
+        self.message = message
+
+    async def check(self, request: Request, principal: Principal) -> None:
+        await super().check(request, principal)
+        if not principal.sees_all_units:
+            raise await deny(request, code="permission_denied", message=self.message)
+
+
 def require(*permissions: Permission, step_up: bool = False, allow_delegated: bool = True) -> Principal:
     """``principal: Principal = require(Permission.X)`` in an endpoint signature."""
     return Depends(Require(*permissions, step_up=step_up, allow_delegated=allow_delegated))  # type: ignore[no-any-return]

@@ -31,6 +31,7 @@ from console.routes import (
     clients,
     delivery,
     devices,
+    fields,
     home,
     live,
     news,
@@ -192,6 +193,7 @@ def create_console_app() -> FastAPI:
         delivery,
         reports,
         tracking,
+        fields,
     ):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does

@@ -92,6 +92,7 @@ SERVICE_MESSAGES = frozenset(
         _("API client not found"),
         _("No such MFA reset request"),
         _("You cannot disable your own account"),
+        _("This account can only read"),
     }
 )
 

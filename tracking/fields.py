@@ -181,3 +181,20 @@ async def set_task_field(
         )
         await session.flush()
     return task
+
+
+async def leaders_by_field(session: AsyncSession, *, principal: Principal) -> dict[uuid.UUID, list[User]]:
+    """The leaders in charge of each field, among the accounts the admin may manage (the console's
+    Fields page)."""
+    query = (
+        select(LeaderField.field_id, User)
+        .join(User, User.id == LeaderField.user_id)
+        .join(Unit, Unit.id == User.unit_id)
+        .order_by(User.full_name, User.id)
+    )
+    if not principal.sees_all_units:
+        query = query.where(Unit.path.startswith(principal.unit_path, autoescape=True))
+    found: dict[uuid.UUID, list[User]] = {}
+    for field_id, user in (await session.execute(query)).all():
+        found.setdefault(field_id, []).append(user)
+    return found

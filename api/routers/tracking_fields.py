@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from api.deps import Authenticated, Require, SessionDep, deny, require
+from api.deps import Authenticated, SessionDep, SystemAdmin, require
 from api.routers.tracking import Writer
 from auth.principal import Principal
 from auth.roles import Permission
@@ -29,19 +29,8 @@ from tracking.schemas import TaskOut
 router = APIRouter(tags=["tracking"])
 
 
-class CatalogueAdmin(Require):
-    """System admins keep the deployment-wide catalogue of fields (one for every unit)."""
-
-    def __init__(self) -> None:
-        super().__init__(Permission.UNITS_WRITE)
-
-    async def check(self, request: Request, principal: Principal) -> None:
-        await super().check(request, principal)
-        if not principal.sees_all_units:
-            raise await deny(request, code="permission_denied", message="Only system admins edit fields")
-
-
-Catalogue = Depends(CatalogueAdmin())
+# System admins keep the deployment-wide catalogue of fields (one for every unit).
+Catalogue = Depends(SystemAdmin(Permission.UNITS_WRITE, message="Only system admins edit fields"))
 
 
 @router.get("/fields", response_model=list[FieldOut])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount
@@ -133,7 +134,7 @@ def _own_account(route: Route) -> bool:
 def console_routes(app) -> Iterator[Route]:
     """The console's routes, with their mount prefix (the console is an app mounted under the API)."""
     for mount in app.router.routes:
-        if isinstance(mount, Mount):
+        if isinstance(mount, Mount) and isinstance(mount.app, FastAPI):
             for context in iter_route_contexts(mount.app.router.routes):
                 if isinstance(context.original_route, APIRoute):
                     assert context.path is not None and context.methods is not None

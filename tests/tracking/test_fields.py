@@ -364,3 +364,48 @@ async def test_classified_tasks_show_a_field_leader_only_their_status(client, or
     pushes = [n for n in await tracking_notifications() if str(fields.field_leader.id) in n.audience["users"]]
     assert pushes and all(n.sensitivity == "classified" for n in pushes)
     assert all("MAT_F" not in str(n.title) + str(n.body) for n in pushes)
+
+
+async def test_admins_keep_fields_in_the_console(app, client, org):
+    leader_page = f"/console/admin/users/{org.leader.id}"
+    code = f"NN{uuid.uuid4().hex[:6]}"
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.20", 52000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as console:
+        csrf = await console_sign_in(console, org.admin)
+        created = await console.post(
+            "/console/admin/fields",
+            data={"csrf_token": csrf, "code": code, "name_vi": "Nông nghiệp", "name_en": "Agriculture"},
+        )
+        assert created.status_code == 303
+        bad = await console.post(
+            "/console/admin/fields",
+            data={"csrf_token": csrf, "code": "bad code", "name_vi": "x", "name_en": "y"},
+        )
+        assert bad.status_code == 422
+        page = await console.get(leader_page)
+        assert f'value="{code}"' in page.text and "Nông nghiệp" in page.text
+        saved = await console.post(f"{leader_page}/fields", data={"csrf_token": csrf, "field": [code]})
+        assert saved.status_code == 303 and saved.headers["location"].endswith("?done=fields")
+        listing = await console.get("/console/admin/fields")
+        # The leader in charge is named (full name, which the factory builds from the username).
+        assert listing.status_code == 200 and f"Nguyễn Văn {org.leader.username}</a>" in listing.text
+        assert f'data-field="{code}"' in listing.text
+        cleared = await console.post(f"{leader_page}/fields", data={"csrf_token": csrf})
+        assert cleared.status_code == 303
+        # An officer's page offers no fields; a forged form is refused like the API's.
+        officer_page = await console.get(f"/console/admin/users/{org.officer.id}")
+        assert "leader-fields" not in officer_page.text
+        forged = await console.post(
+            f"/console/admin/users/{org.officer.id}/fields", data={"csrf_token": csrf, "field": [code]}
+        )
+        assert forged.status_code == 422
+    admin = await sign_in(client, org.admin)
+    read = await client.get(f"/v1/tracking/leaders/{org.leader.id}/fields", headers=admin)
+    assert read.json()["fields"] == []
+    # A leader is no admin of fields in the console either.
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as console:
+        csrf = await console_sign_in(console, org.central_leader)
+        refused = await console.post(
+            "/console/admin/fields", data={"csrf_token": csrf, "code": "ZZ", "name_vi": "x", "name_en": "y"}
+        )
+        assert refused.status_code == 403
