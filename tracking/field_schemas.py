@@ -1,8 +1,11 @@
-"""Request and response bodies of the fields of responsibility (D-16, tracking/fields.py)."""
+"""Request and response bodies of the fields of responsibility (D-16, tracking/fields.py) and of
+the KPI reads (tracking/kpis.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
@@ -47,3 +50,20 @@ class TaskFieldIn(RequestModel):
     """A task's field, by code; null clears it."""
 
     field: Code | None
+
+
+class KpiOut(ResponseModel):
+    """One KPI period as the tracking system last sent it (D-11)."""
+
+    id: uuid.UUID
+    code: str
+    period: str
+    period_kind: str
+    name: str
+    unit_id: uuid.UUID
+    responsible_user_ids: list[uuid.UUID]
+    target: Decimal | None
+    value: Decimal | None
+    cumulative_value: Decimal | None
+    report_due: dt.date
+    reported_at: dt.datetime | None

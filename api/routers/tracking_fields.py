@@ -1,24 +1,28 @@
 """Fields of responsibility (D-16, docs/tracking.md): the catalogue (system admins), leaders'
-fields (admins of the leader's unit) and a task's field (the connected system that sends it)."""
+fields (admins of the leader's unit) and a task's field (the connected system that sends it);
+and the KPIs a person may read, by the same scope as tasks (tracking/scope.py)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from api.deps import Authenticated, SessionDep, SystemAdmin, require
 from api.routers.tracking import Writer
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
+from core.schemas import Page
 from tracking import calendar as tracking_calendar
-from tracking import fields
+from tracking import fields, kpis
 from tracking import service as tracking
 from tracking.field_schemas import (
     FieldCreate,
     FieldOut,
     FieldUpdate,
+    KpiOut,
     LeaderFieldsIn,
     LeaderFieldsOut,
     TaskFieldIn,
@@ -83,3 +87,20 @@ async def put_task_field(
     task = await fields.set_task_field(session, principal=principal, task_id=task_id, code=body.field)
     calendar = await tracking_calendar.load_calendar(session)
     return tracking.task_out(task, now=utcnow(), rules=get_rules(), calendar=calendar)
+
+
+@router.get("/kpis", response_model=Page[KpiOut])
+async def list_kpis(
+    session: SessionDep,
+    principal: Principal = require(Permission.TASKS_READ),
+    code: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    period: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+    unit_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Page[KpiOut]:
+    """The KPI periods of the units you reach (an inspector: the overseen units) and those you
+    report, newest ``report_due`` first; keyset pages (``cursor`` ← ``next_cursor``)."""
+    filters = kpis.KpiFilters(code=code, period=period, unit_id=unit_id, limit=limit, cursor=cursor)
+    found, next_cursor = await kpis.list_kpis(session, principal=principal, filters=filters)
+    return Page[KpiOut](items=[KpiOut.model_validate(k) for k in found], next_cursor=next_cursor)

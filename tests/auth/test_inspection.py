@@ -232,3 +232,51 @@ async def test_an_inspector_uses_the_console_tracking_pages_read_only(app, clien
         )
         assert refused.status_code in (303, 200)  # the language cookie is not an account write
     assert len(await reads_of(committee.inspector)) >= 3
+
+
+async def test_kpis_are_read_by_the_same_scope_as_tasks(client, org, committee):
+    def kpi(code: str, unit: str, due: str, **more: object) -> dict[str, object]:
+        return {
+            "code": code,
+            "period": "2026-Q4",
+            "period_kind": "quarter",
+            "version": 1,
+            "name": "Tỷ lệ hồ sơ trực tuyến",
+            "unit": unit,
+            "report_due": due,
+            **more,
+        }
+
+    sent = await client.put(
+        "/v1/tracking/kpis",
+        json={
+            "kpis": [
+                kpi("K.01", org.province.code, "2027-01-05"),
+                kpi("K.02", org.province.code, "2027-01-10", target="90.5"),
+                kpi("K.03", committee.other.code, "2027-01-07"),
+                kpi("K.04", committee.other.code, "2027-01-08", responsible_users=[org.officer.username]),
+            ]
+        },
+        headers=org.system,
+    )
+    assert sent.status_code == 200, sent.text
+
+    async def codes(headers: dict[str, str], **params: str) -> list[str]:
+        response = await client.get("/v1/tracking/kpis", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return [k["code"] for k in response.json()["items"]]
+
+    inspector = await sign_in(client, committee.inspector)
+    assert await codes(inspector) == ["K.02", "K.01"]  # newest report_due first
+    first = (await client.get("/v1/tracking/kpis", params={"limit": 1}, headers=inspector)).json()
+    assert [k["code"] for k in first["items"]] == ["K.02"] and first["next_cursor"]
+    assert await codes(inspector, limit="1", cursor=first["next_cursor"]) == ["K.01"]
+    bad = await client.get("/v1/tracking/kpis", params={"cursor": "not-ours"}, headers=inspector)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    assert await codes(inspector, unit_id=str(committee.other.id)) == []
+    # The province's leader reads its unit's; the officer also the one they report elsewhere.
+    assert await codes(await sign_in(client, org.leader)) == ["K.02", "K.01"]
+    assert await codes(await sign_in(client, org.officer)) == ["K.02", "K.04", "K.01"]
+    assert set(await codes(await sign_in(client, org.admin))) >= {"K.01", "K.02", "K.03", "K.04"}
+    [row] = [r for r in await reads_of(committee.inspector) if r.object_id == "GET /v1/tracking/kpis"][-1:]
+    assert row.details["query"] == {"unit_id": str(committee.other.id)} and row.unit_id == committee.other.id
