@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
 from auth.principal import Principal
@@ -84,3 +85,12 @@ def leaders_in_charge_sql(unit: str, field: str) -> str:
         SELECT lf.user_id FROM tracking_leader_fields lf JOIN users u ON u.id = lf.user_id
          WHERE {field} IS NOT NULL AND lf.field_id = {field} AND u.role = 'leader'
     """  # noqa: S608
+
+
+async def units_in_view(session: AsyncSession, *, principal: Principal, limit: int) -> list[Unit]:
+    """The units a task filter offers, in tree order: those in reach (every unit for system
+    admins; an inspector's overseen subtrees rather than its committee's own)."""
+    query = select(Unit).order_by(Unit.path).limit(limit)
+    if not principal.sees_all_units:
+        query = query.where(in_reach(principal))
+    return list((await session.execute(query)).scalars())

@@ -227,6 +227,9 @@ async def test_an_inspector_uses_the_console_tracking_pages_read_only(app, clien
         assert dashboard.status_code == 200 and "CON_A" in dashboard.text and "CON_B" not in dashboard.text
         page = await console.get("/console/tracking/tasks")
         assert "CON_A" in page.text and "CON_B" not in page.text
+        # The unit filter offers the overseen units, not the committee's own.
+        assert f'value="{org.province.id}"' in page.text
+        assert f'value="{committee.unit.id}"' not in page.text
         refused = await console.post(
             "/console/lang", data={"csrf_token": csrf, "language": "en", "next": "/"}
         )
