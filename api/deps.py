@@ -339,7 +339,8 @@ def _audit_read(request: Request, session: AsyncSession, principal: Principal) -
         details={
             "path": request.url.path[:512],
             "query": {k: v[:200] for k, v in list(request.query_params.items())[:20]},
-            "overseen": [p.rstrip("/").rsplit("/", 1)[-1] for p in principal.oversees[:50]],
+            # A unit's path ends with its own id (hex): the overseen units, as ids.
+            "overseen": [str(uuid.UUID(p.rstrip("/").rsplit("/", 1)[-1])) for p in principal.oversees[:50]],
         },
     )
 

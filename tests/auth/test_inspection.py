@@ -164,7 +164,7 @@ async def test_each_read_of_an_inspector_is_one_audit_row(client, org, committee
     assert row.object_id == "GET /v1/tracking/tasks"
     assert row.unit_id == org.province.id
     assert row.details["query"] == {"scope": "units", "unit_id": str(org.province.id)}
-    assert row.details["overseen"] == [org.province.id.hex]
+    assert row.details["overseen"] == [str(org.province.id)]
     one = await task_id("AU_1")
     await client.get(f"/v1/tracking/tasks/{one}", headers=inspector)
     [row] = (await reads_of(committee.inspector))[before + 1 :]
