@@ -257,6 +257,7 @@ class Authenticated(AccessPolicy):
         allow_api_client: bool = False,
         allow_device: bool = False,
         step_up: bool = False,
+        held_to_networks: bool = True,
         own_account: bool = False,
     ) -> None:
         self.allow = allow
@@ -264,6 +265,7 @@ class Authenticated(AccessPolicy):
         self.allow_api_client = allow_api_client
         self.allow_device = allow_device
         self.step_up = step_up
+        self.held_to_networks = held_to_networks
         self.own_account = own_account
         self.description = "authenticated"
 
@@ -285,7 +287,7 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request, code="device_not_allowed", message="Not available to device credentials"
             )
-        if principal.actor is not None and principal.user is not None:
+        if self.held_to_networks and principal.actor is not None and principal.user is not None:
             # The account's role, and the leader's when acting on someone's behalf: a role held
             # to the agencies' networks is held there whatever the route and session state.
             roles = {Role(principal.actor.role), Role(principal.user.role)}
@@ -428,14 +430,18 @@ Enrolling = Depends(
 Verifying = Depends(
     Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED}), own_account=True)
 )
+# Signing out only takes power away: a leader whose role is held to the agencies' networks can
+# still end a session from a hotel (a stolen laptop's session must not outlive the trip).
+SigningOut = Depends(Authenticated(allow=frozenset(Restriction), held_to_networks=False, own_account=True))
+# Ending one's own other sessions (a lost phone, from a hotel) likewise, with a complete session;
+# read-only roles (inspectors) keep both.
+EndingOwnSessions = Depends(Authenticated(held_to_networks=False, own_account=True))
 ChangingPassword = Depends(
     Authenticated(
         allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False, own_account=True
     )
 )
 FullSession = Depends(Authenticated())
-# The caller's own sessions (list, end one, sign out everywhere): kept by read-only roles too.
-OwnSessions = Depends(Authenticated(own_account=True))
 # The caller acting as themself, not on behalf of someone (their own delegations).
 OwnAccount = Depends(Authenticated(allow_delegated=False))
 

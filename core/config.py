@@ -342,6 +342,9 @@ class Settings(BaseSettings):
     # Open Server-Sent Event streams per reader (account or device). Each holds a Redis
     # connection and a socket; an app needs one per screen, a few per reader at most.
     inbox_streams_per_reader: int = Field(default=5, ge=1, le=100)
+    # The console's live view (docs/console.md): streams per operator account. Each reads the
+    # figures and checks the sign-in every few seconds; a few tabs, not a script's thousands.
+    console_live_streams_per_user: int = Field(default=5, ge=1, le=100)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -52,6 +52,7 @@ class JobName(StrEnum):
     TRACKING_SEND = "tracking_send"
     AUDIT_PARTITIONS = "audit_partitions"
     MEASURE_FIGURES = "measure_figures"
+    SUMMARIZE_LANGUAGES = "summarize_languages"
 
 
 @dataclass(frozen=True)

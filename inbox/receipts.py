@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import service
 from inbox.readers import Reader
+from notifications.language_summary import receipt_language
 from notifications.models import Receipt
 
 
@@ -29,6 +30,8 @@ async def record_receipt(
         device_id=reader.device_id,
         received_at=now,
         opened_at=opened,
+        # Fixed at the first write, for the reports (notifications/language_summary.py).
+        language=receipt_language(notification_id, reader.device_id),
     )
     await session.execute(
         statement.on_conflict_do_update(
@@ -36,6 +39,7 @@ async def record_receipt(
             set_={
                 "received_at": func.coalesce(Receipt.received_at, statement.excluded.received_at),
                 "opened_at": func.coalesce(Receipt.opened_at, statement.excluded.opened_at),
+                "language": func.coalesce(Receipt.language, statement.excluded.language),
             },
         )
     )

@@ -10,19 +10,18 @@ and sends a heartbeat every ``HEARTBEAT_SECONDS``, which keeps proxies from clos
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 
+from core import stream_slots
 from core.config import get_settings
 from core.db import transaction
 from core.errors import NotFound, TooManyRequests
-from core.redis import get_redis, new_redis_client
+from core.redis import new_redis_client
 from core.streams import StreamEvent, cleanup_scope
 from inbox import events, queries, service
 from inbox.queries import Filters, Position
@@ -74,37 +73,24 @@ def _streams_key(reader: Reader) -> str:
 
 async def admit(reader: Reader) -> str:
     """Take one of the reader's stream slots (``inbox_streams_per_reader``), or 429.
-
-    A sorted set per reader, scored by when each stream ends at the latest: a stream that ends
-    without saying so (a killed API process) frees its slot by itself after
-    ``MAX_STREAM_SECONDS``. Fails open when Redis is down, like the rate limits."""
-    slot = uuid.uuid4().hex
-    key = _streams_key(reader)
-    now = time.time()
-    try:
-        redis = get_redis()
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zcard(key)
-            _, open_streams = await pipe.execute()
-        if open_streams >= get_settings().inbox_streams_per_reader:
-            raise TooManyRequests(
-                "Too many open inbox streams for this reader; close one first",
-                code="too_many_streams",
-                retry_after=int(HEARTBEAT_SECONDS),
-            )
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {slot: now + MAX_STREAM_SECONDS + 5})
-            pipe.expire(key, int(MAX_STREAM_SECONDS) + 10)
-            await pipe.execute()
-    except RedisError:
-        pass
+    A stream that ends without saying so (a killed API process) frees its slot by itself after
+    ``MAX_STREAM_SECONDS`` (core/stream_slots.py)."""
+    slot = await stream_slots.take(
+        _streams_key(reader),
+        cap=get_settings().inbox_streams_per_reader,
+        lifetime_seconds=MAX_STREAM_SECONDS + 5,
+    )
+    if slot is None:
+        raise TooManyRequests(
+            "Too many open inbox streams for this reader; close one first",
+            code="too_many_streams",
+            retry_after=int(HEARTBEAT_SECONDS),
+        )
     return slot
 
 
 async def _release(reader: Reader, slot: str) -> None:
-    with contextlib.suppress(RedisError):  # else the slot expires on its own
-        await get_redis().zrem(_streams_key(reader), slot)
+    await stream_slots.release(_streams_key(reader), slot)
 
 
 async def stream(

@@ -2,18 +2,20 @@
 targeted and sent, readers reached and opened, per day / week / month, split by reader language
 and by news section.
 
-Three grouped statements over the notifications created in the range (the index on
+Grouped statements over the notifications created in the range (the index on
 ``notifications.created_at``), each notification's figures read from what survives retention:
 
 * **Totals** come from the notification's counters (``targeted``/``sent``/``invalid``/``failed``)
   and its receipts: those still kept (a primary-key range per notification) plus the sums the
   receipt purge left on the row (``receipts_received``/``receipts_opened``), the same arithmetic
   as ``notifications.stats.receipt_counts``. They stay exact for as long as notifications are kept.
-* **By language** needs the per-device rows: devices targeted / sent come from the deliveries
-  (their ``language``), readers from the receipts (the delivery's language, else the device's
-  locale). Once the deliveries (30 days) or the receipts (365 days) are purged only their totals
-  remain, and those are reported under ``unknown``: every language split still adds up to the
-  totals, and the share under ``unknown`` says how much of it could no longer be split.
+* **By language**, from the per-language summary (notifications/language_summary.py): a push
+  whose sending has ended has its devices there (folded within a minute, before its deliveries
+  may be purged) and the readers whose receipts the purge removed; the receipts still kept are
+  counted by the language each carries, in the same primary-key range as the totals. Only a
+  push still sending (or ended under a minute ago) has its deliveries counted live. Pushes
+  purged before the summary existed have their purged part under ``unknown``; every language
+  split adds up to the totals.
 * **By section**: a news push counts under each section it was addressed to (so a push to two
   sections appears twice and section rows do not add up to the totals); a push to all readers
   under ``all_readers``; anything not released from a news item (direct API pushes, tracking
@@ -38,6 +40,7 @@ from auth.principal import Principal
 from auth.units import get_unit
 from core.errors import Unprocessable
 from news.models import Section
+from notifications.language_summary import RECEIPT_LANGUAGE_SQL
 
 Grain = Literal["day", "week", "month"]
 App = Literal["portal", "tracking"]
@@ -55,9 +58,9 @@ class ReportQuery:
     end: dt.date  # inclusive
     app: App | None = None
     unit_id: uuid.UUID | None = None
-    # The language split reads every device's delivery and receipt: the costly part (see
-    # docs/reports.md), so asked for explicitly.
-    languages: bool = False
+    # The language split: read from the per-language summary and the kept receipts (see
+    # docs/reports.md); ``False`` leaves it out.
+    languages: bool = True
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:
         """[start 00:00, end + 1 day 00:00) in Vietnam's time."""
@@ -119,6 +122,7 @@ _IN_RANGE = """
     n AS (
         SELECT n.id, n.app, n.unit_id, n.targeted, n.sent, n.invalid, n.failed,
                n.deliveries_purged_at IS NOT NULL AS deliveries_gone,
+               n.languages_summarized_at IS NOT NULL AS summarized,
                coalesce(n.receipts_received, 0) AS purged_received,
                coalesce(n.receipts_opened, 0) AS purged_opened,
                date_trunc(:grain, n.created_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date AS period
@@ -138,9 +142,8 @@ _WITH_RECEIPTS = """
                  FROM receipts WHERE receipts.notification_id = n.id) r
     )"""
 
-# Totals and sections in one statement, so each notification's receipts are counted once.
-_TOTALS_AND_SECTIONS = text(
-    f"""WITH {_IN_RANGE}, {_WITH_RECEIPTS},
+# Each notification of ``t`` (one row per notification, with its readers) once per section key.
+_SECTIONS = """
     s AS (
         SELECT t.*, CASE
                  WHEN ni.id IS NULL THEN 'other'
@@ -151,7 +154,9 @@ _TOTALS_AND_SECTIONS = text(
           LEFT JOIN LATERAL jsonb_array_elements_text(
                CASE WHEN jsonb_typeof(ni.audience -> 'sections') = 'array'
                     THEN ni.audience -> 'sections' ELSE '[]'::jsonb END) AS sec(code) ON true
-    )
+    )"""
+# The total and section rows, from ``t`` and ``s``.
+_TOTALS_AND_SECTIONS_ROWS = """
     SELECT 'total' AS breakdown, period, app, unit_id, '' AS key, count(*) AS notifications,
            sum(targeted) AS targeted, sum(sent) AS sent, sum(invalid) AS invalid, sum(failed) AS failed,
            sum(received) AS received, sum(opened) AS opened
@@ -159,33 +164,44 @@ _TOTALS_AND_SECTIONS = text(
     UNION ALL
     SELECT 'section', period, app, unit_id, coalesce(key, 'other'), count(*),
            sum(targeted), sum(sent), sum(invalid), sum(failed), sum(received), sum(opened)
-      FROM s GROUP BY period, app, unit_id, coalesce(key, 'other')"""  # noqa: S608 - fixed fragments, every value a bind parameter
-)
+      FROM s GROUP BY period, app, unit_id, coalesce(key, 'other')"""
 
-# Devices from the deliveries still kept and readers from the receipts still kept, matched on
-# (notification, device) by one hash full join (a receipt of a signed-in reader's inbox has no
-# delivery: its device's locale, else unknown); whatever retention already reduced to totals is
-# added under 'unknown'.
-_BY_LANGUAGE = text(
+# Totals and sections in one statement, so each notification's receipts are counted once.
+_TOTALS_AND_SECTIONS = text(f"WITH {_IN_RANGE}, {_WITH_RECEIPTS}, {_SECTIONS} {_TOTALS_AND_SECTIONS_ROWS}")
+
+# The same with the language split, the kept receipts read once: per notification and language
+# (``rl``), summed per notification for the totals. By language: the summary of a push whose
+# sending has ended, the live deliveries of one still sending (each one's own index range), what
+# retention reduced to totals before the summary existed under 'unknown', and the kept receipts.
+_ALL_BREAKDOWNS = text(
     f"""WITH {_IN_RANGE},
-    d AS (
-        SELECT n.period, n.app, n.unit_id, d.notification_id, d.device_id, d.language, d.status
-          FROM n JOIN deliveries d ON d.notification_id = n.id
+    rl AS MATERIALIZED (
+        SELECT n.id, n.period, n.app, n.unit_id, x.key, x.received, x.opened
+          FROM n CROSS JOIN LATERAL (
+               SELECT {RECEIPT_LANGUAGE_SQL} AS key,
+                      count(r.received_at) AS received, count(r.opened_at) AS opened
+                 FROM receipts r WHERE r.notification_id = n.id GROUP BY 1) x
     ),
-    r AS (
-        SELECT n.period, n.app, n.unit_id, r.notification_id, r.device_id, r.received_at, r.opened_at
-          FROM n JOIN receipts r ON r.notification_id = n.id
+    t AS (
+        SELECT n.*, n.purged_received + coalesce(r.received, 0) AS received,
+               n.purged_opened + coalesce(r.opened, 0) AS opened
+          FROM n LEFT JOIN (SELECT id, sum(received) AS received, sum(opened) AS opened
+                              FROM rl GROUP BY id) r ON r.id = n.id
     ),
+    {_SECTIONS},
     parts AS (
-        SELECT coalesce(d.period, r.period) AS period, coalesce(d.app, r.app) AS app,
-               coalesce(d.unit_id, r.unit_id) AS unit_id,
-               coalesce(d.language, dv.locale, '{UNKNOWN}') AS key,
-               (d.notification_id IS NOT NULL)::int AS targeted,
-               (d.status = 'sent')::int AS sent, (d.status = 'invalid')::int AS invalid,
-               (d.status = 'failed')::int AS failed,
-               (r.received_at IS NOT NULL)::int AS received, (r.opened_at IS NOT NULL)::int AS opened
-          FROM d FULL JOIN r ON r.notification_id = d.notification_id AND r.device_id = d.device_id
-          LEFT JOIN devices dv ON d.notification_id IS NULL AND dv.id = r.device_id
+        SELECT n.period, n.app, n.unit_id, l.language AS key, l.targeted, l.sent, l.invalid, l.failed,
+               l.received, l.opened
+          FROM n JOIN notification_languages l ON l.notification_id = n.id
+         WHERE n.summarized
+        UNION ALL
+        SELECT n.period, n.app, n.unit_id, d.language, d.targeted, d.sent, d.invalid, d.failed, 0, 0
+          FROM n CROSS JOIN LATERAL (
+               SELECT language, count(*) AS targeted, count(*) FILTER (WHERE status = 'sent') AS sent,
+                      count(*) FILTER (WHERE status = 'invalid') AS invalid,
+                      count(*) FILTER (WHERE status = 'failed') AS failed
+                 FROM deliveries WHERE deliveries.notification_id = n.id GROUP BY language) d
+         WHERE NOT n.summarized
         UNION ALL
         SELECT n.period, n.app, n.unit_id, '{UNKNOWN}',
                CASE WHEN n.deliveries_gone THEN n.targeted ELSE 0 END,
@@ -193,11 +209,15 @@ _BY_LANGUAGE = text(
                CASE WHEN n.deliveries_gone THEN n.invalid ELSE 0 END,
                CASE WHEN n.deliveries_gone THEN n.failed ELSE 0 END,
                n.purged_received, n.purged_opened
-          FROM n WHERE n.deliveries_gone OR n.purged_received > 0 OR n.purged_opened > 0
+          FROM n
+         WHERE NOT n.summarized AND (n.deliveries_gone OR n.purged_received > 0 OR n.purged_opened > 0)
+        UNION ALL
+        SELECT period, app, unit_id, key, 0, 0, 0, 0, received, opened FROM rl
     )
-    SELECT 'language' AS breakdown, period, app, unit_id, key, 0 AS notifications,
-           sum(targeted) AS targeted, coalesce(sum(sent), 0) AS sent, coalesce(sum(invalid), 0) AS invalid,
-           coalesce(sum(failed), 0) AS failed, sum(received) AS received, sum(opened) AS opened
+    {_TOTALS_AND_SECTIONS_ROWS}
+    UNION ALL
+    SELECT 'language', period, app, unit_id, key, 0, sum(targeted), sum(sent), sum(invalid), sum(failed),
+           sum(received), sum(opened)
       FROM parts GROUP BY period, app, unit_id, key"""  # noqa: S608 - fixed fragments, every value a bind parameter
 )
 
@@ -224,9 +244,7 @@ async def build(session: AsyncSession, *, principal: Principal, query: ReportQue
     # Compiling these statements (JIT) costs seconds and saves nothing on a few million rows of
     # hash joins (as in notifications/backlog.py); for this transaction only.
     await session.execute(text("SET LOCAL jit = off"))
-    found = await _rows(session, _TOTALS_AND_SECTIONS, params)
-    if query.languages:
-        found += await _rows(session, _BY_LANGUAGE, params)
+    found = await _rows(session, _ALL_BREAKDOWNS if query.languages else _TOTALS_AND_SECTIONS, params)
     unit_ids = {row.unit_id for row in found if row.unit_id is not None}
     names: dict[uuid.UUID, str] = {}
     if unit_ids:
@@ -268,4 +286,4 @@ async def section_names(session: AsyncSession, *, language: str) -> dict[str, st
 
 def _explained() -> list[tuple[str, Any]]:
     """The statements by name, for EXPLAIN in a benchmark (bench/reports.py)."""
-    return [("totals+sections", _TOTALS_AND_SECTIONS), ("language", _BY_LANGUAGE)]
+    return [("totals+sections", _TOTALS_AND_SECTIONS), ("all+languages", _ALL_BREAKDOWNS)]

@@ -63,6 +63,9 @@ class Notification(UUIDPrimaryKey, Base):
     receipts_purged_at: Mapped[dt.datetime | None]
     receipts_received: Mapped[int | None]
     receipts_opened: Mapped[int | None]
+    # Its per-language figures were folded into ``notification_languages`` (notifications/
+    # language_summary.py); its deliveries and receipts may go only after that.
+    languages_summarized_at: Mapped[dt.datetime | None]
 
     @property
     def content(self) -> PushContent:
@@ -101,6 +104,11 @@ class Notification(UUIDPrimaryKey, Base):
             "ix_notifications_receipts_unpurged",
             "created_at",
             postgresql_where=text("receipts_purged_at IS NULL"),
+        ),
+        Index(
+            "ix_notifications_languages_unsummarized",
+            "created_at",
+            postgresql_where=text("languages_summarized_at IS NULL"),
         ),
     )
 
@@ -181,3 +189,26 @@ class Receipt(Base):
     device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     received_at: Mapped[dt.datetime | None]
     opened_at: Mapped[dt.datetime | None]
+    # The reader's language for reports, fixed when the receipt is first written (the delivery's
+    # language, else the device's locale, else "unknown"); NULL on receipts older than the column.
+    language: Mapped[str | None] = mapped_column(String(8))
+
+
+class NotificationLanguage(Base):
+    """A notification's figures in one reader language (notifications/language_summary.py): its
+    devices (from the deliveries, once sending has ended) and the readers whose receipts the
+    purge removed. Kept as long as the notification, so reports split by language past the
+    deliveries' and receipts' retention."""
+
+    __tablename__ = "notification_languages"
+
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("notifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    targeted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    sent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    invalid: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    received: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    opened: Mapped[int] = mapped_column(Integer, server_default=text("0"))

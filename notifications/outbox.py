@@ -449,6 +449,8 @@ async def purge_finished_batch(cutoff: dt.datetime, batch: int) -> int:
                     Notification.deliveries_purged_at.is_(None),
                     Notification.completed_at.is_not(None),
                     Notification.completed_at < cutoff,
+                    # Counted by language first (notifications/language_summary.py).
+                    Notification.languages_summarized_at.is_not(None),
                 )
                 .order_by(Notification.completed_at)
                 .limit(_PURGE_NOTIFICATIONS)

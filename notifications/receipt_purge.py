@@ -2,9 +2,12 @@
 their notification, then deleted, a bounded batch per transaction (notifications/retention.py).
 
 The sum and the delete are one statement, so a receipt is counted exactly once whatever stops
-the purge between batches; ``stats.receipt_counts`` adds the sums to the receipts still there. A
-notification is marked ``receipts_purged_at`` once none of its receipts is left; a receipt that
-arrives later (an app reporting a year-old push) is counted live and goes with its notification.
+the purge between batches; ``stats.receipt_counts`` adds the sums to the receipts still there. The
+same statement adds them per reader language to the notification's language summary
+(notifications/language_summary.py), which is why only notifications already summarised are
+purged. A notification is marked ``receipts_purged_at`` once none of its receipts is left; a
+receipt that arrives later (an app reporting a year-old push) is counted live and goes with its
+notification.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from core.after_commit import committing
 from core.db import allow_long_statements
+from notifications.language_summary import RECEIPT_LANGUAGE_SQL
 from notifications.models import Notification, Receipt
 from notifications.states import FINAL_STATUSES
 
@@ -24,12 +28,19 @@ from notifications.states import FINAL_STATUSES
 _NOTIFICATIONS = 50
 
 _SUM_AND_DELETE = text(
-    """
+    f"""
     WITH gone AS (
-        DELETE FROM receipts
+        DELETE FROM receipts r
          WHERE ctid = ANY(ARRAY(
                SELECT ctid FROM receipts WHERE notification_id = ANY(:ids) LIMIT :batch))
-        RETURNING notification_id, received_at, opened_at
+        RETURNING notification_id, received_at, opened_at, {RECEIPT_LANGUAGE_SQL} AS language
+    ),
+    by_language AS (
+        INSERT INTO notification_languages AS l (notification_id, language, received, opened)
+        SELECT notification_id, language, count(received_at), count(opened_at)
+          FROM gone GROUP BY notification_id, language
+        ON CONFLICT (notification_id, language) DO UPDATE
+           SET received = l.received + excluded.received, opened = l.opened + excluded.opened
     ),
     sums AS (
         SELECT notification_id, count(received_at) AS received, count(opened_at) AS opened,
@@ -45,7 +56,7 @@ _SUM_AND_DELETE = text(
         RETURNING n.id
     )
     SELECT coalesce(sum(rows), 0) AS removed, (SELECT count(*) FROM summed) AS notifications FROM sums
-    """
+    """  # noqa: S608 - a fixed fragment, every value a bind parameter
 ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 
 
@@ -59,6 +70,8 @@ async def purge_batch(cutoff: dt.datetime, batch: int) -> int:
                 select(Notification.id)
                 .where(
                     Notification.receipts_purged_at.is_(None),
+                    # Its summary exists, so the receipts' languages have somewhere to go.
+                    Notification.languages_summarized_at.is_not(None),
                     Notification.created_at < cutoff,
                     Notification.status.in_(FINAL_STATUSES),
                 )

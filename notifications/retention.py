@@ -1,9 +1,12 @@
 """The nightly purge (a cron job, workers/settings.py): what is kept, and for how long.
 
-Each kind has its retention (``CHUONG_RETENTION_*_DAYS``, core/config.py; "forever" keeps it):
-stale devices, the deliveries of finished notifications, readers' receipts (summed onto their
-notification first), finished SMS rows, and finished notifications with everything hanging off
-them. The audit log is never purged here: it is archived (``chuong audit archive``).
+First the notifications whose sending has ended are folded into their per-language summary
+(notifications/language_summary.py; a minutely cron does it too): the deliveries and receipts
+purges skip a notification until then. Each kind has its retention (``CHUONG_RETENTION_*_DAYS``,
+core/config.py; "forever" keeps it): stale devices, the deliveries of finished notifications,
+readers' receipts (summed onto their notification and its language summary first), finished SMS
+rows, and finished notifications with everything hanging off them. The audit log is never purged
+here: it is archived (``chuong audit archive``).
 
 Every step deletes one bounded batch per transaction and commits, so no purge holds a long
 transaction or a million row locks, and a night that runs out of time resumes the next night
@@ -25,7 +28,7 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.db import allow_long_statements
 from devices import service as devices
-from notifications import outbox, receipt_purge
+from notifications import language_summary, outbox, receipt_purge
 from notifications.models import Notification
 from notifications.sms import retention as sms_retention
 from notifications.states import FINAL_STATUSES
@@ -86,6 +89,16 @@ async def purge_notifications(cutoff: dt.datetime, batch: int) -> int:
     return len(ids)
 
 
+async def summarize_languages(*, now: dt.datetime, budget_seconds: float) -> dict[str, int | bool]:
+    """Fold the notifications whose sending has ended into the language summary (the minutely
+    cron, so that reports read the summary soon after a push finished). Deliveries read, and
+    whether every waiting notification was folded."""
+    budget = Budget.of(budget_seconds)
+    batch = get_settings().retention_batch_size
+    read, done = await drain(language_summary.fold_batch, cutoff=now, batch=batch, budget=budget)
+    return {"deliveries": read, "complete": done}
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of record the purge applies a retention to: ``keep_days`` None keeps it for ever;
@@ -108,6 +121,11 @@ async def purge(
     batch = settings.retention_batch_size
     report: dict[str, int | bool] = {}
 
+    # What the summary cron has not folded yet, before the purges that wait for it (and before
+    # stale devices go, taking their deliveries with them).
+    report["languages"], complete = await drain(
+        language_summary.fold_batch, cutoff=now, batch=batch, budget=budget
+    )
     async with committing() as session:
         report["devices"] = await devices.purge_stale(session, now=now)
 
@@ -124,7 +142,6 @@ async def purge(
         ),
         *also,
     ]
-    complete = True
     for kind in kinds:
         report[kind.name] = 0
         if kind.keep_days is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +30,26 @@ def local_date(instant: dt.datetime) -> str:
     return instant.astimezone(TIMEZONE).strftime("%d/%m/%Y")
 
 
-def _events_of(row: dict[str, Any], before: Any) -> list[tuple[str, list[uuid.UUID], str]]:
+@dataclass(frozen=True)
+class Correction:
+    """The correction request a rejected report opened (tracking/requests.py): the rejection's
+    notification is that request's, so it names its due date and reaches the unit in charge."""
+
+    request_id: uuid.UUID
+    due: dt.date
+    recipients: list[uuid.UUID]
+
+
+def report_rejected_now(row: dict[str, Any], before: Any) -> bool:
+    """The report is rejected, newly or with a new reason (D-15)."""
+    report = row["report_status"]
+    changed = before is None or (before.report_status, before.report_note) != (report, row["report_note"])
+    return changed and report == "rejected"
+
+
+def _events_of(
+    row: dict[str, Any], before: Any, correction: Correction | None = None
+) -> list[tuple[str, list[uuid.UUID], str]]:
     """(kind, recipients, detail line) for one applied task."""
     responsible: list[uuid.UUID] = row["responsible_user_ids"]
     found: list[tuple[str, list[uuid.UUID], str]] = []
@@ -54,9 +74,16 @@ def _events_of(row: dict[str, Any], before: Any) -> list[tuple[str, list[uuid.UU
                 found.append(("tracking.deadline_changed", others, detail))
     report = row["report_status"]
     changed = before is None or (before.report_status, before.report_note) != (report, row["report_note"])
-    if changed and report == "rejected":
+    if report_rejected_now(row, before):
         detail = texts.render("tracking.report_rejected.detail", head=head, reason=row["report_note"] or "")
-        found.append(("tracking.report_rejected", responsible, detail))
+        recipients = responsible
+        if correction is not None:
+            due = correction.due.strftime("%d/%m/%Y")
+            detail = texts.render(
+                "tracking.report_rejected.detail_due", head=head, reason=row["report_note"] or "", due=due
+            )
+            recipients = correction.recipients
+        found.append(("tracking.report_rejected", recipients, detail))
     elif changed and report == "approved" and (before is None or before.report_status != "approved"):
         detail = texts.render("tracking.report_approved.detail", head=head)
         found.append(("tracking.report_approved", responsible, detail))
@@ -76,14 +103,16 @@ async def announce_task_changes(
     *,
     principal: Principal,
     changes: Sequence[tuple[dict[str, Any], Any]],
+    corrections: Mapping[uuid.UUID, Correction] | None = None,
 ) -> int:
     rules = get_rules()
+    corrections = corrections or {}
     groups: dict[tuple[str, bool, tuple[uuid.UUID, ...], bool], list[tuple[dict[str, Any], str]]] = (
         defaultdict(list)
     )
     for row, before in changes:
         emergency = rules.is_emergency(row["priority"])
-        for kind, recipients, detail in _events_of(row, before):
+        for kind, recipients, detail in _events_of(row, before, corrections.get(row["id"])):
             key = (kind, bool(row["classified"]), tuple(sorted(recipients)), emergency)
             groups[key].append((row, detail))
     sent = 0
@@ -92,6 +121,10 @@ async def announce_task_changes(
             row, detail = items[0]
             title, body, link = texts.render(f"{kind}.title"), detail, notify.task_link(row["id"])
             data = {"task_id": str(row["id"]), "task_code": row["code"]}
+            if kind == "tracking.report_rejected" and row["id"] in corrections:
+                request_id = corrections[row["id"]].request_id
+                data |= {"request_id": str(request_id), "request_kind": "correction"}
+                link = f"{link}/requests/{request_id}"
         else:
             title, body = summary(kind, [detail for _, detail in items])
             link, data = "chuong-tracking://tasks", {}

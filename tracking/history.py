@@ -8,18 +8,18 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit, User
 from auth.principal import Principal
 from tracking import service
-from tracking.models import Reminder, Task
+from tracking.models import Reminder, Task, UpdateRequest
 
 
 @dataclass(frozen=True)
 class ReminderEntry:
-    rule: str  # deadline | overdue | confirm | report
+    rule: str  # deadline | overdue | confirm | report | request
     occurrence: str
     status: str  # pending | sent | dropped
     channel: str
@@ -33,13 +33,19 @@ class ReminderEntry:
 async def reminders_of_task(
     session: AsyncSession, *, principal: Principal, task_id: uuid.UUID
 ) -> tuple[Task, list[ReminderEntry]]:
-    """The task (visibility checked) and its ledger rows, oldest first."""
+    """The task (visibility checked) and its ledger rows and its requests', oldest first."""
     task = await service.get_task(session, principal=principal, task_id=task_id)
     rows = (
         await session.execute(
             select(Reminder, User.full_name, User.username)
             .outerjoin(User, User.id == Reminder.user_id)
-            .where(Reminder.subject_id == task.id)
+            .where(
+                or_(
+                    Reminder.subject_id == task.id,
+                    # The reminders of its update requests (their subject is the request).
+                    Reminder.subject_id.in_(select(UpdateRequest.id).where(UpdateRequest.task_id == task.id)),
+                )
+            )
             .order_by(Reminder.due_at, Reminder.id)
         )
     ).all()

@@ -26,9 +26,10 @@ from core.config import get_settings
 from core.db import utcnow
 from core.errors import Unprocessable
 from core.workcalendar import TIMEZONE, WorkCalendar
-from tracking import events
+from tracking import events, requests
 from tracking.fields import resolve_fields
 from tracking.models import Kpi, Task
+from tracking.rules import get_rules
 from tracking.schemas import KpiUpsert, TaskUpsert, UpsertResult
 
 _TASK_COLUMNS = """
@@ -284,7 +285,14 @@ async def upsert_tasks(
                 "field_id": str(row["field_id"]) if row["field_id"] else None,
             },
         )
-    sent = await events.announce_task_changes(session, principal=principal, changes=applied)
+    # D-15: a rejected report is a correction request to the unit (tracking/requests.py), which
+    # the rejection's notification announces.
+    corrections = await requests.follow_reports(
+        session, changes=applied, now=now, calendar=calendar, rules=get_rules()
+    )
+    sent = await events.announce_task_changes(
+        session, principal=principal, changes=applied, corrections=corrections
+    )
     return UpsertResult(created=created, updated=updated, ignored=ignored, notifications=sent)
 
 

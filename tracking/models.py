@@ -179,6 +179,46 @@ class Preference(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 
 
+class UpdateRequest(UUIDPrimaryKey, Base):
+    """The standing agency asks the unit in charge of a task for an update or a correction by a
+    due date on the working calendar, and the unit answers once (D-15, tracking/requests.py). A
+    rejected report is such a request too: a correction asked by the tracking system
+    (``origin = report_rejected``). ``status``: open → answered by the unit, or closed by the
+    tracking system (the report was resubmitted, approved or rejected again)."""
+
+    __tablename__ = "tracking_update_requests"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tracking_tasks.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # update | correction
+    origin: Mapped[str] = mapped_column(String(16))  # agency | report_rejected
+    message: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_at: Mapped[dt.datetime]
+    # A working day; the answer is due by the end of its working hours.
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'open'"))
+    answered_at: Mapped[dt.datetime | None]
+    answered_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    answer: Mapped[str | None] = mapped_column(Text)
+    # The progress fields the unit sent with its answer, for the standing agency to read; the
+    # task's own fields stay the tracking system's (the system of record).
+    answer_result_status: Mapped[str | None] = mapped_column(String(16))
+    answer_description: Mapped[str | None] = mapped_column(Text)
+    answer_difficulties: Mapped[str | None] = mapped_column(Text)
+    answer_proposals: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('update', 'correction')", name="kind"),
+        CheckConstraint("origin IN ('agency', 'report_rejected')", name="origin"),
+        CheckConstraint("status IN ('open', 'answered', 'closed')", name="status"),
+        Index("ix_tracking_update_requests_open_due", "due_date", postgresql_where=text("status = 'open'")),
+    )
+
+
 class TrackingField(UUIDPrimaryKey, Base):
     """A field of responsibility (lĩnh vực, D-16), e.g. ``KHCN`` (science and technology): tasks
     carry one, and leaders are put in charge of some (``LeaderField``)."""

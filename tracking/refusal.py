@@ -3,7 +3,9 @@ assigned or is outside its authority. The answer is stored on the task, ends the
 (the sweep's ``confirm`` reminders and escalations stop, as for a confirmation) and is sent, as a
 notification to act on, to the agency that assigned the task and to the standing agency, who
 must reassign or overrule it. Reassignment itself happens in the tracking system (the system of
-record); a new lead unit starts a new window without the refusal (tracking/intake.py)."""
+record); a new lead unit starts a new window without the refusal (tracking/intake.py). Until then
+the sweep stops the unit's deadline reminders and overdue warnings and keeps the standing agency's
+overdue step (tracking/sweep.py)."""
 
 from __future__ import annotations
 
@@ -14,33 +16,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
-from auth.models import ApiClient, Unit, User
+from auth.models import ApiClient, Unit
 from auth.principal import Principal
-from auth.roles import Role
 from core.errors import Conflict
 from tracking import notify, texts
+from tracking.agency import agency_people, standing_agency_of
 from tracking.models import Task
 from tracking.rules import Rules
 from tracking.schemas import TaskRefusal
 from tracking.service import task_to_answer
-from tracking.sweep import standing_agency_id
 
 KIND = "tracking.refused"
-# Who acts for an agency on a refused task: the same people the sweep's "standing_agency"
-# escalation reaches (tracking/sweep.py), so one list of accountable roles.
-AGENCY_ROLES = (Role.TASK_APPROVER.value, Role.LEADER.value)
 
 
 async def agency_units(session: AsyncSession, *, task: Task, rules: Rules) -> list[uuid.UUID]:
     """The standing agency (the configured unit, else the root of the lead unit's branch, as in
     the sweep) and the assigning agency (the unit of the connected system that sent the task)."""
-    standing = await standing_agency_id(session, rules)
-    if standing is None:
-        lead_path = (
-            await session.execute(select(Unit.path).where(Unit.id == task.lead_unit_id))
-        ).scalar_one()
-        standing = uuid.UUID(lead_path.split("/")[0])
-    units = [standing]
+    units = [await standing_agency_of(session, task=task, rules=rules)]
     if task.source_client_id is not None:
         assigning = (
             await session.execute(select(ApiClient.unit_id).where(ApiClient.id == task.source_client_id))
@@ -48,15 +40,6 @@ async def agency_units(session: AsyncSession, *, task: Task, rules: Rules) -> li
         if assigning is not None and assigning not in units:
             units.append(assigning)
     return units
-
-
-async def agency_people(session: AsyncSession, *, unit_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    rows = await session.execute(
-        select(User.id)
-        .where(User.unit_id.in_(unit_ids), User.role.in_(AGENCY_ROLES), User.is_active)
-        .order_by(User.id)
-    )
-    return list(rows.scalars())
 
 
 async def refuse(

@@ -64,6 +64,16 @@ class Rules(BaseModel):
     catch_up_working_days: int = Field(default=2, ge=1, le=20)
     # Users who chose the daily digest get one push at this local time on working days.
     digest_time: dt.time = dt.time(8, 0)
+    # Requests for an update or a correction (D-15, tracking/requests.py): due this many working
+    # days after they are asked (unless the agency names a working day); reminded n working days
+    # before the due day (0 = the due day) at its opening; escalated after it like a deadline.
+    request_working_days: int = Field(default=3, ge=1, le=60)
+    request_offsets: tuple[int, ...] = (1, 0)
+    request_overdue_steps: tuple[OverdueStep, ...] = (
+        OverdueStep(after_working_days=1, to="responsible"),
+        OverdueStep(after_working_days=2, to="unit_leaders"),
+        OverdueStep(after_working_days=3, to="standing_agency"),
+    )
     # Sensitivity of notifications about tasks that are not classified: ``internal`` pushes show
     # only a generic line (the inbox shows the text after sign-in); ``public`` pushes carry the
     # reminder text. Classified tasks are always ``classified`` (no content at all).
@@ -73,6 +83,8 @@ class Rules(BaseModel):
     def _sane(self) -> Rules:
         if any(n < 0 or n > 90 for n in (*self.deadline_offsets, *self.report_offsets)):
             raise ValueError("offsets must be between 0 and 90 days")
+        if any(n < 0 or n > 60 for n in self.request_offsets):
+            raise ValueError("request offsets must be between 0 and 60 working days")
         if any(p < 1 or p > 5 for p in self.emergency_priorities):
             raise ValueError("priorities are 1…5")
         return self

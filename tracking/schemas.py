@@ -142,6 +142,63 @@ class TaskRefusal(RequestModel):
     ]
 
 
+RequestKind = Literal["update", "correction"]
+# A request and its answer: a few paragraphs, not the report itself (that is the tracking system's).
+REQUEST_TEXT_MAX = 4000
+RequestText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=REQUEST_TEXT_MAX)
+]
+
+
+class UpdateRequestIn(RequestModel):
+    """The standing agency asks the unit in charge for an update or a correction (D-15). The due
+    date is ``working_days`` working days from today (the rules' ``request_working_days`` when
+    neither is given), or a named ``due_date`` that must be a working day, today or later."""
+
+    kind: RequestKind
+    message: RequestText
+    due_date: Day | None = None
+    working_days: Annotated[int, Field(ge=1, le=60)] | None = None
+
+    @model_validator(mode="after")
+    def _one_due(self) -> UpdateRequestIn:
+        if self.due_date is not None and self.working_days is not None:
+            raise ValueError("give due_date or working_days, not both")
+        return self
+
+
+class UpdateAnswerIn(RequestModel):
+    """The unit's answer, with the progress fields it updated if it likes. Classified tasks
+    (D-17) take the status only: ``description``, ``difficulties`` and ``proposals`` are refused."""
+
+    answer: RequestText
+    result_status: ResultStatus | None = None
+    description: LongText | None = None
+    difficulties: LongText | None = None
+    proposals: LongText | None = None
+
+
+class UpdateRequestOut(ResponseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    kind: RequestKind
+    origin: Literal["agency", "report_rejected"]
+    message: str
+    requested_by: uuid.UUID | None
+    requested_at: dt.datetime
+    due_date: dt.date
+    due_at: dt.datetime
+    status: Literal["open", "answered", "closed"]
+    answered_at: dt.datetime | None
+    answered_by: uuid.UUID | None
+    answer: str | None
+    answer_result_status: ResultStatus | None
+    answer_description: str | None
+    answer_difficulties: str | None
+    answer_proposals: str | None
+    closed_at: dt.datetime | None
+
+
 class TaskOut(ResponseModel):
     id: uuid.UUID
     code: str

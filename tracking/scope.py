@@ -16,8 +16,9 @@ filter, so that none of them misses a rule.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import Unit
@@ -94,3 +95,32 @@ async def units_in_view(session: AsyncSession, *, principal: Principal, limit: i
     if not principal.sees_all_units:
         query = query.where(in_reach(principal))
     return list((await session.execute(query)).scalars())
+
+
+_LEADERS_OF = text(
+    f"""
+    SELECT k.task_id, l.id AS user_id
+      FROM unnest(CAST(:tasks AS uuid[]), CAST(:units AS uuid[]), CAST(:fields AS uuid[]))
+           AS k(task_id, unit_id, field_id)
+      CROSS JOIN LATERAL ({leaders_in_charge_sql("k.unit_id", "k.field_id")}) AS l(id)
+      JOIN users a ON a.id = l.id AND a.is_active
+     ORDER BY k.task_id, l.id
+    """  # noqa: S608
+)
+
+
+async def leaders_in_charge(
+    session: AsyncSession, *, tasks: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The active leaders accountable for each (task id, lead unit, field): the sweep's rule
+    (``leaders_in_charge_sql``) for the notifications sent outside the sweep."""
+    found: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id, _, _ in tasks}
+    if not tasks:
+        return found
+    rows = await session.execute(
+        _LEADERS_OF,
+        {"tasks": [t[0] for t in tasks], "units": [t[1] for t in tasks], "fields": [t[2] for t in tasks]},
+    )
+    for row in rows:
+        found[row.task_id].append(row.user_id)
+    return found

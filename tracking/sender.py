@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 from core.workcalendar import WorkCalendar
 from tracking import notify, texts
 from tracking.events import local_date
-from tracking.models import Kpi, Preference, Reminder, Task
+from tracking.models import Kpi, Preference, Reminder, Task, UpdateRequest
 from tracking.quiet import in_quiet_hours
 from tracking.rules import Rules
 
@@ -39,6 +39,16 @@ class Subject:
     due: str
     classified: bool
     open: bool
+    # An update request's task (its reminders open the task's page) and kind (update|correction).
+    task_id: uuid.UUID | None = None
+    kind: str | None = None
+
+    def link(self, subject_id: uuid.UUID, rule: str) -> str:
+        if rule == "report":
+            return "chuong-tracking://kpis"
+        if self.task_id is not None:
+            return f"{notify.task_link(self.task_id)}/requests/{subject_id}"
+        return notify.task_link(subject_id)
 
 
 def _text(rule: str, occurrence: str, subject: Subject, rules: Rules) -> tuple[str, str]:
@@ -56,6 +66,10 @@ def _text(rule: str, occurrence: str, subject: Subject, rules: Rules) -> tuple[s
             who = "unit_leaders" if target == "unit_leaders" else "standing_agency"
             title, body = f"tracking.reminder.overdue.{who}.title", "tracking.reminder.overdue.escalated.body"
             params["days"] = step[1:]
+    elif rule == "request":
+        title, body = _request_text(occurrence, subject)
+        if occurrence.startswith("w"):  # after the due day: w<n>:<target>:<date>
+            params["days"] = occurrence.split(":")[0][1:]
     elif rule == "confirm":
         step = "half" if occurrence.startswith("half:") else "expiry"
         title, body = f"tracking.reminder.confirm.{step}.title", f"tracking.reminder.confirm.{step}.body"
@@ -63,6 +77,24 @@ def _text(rule: str, occurrence: str, subject: Subject, rules: Rules) -> tuple[s
     else:
         title, body = "tracking.reminder.report.title", "tracking.reminder.report.body"
     return texts.render(title), texts.render(body, **params)
+
+
+def _request_text(occurrence: str, subject: Subject) -> tuple[str, str]:
+    """Keys of a request's reminder: ``b<n>:<due>`` before the due day, ``w<n>:<target>:<due>``
+    after it (``tracking.reminder.request.…``)."""
+    what = subject.kind or "update"
+    step, rest = occurrence.split(":", 1)
+    if step.startswith("b"):
+        when = "today" if step == "b0" else "before"
+        return f"tracking.reminder.request.{what}.{when}.title", "tracking.reminder.request.body"
+    target = rest.split(":", 1)[0]
+    if target == "responsible":
+        return f"tracking.reminder.request.{what}.overdue.title", "tracking.reminder.request.overdue.body"
+    who = "unit_leaders" if target == "unit_leaders" else "standing_agency"
+    return (
+        f"tracking.reminder.request.overdue.{who}.title",
+        "tracking.reminder.request.overdue.escalated.body",
+    )
 
 
 async def _subjects(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subject]:
@@ -90,6 +122,33 @@ async def _subjects(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUI
             kpi.report_due.strftime("%d/%m/%Y"),
             False,
             kpi.reported_at is None,
+        )
+    for request in (
+        await session.execute(
+            select(
+                UpdateRequest.id,
+                UpdateRequest.task_id,
+                UpdateRequest.kind,
+                UpdateRequest.due_date,
+                UpdateRequest.status,
+                Task.code,
+                Task.name,
+                Task.classified,
+            )
+            .join(Task, Task.id == UpdateRequest.task_id)
+            .where(UpdateRequest.id.in_(ids - subjects.keys()))
+        )
+    ).all():
+        # Open until answered (or closed by the tracking system), done task or not: a report
+        # is often corrected after the work is done.
+        subjects[request.id] = Subject(
+            request.code,
+            request.name,
+            request.due_date.strftime("%d/%m/%Y"),
+            request.classified,
+            request.status == "open",
+            task_id=request.task_id,
+            kind=request.kind,
         )
     return subjects
 
@@ -150,7 +209,7 @@ async def send_pending(session: AsyncSession, *, now: dt.datetime, rules: Rules,
                 classified=subject.classified,
                 priority=priority,
                 data={"subject_id": str(subject_id), "rule": rule},
-                deep_link=notify.task_link(subject_id) if rule != "report" else "chuong-tracking://kpis",
+                deep_link=subject.link(subject_id, rule),
             )
         )
         members_of.append(ids)

@@ -11,6 +11,11 @@ a second insert of the same row waits for the first transaction and then does no
   worker, a night, a weekend or Tết are caught up by the next sweep in working time.
 - Outside working hours only emergencies are written; the rest wait for the next working slot.
 - A recipient in their quiet hours is skipped by this sweep and written by the first sweep after.
+- Update requests (rule ``request``, tracking/requests.py) fire on their due date like tasks on
+  theirs, with one more condition: a moment before the request was asked never fires, so their
+  dates come with their firing instants (``fire_days``) instead of a bare range.
+- A refused task (D-14) waits for reassignment: its unit gets no deadline reminders and no overdue
+  warnings; the standing agency's overdue step still fires for it.
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ _TASK_CANDIDATES = f"""
       FROM tracking_tasks t
       JOIN jsonb_to_recordset(CAST(:before AS jsonb)) AS r(n int, lo date, hi date)
         ON t.deadline_date BETWEEN r.lo AND r.hi
-     WHERE t.result_status <> 'done' AND t.deadline > :now
+     WHERE t.result_status <> 'done' AND t.deadline > :now AND t.refused_at IS NULL
     UNION ALL
     SELECT t.id, 'overdue', 'w' || r.n || ':' || r.target || ':' || t.deadline_date,
            r.target, t.lead_unit_id, t.field_id, t.responsible_user_ids,
@@ -124,6 +129,7 @@ _TASK_CANDIDATES = f"""
       JOIN jsonb_to_recordset(CAST(:after AS jsonb)) AS r(n int, lo date, hi date, target text)
         ON t.deadline_date BETWEEN r.lo AND r.hi
      WHERE t.result_status <> 'done' AND t.deadline < :now
+       AND (t.refused_at IS NULL OR r.target = 'standing_agency')
     UNION ALL
     SELECT t.id, 'confirm', s.step || ':' || CAST(extract(epoch FROM t.received_at) AS bigint),
            s.target, t.lead_unit_id, t.field_id, t.responsible_user_ids, {_EMERGENCY}, 'high', false
@@ -140,6 +146,23 @@ _TASK_CANDIDATES = f"""
       JOIN jsonb_to_recordset(CAST(:report AS jsonb)) AS r(n int, lo date, hi date)
         ON k.report_due BETWEEN r.lo AND r.hi
      WHERE k.reported_at IS NULL
+    UNION ALL
+    SELECT q.id, 'request', 'b' || x.n || ':' || q.due_date, 'responsible', t.lead_unit_id, t.field_id,
+           t.responsible_user_ids, {_EMERGENCY}, 'normal', true
+      FROM tracking_update_requests q
+      JOIN jsonb_to_recordset(CAST(:request_before AS jsonb)) AS x(n int, day date, fires timestamptz)
+        ON q.due_date = x.day AND q.requested_at < x.fires
+      JOIN tracking_tasks t ON t.id = q.task_id
+     WHERE q.status = 'open'
+    UNION ALL
+    SELECT q.id, 'request', 'w' || x.n || ':' || x.target || ':' || q.due_date, x.target, t.lead_unit_id,
+           t.field_id, t.responsible_user_ids, {_EMERGENCY}, 'high', x.target = 'responsible'
+      FROM tracking_update_requests q
+      JOIN jsonb_to_recordset(CAST(:request_after AS jsonb))
+           AS x(n int, day date, fires timestamptz, target text)
+        ON q.due_date = x.day
+      JOIN tracking_tasks t ON t.id = q.task_id
+     WHERE q.status = 'open'
 """  # noqa: S608
 
 # KPIs have no priority: their reminders are never emergencies (a constant false above).
@@ -179,6 +202,8 @@ _SWEEP = text(
     bindparam("before", type_=String),
     bindparam("after", type_=String),
     bindparam("report", type_=String),
+    bindparam("request_before", type_=String),
+    bindparam("request_after", type_=String),
 )
 
 
@@ -216,6 +241,42 @@ def _ranges(
     return before, after, report
 
 
+def fire_days(
+    fire: Callable[[dt.date], dt.datetime], window: SweepWindow, calendar: WorkCalendar
+) -> list[dict[str, object]]:
+    """Each date ``d`` with ``since <= fire(d) <= now`` and its firing instant: requests are asked
+    at any time, and a reminder whose moment came before its request was asked never fires."""
+    today = calendar.local(window.now).date()
+    found: list[dict[str, object]] = []
+    for offset in range(-_SCAN_BEFORE_DAYS, _SCAN_AFTER_DAYS):
+        day = today + dt.timedelta(days=offset)
+        fires = fire(day)
+        if window.since <= fires <= window.now:
+            found.append({"day": day.isoformat(), "fires": fires.isoformat()})
+    return found
+
+
+def _request_days(
+    window: SweepWindow, calendar: WorkCalendar, rules: Rules
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Requests are due on working days and reminded in working days, whatever ``offset_unit``."""
+
+    def before_due(n: int) -> Callable[[dt.date], dt.datetime]:
+        return lambda d: calendar.day_opens(calendar.shift_working_days(d, -n))
+
+    before = [
+        {"n": n, **hit}
+        for n in sorted(set(rules.request_offsets))
+        for hit in fire_days(before_due(n), window, calendar)
+    ]
+    after = [
+        {"n": step.after_working_days, "target": step.to, **hit}
+        for step in rules.request_overdue_steps
+        for hit in fire_days(after_fire(calendar, step.after_working_days), window, calendar)
+    ]
+    return before, after
+
+
 async def standing_agency_id(session: AsyncSession, rules: Rules) -> uuid.UUID | None:
     if rules.standing_agency_unit_code is None:
         return None
@@ -232,6 +293,7 @@ async def sweep(
     this sweep added per channel. The sender turns pending rows into notifications."""
     window = sweep_window(now, calendar, rules)
     before, after, report = _ranges(window, calendar, rules)
+    request_before, request_after = _request_days(window, calendar, rules)
     half = dt.timedelta(hours=rules.confirm_window_hours * rules.confirm_remind_at)
     full = dt.timedelta(hours=rules.confirm_window_hours)
     # The statement is cheap to run but large to plan: JIT compilation alone took seconds.
@@ -247,6 +309,8 @@ async def sweep(
             "before": orjson.dumps(before).decode(),
             "after": orjson.dumps(after).decode(),
             "report": orjson.dumps(report).decode(),
+            "request_before": orjson.dumps(request_before).decode(),
+            "request_after": orjson.dumps(request_after).decode(),
             "half_lo": calendar.subtract_working_time(window.since, half),
             "half_hi": calendar.subtract_working_time(now, half),
             "full_lo": calendar.subtract_working_time(window.since, full),

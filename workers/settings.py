@@ -29,6 +29,7 @@ from workers.jobs import audit_partitions, purge_ended_sessions
 from workers.metrics_server import start_metrics_server
 from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, enqueue, redis_settings
+from workers.report_jobs import summarize_languages
 from workers.sms_jobs import sms_fallback
 from workers.tracking_jobs import tracking_send, tracking_sweep
 
@@ -80,6 +81,7 @@ class WorkerSettings:
         tracking_send,
         audit_partitions,
         measure_figures,
+        summarize_languages,
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(
@@ -105,6 +107,8 @@ class WorkerSettings:
             run_at_startup=True,
         ),
         cron(sms_fallback, second=20, unique=True, timeout=55),
+        # Finished pushes into the reports' per-language summary (notifications/language_summary.py).
+        cron(summarize_languages, second=40, unique=True, timeout=55),
         # Scheduled breaking news goes out within 5 s of its time even if its deferred job is lost.
         cron(news_tick, second=set(range(0, 60, 5)), unique=True, timeout=55),
         # Tracking reminders (docs/tracking.md): each sweep also catches up any missed minute.

@@ -12,10 +12,12 @@ from api.deps import (
     PUBLIC,
     Authenticated,
     ChangingPassword,
+    EndingOwnSessions,
     Enrolling,
-    OwnSessions,
+    FullSession,
     SessionDep,
     SignedIn,
+    SigningOut,
     Verifying,
 )
 from auth import account_sessions, audit, mfa, ratelimit
@@ -105,7 +107,7 @@ async def refresh(body: RefreshRequest, session: SessionDep) -> TokenResponse:
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(session: SessionDep, principal: Principal = SignedIn) -> None:
+async def logout(session: SessionDep, principal: Principal = SigningOut) -> None:
     assert principal.session is not None
     await login_service.logout(session, auth_session=principal.session)
 
@@ -192,16 +194,18 @@ async def change_password(
 
 
 @router.get("/sessions", response_model=list[SessionOut])
-async def list_sessions(session: SessionDep, principal: Principal = OwnSessions) -> list[SessionOut]:
+async def list_sessions(session: SessionDep, principal: Principal = FullSession) -> list[SessionOut]:
     return await account_sessions.own_sessions(session, principal=principal)
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def end_session(session_id: uuid.UUID, session: SessionDep, principal: Principal = OwnSessions) -> None:
+async def end_session(
+    session_id: uuid.UUID, session: SessionDep, principal: Principal = EndingOwnSessions
+) -> None:
     await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
 
 
 @router.post("/sessions/revoke-all", status_code=status.HTTP_204_NO_CONTENT)
-async def sign_out_everywhere(session: SessionDep, principal: Principal = OwnSessions) -> None:
+async def sign_out_everywhere(session: SessionDep, principal: Principal = EndingOwnSessions) -> None:
     """End every session of the caller, this one included."""
     await account_sessions.end_all_own_sessions(session, principal=principal)

@@ -31,8 +31,8 @@ def report_query(
     app: reports.App | None = None,
     unit_id: uuid.UUID | None = None,
     languages: Annotated[
-        bool, Query(description="also split by reader language (reads every device's record: slower)")
-    ] = False,
+        bool, Query(description="split by reader language too (default); false leaves it out")
+    ] = True,
 ) -> reports.ReportQuery:
     today = utcnow().astimezone(reports.VN_TIME).date()
     last = end or today

@@ -17,7 +17,7 @@ from core.db import utcnow
 from core.schemas import Page
 from core.types import BoundedDate
 from tracking import calendar as tracking_calendar
-from tracking import intake, refusal
+from tracking import intake, refusal, requests
 from tracking import service as tracking
 from tracking.rules import get_rules
 from tracking.schemas import (
@@ -31,6 +31,9 @@ from tracking.schemas import (
     TaskBatch,
     TaskOut,
     TaskRefusal,
+    UpdateAnswerIn,
+    UpdateRequestIn,
+    UpdateRequestOut,
     UpsertResult,
 )
 
@@ -159,6 +162,61 @@ async def refuse_task(
     )
     calendar = await tracking_calendar.load_calendar(session)
     return tracking.task_out(task, now=now, rules=rules, calendar=calendar)
+
+
+@router.post(
+    "/tasks/{task_id}/requests", response_model=UpdateRequestOut, status_code=status.HTTP_201_CREATED
+)
+async def ask_for_update(
+    task_id: uuid.UUID, body: UpdateRequestIn, session: SessionDep, principal: Principal = Reader
+) -> UpdateRequestOut:
+    """The standing agency (its ``task_approver`` and ``leader`` accounts) asks the unit in charge
+    for an ``update`` or a ``correction`` (D-15), due ``working_days`` working days from today or
+    on a named working day ``due_date``. 403 ``not_standing_agency`` for anyone else who sees the
+    task, 409 ``task_refused`` when the unit refused it, 422 ``due_date_past`` /
+    ``due_date_not_working_day`` / ``due_date_too_far``."""
+    now, rules = utcnow(), get_rules()
+    calendar = await tracking_calendar.load_calendar(session)
+    request = await requests.ask(
+        session, principal=principal, task_id=task_id, body=body, now=now, rules=rules, calendar=calendar
+    )
+    return requests.request_out(request, calendar=calendar)
+
+
+@router.get("/tasks/{task_id}/requests", response_model=list[UpdateRequestOut])
+async def list_update_requests(
+    task_id: uuid.UUID, session: SessionDep, principal: Principal = Reader
+) -> list[UpdateRequestOut]:
+    """A task's update and correction requests with their answers, newest first."""
+    found = await requests.list_requests(session, principal=principal, task_id=task_id, rules=get_rules())
+    calendar = await tracking_calendar.load_calendar(session)
+    return [requests.request_out(r, calendar=calendar) for r in found]
+
+
+@router.post("/tasks/{task_id}/requests/{request_id}/answer", response_model=UpdateRequestOut)
+async def answer_update_request(
+    task_id: uuid.UUID,
+    request_id: uuid.UUID,
+    body: UpdateAnswerIn,
+    session: SessionDep,
+    principal: Principal = require(Permission.TASKS_WRITE),
+) -> UpdateRequestOut:
+    """The unit in charge answers once (the people who may confirm the task): 409
+    ``request_already_answered`` / ``request_closed`` after that, 403 ``not_lead_unit`` for a
+    co-operating unit, 404 for a request of another task or a task out of view."""
+    now, rules = utcnow(), get_rules()
+    calendar = await tracking_calendar.load_calendar(session)
+    request = await requests.answer(
+        session,
+        principal=principal,
+        task_id=task_id,
+        request_id=request_id,
+        body=body,
+        now=now,
+        rules=rules,
+        calendar=calendar,
+    )
+    return requests.request_out(request, calendar=calendar)
 
 
 @router.get("/preferences", response_model=PreferenceOut)

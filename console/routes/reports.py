@@ -57,7 +57,10 @@ def parse_query(request: Request) -> tuple[reports.ReportQuery, dict[str, str]]:
         unit_id = uuid.UUID(raw["unit_id"]) if raw["unit_id"] else None
     except ValueError:
         raise Unprocessable(_("Please check these fields: ") + "unit_id", code="validation_error") from None
-    languages = raw["languages"] in ("1", "true", "on")
+    # On by default (the split reads the language summary: docs/reports.md); a submitted form
+    # (it always sends ``period``) without the box ticked leaves it out.
+    submitted = "period" in request.query_params
+    languages = raw["languages"] in ("1", "true", "on") if submitted or raw["languages"] else True
     raw.update(period=grain, start=start.isoformat(), end=end.isoformat(), languages="1" if languages else "")
     query = reports.ReportQuery(
         grain=grain,

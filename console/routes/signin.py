@@ -15,7 +15,16 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import PUBLIC, ChangingPassword, Enrolling, OwnSessions, SessionDep, SignedIn, Verifying
+from api.deps import (
+    PUBLIC,
+    ChangingPassword,
+    EndingOwnSessions,
+    Enrolling,
+    FullSession,
+    SessionDep,
+    SigningOut,
+    Verifying,
+)
 from auth import account_sessions, mfa, passkeys, ratelimit
 from auth import login as login_service
 from auth.models import User
@@ -133,7 +142,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(session: SessionDep, principal: Principal = SignedIn) -> Response:
+async def logout(session: SessionDep, principal: Principal = SigningOut) -> Response:
     assert principal.session is not None
     await login_service.logout(session, auth_session=principal.session)
     response = _see_other("/login")
@@ -270,7 +279,7 @@ async def change_password(
 
 @router.get("/sessions")
 async def sessions_page(
-    request: Request, session: SessionDep, principal: Principal = OwnSessions
+    request: Request, session: SessionDep, principal: Principal = FullSession
 ) -> Response:
     sessions = await account_sessions.own_sessions(session, principal=principal)
     return render(request, "sessions.html", {"sessions": sessions}, principal=principal)
@@ -278,7 +287,7 @@ async def sessions_page(
 
 @router.post("/sessions/{session_id}/end")
 async def end_session(
-    session_id: uuid.UUID, session: SessionDep, principal: Principal = OwnSessions
+    session_id: uuid.UUID, session: SessionDep, principal: Principal = EndingOwnSessions
 ) -> Response:
     await account_sessions.end_own_session(session, principal=principal, session_id=session_id)
     assert principal.session is not None
@@ -290,7 +299,7 @@ async def end_session(
 
 
 @router.post("/sessions/revoke-all")
-async def sign_out_everywhere(session: SessionDep, principal: Principal = OwnSessions) -> Response:
+async def sign_out_everywhere(session: SessionDep, principal: Principal = EndingOwnSessions) -> Response:
     await account_sessions.end_all_own_sessions(session, principal=principal)
     response = _see_other("/login")
     response.headers.append("set-cookie", clear_session_cookie())

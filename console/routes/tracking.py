@@ -21,7 +21,7 @@ from console.templating import render
 from core.db import utcnow
 from core.errors import BadRequest
 from tracking import calendar as tracking_calendar
-from tracking import history, scope
+from tracking import history, requests, scope
 from tracking import service as tracking
 from tracking.models import Task
 from tracking.rules import get_rules
@@ -154,12 +154,20 @@ async def task_list(
 async def task_page(
     request: Request, task_id: uuid.UUID, session: SessionDep, principal: Principal = Reader
 ) -> Response:
-    """One task (404 outside the caller's view, as the API) and its reminder ledger."""
+    """One task (404 outside the caller's view, as the API), its update and correction requests
+    with their answers (D-15), and its reminder ledger."""
     task, reminders = await history.reminders_of_task(session, principal=principal, task_id=task_id)
     (out,) = await _outs(session, [task])
+    asked = await requests.requests_of(session, task_id=task.id)
+    calendar = await tracking_calendar.load_calendar(session)
     context = {
         "task": out,
         "reminders": reminders,
+        "requests": [requests.request_out(r, calendar=calendar) for r in asked],
+        "now": utcnow(),
+        "people": await requests.people_names(
+            session, user_ids={u for r in asked for u in (r.requested_by, r.answered_by) if u is not None}
+        ),
         "names": await _names(session, [out]),
         "colours": COLOURS,
     }

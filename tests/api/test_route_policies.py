@@ -122,6 +122,21 @@ async def test_password_only_session_gets_403_on_every_other_route(client, route
     assert checked > 15
 
 
+def test_only_ending_ones_own_sessions_escapes_the_network_rules(routes):
+    # A role held to the agencies' networks is held on every route except those that only take
+    # power away (api/deps.py SigningOut, EndingOwnSessions). A new exception is a decision.
+    free = sorted(
+        f"{'/'.join(sorted(r.methods))} {r.path}"
+        for r in routes
+        if any(isinstance(p, Authenticated) and not p.held_to_networks for p in policies(r.dependant))
+    )
+    assert free == [
+        "DELETE /v1/auth/sessions/{session_id}",
+        "POST /v1/auth/logout",
+        "POST /v1/auth/sessions/revoke-all",
+    ]
+
+
 # --- read-only roles (inspection committees, issue 19 item 4) -------------------------------------
 
 SAFE = {"GET", "HEAD", "OPTIONS"}

@@ -90,6 +90,36 @@ async def test_a_role_rule_keeps_the_account_itself_inside(app, monkeypatch):
     assert request_row.object_id == "GET /v1/auth/me"
 
 
+async def test_a_held_account_can_still_end_its_sessions_from_outside(app, monkeypatch):
+    # Signing out only takes power away: a leader off the VPN (a stolen laptop, a hotel) must be
+    # able to end a session, one of the others, or all of them; nothing else goes through.
+    allow(monkeypatch, {"leader": AGENCIES})
+    unit = await make_unit()
+    leader = await make_account(role=Role.LEADER, unit=unit)
+    async with client_at(app, INSIDE) as inside, client_at(app, OUTSIDE) as outside:
+        laptop = await sign_in(inside, leader)
+        phone = await sign_in(inside, leader)
+        tablet = await sign_in(inside, leader)
+        listed = await inside.get("/v1/auth/sessions", headers=laptop)
+        assert listed.status_code == 200 and len(listed.json()) == 3, listed.text
+        # Reading the sessions stays held: it shows addresses and devices.
+        refused = await outside.get("/v1/auth/sessions", headers=laptop)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "network_not_allowed"
+        assert (await outside.get("/v1/auth/me", headers=laptop)).status_code == 403
+
+        assert (await outside.post("/v1/auth/logout", headers=laptop)).status_code == 204
+        assert (await inside.get("/v1/auth/me", headers=laptop)).status_code == 401
+        [phone_session] = [
+            s["id"] for s in (await inside.get("/v1/auth/sessions", headers=phone)).json() if s["current"]
+        ]
+        ended = await outside.delete(f"/v1/auth/sessions/{phone_session}", headers=tablet)
+        assert ended.status_code == 204, ended.text
+        assert (await inside.get("/v1/auth/me", headers=phone)).status_code == 401
+        everywhere = await outside.post("/v1/auth/sessions/revoke-all", headers=tablet)
+        assert everywhere.status_code == 204, everywhere.text
+        assert (await inside.get("/v1/auth/me", headers=tablet)).status_code == 401
+
+
 async def test_a_delegate_acting_for_a_held_leader_is_held_too(app, monkeypatch):
     allow(monkeypatch, {"leader": AGENCIES})
     unit = await make_unit()

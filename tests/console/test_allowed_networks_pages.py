@@ -72,3 +72,17 @@ async def test_a_held_role_cannot_sign_in_to_the_console_from_outside(app, conso
 
     async with client_at(app, INSIDE, https=True) as inside:
         await console_sign_in(inside, admin)
+        home = await inside.get("/console/home")
+        assert home.status_code == 200
+        token = csrf_from(home.text)
+        cookies = inside.cookies
+
+    # Off the VPN now: every page is refused, but signing out still works (it only takes power away).
+    console.cookies = cookies
+    assert (await console.get("/console/home")).status_code == 403
+    out = await console.post("/console/logout", data={"csrf_token": token})
+    assert out.status_code == 303 and out.headers["location"].endswith("/login")
+    async with client_at(app, INSIDE, https=True) as inside:
+        inside.cookies = cookies
+        after = await inside.get("/console/home")
+        assert after.status_code in (302, 303, 401), after.status_code  # the session is gone

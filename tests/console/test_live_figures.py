@@ -109,3 +109,28 @@ async def test_a_revoked_session_ends_the_open_stream(console, client, monkeypat
     # The reconnection is refused.
     again = await console.get("/console/live/stream", headers=SSE)
     assert again.status_code == 401
+
+
+async def test_an_operator_holds_a_bounded_number_of_live_streams(console, monkeypatch):
+    # Each stream reads the figures and checks the sign-in every few seconds: one account (or a
+    # script with its cookie) cannot open them without bound; closed ones give their slot back.
+    from core.config import get_settings
+
+    monkeypatch.setattr(headline, "EVERY_SECONDS", 0.1)
+    monkeypatch.setattr(headline, "MAX_STREAM_SECONDS", 1.5)
+    monkeypatch.setattr(get_settings(), "console_live_streams_per_user", 2)
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit())
+    await console_sign_in(console, admin)
+
+    async def open_stream(delay: float = 0.0):
+        await asyncio.sleep(delay)
+        return await console.get("/console/live/stream", headers=SSE)
+
+    # Six at once, while none has ended: exactly two get through.
+    answers = await asyncio.gather(*(open_stream() for _ in range(6)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 429, 429, 429, 429], codes
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "too_many_streams" and refused.headers["retry-after"]
+    # All ended by now: the slots are free again.
+    assert (await open_stream()).status_code == 200

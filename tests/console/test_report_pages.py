@@ -62,6 +62,23 @@ async def test_report_page_shows_the_portal_figures_and_exports_csv(console, own
     assert via == ["console"]
 
 
+async def test_the_language_split_is_on_until_the_form_is_sent_without_it(console, owner_engine):
+    _, _, _, editor_a = await portals_with_pushes(owner_engine)
+    await console_sign_in(console, editor_a)
+    weeks = {"start": "2026-01-05", "end": "2026-01-18"}
+
+    first = (await console.get("/console/reports", params=weeks)).text  # a link, no form sent yet
+    assert 'data-testid="report-language"' in first and 'value="1" checked' in first
+    # The form always sends its period; without the box ticked, no split.
+    sent = (await console.get("/console/reports", params={**weeks, "period": "week"})).text
+    assert 'data-testid="report-language"' not in sent and 'value="1" checked' not in sent
+    assert "languages=1" not in sent  # nor in its CSV link
+    ticked = (
+        await console.get("/console/reports", params={**weeks, "period": "week", "languages": "1"})
+    ).text
+    assert 'data-testid="report-language"' in ticked
+
+
 async def test_report_page_speaks_english_on_request(console, owner_engine):
     _, _, _, editor_a = await portals_with_pushes(owner_engine)
     token = await console_sign_in(console, editor_a)

@@ -214,7 +214,7 @@ async def test_each_kind_goes_after_its_retention_and_nothing_younger_or_unfinis
     # A second night finds nothing more to do.
     again = await retention.purge(now=NOW)
     assert {k: v for k, v in again.items() if k != "complete"} == dict.fromkeys(
-        ("devices", "deliveries", "receipts", "sms", "notifications"), 0
+        ("languages", "devices", "deliveries", "receipts", "sms", "notifications"), 0
     )
 
 
@@ -293,3 +293,40 @@ async def test_the_worker_job_purges_the_reminder_ledger_too(
     async with owner_engine.connect() as conn:
         left = sorted(row[0] for row in await conn.execute(text("SELECT status FROM tracking_reminders")))
     assert left == ["pending", "sent"]
+
+
+async def test_deliveries_and_receipts_wait_for_the_language_summary(
+    database_url, redis, owner_engine: AsyncEngine, small_batches: Settings
+):
+    """A finished push with a send batch still open (a worker still holds it after a cancel) is
+    not summarised yet, so the purge keeps its deliveries and receipts, however old; once the
+    batch is done the next purge summarises it first, then deletes them."""
+    async with owner_engine.begin() as conn:
+        devices = await _devices(conn, 150)
+        old = await _notification(conn, created=_days_ago(400))
+        await _children(conn, old, devices, opened=15)
+        await conn.execute(
+            text("UPDATE delivery_batches SET status = 'open' WHERE notification_id = :n"), {"n": old}
+        )
+
+    held = await retention.purge(now=NOW)
+    assert (held["languages"], held["deliveries"], held["receipts"]) == (0, 0, 0)
+    async with owner_engine.begin() as conn:
+        assert await _count(conn, "deliveries", old) == 150 and await _count(conn, "receipts", old) == 150
+        await conn.execute(
+            text("UPDATE delivery_batches SET status = 'done' WHERE notification_id = :n"), {"n": old}
+        )
+
+    done = await retention.purge(now=NOW)
+    assert (done["languages"], done["deliveries"], done["receipts"]) == (150, 150, 150)
+    async with owner_engine.connect() as conn:
+        summary = (
+            await conn.execute(
+                text(
+                    "SELECT language, targeted, sent, received, opened FROM notification_languages"
+                    " WHERE notification_id = :n"
+                ),
+                {"n": old},
+            )
+        ).all()
+    assert [tuple(row) for row in summary] == [("vi", 150, 150, 150, 15)]
