@@ -1,7 +1,7 @@
 """fields of responsibility (D-16) and inspection committees' oversight
 
 Revision ID: 0022
-Revises: 0019
+Revises: 0024
 Create Date: 2026-12-05 09:30:00
 
 Issue 19 items 3 and 4. Fields (lĩnh vực) are data: a table of fields, a nullable field on each
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022"
-down_revision: str | None = "0019"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
