@@ -409,3 +409,54 @@ async def test_admins_keep_fields_in_the_console(app, client, org):
             "/console/admin/fields", data={"csrf_token": csrf, "code": "ZZ", "name_vi": "x", "name_en": "y"}
         )
         assert refused.status_code == 403
+
+
+async def test_update_requests_reach_the_field_leaders_of_a_task_without_responsible_people(
+    client, org, fields
+):
+    """D-15's notifications to "the unit in charge" and the sweep's request escalation: the lead
+    unit's leaders and the leaders in charge of the field (one rule, tracking/scope.py)."""
+    set_clock("2026-12-07 09:00:00")  # Monday; a request asked now is due Thursday 10 December
+    await upsert(
+        client,
+        org,
+        task(org, "RQ_F", field=fields.code, responsible_users=[]),
+        task(
+            org,
+            "RJ_F",
+            field=fields.code,
+            responsible_users=[],
+            report={"status": "rejected", "reason": "Thiếu số liệu"},
+        ),
+    )
+    await confirm_all()
+    expected = {org.leader.id, fields.field_leader.id}
+    [rejected] = [n for n in await tracking_notifications() if n.kind == "tracking.report_rejected"]
+    assert {uuid.UUID(u) for u in rejected.audience["users"]} == expected
+    asked = await client.post(
+        f"/v1/tracking/tasks/{await task_id('RQ_F')}/requests",
+        json={"kind": "update", "message": "Đề nghị báo cáo tiến độ"},
+        headers=await sign_in(client, org.approver),
+    )
+    assert asked.status_code == 201, asked.text
+    [note] = [n for n in await tracking_notifications() if n.kind == "tracking.update_requested"]
+    assert {uuid.UUID(u) for u in note.audience["users"]} == expected
+    # The field leader reads the task's requests as someone who sees the task.
+    listed = await client.get(
+        f"/v1/tracking/tasks/{await task_id('RQ_F')}/requests",
+        headers=await sign_in(client, fields.field_leader),
+    )
+    assert listed.status_code == 200 and [r["id"] for r in listed.json()] == [asked.json()["id"]]
+    set_clock("2026-12-14 08:00:30")  # the second working day after the due day: unit_leaders
+    await tick()
+    async with transaction() as session:
+        from tracking.models import Reminder
+
+        rows = (
+            await session.execute(
+                select(Reminder.user_id).where(
+                    Reminder.rule == "request", Reminder.occurrence.startswith("w2:unit_leaders")
+                )
+            )
+        ).scalars()
+        assert set(rows) >= {fields.field_leader.id}
