@@ -27,12 +27,14 @@ from api.routers import (
 )
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
+from api.routers import inspection as inspection_routes
 from api.routers import news as news_routes
 from api.routers import passkeys as passkey_routes
 from api.routers import reports as report_routes
 from api.routers import sections as section_routes
 from api.routers import sms as sms_routes
 from api.routers import tracking as tracking_routes
+from api.routers import tracking_fields as tracking_field_routes
 from core import clock_sync
 from core.db import dispose_engine
 from core.redis import close_redis
@@ -79,4 +81,6 @@ def create_api_app(*, max_body_bytes: int, manage_resources: bool = True) -> Fas
     app.include_router(section_routes.router, prefix="/v1/sections")
     app.include_router(sms_routes.router, prefix="/v1/sms")
     app.include_router(tracking_routes.router, prefix="/v1/tracking")
+    app.include_router(tracking_field_routes.router, prefix="/v1/tracking")
+    app.include_router(inspection_routes.router, prefix="/v1/inspection")
     return app

@@ -14,10 +14,10 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth import api_clients, audit, delegations, mfa, networks, ratelimit
-from auth.models import Unit
+from auth import api_clients, audit, delegations, inspection, mfa, networks, ratelimit
+from auth.models import Unit, User
 from auth.principal import Principal, Restriction
-from auth.roles import Permission, Role, permissions_of
+from auth.roles import READ_ONLY_ROLES, Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
 from auth.step_up import STEP_UP_MESSAGE
 from core.after_commit import committed
@@ -124,6 +124,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
                 actor=user,
                 session=resolved.auth_session,
                 delegation=delegation,
+                oversees=await _oversees(session, leader),
             )
         else:
             unit_path = (await session.execute(select(Unit.path).where(Unit.id == user.unit_id))).scalar_one()
@@ -135,9 +136,17 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
                 actor=user,
                 session=resolved.auth_session,
                 restriction=resolved.restriction,
+                oversees=await _oversees(session, user),
             )
     request.state.principal = principal
     return principal
+
+
+async def _oversees(session: AsyncSession, user: User) -> tuple[str, ...]:
+    """An inspector's reach (its committee's overseen units); nothing to look up for the rest."""
+    if Role(user.role) not in READ_ONLY_ROLES:
+        return ()
+    return await inspection.overseen_paths(session, committee_unit_id=user.unit_id)
 
 
 async def still_authenticated(request: Request) -> bool:
@@ -230,9 +239,15 @@ class Public(AccessPolicy):
         await limit_by_address(request)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class Authenticated(AccessPolicy):
     """Any signed-in user whose session is complete, unless a restriction is explicitly allowed
-    (the routes that let a password-only session enrol or verify TOTP)."""
+    (the routes that let a password-only session enrol or verify TOTP).
+
+    ``own_account``: the route changes only the caller's own sign-in (its password, second factor,
+    passkeys, sessions), which read-only roles keep; every other non-GET route refuses them."""
 
     def __init__(
         self,
@@ -243,6 +258,7 @@ class Authenticated(AccessPolicy):
         allow_device: bool = False,
         step_up: bool = False,
         held_to_networks: bool = True,
+        own_account: bool = False,
     ) -> None:
         self.allow = allow
         self.allow_delegated = allow_delegated
@@ -250,6 +266,7 @@ class Authenticated(AccessPolicy):
         self.allow_device = allow_device
         self.step_up = step_up
         self.held_to_networks = held_to_networks
+        self.own_account = own_account
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
@@ -259,6 +276,8 @@ class Authenticated(AccessPolicy):
         # checked (an apps' surge after a push is all device credentials), or alone if it fails.
         principal = await _authenticate(request, session)
         await self.check(request, principal)
+        if principal.is_read_only:
+            _audit_read(request, session, principal)
         return principal
 
     async def check(self, request: Request, principal: Principal) -> None:
@@ -290,12 +309,49 @@ class Authenticated(AccessPolicy):
             raise await deny(
                 request, code="delegation_not_allowed", message="Not allowed on behalf of someone else"
             )
+        if principal.is_read_only and request.method not in SAFE_METHODS and not self.own_account:
+            raise await deny(request, code="read_only_role", message="This account can only read")
         if self.step_up and not mfa.step_up_fresh(principal.session, now=utcnow()):
             raise await deny(
                 request,
                 code="step_up_required",
                 message=STEP_UP_MESSAGE,
             )
+
+
+def _audit_read(request: Request, session: AsyncSession, principal: Principal) -> None:
+    """One audit row per request of a read-only account (an inspector): who (the context's actor),
+    what (the route, its path and query) and which unit (the ``unit_id`` asked for, else the
+    committee's; the overseen units in the details). Written with the request's transaction, so
+    it costs no round trip of its own."""
+    if request.method not in SAFE_METHODS or getattr(request.state, "read_audited", False):
+        return
+    request.state.read_audited = True
+    # The route's template (``/v1/tracking/tasks/{task_id}``): the path with its parameters named.
+    template = request.url.path
+    for name, value in request.path_params.items():
+        template = template.replace(f"/{value}", f"/{{{name}}}", 1)
+    unit = _parse_uuid_or_none(request.query_params.get("unit_id") or request.query_params.get("unit"))
+    audit.record(
+        session,
+        action="inspection.read",
+        object_type="route",
+        object_id=f"{request.method} {template}",
+        unit_id=unit,
+        details={
+            "path": request.url.path[:512],
+            "query": {k: v[:200] for k, v in list(request.query_params.items())[:20]},
+            # A unit's path ends with its own id (hex): the overseen units, as ids.
+            "overseen": [str(uuid.UUID(p.rstrip("/").rsplit("/", 1)[-1])) for p in principal.oversees[:50]],
+        },
+    )
+
+
+def _parse_uuid_or_none(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 class OptionalAuthenticated(Authenticated):
@@ -343,16 +399,16 @@ class Require(Authenticated):
 
 
 class SystemAdmin(Require):
-    """``Require`` for the deployment-wide settings (the working calendar, the SMS fallback and the
-    push breakers): the permissions and a system admin's reach (every unit). A unit admin holding
-    the same permission is refused with ``code``. The API and the console name these same
-    policies, so neither can grant what the other refuses."""
+    """``Require`` for what is one per deployment (the working calendar, the SMS fallback, the push
+    breakers, the catalogue of fields): the permissions and a system admin's reach (every unit).
+    A unit admin holding the same permission is refused with ``code``. The API and the console
+    name these same policies, so neither can grant what the other refuses."""
 
     def __init__(
         self,
         *permissions: Permission,
-        code: str,
-        message: str,
+        code: str = "permission_denied",
+        message: str = "Only system admins do this",
         step_up: bool = False,
         allow_delegated: bool = True,
     ) -> None:
@@ -399,18 +455,25 @@ PUBLIC = Depends(Public())
 
 # The sign-in steps' policies, named once: the API's /v1/auth routes and the console's sign-in
 # pages depend on these same objects, so a restricted session may do exactly the same in both.
-SignedIn = Depends(Authenticated(allow=frozenset(Restriction)))
+SignedIn = Depends(Authenticated(allow=frozenset(Restriction), own_account=True))
 Enrolling = Depends(
-    Authenticated(allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False)
+    Authenticated(
+        allow=frozenset({Restriction.MFA_ENROLMENT_REQUIRED}), allow_delegated=False, own_account=True
+    )
+)
+Verifying = Depends(
+    Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED}), own_account=True)
 )
 # Signing out only takes power away: a leader whose role is held to the agencies' networks can
 # still end a session from a hotel (a stolen laptop's session must not outlive the trip).
-SigningOut = Depends(Authenticated(allow=frozenset(Restriction), held_to_networks=False))
-# Ending one's own other sessions (a lost phone, from a hotel) likewise, with a complete session.
-EndingOwnSessions = Depends(Authenticated(held_to_networks=False))
-Verifying = Depends(Authenticated(allow=frozenset({Restriction.MFA_REQUIRED, Restriction.PASSKEY_REQUIRED})))
+SigningOut = Depends(Authenticated(allow=frozenset(Restriction), held_to_networks=False, own_account=True))
+# Ending one's own other sessions (a lost phone, from a hotel) likewise, with a complete session;
+# read-only roles (inspectors) keep both.
+EndingOwnSessions = Depends(Authenticated(held_to_networks=False, own_account=True))
 ChangingPassword = Depends(
-    Authenticated(allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False)
+    Authenticated(
+        allow=frozenset({Restriction.PASSWORD_CHANGE_REQUIRED}), allow_delegated=False, own_account=True
+    )
 )
 FullSession = Depends(Authenticated())
 # The caller acting as themself, not on behalf of someone (their own delegations).

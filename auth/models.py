@@ -223,3 +223,20 @@ class MfaResetRequest(UUIDPrimaryKey, Base):
             postgresql_where=text("status = 'pending'"),
         ),
     )
+
+
+class InspectionOversight(Base):
+    """An inspection committee (Ủy ban Kiểm tra) and one unit it oversees: the committee is a unit
+    of the tree, and its ``inspector`` accounts read the tasks of the overseen units' subtrees,
+    read-only (auth/inspection.py). Kept as rows, not derived from the tree: a committee oversees
+    units that are not below it (a provincial committee oversees the province's agencies)."""
+
+    __tablename__ = "inspection_oversight"
+
+    committee_unit_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("units.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))

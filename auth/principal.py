@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from auth.models import ApiClient, AuthSession, Delegation, User
-from auth.roles import Permission, Role
+from auth.roles import READ_ONLY_ROLES, Permission, Role
 
 
 class AuthenticatedDevice(Protocol):
@@ -66,6 +66,8 @@ class Principal:
     device: AuthenticatedDevice | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     restriction: Restriction | None = None
+    # An inspector's reach: the paths of the units its committee oversees (auth/inspection.py).
+    oversees: tuple[str, ...] = ()
 
     @property
     def is_delegated(self) -> bool:
@@ -82,6 +84,20 @@ class Principal:
 
     def has(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    @property
+    def is_read_only(self) -> bool:
+        """An inspector, or someone acting for one: reads only (auth/roles.py READ_ONLY_ROLES)."""
+        accounts = (self.user, self.actor)
+        return any(account is not None and Role(account.role) in READ_ONLY_ROLES for account in accounts)
+
+    @property
+    def read_paths(self) -> tuple[str, ...]:
+        """The unit subtrees whose tracking data this principal reads: the overseen units for an
+        inspector, else its own unit's subtree (tracking/scope.py; system admins read all)."""
+        if self.role in READ_ONLY_ROLES:
+            return self.oversees
+        return (self.unit_path,) if self.unit_path else ()
 
     @property
     def sees_all_units(self) -> bool:

@@ -19,6 +19,9 @@ class Role(StrEnum):
     TASK_APPROVER = "task_approver"
     LEADER = "leader"
     MEMBER = "member"
+    # An inspection committee's member (Ủy ban Kiểm tra): reads the tasks of the units the
+    # committee oversees (auth/inspection.py) and writes nothing.
+    INSPECTOR = "inspector"
 
 
 class Permission(StrEnum):
@@ -85,6 +88,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         | _SELF_SERVICE
     ),
     Role.MEMBER: frozenset(_SELF_SERVICE),
+    # No self-service either: registering a device or marking the inbox read are writes.
+    Role.INSPECTOR: frozenset({_P.TASKS_READ, _P.DASHBOARD_READ}),
 }
 
 # Higher may grant lower or equal; the rest of the roles sit at the same level.
@@ -92,6 +97,10 @@ ROLE_RANK: dict[Role, int] = {Role.SYSTEM_ADMIN: 3, Role.UNIT_ADMIN: 2}
 
 # Roles whose sessions need an enrolled and verified TOTP (D-22: everyone but plain readers).
 MFA_EXEMPT_ROLES = frozenset({Role.MEMBER})
+
+# Roles that write nothing: every route but the account's own sign-in refuses their non-GET
+# requests (``api.deps.Authenticated``), and each of their reads is audited.
+READ_ONLY_ROLES = frozenset({Role.INSPECTOR})
 
 # Permissions a delegate can never receive, whatever the leader holds (D-24).
 NON_DELEGABLE = frozenset({_P.DELEGATIONS_GRANT})

@@ -1,6 +1,6 @@
 """The reminder sweep at scale: 1,000,000 tasks, 100,000 users, 64 units, 20,000 KPI periods.
 
-    .venv/bin/python -m bench.tracking [--tasks 1000000] [--users 100000] [--send 2000]
+    .venv/bin/python -m bench.tracking [--tasks 1000000] [--users 100000] [--send 2000] [--fields 40]
 
 Deadlines are spread over a year around the sweep instant (Monday 30 November 2026, 08:00:30
 Asia/Ho_Chi_Minh, the first minute of a working week), most past tasks done, most future ones
@@ -186,6 +186,45 @@ async def _sweep_once(now: dt.datetime) -> tuple[float, int, int, int]:
     return seconds, result.pushes, result.digests, pending
 
 
+async def add_fields(name: str, *, fields: int) -> None:
+    """``--fields N``: N fields of responsibility (D-16), every task in one of them, and three
+    leaders of other units in charge of each, so that escalations also reach field leaders."""
+    conn = await asyncpg.connect(host=HOST, user="postgres", database=name)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO tracking_fields (id, code, name_vi, name_en)
+            SELECT ('00000000-0000-4000-a000-' || lpad(to_hex(f), 12, '0'))::uuid, 'F' || f,
+                   'Lĩnh vực ' || f, 'Field ' || f
+            FROM generate_series(0, $1::int - 1) AS f
+            """,
+            fields,
+        )
+        await conn.execute(
+            """
+            UPDATE tracking_tasks
+               SET field_id = ('00000000-0000-4000-a000-'
+                               || lpad(to_hex(abs(hashtext(code)) % $1::int), 12, '0'))::uuid
+            """,
+            fields,
+        )
+        # Leaders are users 0 … 3·UNITS-1 (unit = g % UNITS): leader f·3+k is in charge of field f.
+        await conn.execute(
+            """
+            INSERT INTO tracking_leader_fields (user_id, field_id)
+            SELECT ('00000000-0000-4000-9000-' || lpad(to_hex((f * 3 + k) % ($2::int * 3)), 12, '0'))::uuid,
+                   ('00000000-0000-4000-a000-' || lpad(to_hex(f), 12, '0'))::uuid
+            FROM generate_series(0, $1::int - 1) AS f, generate_series(0, 2) AS k
+            ON CONFLICT DO NOTHING
+            """,
+            fields,
+            UNITS,
+        )
+        await conn.execute("VACUUM ANALYZE tracking_tasks, tracking_leader_fields")
+    finally:
+        await conn.close()
+
+
 async def _measure() -> None:
     from core.db import configure_engine, dispose_engine, transaction
 
@@ -321,6 +360,7 @@ def main() -> None:
     parser.add_argument("--enqueue", action="store_true", help="queue the jobs in a claimed Redis database")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     parser.add_argument("--reuse", metavar="DATABASE", help="a kept database: only the sender runs, again")
+    parser.add_argument("--fields", type=int, default=0, help="fields of responsibility, every task in one")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -347,9 +387,11 @@ def main() -> None:
         command.upgrade(alembic_config(f"postgresql+asyncpg://postgres@{HOST}/{DB}"), "head")
         started = time.perf_counter()
         asyncio.run(populate(DB, tasks=args.tasks, users=args.users))
+        if args.fields:
+            asyncio.run(add_fields(DB, fields=args.fields))
         print(
-            f"populated {args.tasks:,} tasks, {args.users:,} users, {KPIS:,} KPI periods "
-            f"in {time.perf_counter() - started:.0f} s\n"
+            f"populated {args.tasks:,} tasks, {args.users:,} users, {KPIS:,} KPI periods, "
+            f"{args.fields:,} fields in {time.perf_counter() - started:.0f} s\n"
         )
         asyncio.run(_measure())
         asyncio.run(_measure_send(args.send, enqueue=args.enqueue))

@@ -31,6 +31,7 @@ from console.routes import (
     clients,
     delivery,
     devices,
+    fields,
     home,
     live,
     news,
@@ -200,6 +201,7 @@ def create_console_app() -> FastAPI:
         section_pages,
         calendar_pages,
         sms_pages,
+        fields,
     ):
         console.include_router(module.router)
     # Outermost first: the guard must run before the language middleware reads cookies (it does

@@ -29,6 +29,7 @@ ROLES = {
     "task_approver": _("Task approver"),
     "leader": _("Leader"),
     "member": _("Member"),
+    "inspector": _("Inspector"),
 }
 
 NEWS_STATUSES = {
@@ -91,6 +92,7 @@ SERVICE_MESSAGES = frozenset(
         _("API client not found"),
         _("No such MFA reset request"),
         _("You cannot disable your own account"),
+        _("This account can only read"),
     }
 )
 

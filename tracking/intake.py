@@ -27,6 +27,7 @@ from core.db import utcnow
 from core.errors import Unprocessable
 from core.workcalendar import TIMEZONE, WorkCalendar
 from tracking import events, requests
+from tracking.fields import resolve_fields
 from tracking.models import Kpi, Task
 from tracking.rules import get_rules
 from tracking.schemas import KpiUpsert, TaskUpsert, UpsertResult
@@ -38,7 +39,7 @@ _TASK_COLUMNS = """
     priority smallint, result_status text, completed_at timestamptz, classified boolean,
     description text, difficulties text, proposals text, attachments jsonb, report_status text,
     report_note text, received_at timestamptz, confirmed_at timestamptz, version bigint,
-    source_client_id uuid
+    source_client_id uuid, field_id uuid
 """
 _TASK_NAMES = [part.split()[0] for part in _TASK_COLUMNS.replace("\n", " ").split(",")]
 # A unit's refusal (D-14, tracking/refusal.py) is its answer, not the tracking system's data: an
@@ -94,6 +95,7 @@ class StoredTask:
     report_note: str | None
     received_at: dt.datetime
     confirmed_at: dt.datetime | None
+    field_id: uuid.UUID | None
 
 
 def deadline_instant(value: dt.date | dt.datetime, calendar: WorkCalendar) -> dt.datetime:
@@ -173,6 +175,7 @@ async def _stored_tasks(
                 Task.report_note,
                 Task.received_at,
                 Task.confirmed_at,
+                Task.field_id,
                 Unit.path,
             )
             .join(Unit, Unit.id == Task.lead_unit_id)
@@ -203,6 +206,7 @@ async def upsert_tasks(
         session, principal, {t.lead_unit for t in tasks} | {c for t in tasks for c in t.cooperating_units}
     )
     users = await _resolve_users(session, principal, {u for t in tasks for u in t.responsible_users})
+    fields = await resolve_fields(session, {t.field for t in tasks if t.field is not None})
     stored = await _stored_tasks(session, principal, [t.code for t in tasks])
     now = utcnow()
     client_id = principal.api_client.id if principal.api_client is not None else None
@@ -247,6 +251,11 @@ async def upsert_tasks(
                 or (None if reassigned or before is None else before.confirmed_at),
                 "version": task.version,
                 "source_client_id": client_id,
+                "field_id": (
+                    (fields[task.field] if task.field is not None else None)
+                    if "field" in task.model_fields_set or before is None
+                    else before.field_id
+                ),
             }
         )
     created = updated = 0
@@ -269,7 +278,12 @@ async def upsert_tasks(
             action="tracking.task.created" if before is None else "tracking.task.updated",
             object_type="tracking_task",
             object_id=row["id"],
-            details={"code": row["code"], "version": row["version"], "result_status": row["result_status"]},
+            details={
+                "code": row["code"],
+                "version": row["version"],
+                "result_status": row["result_status"],
+                "field_id": str(row["field_id"]) if row["field_id"] else None,
+            },
         )
     # D-15: a rejected report is a correction request to the unit (tracking/requests.py), which
     # the rejection's notification announces.

@@ -77,6 +77,11 @@ class Task(UUIDPrimaryKey, Base):
     refusal_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(BigInteger)
     source_client_id: Mapped[uuid.UUID | None]
+    # The field of responsibility (lĩnh vực, D-16) whose leaders also see and are warned about the
+    # task (tracking/scope.py); None for tasks sent before fields existed or without one.
+    field_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tracking_fields.id", ondelete="RESTRICT"), index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
 
@@ -212,3 +217,29 @@ class UpdateRequest(UUIDPrimaryKey, Base):
         CheckConstraint("status IN ('open', 'answered', 'closed')", name="status"),
         Index("ix_tracking_update_requests_open_due", "due_date", postgresql_where=text("status = 'open'")),
     )
+
+
+class TrackingField(UUIDPrimaryKey, Base):
+    """A field of responsibility (lĩnh vực, D-16), e.g. ``KHCN`` (science and technology): tasks
+    carry one, and leaders are put in charge of some (``LeaderField``)."""
+
+    __tablename__ = "tracking_fields"
+
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name_vi: Mapped[str] = mapped_column(String(255))
+    name_en: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+class LeaderField(Base):
+    """A leader in charge of a field: they get the field's tasks in their dashboards, lists,
+    digests, warnings and escalations, on top of their unit subtree's (tracking/scope.py)."""
+
+    __tablename__ = "tracking_leader_fields"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    field_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tracking_fields.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))

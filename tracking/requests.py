@@ -34,6 +34,7 @@ from tracking.agency import AGENCY_ROLES, agency_people, standing_agency_of
 from tracking.models import Task, UpdateRequest
 from tracking.rules import Rules
 from tracking.schemas import UpdateAnswerIn, UpdateRequestIn, UpdateRequestOut
+from tracking.scope import leaders_in_charge
 from tracking.service import task_to_answer, visible
 
 ASKED = "tracking.update_requested"
@@ -70,22 +71,13 @@ def due_date_for(body: UpdateRequestIn, *, now: dt.datetime, calendar: WorkCalen
 
 
 async def unit_in_charge(session: AsyncSession, *, tasks: Sequence[Any]) -> dict[uuid.UUID, list[uuid.UUID]]:
-    """Who answers for each task (``id``, ``lead_unit_id``, ``responsible_user_ids``): its
-    responsible people, else its lead unit's leaders, as the sweep's ``responsible`` target."""
+    """Who answers for each task (``id``, ``lead_unit_id``, ``field_id``,
+    ``responsible_user_ids``): its responsible people, else the leaders accountable for it (the
+    lead unit's and those in charge of its field, tracking/scope.py), as the sweep's
+    ``responsible`` target."""
     found = {t.id: list(t.responsible_user_ids) for t in tasks}
-    leaderless = {t.lead_unit_id for t in tasks if not t.responsible_user_ids}
-    if leaderless:
-        rows = await session.execute(
-            select(User.unit_id, User.id)
-            .where(User.unit_id.in_(leaderless), User.role == "leader", User.is_active)
-            .order_by(User.id)
-        )
-        leaders: dict[uuid.UUID, list[uuid.UUID]] = {}
-        for row in rows:
-            leaders.setdefault(row.unit_id, []).append(row.id)
-        for t in tasks:
-            if not t.responsible_user_ids:
-                found[t.id] = leaders.get(t.lead_unit_id, [])
+    leaderless = [(t.id, t.lead_unit_id, t.field_id) for t in tasks if not t.responsible_user_ids]
+    found.update(await leaders_in_charge(session, tasks=leaderless))
     return found
 
 
@@ -374,3 +366,4 @@ class _Row:
         self.id: uuid.UUID = row["id"]
         self.lead_unit_id: uuid.UUID = row["lead_unit_id"]
         self.responsible_user_ids: list[uuid.UUID] = row["responsible_user_ids"]
+        self.field_id: uuid.UUID | None = row["field_id"]

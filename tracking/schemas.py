@@ -77,6 +77,9 @@ class TaskUpsert(RequestModel):
     proposals: LongText | None = None
     attachments: Annotated[list[Attachment], Field(max_length=50)] = Field(default_factory=list)
     report: ReportState | None = None
+    # The field of responsibility's code (D-16, tracking/fields.py); null clears it, and a record
+    # without the key keeps the stored one (senders that know no fields do not wipe them).
+    field: Code | None = None
 
     @model_validator(mode="after")
     def _classified_carries_status_only(self) -> TaskUpsert:
@@ -221,6 +224,7 @@ class TaskOut(ResponseModel):
     refused_by: uuid.UUID | None
     refusal_reason_code: RefusalCode | None
     refusal_reason: str | None
+    field_id: uuid.UUID | None = None
     confirm_by: dt.datetime | None
     deadline_status: DeadlineStatus
     colour: str

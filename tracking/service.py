@@ -1,8 +1,8 @@
 """What staff and leaders do in the tracking app: list tasks with their deadline status, count
 them per unit and status (D-12, D-16), confirm a newly assigned task (D-14), and set their
 reminder preferences; refusing a task (the other answer of D-14) is tracking/refusal.py.
-Visibility follows the rest of the service: one's own unit subtree, and always the tasks one is
-responsible for."""
+Visibility is tracking/scope.py's: one's unit subtree (an inspector's overseen units), the
+fields a leader is in charge of, and always the tasks one is responsible for."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import ColumnElement, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from core.workcalendar import WorkCalendar
 from tracking.models import Preference, Task
 from tracking.rules import Rules
 from tracking.schemas import PreferenceIn, StatusCount, TaskOut
+from tracking.scope import task_scope
 from tracking.status import COLOURS, status_of, status_sql
 
 Scope = Literal["mine", "units"]
@@ -57,21 +58,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         raise BadRequest("Invalid cursor", code="invalid_cursor") from exc
 
 
-def _in_subtree(principal: Principal) -> ColumnElement[bool]:
-    in_subtree = Unit.path.startswith(principal.unit_path, autoescape=True)
-    return or_(
-        Task.lead_unit_id.in_(select(Unit.id).where(in_subtree)),
-        Task.cooperating_unit_ids.overlap(
-            select(func.array_agg(Unit.id)).where(in_subtree).scalar_subquery()
-        ),
-    )
-
-
 def visible(principal: Principal) -> ColumnElement[bool]:
-    mine = Task.responsible_user_ids.contains([principal.user_id])
-    if principal.sees_all_units:
-        return true()
-    return or_(mine, _in_subtree(principal))
+    """The one visibility rule of tasks (tracking/scope.py): unit reach, fields in charge, one's own."""
+    return task_scope(principal)
 
 
 def task_out(task: Task, *, now: dt.datetime, rules: Rules, calendar: WorkCalendar) -> TaskOut:

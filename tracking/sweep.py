@@ -35,6 +35,7 @@ from auth.models import Unit
 from core.workcalendar import WorkCalendar
 from tracking.quiet import in_quiet_hours_sql
 from tracking.rules import Rules
+from tracking.scope import leaders_in_charge_sql
 
 # How far around "today" a due date is looked for: back for overdue steps (≤ 60 working days),
 # ahead for reminders (≤ 90 days before), both with room for Tết and weekends.
@@ -90,22 +91,21 @@ def date_range(
     return (hits[0], hits[-1]) if hits else None
 
 
-# Who a target means. Work without named responsible people goes to the unit's leaders, who
-# are accountable for it (not to every officer of the unit: hundreds of pushes for one item).
-_RECIPIENTS = """
+# Who a target means. Work without named responsible people goes to the leaders accountable for
+# it (not to every officer of the unit: hundreds of pushes for one item): the unit's leaders and
+# the leaders in charge of the task's field (D-16, tracking/scope.py), as "unit_leaders" does.
+_LEADERS = leaders_in_charge_sql("c.unit_id", "c.field_id")
+_RECIPIENTS = f"""
     SELECT unnest(c.responsible_user_ids) WHERE c.target = 'responsible'
     UNION ALL
-    SELECT u.id FROM users u
-     WHERE c.target = 'responsible' AND cardinality(c.responsible_user_ids) = 0
-       AND u.unit_id = c.unit_id AND u.role = 'leader'
-    UNION ALL
-    SELECT u.id FROM users u
-     WHERE c.target = 'unit_leaders' AND u.unit_id = c.unit_id AND u.role = 'leader'
+    SELECT l.id FROM ({_LEADERS}) AS l(id)
+     WHERE c.target = 'unit_leaders'
+        OR (c.target = 'responsible' AND cardinality(c.responsible_user_ids) = 0)
     UNION ALL
     SELECT u.id FROM users u JOIN units lu ON lu.id = c.unit_id
      WHERE c.target = 'standing_agency' AND u.role IN ('task_approver', 'leader')
        AND u.unit_id = COALESCE(:agency, CAST(split_part(lu.path, '/', 1) AS uuid))
-"""
+"""  # noqa: S608
 
 # The recipient's preferences (p) at the sweep's local time: the rule of tracking/quiet.py, which
 # the digest sender runs too.
@@ -115,7 +115,7 @@ _EMERGENCY = "(t.priority = ANY(:emergency))"
 # Constant SQL fragments composed at import; every value is a bound parameter.
 _TASK_CANDIDATES = f"""
     SELECT t.id AS subject_id, 'deadline' AS rule, 'd' || r.n || ':' || t.deadline_date AS occurrence,
-           'responsible' AS target, t.lead_unit_id AS unit_id, t.responsible_user_ids,
+           'responsible' AS target, t.lead_unit_id AS unit_id, t.field_id, t.responsible_user_ids,
            {_EMERGENCY} AS emergency, 'normal' AS base_priority, true AS digestible
       FROM tracking_tasks t
       JOIN jsonb_to_recordset(CAST(:before AS jsonb)) AS r(n int, lo date, hi date)
@@ -123,7 +123,7 @@ _TASK_CANDIDATES = f"""
      WHERE t.result_status <> 'done' AND t.deadline > :now AND t.refused_at IS NULL
     UNION ALL
     SELECT t.id, 'overdue', 'w' || r.n || ':' || r.target || ':' || t.deadline_date,
-           r.target, t.lead_unit_id, t.responsible_user_ids,
+           r.target, t.lead_unit_id, t.field_id, t.responsible_user_ids,
            {_EMERGENCY}, 'high', r.target = 'responsible'
       FROM tracking_tasks t
       JOIN jsonb_to_recordset(CAST(:after AS jsonb)) AS r(n int, lo date, hi date, target text)
@@ -132,7 +132,7 @@ _TASK_CANDIDATES = f"""
        AND (t.refused_at IS NULL OR r.target = 'standing_agency')
     UNION ALL
     SELECT t.id, 'confirm', s.step || ':' || CAST(extract(epoch FROM t.received_at) AS bigint),
-           s.target, t.lead_unit_id, t.responsible_user_ids, {_EMERGENCY}, 'high', false
+           s.target, t.lead_unit_id, t.field_id, t.responsible_user_ids, {_EMERGENCY}, 'high', false
       FROM tracking_tasks t
       JOIN (VALUES ('half', 'responsible', CAST(:half_lo AS timestamptz), CAST(:half_hi AS timestamptz)),
                    ('expiry', 'unit_leaders', CAST(:full_lo AS timestamptz), CAST(:full_hi AS timestamptz)))
@@ -141,13 +141,13 @@ _TASK_CANDIDATES = f"""
      WHERE t.confirmed_at IS NULL AND t.refused_at IS NULL AND t.result_status <> 'done'
     UNION ALL
     SELECT k.id, 'report', 'r' || r.n || ':' || k.report_due, 'responsible', k.unit_id,
-           k.responsible_user_ids, false, 'normal', true
+           CAST(NULL AS uuid), k.responsible_user_ids, false, 'normal', true
       FROM tracking_kpis k
       JOIN jsonb_to_recordset(CAST(:report AS jsonb)) AS r(n int, lo date, hi date)
         ON k.report_due BETWEEN r.lo AND r.hi
      WHERE k.reported_at IS NULL
     UNION ALL
-    SELECT q.id, 'request', 'b' || x.n || ':' || q.due_date, 'responsible', t.lead_unit_id,
+    SELECT q.id, 'request', 'b' || x.n || ':' || q.due_date, 'responsible', t.lead_unit_id, t.field_id,
            t.responsible_user_ids, {_EMERGENCY}, 'normal', true
       FROM tracking_update_requests q
       JOIN jsonb_to_recordset(CAST(:request_before AS jsonb)) AS x(n int, day date, fires timestamptz)
@@ -156,7 +156,7 @@ _TASK_CANDIDATES = f"""
      WHERE q.status = 'open'
     UNION ALL
     SELECT q.id, 'request', 'w' || x.n || ':' || x.target || ':' || q.due_date, x.target, t.lead_unit_id,
-           t.responsible_user_ids, {_EMERGENCY}, 'high', x.target = 'responsible'
+           t.field_id, t.responsible_user_ids, {_EMERGENCY}, 'high', x.target = 'responsible'
       FROM tracking_update_requests q
       JOIN jsonb_to_recordset(CAST(:request_after AS jsonb))
            AS x(n int, day date, fires timestamptz, target text)

@@ -46,7 +46,7 @@ from core.errors import Unauthorized
 
 router = APIRouter(tags=["auth"])
 
-OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True))
+OwnMfaChange = Depends(Authenticated(allow_delegated=False, step_up=True, own_account=True))
 
 
 @router.post("/login", dependencies=[PUBLIC], response_model=TokenResponse)

@@ -22,7 +22,7 @@ router = APIRouter(tags=["auth"])
 admin_router = APIRouter(tags=["users"])
 
 # Adding or removing one's own credential needs a fresh step-up, as one's own person.
-OwnCredentialChange = Depends(Authenticated(allow_delegated=False, step_up=True))
+OwnCredentialChange = Depends(Authenticated(allow_delegated=False, step_up=True, own_account=True))
 OwnList = Depends(Authenticated(allow_delegated=False))
 
 

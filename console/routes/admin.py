@@ -22,6 +22,7 @@ from auth.schemas import UserCreate, UserUpdate
 from console.forms import invalid, see_other, step_up
 from console.security import verify_csrf
 from console.templating import is_htmx, render
+from tracking import fields
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
@@ -121,6 +122,8 @@ async def user_page(
     )
     pending = await mfa_reset.pending_for(session, principal=principal, user_id=user.id)
     keys = await passkey_admin.list_for(session, principal=principal, user_id=user.id)
+    # D-16: a leader's fields of responsibility (console/routes/fields.py saves the form).
+    leader = user.role == Role.LEADER.value
     return render(
         request,
         "admin/user.html",
@@ -131,6 +134,10 @@ async def user_page(
             "passkeys": keys,
             "roles": _grantable(principal),
             "done": done,
+            "fields": await fields.list_fields(session) if leader else [],
+            "leader_fields": {f.code for f in await fields.fields_of_leader(session, user_id=user.id)}
+            if leader
+            else set(),
         },
         principal=principal,
     )

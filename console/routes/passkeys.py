@@ -28,7 +28,7 @@ from core.schemas import RequestModel
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
-OwnAccount = Depends(Authenticated(allow_delegated=False))
+OwnAccount = Depends(Authenticated(allow_delegated=False, own_account=True))
 Code = Annotated[str, Form(max_length=32)]
 
 

@@ -13,7 +13,6 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Require, SessionDep
-from auth import units as unit_service
 from auth.principal import Principal
 from auth.roles import Permission
 from console.i18n import _
@@ -22,7 +21,7 @@ from console.templating import render
 from core.db import utcnow
 from core.errors import BadRequest
 from tracking import calendar as tracking_calendar
-from tracking import history, requests
+from tracking import history, requests, scope
 from tracking import service as tracking
 from tracking.models import Task
 from tracking.rules import get_rules
@@ -135,7 +134,7 @@ async def task_list(
         session, principal=principal, filters=filters, now=utcnow(), rules=get_rules()
     )
     items = await _outs(session, tasks)
-    units = await unit_service.list_units(session, principal=principal, limit=500, after_path=None)
+    units = await scope.units_in_view(session, principal=principal, limit=500)
     context = {
         "tasks": items,
         "next_cursor": next_cursor,

@@ -60,6 +60,7 @@ PAGES = {
     "/admin/users": "admin",
     "/admin/users/new": "admin",
     "/admin/users/{user_id}": "admin",
+    "/admin/fields": "admin",
     "/admin/api-clients": "admin",
     "/admin/audit": "admin",
     "/admin/devices": "admin",
