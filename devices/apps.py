@@ -9,7 +9,6 @@ another database (the tests do this per test) never serves the previous one's ap
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
+from core import clock
 from core.after_commit import call_after_commit
 from core.errors import Conflict, NotFound, Unprocessable
 from devices.app_schemas import AppCreate, AppUpdate
@@ -56,7 +56,7 @@ class AppInfo:
 @dataclass
 class _Cached:
     database: str
-    loaded_at: float
+    loaded_at: float  # the service clock's (core.clock: tests move it), in seconds
     apps: Mapping[str, AppInfo]
 
 
@@ -80,9 +80,10 @@ async def known(session: AsyncSession) -> Mapping[str, AppInfo]:
     """Every app by code, enabled or not: from memory, or one query every ``CACHE_SECONDS``."""
     global _cached
     database = _database_of(session)
-    now = time.monotonic()
+    now = clock.utcnow().timestamp()
     cached = _cached
-    if cached is not None and cached.database == database and now - cached.loaded_at < CACHE_SECONDS:
+    # A clock set back is no reason to keep a copy: a negative age reloads.
+    if cached is not None and cached.database == database and 0 <= now - cached.loaded_at < CACHE_SECONDS:
         return cached.apps
     rows = (await session.execute(select(App))).scalars()
     apps = {row.code: AppInfo.of(row) for row in rows}
