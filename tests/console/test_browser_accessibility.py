@@ -59,6 +59,8 @@ PAGES = {
     "/admin/api-clients": "admin",
     "/admin/audit": "admin",
     "/admin/devices": "admin",
+    "/admin/apps": "admin",
+    "/admin/apps/{app_code}": "admin",
     "/news": "admin",
     "/news/approvals": "admin",
     "/news/new": "admin",
@@ -251,6 +253,7 @@ async def test_every_page_passes_axe_and_fits_a_phone(live, chromium, client, wo
             "user_id": str(accounts["verifying"].id),
             "item_id": sent_id,
             "task_id": str(task_id),
+            "app_code": "portal",
         }
         problems: list[str] = []
         texts: dict[str, str] = {}
