@@ -3,8 +3,8 @@
 Every registration, inbox read and notification names its app, so the rows are kept in process
 (``known``): read once, then served from memory for ``CACHE_SECONDS``. A change made here clears
 this process's copy at once (and again after its commit); other processes (API workers, send
-workers) see it within ``CACHE_SECONDS``. The copy is per database, so a process pointed at
-another database (the tests do this per test) never serves the previous one's apps.
+workers) see it within ``CACHE_SECONDS``. The copy is per database engine, so a process pointed
+at another database (the tests do this per test) never serves the previous one's apps.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class AppInfo:
 
 @dataclass
 class _Cached:
-    database: str
+    database: object  # the Engine the rows came from (compared by identity: no URL rendering)
     loaded_at: float  # the service clock's (core.clock: tests move it), in seconds
     apps: Mapping[str, AppInfo]
 
@@ -72,8 +72,8 @@ async def _invalidate_after_commit() -> None:
     invalidate()
 
 
-def _database_of(session: AsyncSession) -> str:
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
+def _database_of(session: AsyncSession) -> object:
+    return session.get_bind().engine
 
 
 async def known(session: AsyncSession) -> Mapping[str, AppInfo]:
@@ -83,7 +83,7 @@ async def known(session: AsyncSession) -> Mapping[str, AppInfo]:
     now = clock.utcnow().timestamp()
     cached = _cached
     # A clock set back is no reason to keep a copy: a negative age reloads.
-    if cached is not None and cached.database == database and 0 <= now - cached.loaded_at < CACHE_SECONDS:
+    if cached is not None and cached.database is database and 0 <= now - cached.loaded_at < CACHE_SECONDS:
         return cached.apps
     rows = (await session.execute(select(App))).scalars()
     apps = {row.code: AppInfo.of(row) for row in rows}
