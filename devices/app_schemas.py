@@ -24,6 +24,8 @@ FcmProjectId = Annotated[
 ApnsTopic = Annotated[
     str, StringConstraints(min_length=3, max_length=155, pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ]
+ALL_PLATFORMS: tuple[AppPlatform, ...] = ("android", "ios")
+ALL_LANGUAGES: tuple[AppLanguage, ...] = ("vi", "en", "zh", "fr", "es", "ru")
 AppName = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 
 
@@ -32,7 +34,7 @@ def _languages(value: list[AppLanguage] | None) -> list[AppLanguage] | None:
         return None
     if DEFAULT_LANGUAGE not in value:
         raise ValueError("vi is required: every push falls back to Vietnamese (D-02)")
-    return sorted(set(value), key=("vi", "en", "zh", "fr", "es", "ru").index)
+    return sorted(set(value), key=ALL_LANGUAGES.index)
 
 
 def _platforms(value: list[AppPlatform] | None) -> list[AppPlatform] | None:
@@ -43,12 +45,12 @@ class AppCreate(RequestModel):
     code: AppCode
     name: AppName
     platforms: Annotated[list[AppPlatform], Field(min_length=1, max_length=2)] = Field(
-        default_factory=lambda: ["android", "ios"]
+        default_factory=lambda: list(ALL_PLATFORMS)
     )
     fcm_project_id: FcmProjectId | None = Field(default=None, description="null: the configured project")
     apns_topic: ApnsTopic | None = Field(default=None, description="null: CHUONG_APNS_TOPIC")
     languages: Annotated[list[AppLanguage], Field(min_length=1, max_length=6)] = Field(
-        default_factory=lambda: ["vi", "en", "zh", "fr", "es", "ru"]
+        default_factory=lambda: list(ALL_LANGUAGES)
     )
     anonymous_devices: bool = Field(default=False, description="devices may register without an account")
 

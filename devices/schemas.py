@@ -45,7 +45,9 @@ def _time_zone(value: str) -> str:
 
 
 class DeviceRegister(RequestModel):
-    app: AppCode
+    app: AppCode = Field(
+        description="The app's code, as the operator registered it: `portal`, `tracking`, ..."
+    )
     platform: Platform
     # iOS apps may use FCM too; by default Android → FCM and iOS → APNs.
     provider: Provider | None = None

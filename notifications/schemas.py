@@ -49,7 +49,9 @@ class Audience(RequestModel):
 
 
 class NotificationCreate(RequestModel):
-    app: AppCode = Field(description="The app's code (`GET /v1/apps`): `portal`, `tracking`, ...")
+    app: AppCode = Field(
+        description="The app's code, as the operator registered it: `portal`, `tracking`, ..."
+    )
     kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")]
     priority: Priority = "normal"
     sensitivity: Sensitivity = "public"

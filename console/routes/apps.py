@@ -19,14 +19,14 @@ from console.security import verify_csrf
 from console.templating import render
 from core.errors import NotFound
 from devices import apps
-from devices.app_schemas import AppCode, AppCreate, AppUpdate
+from devices.app_schemas import ALL_PLATFORMS, AppCode, AppCreate, AppUpdate
 from devices.locales import SUPPORTED_LANGUAGES
 
 router = APIRouter(dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
 AppAdmin = Depends(Require(Permission.APPS_MANAGE))
 Code = Annotated[str, Form(max_length=32)]
-PLATFORMS = ("android", "ios")
+PLATFORMS = ALL_PLATFORMS
 
 
 @router.get("/admin/apps")

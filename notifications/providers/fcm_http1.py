@@ -7,7 +7,8 @@ two transports are interchangeable (`fcm_transport` setting) and tested against 
 
 firebase-admin 7.7 internals used (pinned by tests/providers/test_fcm_http1.py):
 - `messaging._get_messaging_service(app)`: `_credential` (google-auth credentials),
-  `_fcm_url` (the messages:send URL on the configured `fcm_endpoint`, fcm_app.py) and
+  `_fcm_url` (the messages:send URL on the configured `fcm_endpoint`, fcm_app.py; another
+  app's project gets the same URL with its project id), `_project_id` and
   `_fcm_headers` (API format version and client id), plus `_http_client.METRICS_HEADERS`;
 - `messaging._MessagingService.encode_message`: the message JSON;
 - `_MessagingService._handle_fcm_httpx_error`: FCM's error JSON → `UnregisteredError`,
