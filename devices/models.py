@@ -16,7 +16,7 @@ from core.netaddr import Network
 class Device(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "devices"
 
-    app: Mapped[str] = mapped_column(String(16))  # portal | tracking
+    app: Mapped[str] = mapped_column(String(16))  # an apps.code (devices/apps.py)
     platform: Mapped[str] = mapped_column(String(16))  # android | ios
     provider: Mapped[str] = mapped_column(String(8))  # fcm | apns
     apns_environment: Mapped[str | None] = mapped_column(String(16))  # sandbox | production
