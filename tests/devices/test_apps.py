@@ -11,6 +11,7 @@ from sqlalchemy import event, text
 
 from auth.roles import Role
 from core import clock
+from core.config import get_settings
 from core.db import get_engine, transaction
 from devices import apps
 from tests.support.factories import make_account, make_unit, sign_in
@@ -286,3 +287,25 @@ async def test_the_copy_belongs_to_its_database(owner_engine):
         assert await apps.find(session, "other") is None  # this database's copy, for CACHE_SECONDS
         apps.invalidate()
         assert await apps.find(session, "other") is not None
+
+
+async def test_a_new_app_gets_the_four_eyes_bound_of_direct_pushes(client, system_admin, monkeypatch):
+    """Only the tracking app's named-staff pushes are exempt; an app added later is bounded as
+    the portal is (notifications/policy.py)."""
+    monkeypatch.setattr(get_settings(), "direct_push_max_recipients", 1)
+    _, headers = system_admin
+    assert (await client.post("/v1/apps", json=HANDBOOK, headers=headers)).status_code == 201
+    unit = await make_unit()
+    readers = [await make_account(role=Role.MEMBER, unit=unit, enrolled=False) for _ in range(2)]
+    for app, status in (("handbook", 403), ("portal", 403), ("tracking", 202)):
+        push = {
+            "app": app,
+            "kind": "notice",
+            "title": {"vi": "Tin"},
+            "body": {"vi": "Nội dung"},
+            "audience": {"users": [str(reader.id) for reader in readers]},
+        }
+        response = await client.post("/v1/notifications", json=push, headers=headers)
+        assert response.status_code == status, (app, response.text)
+        if status == 403:
+            assert error_code(response) == "four_eyes_required"
