@@ -70,11 +70,13 @@ class FcmProvider:
         for another FCM project (PushSpec.fcm_project_id); made on first use, kept until close."""
         self.app = app
         self._app_for_project = app_for_project
-        self._apps: dict[str, firebase_admin.App] = {messaging._get_messaging_service(app)._project_id: app}
+        self._apps: dict[str, firebase_admin.App] = {}
 
     def _app_of(self, project: str | None) -> firebase_admin.App:
         if project is None:
             return self.app
+        if not self._apps:  # the configured project is ``app``'s own (read on first need)
+            self._apps[messaging._get_messaging_service(self.app)._project_id] = self.app
         app = self._apps.get(project)
         if app is None:
             if self._app_for_project is None:
@@ -90,7 +92,11 @@ class FcmProvider:
         return results
 
     async def _send_run(self, requests: Sequence[PushRequest]) -> list[SendResult]:
-        app = self._app_of(requests[0].spec.fcm_project_id)
+        try:
+            app = self._app_of(requests[0].spec.fcm_project_id)
+        except ValueError as exc:  # no App for the project (a bad credentials file): nothing sent
+            failure = SendResult(Outcome.FAILED, error_code=f"fcm_app:{exc}"[:64])
+            return [failure for _ in requests]
         results: list[SendResult] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
@@ -113,7 +119,7 @@ class FcmProvider:
         return results
 
     async def close(self) -> None:
-        for app in self._apps.values():
+        for app in {id(app): app for app in (self.app, *self._apps.values())}.values():
             await close_firebase_app(app)
 
 

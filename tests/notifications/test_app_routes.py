@@ -10,6 +10,9 @@ import pytest
 
 from auth.roles import Role
 from emulator.credentials import DEFAULT_PROJECT_ID
+from notifications.content import PushContent, PushSpec
+from notifications.payloads import render
+from notifications.providers.base import Outcome, PushRequest
 from notifications.providers.registry import build_providers, close_providers
 from tests.notifications.helpers import load, run_workers
 from tests.support.factories import make_account, make_unit, sign_in
@@ -88,3 +91,33 @@ async def test_a_third_apps_push_reaches_its_fcm_project_and_apns_topic(
     assert portal_path == f"/v1/projects/{DEFAULT_PROJECT_ID}/messages:send"
     handbook_payload = emulator.log.find(token=handbook_fcm)[0].as_json()["payload"]
     assert handbook_payload["message"]["notification"]["title"] == "New chapter"
+
+
+@pytest.mark.parametrize("transport", ["http1", "firebase_admin"])
+async def test_one_send_call_with_several_projects_sends_each_to_its_own(
+    emulator, emulated_settings, monkeypatch, transport
+):
+    """The pipeline hands a provider one notification (one project) per call; a call that mixes
+    specs still sends every message to its own project, in order."""
+    monkeypatch.setattr(emulated_settings, "fcm_transport", transport)
+    content = PushContent(
+        kind="notice", priority="normal", sensitivity="public", title={"vi": "T"}, body={"vi": "B"}
+    )
+    specs = {
+        project: PushSpec(id=str(uuid.uuid4()), content=content, fcm_project_id=project)
+        for project in (None, "handbook-project", "other-project")
+    }
+    order = [None, "handbook-project", "handbook-project", None, "other-project", "handbook-project"]
+    requests = []
+    for project in order:
+        spec = specs[project]
+        requests.append(PushRequest(token=f"fcm-{uuid.uuid4().hex}", spec=spec, push=render(spec, "vi")))
+    providers = build_providers(emulated_settings, paced=False)
+    try:
+        results = await providers["fcm"].send(requests)
+    finally:
+        await close_providers(providers)
+    assert [result.outcome for result in results] == [Outcome.ACCEPTED] * len(order)
+    for request, project in zip(requests, order, strict=True):
+        path = emulator.log.find(token=request.token)[0].as_json()["headers"][":path"]
+        assert path == f"/v1/projects/{project or DEFAULT_PROJECT_ID}/messages:send"
