@@ -25,6 +25,7 @@ from api.routers import (
     units,
     users,
 )
+from api.routers import apps as app_routes
 from api.routers import audit as audit_routes
 from api.routers import auth as auth_routes
 from api.routers import inspection as inspection_routes
@@ -72,6 +73,7 @@ def create_api_app(*, max_body_bytes: int, manage_resources: bool = True) -> Fas
     app.include_router(mfa_resets.router, prefix="/v1/mfa-resets")
     app.include_router(delegations.router, prefix="/v1/delegations")
     app.include_router(devices.router, prefix="/v1/devices")
+    app.include_router(app_routes.router, prefix="/v1/apps")
     app.include_router(notifications.router, prefix="/v1/notifications")
     app.include_router(inbox.router, prefix="/v1/inbox")
     app.include_router(api_clients.router, prefix="/v1/api-clients")

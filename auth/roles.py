@@ -50,6 +50,9 @@ class Permission(StrEnum):
     # The service's live figures (backlog, rates, breakers) on the console's home: the operators,
     # i.e. system and unit admins. Service-wide, not per unit: they name no unit, user or push.
     OPERATIONS_READ = "operations:read"
+    # The apps devices register for and pushes go to (their FCM project and APNs topic): system
+    # admins only, like the registration floods; service-wide.
+    APPS_MANAGE = "apps:manage"
 
 
 _P = Permission

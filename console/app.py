@@ -27,6 +27,7 @@ from console.forms import reject_unstorable_input, safe_next
 from console.i18n import _, network_refusal_message
 from console.routes import (
     admin,
+    apps,
     audit,
     clients,
     delivery,
@@ -190,6 +191,7 @@ def create_console_app() -> FastAPI:
         home,
         live,
         admin,
+        apps,
         clients,
         audit,
         devices,

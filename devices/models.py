@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR  # this ARRAY has overlap() (&&)
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -16,7 +16,7 @@ from core.netaddr import Network
 class Device(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "devices"
 
-    app: Mapped[str] = mapped_column(String(16))  # portal | tracking
+    app: Mapped[str] = mapped_column(String(16))  # an apps.code (devices/apps.py)
     platform: Mapped[str] = mapped_column(String(16))  # android | ios
     provider: Mapped[str] = mapped_column(String(8))  # fcm | apns
     apns_environment: Mapped[str | None] = mapped_column(String(16))  # sandbox | production
@@ -70,3 +70,29 @@ class AccountTopic(Base):
     app: Mapped[str] = mapped_column(String(16), primary_key=True)
     topic: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+class App(Timestamps, Base):
+    """An app whose devices register here and whose notifications go out (issue 19 item 6):
+    the value ``devices.app`` and ``notifications.app`` carry is its ``code``. The portal and
+    tracking apps are seeded by the migration; operators add more (devices/apps.py)."""
+
+    __tablename__ = "apps"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # A disabled app takes no new registrations and no new notifications; what it has keeps working.
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    platforms: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default=text("'{android,ios}'"))
+    # NULL: the configured ones (CHUONG_FCM_PROJECT_ID or the service account's project;
+    # CHUONG_APNS_TOPIC). Same credentials either way: the service account must be allowed to
+    # send for the project, and the .p8 key belongs to the team that owns the bundle id.
+    fcm_project_id: Mapped[str | None] = mapped_column(String(64))
+    apns_topic: Mapped[str | None] = mapped_column(String(255))
+    languages: Mapped[list[str]] = mapped_column(
+        ARRAY(String(8)), server_default=text("'{vi,en,zh,fr,es,ru}'")
+    )
+    # Whether a device may register without an account (and get a device credential).
+    anonymous_devices: Mapped[bool] = mapped_column(server_default=text("false"))
+
+    __table_args__ = (CheckConstraint("code ~ '^[a-z][a-z0-9-]{1,15}$'", name="code"),)

@@ -10,9 +10,9 @@ from pydantic import AfterValidator, Field, IPvAnyNetwork, StringConstraints, mo
 
 from core.schemas import RequestModel, ResponseModel
 from core.types import BoundedDatetime
+from devices.app_schemas import AppCode
 from devices.locales import normalise_locale
 
-App = Literal["portal", "tracking"]
 Platform = Literal["android", "ios"]
 Provider = Literal["fcm", "apns"]
 ApnsEnvironment = Literal["sandbox", "production"]
@@ -45,7 +45,9 @@ def _time_zone(value: str) -> str:
 
 
 class DeviceRegister(RequestModel):
-    app: App
+    app: AppCode = Field(
+        description="The app's code, as the operator registered it: `portal`, `tracking`, ..."
+    )
     platform: Platform
     # iOS apps may use FCM too; by default Android → FCM and iOS → APNs.
     provider: Provider | None = None

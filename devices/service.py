@@ -20,8 +20,9 @@ from auth.principal import AuthenticatedDevice
 from core.config import get_settings
 from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
-from core.errors import Conflict, NotFound, Unauthorized
+from core.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from core.netaddr import Network
+from devices import apps
 from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
@@ -60,8 +61,15 @@ async def register(
     inbox staying with the previous owner's account. An anonymous caller cannot displace a
     signed-in device at all (409 ``device_signed_in``). ``network`` is recorded on new devices.
     """
-    if user_id is None and body.app != "portal":
-        raise Unauthorized("Sign in to register a tracking-app device", code="sign_in_required")
+    app = await apps.require(session, body.app)
+    if body.platform not in app.platforms:
+        raise Unprocessable(
+            f"The app {app.code!r} has no {body.platform} version",
+            code="platform_not_supported",
+            details=[{"app": app.code, "platform": body.platform}],
+        )
+    if user_id is None and not app.anonymous_devices:
+        raise Unauthorized(f"Sign in to register a device of the {app.code!r} app", code="sign_in_required")
     now = utcnow()
     assert body.provider is not None
     fields = {

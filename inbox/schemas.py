@@ -9,10 +9,10 @@ from typing import Literal
 from core.i18n import language_for, translate
 from core.links import safe_link
 from core.schemas import RequestModel, ResponseModel
+from devices.app_schemas import AppCode
 from devices.locales import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES
 from inbox.service import Item
 
-App = Literal["portal", "tracking"]
 # Lines of the catalogue (core/locales): the push's own generic line stands in for hidden content.
 GENERIC_LINE_KEY = "push.generic_line"
 WITHDRAWN_LINE_KEY = "inbox.withdrawn_line"
@@ -51,7 +51,7 @@ class UnreadCount(ResponseModel):
 
 
 class ReadAll(RequestModel):
-    app: App | None = None
+    app: AppCode | None = None
     up_to: uuid.UUID | None = None  # read everything up to and including this item
 
 

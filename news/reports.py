@@ -39,13 +39,14 @@ from auth.models import Unit
 from auth.principal import Principal
 from auth.units import get_unit
 from core.errors import Unprocessable
+from devices import apps
+from devices.app_schemas import AppCode
 from news.models import Section
 from notifications.language_summary import RECEIPT_LANGUAGE_SQL
 
 Grain = Literal["day", "week", "month"]
-App = Literal["portal", "tracking"]
+App = AppCode  # an app of the apps table (devices/apps.py); a disabled one still reports
 GRAINS: tuple[Grain, ...] = ("day", "week", "month")
-APPS: tuple[App, ...] = ("portal", "tracking")
 MAX_DAYS = 366
 UNKNOWN = "unknown"
 VN_TIME = dt.timezone(dt.timedelta(hours=7), "ICT")  # no daylight saving (D-50)
@@ -231,6 +232,8 @@ async def build(session: AsyncSession, *, principal: Principal, query: ReportQue
     and its sub-units' pushes; central boards' admins and system admins more), narrowed to
     ``query.unit_id`` (which must be inside it, else 404)."""
     query.check()
+    if query.app is not None:
+        await apps.require(session, query.app, enabled=False)
     unit = await get_unit(session, principal=principal, unit_id=query.unit_id) if query.unit_id else None
     if unit is not None:
         prefix: str | None = unit.path

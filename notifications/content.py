@@ -55,6 +55,10 @@ class PushSpec:
     content: PushContent
     # created_at + ttl_seconds; None for content not stored yet (a size check, a preview).
     expires_at: dt.datetime | None = None
+    # Where the notification's app is published (the ``apps`` row, devices/apps.py); None: the
+    # providers' configured FCM project and APNs topic.
+    fcm_project_id: str | None = None
+    apns_topic: str | None = None
 
     def ttl_left(self, now: dt.datetime | None = None) -> int:
         """The provider TTL of a request sent now: what is left of the notification's life, not

@@ -16,6 +16,7 @@ import datetime as dt
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,7 @@ from core.config import get_settings
 from core.db import transaction, utcnow
 from core.jobs import JobName, defer
 from core.logging import get_logger
+from devices import apps
 from notifications import breaker, cancellation, dispatch, metrics, outbox
 from notifications import service as notifications_service
 from notifications.content import PushSpec
@@ -111,7 +113,12 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
             notification = await session.get(Notification, notification_id)
             if notification is None:
                 return None
+            # The app's FCM project and APNs topic, once per notification and process like the
+            # rest of the spec (a change to the app applies to the notifications sent after it).
+            app = await apps.find(session, notification.app)
             spec = notification.push_spec()
+            if app is not None:
+                spec = replace(spec, fcm_project_id=app.fcm_project_id, apns_topic=app.apns_topic)
         if len(_SPECS) >= _SPECS_KEPT:
             _SPECS.pop(next(iter(_SPECS)))
         _SPECS[notification_id] = spec

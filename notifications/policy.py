@@ -28,9 +28,10 @@ from notifications.audience import account_filter
 # Audience keys that select readers nobody named: every device, topic subscribers, or (recall)
 # whatever an earlier push reached. Only an approved release may use them, whatever the app.
 BROADCAST_KEYS = ("all", "topics", "recipients_of")
-# The app of the public (anonymous) readers, where the recipient bound applies. The tracking app
-# reaches only signed-in staff of the sender's subtree, named by account (tracking/notify.py).
-PORTAL_APP = "portal"
+# The recipient bound applies to every app but the tracking app, which reaches only signed-in
+# staff of the sender's subtree, named by account (tracking/notify.py). An app added later (a
+# members' handbook, ...) gets the bound: a push to many readers of it goes through a workflow.
+TRACKING_APP = "tracking"
 NEWS_WORKFLOW_HINT = (
     "create a news item (POST /v1/news), submit it, and have another publisher approve it "
     "with a fresh step-up (POST /v1/news/{id}/approve)"
@@ -61,7 +62,7 @@ async def check_direct_push(
             f"A push to all readers or to topics needs a second approver: {NEWS_WORKFLOW_HINT}",
             details=[{"audience": key} for key in broadcast],
         )
-    if app != PORTAL_APP:
+    if app == TRACKING_APP:
         return
     limit = get_settings().direct_push_max_recipients
     devices = len(audience.get("devices") or [])

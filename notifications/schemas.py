@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 from auth.roles import Role
 from core.links import DeepLink
 from core.schemas import RequestModel, ResponseModel
+from devices.app_schemas import AppCode
 from devices.locales import SUPPORTED_LANGUAGES
 from notifications.content import PUSH_CONTENT_FIELDS, PushContent
 
@@ -48,7 +49,9 @@ class Audience(RequestModel):
 
 
 class NotificationCreate(RequestModel):
-    app: Literal["portal", "tracking"]
+    app: AppCode = Field(
+        description="The app's code, as the operator registered it: `portal`, `tracking`, ..."
+    )
     kind: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")]
     priority: Priority = "normal"
     sensitivity: Sensitivity = "public"

@@ -22,6 +22,7 @@ from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
+from devices import apps
 from notifications import cancellation, on_created, outbox
 from notifications.content import PushContent, PushSpec
 from notifications.models import DeliveryBatch, Notification
@@ -164,6 +165,19 @@ async def create_prepared(
     return (await create_prepared_many(session, [prepared]))[0]
 
 
+async def _check_app(session: AsyncSession, item: Prepared) -> None:
+    """The app exists and takes new notifications, in the languages it offers (from the
+    in-process copy of the apps: no query per notification)."""
+    app = await apps.require(session, item.app)
+    offered = {*item.content.title, *item.content.body} - app.languages
+    if offered:
+        raise Unprocessable(
+            f"The app {app.code!r} is not published in {', '.join(sorted(offered))}",
+            code="language_not_offered",
+            details=[{"app": app.code, "language": language} for language in sorted(offered)],
+        )
+
+
 async def create_prepared_many(session: AsyncSession, items: Sequence[Prepared]) -> list[Notification]:
     """``create_prepared`` for many notifications at once, in the caller's transaction, with the
     same checks, audit rows, fan-out jobs and inbox work for each, written set-based: one
@@ -176,6 +190,7 @@ async def create_prepared_many(session: AsyncSession, items: Sequence[Prepared])
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for item in items:
+        await _check_app(session, item)
         if item.approved is None:
             await check_direct_push(session, app=item.app, audience=item.audience, unit_id=item.unit_id)
         notification_id = uuid.uuid4()

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from api.deps import Authenticated, SessionDep, deny, read_only, still_authenticated
@@ -16,12 +17,14 @@ from auth.roles import Permission
 from core.db import utcnow
 from core.schemas import Page
 from core.types import BoundedDatetime
+from devices import apps
+from devices.app_schemas import AppCode
 from inbox import receipts
 from inbox import service as inbox_service
 from inbox import stream as inbox_stream
 from inbox.queries import Filters, decode_cursor
 from inbox.readers import Reader, reader_of
-from inbox.schemas import App, InboxItemOut, ReadAll, ReceiptIn, ReceiptOut, UnreadCount, render
+from inbox.schemas import InboxItemOut, ReadAll, ReceiptIn, ReceiptOut, UnreadCount, render
 
 router = APIRouter(tags=["inbox"])
 
@@ -54,6 +57,13 @@ async def _reader(session: SessionDep, principal: Principal = Caller) -> Reader:
 ReaderDep = Annotated[Reader, Depends(_reader)]
 
 
+async def _known_app(session: AsyncSession, app: str | None) -> None:
+    """An app filter names an app (422 ``unknown_app`` otherwise); a disabled app's inbox
+    still reads: what it received stays its readers'. From the in-process copy: no query."""
+    if app is not None:
+        await apps.require(session, app, enabled=False)
+
+
 @router.get("", response_model=Page[InboxItemOut])
 @read_only
 async def list_inbox(
@@ -65,11 +75,12 @@ async def list_inbox(
     ] = None,
     unread: Annotated[bool, Query(description="only unread items")] = False,
     archived: Annotated[bool, Query(description="the archive instead of the inbox")] = False,
-    app: App | None = None,
+    app: AppCode | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
     since: Annotated[BoundedDatetime | None, Query(description="created at or after; with an offset")] = None,
 ) -> Page[InboxItemOut]:
     """Newest first, merged from the caller's own items and the broadcasts that match them."""
+    await _known_app(session, app)
     filters = Filters(app=app, kind=kind, since=since, unread=unread, archived=archived)
     items, next_cursor = await inbox_service.list_items(
         session, reader=reader, filters=filters, cursor=cursor, limit=limit
@@ -81,8 +92,9 @@ async def list_inbox(
 
 @router.get("/unread-count", response_model=UnreadCount)
 @read_only
-async def unread_count(session: SessionDep, reader: ReaderDep, app: App | None = None) -> UnreadCount:
+async def unread_count(session: SessionDep, reader: ReaderDep, app: AppCode | None = None) -> UnreadCount:
     """Unread, not archived items (the same number is the badge of pushes)."""
+    await _known_app(session, app)
     return UnreadCount(unread=await inbox_service.unread_count(session, reader=reader, app=app))
 
 
@@ -114,6 +126,7 @@ async def stream(
 async def read_all(session: SessionDep, reader: ReaderDep, body: ReadAll | None = None) -> UnreadCount:
     """Mark everything read (of one app, and up to and including one item, when given)."""
     body = body or ReadAll()
+    await _known_app(session, body.app)
     unread = await inbox_service.read_all(
         session, reader=reader, app=body.app, up_to=body.up_to, now=utcnow()
     )

@@ -4,8 +4,9 @@ unit, the table, and the same CSV as ``GET /v1/reports/pushes.csv`` (audited).""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from typing import Any, cast, get_args
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -22,8 +23,11 @@ from console.templating import VN_TIME, render
 from core.db import utcnow
 from core.errors import Unprocessable
 from core.types import bounded_day
+from devices import apps
 from news import reports
 from news.report_csv import report_csv
+
+APP_CODE = re.compile(r"[a-z][a-z0-9-]{1,15}")
 
 router = APIRouter(prefix="/reports", dependencies=[Depends(verify_csrf)], include_in_schema=False)
 
@@ -51,7 +55,7 @@ def parse_query(request: Request) -> tuple[reports.ReportQuery, dict[str, str]]:
     if grain not in reports.GRAINS:
         raise Unprocessable(_("Please check these fields: ") + "period", code="validation_error")
     app = raw["app"] or None
-    if app is not None and app not in get_args(reports.App):
+    if app is not None and not APP_CODE.fullmatch(app):
         raise Unprocessable(_("Please check these fields: ") + "app", code="validation_error")
     try:
         unit_id = uuid.UUID(raw["unit_id"]) if raw["unit_id"] else None
@@ -66,7 +70,7 @@ def parse_query(request: Request) -> tuple[reports.ReportQuery, dict[str, str]]:
         grain=grain,
         start=start,
         end=end,
-        app=cast(reports.App | None, app),
+        app=app,
         unit_id=unit_id,
         languages=languages,
     )
@@ -83,7 +87,7 @@ async def reports_page(request: Request, session: SessionDep, principal: Princip
         "raw": raw,
         "units": units,
         "grains": reports.GRAINS,
-        "apps": get_args(reports.App),
+        "apps": sorted(await apps.known(session)),
         "query": urlencode({k: v for k, v in raw.items() if v}),
         "section_names": await reports.section_names(session, language=current_language()),
     }

@@ -107,8 +107,11 @@ class ApnsProvider:
                 key = (id(request.spec), id(request.push))
                 push = prepared.get(key)
                 if push is None:
+                    # The app's bundle id, else the configured one: the provider token (JWT)
+                    # is the team's and serves every topic of the team.
+                    topic = request.spec.apns_topic or self._topic
                     push = prepared[key] = apns_prepared.prepare(
-                        request.spec, request.push, topic=self._topic, now=now
+                        request.spec, request.push, topic=topic, now=now
                     )
                 async with self._slots:
                     # Checked with the slot in hand: a request still waiting for one has not

@@ -3,7 +3,7 @@ FCM's error JSON to exceptions; this module only classifies the outcome of each 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import firebase_admin
 from firebase_admin import exceptions, messaging
@@ -68,10 +68,40 @@ def _fcm_code(error: Exception) -> str:
 class FcmProvider:
     name = "fcm"
 
-    def __init__(self, app: firebase_admin.App) -> None:
+    def __init__(
+        self, app: firebase_admin.App, *, app_for_project: Callable[[str], firebase_admin.App] | None = None
+    ) -> None:
+        """``app_for_project``: a firebase-admin App like ``app`` (same credentials and endpoint)
+        for another FCM project (PushSpec.fcm_project_id); made on first use, kept until close."""
         self.app = app
+        self._app_for_project = app_for_project
+        self._apps: dict[str, firebase_admin.App] = {}
+
+    def _app_of(self, project: str | None) -> firebase_admin.App:
+        if project is None:
+            return self.app
+        if not self._apps:  # the configured project is ``app``'s own (read on first need)
+            self._apps[messaging._get_messaging_service(self.app)._project_id] = self.app
+        app = self._apps.get(project)
+        if app is None:
+            if self._app_for_project is None:
+                raise ValueError(f"no FCM App for project {project!r}")
+            app = self._apps[project] = self._app_for_project(project)
+        return app
 
     async def send(self, requests: Sequence[PushRequest]) -> list[SendResult]:
+        results: list[SendResult] = []
+        # A batch is one notification, so one project; requests of several are sent per project.
+        for start, end in _runs(requests):
+            results.extend(await self._send_run(requests[start:end]))
+        return results
+
+    async def _send_run(self, requests: Sequence[PushRequest]) -> list[SendResult]:
+        try:
+            app = self._app_of(requests[0].spec.fcm_project_id)
+        except ValueError as exc:  # no App for the project (a bad credentials file): nothing sent
+            failure = SendResult(Outcome.FAILED, error_code=f"fcm_app:{exc}"[:64])
+            return [failure for _ in requests]
         results: list[SendResult] = []
         for start in range(0, len(requests), BATCH_LIMIT):
             chunk = requests[start : start + BATCH_LIMIT]
@@ -81,7 +111,7 @@ class FcmProvider:
                 continue
             messages = [fcm_message(r.spec, r.push, token=r.token) for r in chunk]
             try:
-                batch = await messaging.send_each_async(messages, app=self.app)
+                batch = await messaging.send_each_async(messages, app=app)
             except Exception as exc:  # the whole call failed (e.g. credentials): retry them all
                 failure = classify(exc)
                 results.extend(failure for _ in chunk)
@@ -94,4 +124,19 @@ class FcmProvider:
         return results
 
     async def close(self) -> None:
-        await close_firebase_app(self.app)
+        for app in {id(app): app for app in (self.app, *self._apps.values())}.values():
+            await close_firebase_app(app)
+
+
+def _runs(requests: Sequence[PushRequest]) -> list[tuple[int, int]]:
+    """[start, end) ranges of consecutive requests for one FCM project."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for index in range(1, len(requests) + 1):
+        if (
+            index == len(requests)
+            or requests[index].spec.fcm_project_id != requests[start].spec.fcm_project_id
+        ):
+            runs.append((start, index))
+            start = index
+    return runs

@@ -7,7 +7,8 @@ two transports are interchangeable (`fcm_transport` setting) and tested against 
 
 firebase-admin 7.7 internals used (pinned by tests/providers/test_fcm_http1.py):
 - `messaging._get_messaging_service(app)`: `_credential` (google-auth credentials),
-  `_fcm_url` (the messages:send URL on the configured `fcm_endpoint`, fcm_app.py) and
+  `_fcm_url` (the messages:send URL on the configured `fcm_endpoint`, fcm_app.py; another
+  app's project gets the same URL with its project id), `_project_id` and
   `_fcm_headers` (API format version and client id), plus `_http_client.METRICS_HEADERS`;
 - `messaging._MessagingService.encode_message`: the message JSON;
 - `_MessagingService._handle_fcm_httpx_error`: FCM's error JSON → `UnregisteredError`,
@@ -37,7 +38,7 @@ from notifications.cancellation import stopped
 from notifications.payloads import fcm_message
 from notifications.providers.base import STOPPED, Outcome, PushRequest, SendResult
 from notifications.providers.fcm import classify
-from notifications.providers.fcm_app import close_firebase_app
+from notifications.providers.fcm_app import close_firebase_app, messages_send_url
 from notifications.providers.latency import PROVIDER_LATENCY
 
 log = get_logger(__name__)
@@ -117,6 +118,11 @@ class FcmHttp1Provider:
         self._service = messaging._get_messaging_service(app)
         self.url: str = self._service._fcm_url
         self._url = yarl.URL(self.url)  # parsed once, not per request
+        # Another app's project (PushSpec.fcm_project_id): the same endpoint and credentials,
+        # its own messages:send path; each URL parsed once per process.
+        self._endpoint = self.url.split("/v1/projects/", 1)[0]
+        self._project: str = self._service._project_id
+        self._urls: dict[str, yarl.URL] = {self._project: self._url}
         self._token = AccessToken(self._service._credential)
         # HTTP/1.1 without pipelining carries one request per connection, so the in-flight cap
         # is also the size of the keep-alive pool; it is shared by every batch of this process.
@@ -172,7 +178,8 @@ class FcmHttp1Provider:
                     if stopped(requests[index].spec.id):
                         results[index] = STOPPED
                         continue
-                    result, status = await self._post(session, body, auth)
+                    url = self._url_for(requests[index].spec.fcm_project_id)  # a dict look-up
+                    result, status = await self._post(session, url, body, auth)
                     if status == 401 and result.error_code != "THIRD_PARTY_AUTH_ERROR":
                         # Our token was refused (revoked, clock skew): one refresh, one retry.
                         try:
@@ -181,20 +188,27 @@ class FcmHttp1Provider:
                             log.warning("fcm_token_refresh_failed", error=type(exc).__name__)
                         else:
                             if not stopped(requests[index].spec.id):  # the retry is a new request
-                                result, _ = await self._post(session, body, auth)
+                                result, _ = await self._post(session, url, body, auth)
                 results[index] = result
 
         await asyncio.gather(*(lane() for _ in range(min(len(requests), self.max_in_flight))))
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]  # every slot is filled above
 
+    def _url_for(self, project: str | None) -> yarl.URL:
+        url = self._urls.get(project or self._project)
+        if url is None:
+            assert project is not None
+            url = self._urls[project] = yarl.URL(messages_send_url(self._endpoint, project))
+        return url
+
     async def _post(
-        self, session: aiohttp.ClientSession, body: bytes, auth: dict[str, str]
+        self, session: aiohttp.ClientSession, url: yarl.URL, body: bytes, auth: dict[str, str]
     ) -> tuple[SendResult, int]:
         started = time.perf_counter()
         answered = False
         try:
-            async with session.post(self._url, data=body, headers=auth) as response:
+            async with session.post(url, data=body, headers=auth) as response:
                 content = await response.read()
                 answered = True
                 self._latency.observe(time.perf_counter() - started)

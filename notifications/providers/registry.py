@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import firebase_admin
+
 from core.config import Settings
 from core.logging import get_logger
 from notifications.providers.apns import ApnsProvider
@@ -41,16 +43,22 @@ def _fcm_provider(settings: Settings) -> PushProvider:
     if missing:
         log.warning("push_provider_not_configured", provider="fcm", missing=missing)
         return UnconfiguredProvider("fcm", missing=missing)
-    assert settings.fcm_credentials_file is not None
-    app = fcm_app(
-        credentials_file=settings.fcm_credentials_file,
-        project_id=settings.fcm_project_id,
-        endpoint=settings.fcm_endpoint,
-        ca_file=settings.provider_ca_file,
-        http_timeout=settings.fcm_timeout_seconds,
-    )
+    credentials_file = settings.fcm_credentials_file
+    assert credentials_file is not None
+
+    def app_for(project_id: str | None) -> firebase_admin.App:
+        return fcm_app(
+            credentials_file=credentials_file,
+            project_id=project_id,
+            endpoint=settings.fcm_endpoint,
+            ca_file=settings.provider_ca_file,
+            http_timeout=settings.fcm_timeout_seconds,
+        )
+
+    app = app_for(settings.fcm_project_id)
     if settings.fcm_transport == "firebase_admin":
-        return FcmProvider(app)
+        # Another app's project (apps.fcm_project_id) gets an App of its own, on first use.
+        return FcmProvider(app, app_for_project=app_for)
     return FcmHttp1Provider(
         app,
         # None: aiohttp's default, the system CA store, as for fcm.googleapis.com.

@@ -64,6 +64,8 @@ PAGES = {
     "/admin/api-clients": "admin",
     "/admin/audit": "admin",
     "/admin/devices": "admin",
+    "/admin/apps": "admin",
+    "/admin/apps/{app_code}": "admin",
     "/news": "admin",
     "/news/approvals": "admin",
     "/news/new": "admin",
@@ -270,6 +272,7 @@ async def test_every_page_passes_axe_and_fits_a_phone(live, chromium, client, wo
             "task_id": str(task_id),
             "unit_id": str(accounts["verifying"].unit_id),
             "code": "van-kien",
+            "app_code": "portal",
         }
         problems: list[str] = []
         texts: dict[str, str] = {}
