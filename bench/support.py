@@ -64,10 +64,12 @@ class EmulatorProcess:
     addresses: dict[str, object]
 
     @classmethod
-    def start(cls, ca_path: Path) -> EmulatorProcess:
-        # No per-message record: a million records would cost the emulator memory and CPU.
+    def start(cls, ca_path: Path, *, record: bool = False, max_payloads: int = 100_000) -> EmulatorProcess:
+        # No per-message record by default: a million records would cost the emulator memory and
+        # CPU. With one, only the newest ``max_payloads`` keep their payload.
         argv = [sys.executable, "-m", "emulator", "--fcm-port=0", "--apns-port=0", "--control-port=0"]
-        argv += ["--no-record", f"--ca-path={ca_path}"]
+        argv += [f"--ca-path={ca_path}"]
+        argv += [f"--max-payloads={max_payloads}"] if record else ["--no-record"]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)  # noqa: S603
         assert process.stdout is not None
         line = process.stdout.readline().decode()

@@ -121,6 +121,61 @@ def _claim_sql(*, ranged: bool) -> str:
 _CLAIM_NEXT_SQL = text(_claim_sql(ranged=False))
 _CLAIM_PAGE_SQL = text(_claim_sql(ranged=True))
 
+# How long a notification's pages count as its head (see _CLAIM_MOST_URGENT_SQL).
+HEAD = dt.timedelta(seconds=10)
+
+# What a send job claims (delivery.py): not the page it was queued for, but the most urgent due
+# batch nobody holds among the notifications of its queue's priorities. Most urgent is:
+#   1. emergency before high (the high queue carries both);
+#   2. the head of a notification before anyone's tail: a batch ranks by how long after its
+#      notification was created it was written, capped at HEAD. A new notification's first page
+#      (written at once) ranks ahead of a broadcast's page written minutes into its sending, so it
+#      is the very next batch any worker claims, whatever was queued before it; a broadcast's tail
+#      only waits for other notifications' heads, and never for ever (a head is at most HEAD of
+#      fan-out; the tails then go by when they became due, as before);
+#   3. then the most overdue.
+# Send jobs are interchangeable wake-ups: each claims one batch, and every batch has its own job
+# (fan-out page, retry, reconciler), so a job that took another notification's batch leaves its
+# own to the next job. The open batches are few (the fan-out stays a slice ahead of the sends),
+# so this reads the partial index of open batches, not the table.
+_CLAIM_MOST_URGENT_SQL = text(
+    """
+    WITH pick AS (
+        SELECT b.id, n.expires_at
+        FROM delivery_batches AS b JOIN notifications AS n ON n.id = b.notification_id
+        WHERE b.status = 'open' AND b.next_attempt_at <= :now
+          AND (b.leased_until IS NULL OR b.leased_until < :now)
+          AND n.priority = ANY(CAST(:priorities AS text[]))
+          AND n.status NOT IN ('completed', 'expired', 'cancelled') AND n.expires_at > :now
+        ORDER BY n.priority = 'emergency' DESC,
+                 LEAST(b.created_at - n.created_at, CAST(:head AS interval)),
+                 b.next_attempt_at, b.id
+        LIMIT 1
+        FOR UPDATE OF b SKIP LOCKED
+    ), batch AS (
+        UPDATE delivery_batches AS b
+        SET leased_until = :until, lease = b.lease + 1
+        FROM pick WHERE b.id = pick.id
+        RETURNING b.id, b.notification_id, b.lease, b.low_id, b.high_id, pick.expires_at
+    )
+    SELECT batch.id AS batch_id, batch.notification_id, batch.lease, batch.low_id, batch.high_id,
+           batch.expires_at, d.id, d.device_id, d.provider, d.language, d.attempts,
+           devices.token, devices.apns_environment
+    FROM batch
+    LEFT JOIN LATERAL (
+        SELECT * FROM (
+            SELECT id, notification_id, device_id, provider, language, attempts, status, next_attempt_at
+            FROM deliveries WHERE id BETWEEN batch.low_id AND batch.high_id
+            OFFSET 0  -- see _PAGE_NOTE
+        ) AS page
+        WHERE page.notification_id = batch.notification_id AND page.status IN ('pending', 'retrying')
+          AND page.next_attempt_at <= :now
+    ) AS d ON true
+    LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
+    ORDER BY d.id
+    """
+)
+
 
 async def claim(
     session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime, low_id: int | None = None
@@ -132,6 +187,25 @@ async def claim(
     if low_id is not None:
         params["low"] = low_id
     rows = (await session.execute(_CLAIM_NEXT_SQL if low_id is None else _CLAIM_PAGE_SQL, params)).all()
+    return _claim_of(notification_id, rows)
+
+
+async def claim_most_urgent(
+    session: AsyncSession, *, priorities: Sequence[str], now: dt.datetime
+) -> Claim | None:
+    """Lease the most urgent due batch of any live notification of these priorities (see
+    ``_CLAIM_MOST_URGENT_SQL``) and read its due rows. None when nothing is due and free."""
+    params = {
+        "priorities": list(priorities),
+        "now": now,
+        "until": now + lease(),
+        "head": HEAD,
+    }
+    rows = (await session.execute(_CLAIM_MOST_URGENT_SQL, params)).all()
+    return _claim_of(rows[0].notification_id, rows) if rows else None
+
+
+def _claim_of(notification_id: uuid.UUID, rows: Sequence[Any]) -> Claim | None:
     if not rows:
         return None
     first = rows[0]

@@ -90,7 +90,7 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
                     str(notification.id),
                     low_id,
                     high_id,
-                    job_id=f"reconcile:{notification.id}:{low_id}:{tick}",
+                    job_id=f"resend:{notification.id}:{low_id}:{tick}",
                     queue=queue,
                 )
                 stats["batches"] += 1
