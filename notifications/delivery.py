@@ -55,12 +55,14 @@ def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
 async def send_batch(
     *,
     notification_id: uuid.UUID,
+    low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
 ) -> dict[str, int]:
-    """Send the due rows of one batch: the most urgent due batch of the queue that
-    ``notification_id`` is sent on, which is often one of that notification's but need not be
-    (``_claim``). Each push carries the badge ``badge_source`` gives its device."""
+    """Send the due rows of one batch: the fan-out page of the notification starting at
+    ``low_id`` or, without one, its most overdue open batch, unless a more urgent batch of its
+    queue is due: then that one (``_claim``). Each push carries the badge ``badge_source``
+    gives its device."""
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
     # that slot on once its last chunk has started, not once it has been answered: the next
@@ -82,7 +84,7 @@ async def send_batch(
         try:
             # Subscribed before claiming, so a cancel committed after the claim is heard here.
             await cancellation.listening()
-            return await _send_batch(notification_id, providers, badge_source, hand_on)
+            return await _send_batch(notification_id, low_id, providers, badge_source, hand_on)
         finally:
             hand_on()
 
@@ -107,18 +109,22 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
     return spec
 
 
-async def _claim(nid: uuid.UUID) -> outbox.Claim | None:
-    """The most urgent due batch of the queue ``nid`` is sent on (outbox.claim_most_urgent): a
-    send job is a wake-up for its queue, so the first job to reach a send slot after a new
-    notification's first page was written sends that page, however many of a broadcast's jobs
-    were queued before it (docs/delivery.md "Urgent before bulk")."""
+async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
+    """The job's own batch, unless something more urgent of its queue is due
+    (outbox.claim_most_urgent): the first job to reach a send slot after a new notification's
+    first page was written sends that page, however many of a broadcast's jobs were queued before
+    it (docs/delivery.md "Urgent before bulk")."""
     spec = await _spec(nid)
     if spec is None:
         return None
     now = utcnow()
     async with committing() as session:
         claim = await outbox.claim_most_urgent(
-            session, priorities=notifications_service.sharing_queue(spec.content.priority), now=now
+            session,
+            notification_id=nid,
+            low_id=low_id,
+            priorities=notifications_service.sharing_queue(spec.content.priority),
+            now=now,
         )
         if claim is None:
             # Nothing to lease; if that is because the notification outlived its TTL, say so now
@@ -209,6 +215,7 @@ async def _let_go(
 
 async def _send_batch(
     nid: uuid.UUID,
+    low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
     all_started: Callable[[], None],
@@ -219,7 +226,7 @@ async def _send_batch(
     the batch between two requests (the providers consult notifications/cancellation.py) or,
     failing that signal, before the next chunk: the status is read again each time a chunk has
     been answered."""
-    claim = await _claim(nid)
+    claim = await _claim(nid, low_id)
     if claim is None:
         return {"claimed": 0}
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).

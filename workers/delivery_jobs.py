@@ -27,13 +27,15 @@ async def fan_out(ctx: JobContext, notification_id: str) -> int:
 async def send_batch(
     ctx: JobContext, notification_id: str, low_id: int | None = None, high_id: int | None = None
 ) -> dict[str, int]:
-    """A wake-up for the queue of ``notification_id``: it sends the most urgent due batch of
-    that queue, the page starting at ``low_id`` when nothing more urgent is due (``low_id`` and
-    ``high_id`` only say which page queued the job: notifications/delivery.py ``_claim``). Each
-    push carries its reader's unread count in the inbox as the badge: inbox depends on
-    notifications, never the reverse, so the job hands the pipeline the count."""
+    """The batch starting at ``low_id`` or, without one, the notification's most overdue open
+    batch, unless a more urgent batch of its queue is due (a new notification's first page: then
+    that one, notifications/delivery.py ``_claim``). (``high_id`` is kept for jobs queued before
+    batches had rows of their own; the batch row knows its range.) Each push carries its reader's
+    unread count in the inbox as the badge: inbox depends on notifications, never the reverse, so
+    the job hands the pipeline the count."""
     return await delivery.send_batch(
         notification_id=uuid.UUID(notification_id),
+        low_id=low_id,
         providers=ctx.providers,
         badge_source=unread_badges,
     )
