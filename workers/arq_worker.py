@@ -41,6 +41,9 @@ from core.logging import get_logger
 log = get_logger(__name__)
 
 
+# Backlog ids checked past the room for send jobs, for the ones other workers run.
+_LOOK_PAST = 32
+
 class PollingWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Of the due jobs (oldest first), start every job that is not backlog first, then the
@@ -51,25 +54,31 @@ class PollingWorker(Worker):
         room for send jobs."""
         ids = [job_id.decode() for job_id in job_ids]
         ids = [job_id for job_id in ids if job_id not in self.tasks]
-        if not ids:
-            return
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.exists(in_progress_key_prefix + job_id)
-            running_elsewhere = await pipe.execute()
-        ids = [job_id for job_id, running in zip(ids, running_elsewhere, strict=True) if not running]
         room = self.send_jobs_held - sum(
             1 for job_id, task in self.tasks.items() if is_send_job(job_id) and not task.done()
         )
-        backlog = []
-        for job_id in (job_id for job_id in ids if is_backlog_job(job_id)):
+        first = [job_id for job_id in ids if not is_backlog_job(job_id)]
+        # The head of the backlog is mostly what other workers run (a job stays queued until it
+        # ends): look a few past the room.
+        backlog = [job_id for job_id in ids if is_backlog_job(job_id)][: max(room, 0) + _LOOK_PAST]
+        candidates = first + (backlog if room > 0 else [])
+        if not candidates:
+            return
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in candidates:
+                pipe.exists(in_progress_key_prefix + job_id)
+            running = dict(zip(candidates, await pipe.execute(), strict=True))
+        taken = []
+        for job_id in backlog if room > 0 else []:
+            if running[job_id]:
+                continue
             if is_send_job(job_id):
                 if room <= 0:
                     break  # and what is queued behind it waits too: the backlog keeps its order
                 room -= 1
-            backlog.append(job_id)
-        first = [job_id for job_id in ids if not is_backlog_job(job_id)]
-        await super().start_jobs([job_id.encode() for job_id in first + backlog])
+            taken.append(job_id)
+        first = [job_id for job_id in first if not running[job_id]]
+        await super().start_jobs([job_id.encode() for job_id in first + taken])
 
     @property
     def send_jobs_held(self) -> int:
