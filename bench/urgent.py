@@ -169,10 +169,12 @@ async def first_of(http: aiohttp.ClientSession, control: str, notification_id: s
 async def reminder_sweep(task_id: uuid.UUID, index: int, priority: str) -> float:
     """A due reminder in the ledger, then the sweep job queued as the cron does. Returns when it
     was queued."""
+    from arq.constants import result_key_prefix
+
     from core.db import transaction
     from core.jobs import HIGH_QUEUE, DeferredJob, JobName
     from tracking.models import Reminder, Task
-    from workers.queue import enqueue
+    from workers.queue import enqueue, get_pool
 
     async with transaction() as session:
         task = await session.get(Task, task_id)
@@ -188,6 +190,15 @@ async def reminder_sweep(task_id: uuid.UUID, index: int, priority: str) -> float
                 due_at=dt.datetime.now(dt.UTC),
             )
         )
+    # The sweep queues its senders as `tracking-send:<minute>:<n>`, and arq keeps a finished job's
+    # result for 60 s: a second sweep in the same minute would find its sender already done and
+    # leave the row to the next minute's sweep. The cron sweeps once a minute; this one sweeps
+    # every few seconds, so it clears those results first.
+    pool = await get_pool()
+    minute = int(time.time() // 60)
+    await pool.delete(
+        *(f"{result_key_prefix}tracking-send:{m}:{n}" for m in (minute, minute + 1) for n in range(4))
+    )
     queued = time.time()
     await enqueue([DeferredJob(JobName.TRACKING_SWEEP, (), job_id=f"bench-sweep:{index}", queue=HIGH_QUEUE)])
     return queued
