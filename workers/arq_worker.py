@@ -44,6 +44,7 @@ log = get_logger(__name__)
 # Backlog ids checked past the room for send jobs, for the ones other workers run.
 _LOOK_PAST = 32
 
+
 class PollingWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Of the due jobs (oldest first), start every job that is not backlog first, then the
