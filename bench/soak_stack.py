@@ -151,9 +151,8 @@ def environment(
 
 
 def start_emulator(workdir: Path) -> support.EmulatorProcess:
-    limit = str(RECORD_LIMIT)
     return support.EmulatorProcess.start(
-        workdir / "emulator-ca.pem", record=("--max-records", limit, "--max-payloads", limit)
+        workdir / "emulator-ca.pem", record=True, max_records=RECORD_LIMIT, max_payloads=RECORD_LIMIT
     )
 
 

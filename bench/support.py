@@ -64,11 +64,22 @@ class EmulatorProcess:
     addresses: dict[str, object]
 
     @classmethod
-    def start(cls, ca_path: Path, record: tuple[str, ...] = ("--no-record",)) -> EmulatorProcess:
-        """``record``: by default no per-message record (a million records would cost the emulator
-        memory and CPU); the soak (bench/soak.py) keeps every one, payloads included."""
+    def start(
+        cls,
+        ca_path: Path,
+        *,
+        record: bool = False,
+        max_payloads: int = 100_000,
+        max_records: int | None = None,
+    ) -> EmulatorProcess:
+        # No per-message record by default: a million records would cost the emulator memory and
+        # CPU. With one, only the newest ``max_payloads`` keep their payload (and ``max_records``
+        # bounds the records themselves; the soak keeps every one).
         argv = [sys.executable, "-m", "emulator", "--fcm-port=0", "--apns-port=0", "--control-port=0"]
-        argv += [*record, f"--ca-path={ca_path}"]
+        argv += [f"--ca-path={ca_path}"]
+        argv += [f"--max-payloads={max_payloads}"] if record else ["--no-record"]
+        if record and max_records is not None:
+            argv += [f"--max-records={max_records}"]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)  # noqa: S603
         assert process.stdout is not None
         line = process.stdout.readline().decode()

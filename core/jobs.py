@@ -34,6 +34,24 @@ _KEY = "chuong_deferred_jobs"
 HIGH_QUEUE = "chuong:queue:high"
 BULK_QUEUE = "chuong:queue:bulk"
 
+# The ids of the jobs that carry a broadcast's bulk: its send batches (queued by a fan-out page, a
+# retry or the reconciler) and its fan-out after the first slice. A worker starts these in the
+# order they were queued and holds only a few send jobs at a time; every other job (a new
+# notification's fan-out, the tracking sweep and sender, news releases, the crons) starts ahead
+# of them (workers/arq_worker.py). Send jobs are interchangeable wake-ups: each sends the most
+# urgent due batch of its queue (notifications/outbox.py ``claim_most_urgent``).
+SEND_JOB_PREFIXES = ("send:", "retry:", "resend:")
+FAN_OUT_MORE_PREFIX = "fanout-next:"
+
+
+def is_send_job(job_id: str) -> bool:
+    return job_id.startswith(SEND_JOB_PREFIXES)
+
+
+def is_backlog_job(job_id: str) -> bool:
+    """A send job or a fan-out's next slice: started in queue order, behind everything else."""
+    return is_send_job(job_id) or job_id.startswith(FAN_OUT_MORE_PREFIX)
+
 
 class JobName(StrEnum):
     """The name each job is queued and registered under (arq's function name)."""

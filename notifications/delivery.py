@@ -71,8 +71,9 @@ async def send_batch(
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
 ) -> dict[str, int]:
-    """Send the due rows of one batch of a notification: the fan-out page starting at ``low_id``
-    or, without one, its most overdue open batch. Each push carries the badge ``badge_source``
+    """Send the due rows of one batch: the fan-out page of the notification starting at
+    ``low_id`` or, without one, its most overdue open batch, unless a more urgent batch of its
+    queue is due: then that one (``_claim``). Each push carries the badge ``badge_source``
     gives its device."""
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
@@ -126,9 +127,22 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
 
 
 async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
+    """The job's own batch, unless something more urgent of its queue is due
+    (outbox.claim_most_urgent): the first job to reach a send slot after a new notification's
+    first page was written sends that page, however many of a broadcast's jobs were queued before
+    it (docs/delivery.md "Urgent before bulk")."""
+    spec = await _spec(nid)
+    if spec is None:
+        return None
     now = utcnow()
     async with committing() as session:
-        claim = await outbox.claim(session, notification_id=nid, now=now, low_id=low_id)
+        claim = await outbox.claim_most_urgent(
+            session,
+            notification_id=nid,
+            low_id=low_id,
+            priorities=notifications_service.sharing_queue(spec.content.priority),
+            now=now,
+        )
         if claim is None:
             # Nothing to lease; if that is because the notification outlived its TTL, say so now
             # rather than at the reconciler's next tick.
@@ -233,11 +247,12 @@ async def _send_batch(
     if claim is None:
         return {"claimed": 0}
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
-    cancellation.hold(str(nid), claim.batch_id)
+    held = str(claim.notification_id)
+    cancellation.hold(held, claim.batch_id)
     try:
         return await _send_held(claim, providers, badge_source, all_started)
     finally:
-        cancellation.release(str(nid), claim.batch_id)
+        cancellation.release(held, claim.batch_id)
 
 
 async def _send_held(

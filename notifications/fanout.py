@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import Unit
 from core.after_commit import committing
 from core.db import utcnow
-from core.jobs import JobName, defer
+from core.jobs import FAN_OUT_MORE_PREFIX, JobName, defer
 from devices.locales import DEFAULT_LANGUAGE
 from notifications.audience import page_query
 from notifications.models import DeliveryBatch, Notification
@@ -25,6 +25,7 @@ SLICE_SECONDS = 40.0  # stay well inside the 60 s job timeout; the fan-out re-qu
 # ...and after this many pages (20,000 deliveries), so that it queues up behind the send jobs it
 # made: the fan-out stays a few pages ahead of the sends instead of writing a million rows first
 # (rows sent soon after they were written are still in PostgreSQL's buffers; see docs/delivery.md).
+# Its id marks it as backlog, which workers start in queue order, behind new work (core/jobs.py).
 SLICE_PAGES = 40
 
 # Arrays rather than a 500-row VALUES list: the statement is compiled once and cached, where a
@@ -69,7 +70,7 @@ async def fan_out(*, notification_id: uuid.UUID) -> int:
                     session,
                     JobName.FAN_OUT,
                     str(notification_id),
-                    job_id=f"fanout:{notification_id}:{notification.fanout_cursor}",
+                    job_id=f"{FAN_OUT_MORE_PREFIX}{notification_id}:{notification.fanout_cursor}",
                     queue=queue_for(notification.priority),
                 )
                 return pages

@@ -121,6 +121,77 @@ def _claim_sql(*, ranged: bool) -> str:
 _CLAIM_NEXT_SQL = text(_claim_sql(ranged=False))
 _CLAIM_PAGE_SQL = text(_claim_sql(ranged=True))
 
+# How far back, in batch rows, a claim looks for more urgent work than its own (see below).
+WINDOW = 1000
+
+
+def _claim_most_urgent_sql(*, ranged: bool) -> str:
+    # What a send job claims (delivery.py): its own batch (the page that queued it or, without
+    # one, its notification's most overdue batch) unless something more urgent of its queue's
+    # priorities is due and nobody holds it. More urgent is, in this order:
+    #   1. emergency before high (the high queue carries both);
+    #   2. a notification's first page before its other pages and everyone else's: a new
+    #      notification's first 500 devices go out with the next batch any worker claims, however
+    #      many of a broadcast's pages were queued before it; its other pages queue up as before;
+    #   3. then the job's own batch, then the most overdue.
+    # So a broadcast's send job takes a new notification's first page, and that page's own job,
+    # finding it taken, takes the broadcast's page in turn: send jobs are wake-ups, each claims one
+    # batch, every batch has a job of its own. Others' batches are looked for among the newest
+    # WINDOW batch rows only (a range of the primary key: cost per claim, whatever the table's
+    # size); a first page older than that is claimed by its own job. Ties go to the job's own
+    # batch, so a burst of new notifications (tracking reminders: one page each) is claimed page
+    # by page, and a broadcast's pages in order.
+    own = "notification_id = :nid AND low_id = :low" if ranged else "notification_id = :nid"
+    mine = "b.notification_id = :nid AND b.low_id = :low" if ranged else "b.notification_id = :nid"
+    return f"""
+        WITH candidates AS (
+            SELECT id FROM delivery_batches
+            WHERE id > (SELECT coalesce(max(id), 0) FROM delivery_batches) - :window AND status = 'open'
+            UNION
+            (SELECT id FROM delivery_batches WHERE {own} AND status = 'open'
+             ORDER BY next_attempt_at LIMIT 1)
+        ), pick AS (
+            SELECT b.id, n.expires_at
+            FROM candidates JOIN delivery_batches AS b ON b.id = candidates.id
+            JOIN notifications AS n ON n.id = b.notification_id
+            WHERE b.status = 'open' AND b.next_attempt_at <= :now
+              AND (b.leased_until IS NULL OR b.leased_until < :now)
+              AND n.priority = ANY(CAST(:priorities AS text[]))
+              AND n.status NOT IN ('completed', 'expired', 'cancelled') AND n.expires_at > :now
+            ORDER BY n.priority = 'emergency' DESC,
+                     NOT EXISTS (SELECT 1 FROM delivery_batches AS e
+                                 WHERE e.notification_id = b.notification_id AND e.low_id < b.low_id) DESC,
+                     ({mine}) DESC,
+                     b.next_attempt_at, b.id
+            LIMIT 1
+            FOR UPDATE OF b SKIP LOCKED
+        ), batch AS (
+            UPDATE delivery_batches AS b
+            SET leased_until = :until, lease = b.lease + 1
+            FROM pick WHERE b.id = pick.id
+            RETURNING b.id, b.notification_id, b.lease, b.low_id, b.high_id, pick.expires_at
+        )
+        SELECT batch.id AS batch_id, batch.notification_id, batch.lease, batch.low_id, batch.high_id,
+               batch.expires_at, d.id, d.device_id, d.provider, d.language, d.attempts,
+               devices.token, devices.apns_environment
+        FROM batch
+        LEFT JOIN LATERAL (
+            SELECT * FROM (
+                SELECT id, notification_id, device_id, provider, language, attempts, status, next_attempt_at
+                FROM deliveries WHERE id BETWEEN batch.low_id AND batch.high_id
+                OFFSET 0  -- see _PAGE_NOTE
+            ) AS page
+            WHERE page.notification_id = batch.notification_id AND page.status IN ('pending', 'retrying')
+              AND page.next_attempt_at <= :now
+        ) AS d ON true
+        LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
+        ORDER BY d.id
+        """  # noqa: S608 - the two variants are fixed strings, every value is a bind parameter
+
+
+_CLAIM_MOST_URGENT_SQL = text(_claim_most_urgent_sql(ranged=False))
+_CLAIM_MOST_URGENT_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True))
+
 
 async def claim(
     session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime, low_id: int | None = None
@@ -132,6 +203,36 @@ async def claim(
     if low_id is not None:
         params["low"] = low_id
     rows = (await session.execute(_CLAIM_NEXT_SQL if low_id is None else _CLAIM_PAGE_SQL, params)).all()
+    return _claim_of(notification_id, rows)
+
+
+async def claim_most_urgent(
+    session: AsyncSession,
+    *,
+    notification_id: uuid.UUID,
+    low_id: int | None,
+    priorities: Sequence[str],
+    now: dt.datetime,
+) -> Claim | None:
+    """Lease a due batch and read its due rows: the job's own (the page of ``notification_id``
+    starting at ``low_id`` or, without one, its most overdue), unless a more urgent one of a
+    live notification of ``priorities`` is due (``_claim_most_urgent_sql``). None when neither
+    is due and free."""
+    params: dict[str, object] = {
+        "nid": notification_id,
+        "priorities": list(priorities),
+        "now": now,
+        "until": now + lease(),
+        "window": WINDOW,
+    }
+    if low_id is not None:
+        params["low"] = low_id
+    sql = _CLAIM_MOST_URGENT_SQL if low_id is None else _CLAIM_MOST_URGENT_PAGE_SQL
+    rows = (await session.execute(sql, params)).all()
+    return _claim_of(rows[0].notification_id, rows) if rows else None
+
+
+def _claim_of(notification_id: uuid.UUID, rows: Sequence[Any]) -> Claim | None:
     if not rows:
         return None
     first = rows[0]

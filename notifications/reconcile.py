@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 
 from core.after_commit import committing
 from core.config import get_settings
-from core.jobs import JobName, defer
+from core.jobs import FAN_OUT_MORE_PREFIX, JobName, defer
 from core.logging import get_logger
 from notifications import metrics, outbox
 from notifications import service as notifications_service
@@ -67,7 +67,10 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
                     session,
                     JobName.FAN_OUT,
                     str(notification.id),
-                    job_id=f"fanout:{notification.id}:r{tick}",
+                    # Backlog, like the fan-out's own next slice: started behind the send jobs
+                    # queued before it, so a long fan-out is not pushed ahead of its sends every
+                    # tick (core/jobs.py).
+                    job_id=f"{FAN_OUT_MORE_PREFIX}{notification.id}:r{tick}",
                     queue=queue,
                 )
                 stats["fanouts"] += 1
@@ -90,7 +93,7 @@ async def reconcile(*, now: dt.datetime) -> dict[str, int]:
                     str(notification.id),
                     low_id,
                     high_id,
-                    job_id=f"reconcile:{notification.id}:{low_id}:{tick}",
+                    job_id=f"resend:{notification.id}:{low_id}:{tick}",
                     queue=queue,
                 )
                 stats["batches"] += 1

@@ -34,8 +34,17 @@ from notifications.schemas import NotificationCreate
 IDEMPOTENCY_LOCK_NAMESPACE = 0x6964656D
 
 
+URGENT_PRIORITIES = ("high", "emergency")
+PRIORITIES = ("normal", *URGENT_PRIORITIES)
+
+
 def queue_for(priority: str) -> str:
-    return HIGH_QUEUE if priority in ("high", "emergency") else BULK_QUEUE
+    return HIGH_QUEUE if priority in URGENT_PRIORITIES else BULK_QUEUE
+
+
+def sharing_queue(priority: str) -> tuple[str, ...]:
+    """The priorities whose batches go out through the same queue as ``priority``'s."""
+    return tuple(p for p in PRIORITIES if queue_for(p) == queue_for(priority))
 
 
 async def create(

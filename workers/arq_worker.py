@@ -1,5 +1,5 @@
-"""arq's Worker with two fixes: its polling skips the ids of jobs this worker is already running,
-and the process outlives a Redis outage.
+"""arq's Worker with three changes: its polling skips the ids of jobs already running, it starts
+new work ahead of a broadcast's backlog, and the process outlives a Redis outage.
 
 Every poll (50 ms, workers/settings.py) arq reads up to 100 due job ids from the queue and, for
 each, WATCHes its in-progress key and reads it and the job's score: three Redis round trips per
@@ -8,6 +8,13 @@ id. A running job stays in the queue until it finishes, so the send jobs a worke
 at every poll only to find "already running": 6 % of a sending worker's CPU in issue 16's
 profile. Skipping those ids changes nothing else: a job this process runs cannot be started
 here again anyway (its in-progress key exists), and other workers still see it in the queue.
+
+arq starts due jobs oldest first, so a breaking-news item's jobs waited behind the send jobs a
+broadcast's fan-out had queued (40 pages at a time), and behind the 20 that each worker had
+already started and that waited in it for a send slot: 5 s under a running broadcast instead of
+64 ms (issue 16). A worker now starts everything that is not backlog first and holds only a few
+send jobs (``start_jobs``); which batch those send is decided in PostgreSQL, most urgent first
+(notifications/outbox.py ``claim_most_urgent``; docs/delivery.md "Urgent before bulk").
 
 arq's main loop ends at the first Redis call that fails, and the process exited with it: a Redis
 restart of a few seconds stopped every worker (tests/notifications/test_redis_restart.py).
@@ -22,20 +29,68 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.config import get_settings
+from core.jobs import is_backlog_job, is_send_job
 from core.logging import get_logger
 from workers.arq_clock import use_service_clock
 
 log = get_logger(__name__)
 
 
+# Backlog ids checked past the room for send jobs, for the ones other workers run.
+_LOOK_PAST = 32
+
+
 class PollingWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        running = self.tasks
-        await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in running])
+        """Of the due jobs (oldest first), start every job that is not backlog first, then the
+        backlog in queue order while this worker holds fewer than ``send_jobs_held`` send jobs
+        (core/jobs.py ``is_backlog_job``). Jobs running here are skipped (see above), and so are
+        jobs another worker runs: one pipelined EXISTS of their in-progress keys, where arq
+        would spend three round trips on each, and a job running elsewhere must not use up the
+        room for send jobs."""
+        ids = [job_id.decode() for job_id in job_ids]
+        ids = [job_id for job_id in ids if job_id not in self.tasks]
+        room = self.send_jobs_held - sum(
+            1 for job_id, task in self.tasks.items() if is_send_job(job_id) and not task.done()
+        )
+        first = [job_id for job_id in ids if not is_backlog_job(job_id)]
+        # The head of the backlog is mostly what other workers run (a job stays queued until it
+        # ends): look a few past the room.
+        backlog = [job_id for job_id in ids if is_backlog_job(job_id)][: max(room, 0) + _LOOK_PAST]
+        candidates = first + (backlog if room > 0 else [])
+        if not candidates:
+            return
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in candidates:
+                pipe.exists(in_progress_key_prefix + job_id)
+            running = dict(zip(candidates, await pipe.execute(), strict=True))
+        taken = []
+        for job_id in backlog if room > 0 else []:
+            if running[job_id]:
+                continue
+            if is_send_job(job_id):
+                if room <= 0:
+                    break  # and what is queued behind it waits too: the backlog keeps its order
+                room -= 1
+            taken.append(job_id)
+        first = [job_id for job_id in first if not running[job_id]]
+        await super().start_jobs([job_id.encode() for job_id in first + taken])
+
+    @property
+    def send_jobs_held(self) -> int:
+        """Send jobs a worker holds at a time: enough to keep its send slots busy (each batch
+        in flight, one finishing, one ready to claim next), few enough that the queue, not the
+        worker, holds the rest. A send job claims its batch only when it gets a send slot
+        (notifications/delivery.py), so holding more would only fill the worker's ``max_jobs``
+        with jobs waiting in it (20 of them made each send job wait up to 20 batches, past the
+        job timeout on a busy machine) and keep out what is not backlog."""
+        return 4 * get_settings().send_batches_in_flight
 
 
 # Pauses before starting again after Redis went away: quick for a blip, then every 10 s.

@@ -28,9 +28,11 @@ async def send_batch(
     ctx: JobContext, notification_id: str, low_id: int | None = None, high_id: int | None = None
 ) -> dict[str, int]:
     """The batch starting at ``low_id`` or, without one, the notification's most overdue open
-    batch. (``high_id`` is kept for jobs queued before batches had rows of their own; the batch
-    row knows its range.) Each push carries its reader's unread count in the inbox as the badge:
-    inbox depends on notifications, never the reverse, so the job hands the pipeline the count."""
+    batch, unless a more urgent batch of its queue is due (a new notification's first page: then
+    that one, notifications/delivery.py ``_claim``). (``high_id`` is kept for jobs queued before
+    batches had rows of their own; the batch row knows its range.) Each push carries its reader's
+    unread count in the inbox as the badge: inbox depends on notifications, never the reverse, so
+    the job hands the pipeline the count."""
     return await delivery.send_batch(
         notification_id=uuid.UUID(notification_id),
         low_id=low_id,

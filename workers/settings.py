@@ -130,6 +130,10 @@ class WorkerSettings:
     job_timeout = JOB_TIMEOUT_SECONDS
     max_tries = 5
     max_jobs = 20
+    # Due job ids read per poll, oldest first: a new job queued behind more backlog than this is
+    # not seen until the backlog shrinks (workers/arq_worker.py). arq's default is 100; a
+    # broadcast keeps about 40 send jobs queued, the reconciler adds up to 50 per notification.
+    queue_read_limit = 500
     poll_delay = 0.05
     keep_result = 60
     health_check_interval = 30

@@ -93,3 +93,102 @@ def test_a_stop_signal_ends_the_pause_before_a_restart():
     assert _stopped_during(30.0) is True
     assert time.monotonic() - started < 5
     assert _stopped_during(0.1) is False  # nothing pending: the pause just ends
+
+
+async def test_new_work_starts_ahead_of_a_broadcasts_backlog() -> None:
+    """Issue 16: a worker holds only a few send jobs and starts everything that is not backlog at
+    once, even when it was queued behind many send jobs; a fan-out's next slice keeps its place
+    behind the send jobs queued before it."""
+    settings = RedisSettings.from_dsn(os.environ["CHUONG_REDIS_URL"])
+    queue = f"test-backlog-{uuid.uuid4().hex}"
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def hold(ctx: dict[str, Any]) -> None:
+        started.append(ctx["job_id"])
+        await release.wait()
+
+    pool = await create_pool(settings)
+    worker = PollingWorker(
+        functions=[func(hold, name="hold")],
+        redis_settings=settings,
+        queue_name=queue,
+        poll_delay=0.01,
+        max_jobs=20,
+        handle_signals=False,
+    )
+    held = worker.send_jobs_held
+    tag = uuid.uuid4().hex  # job ids are global in arq, not per queue
+    sends = [f"send:{tag}:{i}" for i in range(held + 3)]
+    others = [f"fanout-next:{tag}:1", f"tracking-send:{tag}", f"fanout:{tag}"]
+    order = [*sends[:held], others[0], *sends[held:], *others[1:]]
+    try:
+        for job_id in order:
+            await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
+            await asyncio.sleep(0.002)  # distinct scores: arq orders the queue by them
+        running = asyncio.create_task(worker.main())
+        for _ in range(300):
+            if len(started) >= held + 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time for anything else to (wrongly) start
+        assert sorted(started) == sorted([*sends[:held], *others])
+        # The rest waits in the queue, in order, for a send job to finish.
+        assert not set(sends[held:]) & set(started)
+    finally:
+        release.set()
+        await asyncio.sleep(0.1)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await pool.delete(queue)
+        await pool.aclose()
+
+
+async def test_a_fan_outs_next_slice_waits_for_the_send_jobs_queued_before_it() -> None:
+    settings = RedisSettings.from_dsn(os.environ["CHUONG_REDIS_URL"])
+    queue = f"test-backlog-{uuid.uuid4().hex}"
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def hold(ctx: dict[str, Any]) -> None:
+        started.append(ctx["job_id"])
+        await release.wait()
+
+    pool = await create_pool(settings)
+    worker = PollingWorker(
+        functions=[func(hold, name="hold")],
+        redis_settings=settings,
+        queue_name=queue,
+        poll_delay=0.01,
+        max_jobs=20,
+        handle_signals=False,
+    )
+    tag = uuid.uuid4().hex
+    sends = [f"send:{tag}:{i}" for i in range(worker.send_jobs_held + 1)]
+    more = f"fanout-next:{tag}:1"
+    try:
+        for job_id in [*sends, more]:
+            await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
+            await asyncio.sleep(0.002)
+        running = asyncio.create_task(worker.main())
+        for _ in range(300):
+            if len(started) >= len(sends) - 1:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time for anything else to (wrongly) start
+        assert started == sends[:-1]  # the fan-out's next slice is behind the one send job left
+        release.set()  # the held send jobs finish: the last one, then the slice, start
+        for _ in range(300):
+            if more in started:
+                break
+            await asyncio.sleep(0.01)
+        assert started[-2:] == [sends[-1], more]
+    finally:
+        release.set()
+        await asyncio.sleep(0.1)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await pool.delete(queue)
+        await pool.aclose()
