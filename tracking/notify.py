@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.principal import Principal
+from devices import apps
 from notifications import service as notifications
 from notifications.schemas import Audience, NotificationCreate
 from tracking import texts
@@ -52,6 +53,16 @@ async def send(
     return (await send_many(session, messages=[message], rules=rules))[0]
 
 
+TRACKING_APP = "tracking"
+
+
+async def app_enabled(session: AsyncSession) -> bool:
+    """Is the tracking app taking pushes? An operator can switch it off (console, Apps page);
+    its reminders then wait, pending, instead of failing their chunk at every run."""
+    app = await apps.find(session, TRACKING_APP)
+    return app is not None and app.enabled
+
+
 async def send_many(session: AsyncSession, *, messages: Sequence[Message], rules: Rules) -> list[uuid.UUID]:
     """The service's own notifications (reminders, digests), written set-based in the caller's
     transaction (``notifications.service.create_prepared_many``); their ids in the order of
@@ -82,7 +93,7 @@ def _request(message: Message, rules: Rules) -> NotificationCreate:
         title, body, data, deep_link = message.title, message.body, message.data, message.deep_link
         sensitivity = rules.open_sensitivity
     return NotificationCreate(
-        app="tracking",
+        app=TRACKING_APP,
         kind=message.kind,
         priority=message.priority,
         sensitivity=sensitivity,

@@ -166,7 +166,10 @@ async def _mark(
 
 async def send_pending(session: AsyncSession, *, now: dt.datetime, rules: Rules, limit: int) -> int:
     """Claim up to ``limit`` pending push rows and send them; returns the rows claimed (0 when
-    nothing is left for this sender)."""
+    nothing is left for this sender, or while the tracking app is switched off: the rows wait,
+    and a reminder whose task is done by then is dropped when it is claimed)."""
+    if not await notify.app_enabled(session):
+        return 0
     claimed = (
         await session.execute(
             select(

@@ -175,3 +175,30 @@ async def test_quiet_hours_hold_one_recipient_while_the_chunk_goes_to_the_others
     assert await run_sender(limit=2) == 5
     rows = await assert_each_row_sent_once()
     assert sorted(r.user_id == org.officer.id for r in rows) == [False] * 5 + [True] * 5
+
+
+async def test_reminders_wait_while_the_tracking_app_is_switched_off(client, org, use_rules):
+    # An operator switched the app off (console, Apps page): claiming its reminders would fail the
+    # chunk at every run (422 app_disabled); they wait, pending, and go once it is back on.
+    from devices import apps
+
+    async def switch(enabled: bool) -> None:
+        async with transaction() as session:
+            await session.execute(
+                text("UPDATE apps SET enabled = :enabled WHERE code = 'tracking'"), {"enabled": enabled}
+            )
+        apps.invalidate()
+
+    use_rules(deadline_offsets=[0])
+    await two_people_tasks(client, org, "OFF", 3, deadline="2026-12-14")
+    await confirm_all()
+    set_clock("2026-12-14 08:00:30")
+    await run_sweep()
+    before = len(await tracking_notifications())
+    await switch(False)
+    assert await run_sender() == 0
+    assert {r.status for r in await ledger()} == {"pending"}
+    assert len(await tracking_notifications()) == before
+    await switch(True)
+    assert await run_sender() == 6
+    await assert_each_row_sent_once()
