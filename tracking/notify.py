@@ -42,9 +42,13 @@ class Message:
 
 async def send(
     session: AsyncSession, *, principal: Principal | None, message: Message, rules: Rules
-) -> uuid.UUID:
+) -> uuid.UUID | None:
     """``principal``: the connected system whose intake caused the event (its audience is checked
-    like any sender's); None for the service's own reminders."""
+    like any sender's); None for the service's own reminders. None, and nothing sent, while the
+    tracking app is switched off: the event itself (an intake, a refusal, a request) is still
+    recorded, rather than refused with the app's 422."""
+    if not await app_enabled(session):
+        return None
     if principal is not None:
         notification, _ = await notifications.create(
             session, principal=principal, body=_request(message, rules), idempotency_key=None

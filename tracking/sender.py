@@ -265,6 +265,8 @@ async def send_digests(
     local = calendar.local(now)
     if not calendar.is_working_instant(now) or local.time() < rules.digest_time:
         return 0
+    if not await notify.app_enabled(session):
+        return 0  # switched off: the digest rows wait, as the reminders do (send_pending)
     digest = aliased(Reminder)
     users = list(
         (
