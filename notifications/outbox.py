@@ -75,52 +75,6 @@ def lease() -> dt.timedelta:
 # million devices, for each 500-row batch. ``OFFSET 0`` keeps the range scan a subquery of its own.
 
 
-def _claim_sql(*, ranged: bool) -> str:
-    # A send job queued by the fan-out names its page (``low_id``); retries without one take the
-    # notification's most overdue open batch. Either way: skip a batch another worker holds,
-    # lease it, and read its due rows through the primary key (cost per page, whatever the
-    # table's size). The LEFT JOIN returns the batch even when none of its rows is due.
-    which = "AND low_id = :low" if ranged else ""
-    return f"""
-        WITH live AS (
-            SELECT expires_at FROM notifications
-            WHERE id = :nid AND status NOT IN ('completed', 'expired', 'cancelled') AND expires_at > :now
-        ), batch AS (
-            UPDATE delivery_batches
-            SET leased_until = :until, lease = lease + 1
-            WHERE id = (
-                SELECT id FROM delivery_batches
-                WHERE notification_id = :nid {which} AND status = 'open' AND next_attempt_at <= :now
-                  AND (leased_until IS NULL OR leased_until < :now)
-                ORDER BY next_attempt_at
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            ) AND EXISTS (SELECT 1 FROM live)
-            RETURNING id, lease, low_id, high_id
-        )
-        SELECT batch.id AS batch_id, batch.lease, batch.low_id, batch.high_id,
-               (SELECT expires_at FROM live) AS expires_at,
-               d.id, d.device_id, d.provider, d.language, d.attempts,
-               devices.token, devices.apns_environment
-        FROM batch
-        LEFT JOIN LATERAL (
-            SELECT * FROM (
-                SELECT id, notification_id, device_id, provider, language, attempts, status, next_attempt_at
-                FROM deliveries WHERE id BETWEEN batch.low_id AND batch.high_id
-                OFFSET 0  -- see _PAGE_NOTE
-            ) AS page
-            WHERE page.notification_id = :nid AND page.status IN ('pending', 'retrying')
-              AND page.next_attempt_at <= :now
-        ) AS d ON true
-        LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
-        ORDER BY d.id
-        """  # noqa: S608 - the two variants are fixed strings, every value is a bind parameter
-
-
-# Plain SQL, compiled once and cached (the ORM versions were recompiled per batch).
-_CLAIM_NEXT_SQL = text(_claim_sql(ranged=False))
-_CLAIM_PAGE_SQL = text(_claim_sql(ranged=True))
-
 # How far back, in batch rows, a claim looks for more urgent work than its own (see below).
 WINDOW = 1000
 
@@ -191,19 +145,6 @@ def _claim_most_urgent_sql(*, ranged: bool) -> str:
 
 _CLAIM_MOST_URGENT_SQL = text(_claim_most_urgent_sql(ranged=False))
 _CLAIM_MOST_URGENT_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True))
-
-
-async def claim(
-    session: AsyncSession, *, notification_id: uuid.UUID, now: dt.datetime, low_id: int | None = None
-) -> Claim | None:
-    """Lease a due batch of a live notification (the page starting at ``low_id``, or the most
-    overdue one) and read its due rows. None when there is nothing to do: the batch is held,
-    settled or not yet due, or the notification is finished, cancelled or past its TTL."""
-    params: dict[str, object] = {"nid": notification_id, "now": now, "until": now + lease()}
-    if low_id is not None:
-        params["low"] = low_id
-    rows = (await session.execute(_CLAIM_NEXT_SQL if low_id is None else _CLAIM_PAGE_SQL, params)).all()
-    return _claim_of(notification_id, rows)
 
 
 async def claim_most_urgent(

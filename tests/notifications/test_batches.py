@@ -28,7 +28,13 @@ async def _fanned_out(client, worker_ctx, count: int = 3) -> uuid.UUID:
 
 async def _claim(nid: uuid.UUID) -> outbox.Claim | None:
     async with transaction() as session:
-        return await outbox.claim(session, notification_id=nid, now=clock.utcnow())
+        return await outbox.claim_most_urgent(
+            session,
+            notification_id=nid,
+            low_id=None,
+            priorities=notifications.sharing_queue("high"),
+            now=clock.utcnow(),
+        )
 
 
 async def _record_all(claim: outbox.Claim, prefix: str) -> outbox.RecordSummary:
