@@ -58,6 +58,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
+            await _audit_failed_read(request)
             raise
         await committed(session)
 
@@ -332,19 +333,31 @@ def _audit_read(request: Request, session: AsyncSession, principal: Principal) -
     for name, value in request.path_params.items():
         template = template.replace(f"/{value}", f"/{{{name}}}", 1)
     unit = _parse_uuid_or_none(request.query_params.get("unit_id") or request.query_params.get("unit"))
-    audit.record(
-        session,
-        action="inspection.read",
-        object_type="route",
-        object_id=f"{request.method} {template}",
-        unit_id=unit,
-        details={
+    fields: dict[str, Any] = {
+        "action": "inspection.read",
+        "object_type": "route",
+        "object_id": f"{request.method} {template}",
+        "unit_id": unit,
+        "details": {
             "path": request.url.path[:512],
             "query": {k: v[:200] for k, v in list(request.query_params.items())[:20]},
             # A unit's path ends with its own id (hex): the overseen units, as ids.
             "overseen": [str(uuid.UUID(p.rstrip("/").rsplit("/", 1)[-1])) for p in principal.oversees[:50]],
         },
-    )
+    }
+    audit.record(session, **fields)
+    request.state.read_audit = fields
+
+
+async def _audit_failed_read(request: Request) -> None:
+    """A read-only account's read that failed (a 404, a 422, an error) rolled its audit row
+    back with the request: write it again in a transaction of its own, as a failure, so that
+    probing for what exists is on the record too (D-25)."""
+    fields: dict[str, Any] | None = getattr(request.state, "read_audit", None)
+    if fields is None:
+        return
+    request.state.read_audit = None
+    await audit.record_detached(**fields, outcome="failure")
 
 
 def _parse_uuid_or_none(value: str | None) -> uuid.UUID | None:

@@ -170,6 +170,14 @@ async def test_each_read_of_an_inspector_is_one_audit_row(client, org, committee
     [row] = (await reads_of(committee.inspector))[before + 1 :]
     assert row.object_id == "GET /v1/tracking/tasks/{task_id}" and row.details["path"].endswith(str(one))
     assert row.unit_id == committee.unit.id  # no unit asked for: the committee's
+    # A read that fails (here a task outside the committee's units: 404) is on the record too,
+    # as a failure, although the request's own transaction rolled back.
+    await upsert(client, org, task(org, "AU_OUT", lead_unit=committee.other.code, responsible_users=[]))
+    outside = await task_id("AU_OUT")
+    assert (await client.get(f"/v1/tracking/tasks/{outside}", headers=inspector)).status_code == 404
+    [row] = (await reads_of(committee.inspector))[before + 2 :]
+    assert (row.object_id, row.outcome) == ("GET /v1/tracking/tasks/{task_id}", "failure")
+    assert row.details["path"].endswith(str(outside))
     # Other accounts' reads are not audited this way.
     await listed(client, await sign_in(client, org.leader))
     async with transaction() as session:
