@@ -52,6 +52,7 @@ DRAIN_SECONDS = 15.0
 BREAKER_SECONDS = 2.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
+_FIRST_PAGE_LANES: dict[int, asyncio.Semaphore] = {}
 
 
 def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
@@ -64,17 +65,31 @@ def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
     return _SLOTS[loop_id]
 
 
+def _first_page_lane() -> asyncio.Semaphore:
+    """One first page at a time per process, beside the batches of ``_send_slots``."""
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _FIRST_PAGE_LANES:
+        _FIRST_PAGE_LANES[loop_id] = asyncio.Semaphore(1)
+    return _FIRST_PAGE_LANES[loop_id]
+
+
 async def send_batch(
     *,
     notification_id: uuid.UUID,
     low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
+    first_page: bool = False,
 ) -> dict[str, int]:
     """Send the due rows of one batch: the fan-out page of the notification starting at
     ``low_id`` or, without one, its most overdue open batch, unless a more urgent batch of its
     queue is due: then that one (``_claim``). Each push carries the badge ``badge_source``
-    gives its device."""
+    gives its device. ``first_page``: the job of a notification's first page, which may go on
+    the first-page lane (``_send_first_page``)."""
+    if first_page and low_id is not None:
+        sent = await _send_first_page(notification_id, low_id, providers, badge_source)
+        if sent is not None:
+            return sent
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
     # that slot on once its last chunk has started, not once it has been answered: the next
@@ -99,6 +114,29 @@ async def send_batch(
             return await _send_batch(notification_id, low_id, providers, badge_source, hand_on)
         finally:
             hand_on()
+
+
+async def _send_first_page(
+    nid: uuid.UUID, low_id: int, providers: Mapping[str, PushProvider], badge_source: dispatch.BadgeSource
+) -> dict[str, int] | None:
+    """A new notification's first page, sent at once on the worker's first-page lane instead of
+    waiting until the batch the worker is starting has started its last chunk (issue 16: that
+    wait was most of the 0.4–0.8 s between a breaking-news approval and its first request under
+    a broadcast). The lane holds one batch at a time, from claim to record, and claims nothing
+    but first pages (``outbox.claim_most_urgent`` ``first_only``), so what a killed worker can
+    have sent unrecorded grows by one first page at most (≤ 500 rows; docs/delivery.md
+    "Guarantees"). None when the lane is busy or no first page is due (another worker, or a
+    send job's claim, took it): the job then sends as any send job does, so the batch the other
+    claim was queued for still has a job to claim it."""
+    lane = _first_page_lane()
+    if lane.locked():
+        return None  # a burst of first pages: the rest go through the send slots as before
+    async with lane:
+        await cancellation.listening()
+        claim = await _claim(nid, low_id, first_only=True)
+        if claim is None:
+            return None
+        return await _send_claimed(claim, providers, badge_source, lambda: None)
 
 
 _SPECS: dict[uuid.UUID, PushSpec] = {}
@@ -126,7 +164,7 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
     return spec
 
 
-async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
+async def _claim(nid: uuid.UUID, low_id: int | None, *, first_only: bool = False) -> outbox.Claim | None:
     """The job's own batch, unless something more urgent of its queue is due
     (outbox.claim_most_urgent): the first job to reach a send slot after a new notification's
     first page was written sends that page, however many of a broadcast's jobs were queued before
@@ -142,6 +180,7 @@ async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
             low_id=low_id,
             priorities=notifications_service.sharing_queue(spec.content.priority),
             now=now,
+            first_only=first_only,
         )
         if claim is None:
             # Nothing to lease; if that is because the notification outlived its TTL, say so now
@@ -246,6 +285,15 @@ async def _send_batch(
     claim = await _claim(nid, low_id)
     if claim is None:
         return {"claimed": 0}
+    return await _send_claimed(claim, providers, badge_source, all_started)
+
+
+async def _send_claimed(
+    claim: outbox.Claim,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
+    all_started: Callable[[], None],
+) -> dict[str, int]:
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     held = str(claim.notification_id)
     cancellation.hold(held, claim.batch_id)

@@ -10,7 +10,7 @@ import uuid
 
 from core.config import get_settings
 from core.db import utcnow
-from core.jobs import JobName
+from core.jobs import JobName, is_first_page_job
 from inbox.badges import unread_badges
 from notifications import delivery, fanout, retention
 from notifications import reconcile as reconciler
@@ -32,12 +32,14 @@ async def send_batch(
     that one, notifications/delivery.py ``_claim``). (``high_id`` is kept for jobs queued before
     batches had rows of their own; the batch row knows its range.) Each push carries its reader's
     unread count in the inbox as the badge: inbox depends on notifications, never the reverse, so
-    the job hands the pipeline the count."""
+    the job hands the pipeline the count. A first page's job (its id says so, core/jobs.py) may
+    send on the worker's first-page lane."""
     return await delivery.send_batch(
         notification_id=uuid.UUID(notification_id),
         low_id=low_id,
         providers=ctx.providers,
         badge_source=unread_badges,
+        first_page=ctx.job_id is not None and is_first_page_job(ctx.job_id),
     )
 
 

@@ -84,16 +84,16 @@ async def test_every_line_a_job_logs_carries_the_job_id_name_and_try(client, dat
     assert created.status_code == 202, created.text
     notification_id = created.json()["id"]
 
-    # The request's commit queued the fan-out; the worker runs it, then the send job it queues,
+    # The request's commit queued the fan-out; the worker runs it, then the send job of its first page,
     # which builds the push providers and logs each one that is not configured (none is, here).
-    output = await asyncio.to_thread(_worker_until, database_url, finished=f"send:{notification_id}:")
+    output = await asyncio.to_thread(_worker_until, database_url, finished=f"first:{notification_id}:")
 
     lines: list[dict[str, Any]] = [json.loads(line) for line in output if line.startswith("{")]
     unconfigured = [line for line in lines if line["event"] == "push_provider_not_configured"]
     assert {line["provider"] for line in unconfigured} == {"fcm", "apns"}
     for line in unconfigured:
         assert line["job_name"] == JobName.SEND_BATCH
-        assert line["job_id"].startswith(f"send:{notification_id}:")
+        assert line["job_id"].startswith(f"first:{notification_id}:")
         assert line["job_try"] == 1
     # Nothing in the worker logs outside a job but its start-up line (where its metrics listen):
     # every other line names one.

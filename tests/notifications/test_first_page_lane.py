@@ -1,0 +1,138 @@
+"""The first-page lane (notifications/delivery.py ``_send_first_page``, issue 16 item 7): a new
+notification's first page goes out beside the batch a worker is starting, instead of waiting
+until that batch has started its last chunk; the lane holds one batch at a time and claims
+nothing but first pages, so a killed worker can re-send one first page more at most.
+
+Checked on the order of the emulator's requests, not on times: the broadcast's tokens answer
+after SLOW_MS, so the batch holding the send slot starts its third chunk only once its first was
+answered."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from core import clock
+from core.db import transaction
+from core.jobs import FIRST_PAGE_PREFIX
+from notifications import fanout, outbox
+from notifications.models import DeliveryBatch
+from notifications.service import sharing_queue
+from tests.notifications.conftest import register_devices
+from tests.notifications.helpers import broadcast, central_sender, notification_body, release_approved
+from workers.delivery_jobs import fan_out, send_batch
+
+SLOW_MS = 1500.0
+PAGE = 4  # four chunks of one: the third starts once the first has been answered
+
+
+async def _pages(nid: str) -> list[DeliveryBatch]:
+    async with transaction() as session:
+        query = select(DeliveryBatch).where(DeliveryBatch.notification_id == uuid.UUID(nid))
+        return list((await session.execute(query.order_by(DeliveryBatch.low_id))).scalars())
+
+
+async def _leased(nid: str) -> bool:
+    return any(page.leased_until is not None for page in await _pages(nid))
+
+
+async def _targeted(client, headers, worker_ctx, tokens: list[str]) -> str:
+    devices = await register_devices([("fcm", token, "vi") for token in tokens])
+    body = notification_body(audience={"devices": [str(d) for d in devices]})
+    nid = await release_approved(client, headers, body)
+    await fan_out(worker_ctx, nid)
+    return nid
+
+
+def _first_page_job(worker_ctx: dict, nid: str) -> dict:
+    """The context arq hands the job queued for a first page (its id says what it is)."""
+    return {**worker_ctx, "job_id": f"{FIRST_PAGE_PREFIX}{nid}:test"}
+
+
+@pytest.fixture
+def small_pages(monkeypatch):
+    monkeypatch.setattr(fanout, "PAGE_SIZE", PAGE)
+
+
+async def test_a_first_page_goes_out_beside_the_batch_a_worker_is_starting(
+    client, emulator, worker_ctx, small_pages
+):
+    emulator.faults.update({"slow_latency_ms": SLOW_MS})
+    big_tokens = [f"slow-big-{i}-{uuid.uuid4().hex}" for i in range(2 * PAGE)]
+    await register_devices([("fcm", token, "vi") for token in big_tokens])
+    headers = await central_sender(client)
+    big = await broadcast(client, headers)
+    await fan_out(worker_ctx, big)
+    second = (await _pages(big))[1]
+    # A send job of the broadcast takes the worker's send slot; its batch's chunks are slow.
+    bulk = asyncio.ensure_future(send_batch(worker_ctx, big, second.low_id))
+    for _ in range(100):
+        if await _leased(big):
+            break
+        await asyncio.sleep(0.02)
+    assert await _leased(big)
+
+    # A new push's first page (a slow token: it keeps the lane busy), then another (fast).
+    first_token = f"slow-urgent-{uuid.uuid4().hex}"
+    urgent = await _targeted(client, headers, worker_ctx, [first_token])
+    (urgent_page,) = await _pages(urgent)
+    on_lane = asyncio.ensure_future(
+        send_batch(_first_page_job(worker_ctx, urgent), urgent, urgent_page.low_id)
+    )
+    for _ in range(100):
+        if emulator.log.find(token=first_token):
+            break
+        await asyncio.sleep(0.02)
+    second_token = f"fast-urgent-{uuid.uuid4().hex}"
+    later = await _targeted(client, headers, worker_ctx, [second_token])
+    (later_page,) = await _pages(later)
+    behind = asyncio.ensure_future(send_batch(_first_page_job(worker_ctx, later), later, later_page.low_id))
+    await asyncio.wait_for(asyncio.gather(bulk, on_lane, behind), 30)
+
+    arrived = {record.token: record.received_at for record in emulator.log.find(limit=1000)}
+    held_batch = sorted(arrived[t] for t in big_tokens if t in arrived)
+    assert len(held_batch) == PAGE, held_batch  # the one batch the bulk job sent
+    # The first push went out while the held batch had started only its first two chunks...
+    assert arrived[first_token] < held_batch[2], (arrived[first_token], held_batch)
+    # ...and the lane holds one batch: the second push, finding it busy, waited for the send
+    # slot, i.e. for the held batch's last chunk to start (as every send job does).
+    assert arrived[second_token] > held_batch[3], (arrived[second_token], held_batch)
+
+
+async def test_the_first_page_lane_claims_first_pages_only(client, emulator, worker_ctx, small_pages):
+    await register_devices([("fcm", f"ok-{uuid.uuid4().hex}", "vi") for _ in range(2 * PAGE)])
+    headers = await central_sender(client)
+    big = await broadcast(client, headers)
+    await fan_out(worker_ctx, big)
+    first, second = await _pages(big)
+
+    async def claim(nid: str, low_id: int) -> outbox.Claim | None:
+        async with transaction() as session:
+            return await outbox.claim_most_urgent(
+                session,
+                notification_id=uuid.UUID(nid),
+                low_id=low_id,
+                priorities=sharing_queue("high"),
+                now=clock.utcnow(),
+                first_only=True,
+            )
+
+    # The broadcast's second page is due, but it is not a first page: the lane takes the first.
+    taken = await claim(big, second.low_id)
+    assert taken is not None and taken.batch_id == first.id
+    # With the first page held, only the second is due: nothing for the lane.
+    assert await claim(big, second.low_id) is None
+    assert await claim(big, first.low_id) is None
+    with pytest.raises(ValueError, match="low_id"):
+        async with transaction() as session:
+            await outbox.claim_most_urgent(
+                session,
+                notification_id=uuid.UUID(big),
+                low_id=None,
+                priorities=sharing_queue("high"),
+                now=clock.utcnow(),
+                first_only=True,
+            )
