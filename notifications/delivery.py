@@ -17,6 +17,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +28,7 @@ from core.db import transaction, utcnow
 from core.jobs import JobName, defer
 from core.logging import get_logger
 from devices import apps
-from notifications import breaker, cancellation, dispatch, metrics, outbox
+from notifications import breaker, cancellation, dispatch, first_pages, metrics, outbox
 from notifications import service as notifications_service
 from notifications.content import PushSpec
 from notifications.models import Notification
@@ -137,6 +138,43 @@ async def _send_first_page(
         if claim is None:
             return None
         return await _send_claimed(claim, providers, badge_source, lambda: None)
+
+
+_ANNOUNCED: set[asyncio.Task[Any]] = set()
+
+
+async def send_announced(
+    page: first_pages.FirstPage,
+    *,
+    queue: str,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
+) -> None:
+    """A first page announced on notifications/first_pages.py's channel: sent on this worker's
+    first-page lane if the page is of the worker's ``queue``, the lane is free and the page
+    still due; otherwise left to its send job. Never through the send slots: this is a wake-up,
+    not a job of the page."""
+    if page.queue != queue:
+        return  # the other queue's workers send it
+    task = asyncio.current_task()
+    assert task is not None
+    _ANNOUNCED.add(task)
+    try:
+        await _send_first_page(page.notification_id, page.low_id, providers, badge_source)
+    except Exception as exc:  # the page's job sends it (the lease, if this one held it)
+        log.warning("first_page_send_failed", notification_id=str(page.notification_id), error=repr(exc))
+    finally:
+        _ANNOUNCED.discard(task)
+
+
+async def stop_announced() -> None:
+    """At shutdown: what announced sends are doing is cancelled as arq cancels its jobs, so their
+    chunks on the wire are written (``_drain``) and the rest is due again at once."""
+    tasks = list(_ANNOUNCED)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 _SPECS: dict[uuid.UUID, PushSpec] = {}

@@ -14,6 +14,7 @@ from core.after_commit import committing
 from core.db import utcnow
 from core.jobs import FAN_OUT_MORE_PREFIX, FIRST_PAGE_PREFIX, JobName, defer
 from devices.locales import DEFAULT_LANGUAGE
+from notifications import first_pages
 from notifications.audience import page_query
 from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
@@ -158,6 +159,12 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
                 job_id=f"{prefix}{notification.id}:{rows[-1].id.hex}",
                 queue=queue_for(notification.priority),
             )
+            if first_page:
+                # ...and is told at once, not at its next poll (notifications/first_pages.py).
+                first_pages.announce_after_commit(
+                    session,
+                    first_pages.FirstPage(notification.id, page.low_id, queue_for(notification.priority)),
+                )
     if len(rows) < PAGE_SIZE:
         notification.fanout_done_at = now
         settled = notification.sent + notification.invalid + notification.failed

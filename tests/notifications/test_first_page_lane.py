@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from core import clock
 from core.db import transaction
-from core.jobs import FIRST_PAGE_PREFIX
-from notifications import fanout, outbox
+from core.jobs import BULK_QUEUE, FIRST_PAGE_PREFIX, HIGH_QUEUE
+from inbox.badges import unread_badges
+from notifications import cancellation, delivery, fanout, first_pages, outbox
 from notifications.models import DeliveryBatch
 from notifications.service import sharing_queue
 from tests.notifications.conftest import register_devices
-from tests.notifications.helpers import broadcast, central_sender, notification_body, release_approved
+from tests.notifications.helpers import broadcast, central_sender, load, notification_body, release_approved
 from workers.delivery_jobs import fan_out, send_batch
 
 SLOW_MS = 1500.0
@@ -136,3 +137,54 @@ async def test_the_first_page_lane_claims_first_pages_only(client, emulator, wor
                 now=clock.utcnow(),
                 first_only=True,
             )
+
+
+async def test_a_first_page_is_sent_when_announced_without_waiting_for_its_job(
+    client, emulator, worker_ctx, providers
+):
+    """The commit that writes a first page announces it (notifications/first_pages.py); a worker
+    of its queue sends it on its first-page lane at once. Here the page's job never runs: the
+    announcement alone sends it. A worker of the other queue ignores it."""
+    heard: list[str] = []
+    queue = {"name": BULK_QUEUE}
+
+    async def written(message: str) -> None:
+        # What the worker's start-up registers (workers/settings.py).
+        heard.append(message)
+        page = first_pages.parse(message)
+        assert page is not None
+        await delivery.send_announced(
+            page, queue=queue["name"], providers=providers, badge_source=unread_badges
+        )
+
+    await cancellation.close()
+    cancellation.also_listen(first_pages.CHANNEL, written)
+    try:
+        assert await cancellation.listening()
+        token = f"ok-announced-{uuid.uuid4().hex}"
+        headers = await central_sender(client)
+        nid = await _targeted(client, headers, worker_ctx, [token])  # the fan-out writes the page
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert heard and not emulator.log.find(token=token)  # a high push: not the bulk worker's
+
+        queue["name"] = HIGH_QUEUE
+        other = f"ok-announced-{uuid.uuid4().hex}"
+        nid = await _targeted(client, headers, worker_ctx, [other])
+        for _ in range(200):
+            if emulator.log.find(token=other):
+                break
+            await asyncio.sleep(0.02)
+        assert len(emulator.log.find(token=other)) == 1
+        for _ in range(100):
+            notification, _ = await load(uuid.UUID(nid))
+            if notification.status == "completed":
+                break
+            await asyncio.sleep(0.02)
+        assert notification.status == "completed" and notification.sent == 1
+    finally:
+        cancellation.stop_hearing(first_pages.CHANNEL)
+        await cancellation.close()
