@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +118,12 @@ async def send_batch(
 
 
 async def _send_first_page(
-    nid: uuid.UUID, low_id: int, providers: Mapping[str, PushProvider], badge_source: dispatch.BadgeSource
+    nid: uuid.UUID,
+    low_id: int,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
+    *,
+    queue: str | None = None,
 ) -> dict[str, int] | None:
     """A new notification's first page, sent at once on the worker's first-page lane instead of
     waiting until the batch the worker is starting has started its last chunk (issue 16: that
@@ -128,13 +133,23 @@ async def _send_first_page(
     have sent unrecorded grows by one first page at most (≤ 500 rows; docs/delivery.md
     "Guarantees"). None when the lane is busy or no first page is due (another worker, or a
     send job's claim, took it): the job then sends as any send job does, so the batch the other
-    claim was queued for still has a job to claim it."""
+    claim was queued for still has a job to claim it. With the page's ``queue`` known (an
+    announcement), the claim does not wait for the push's content to be read: both go at once."""
     lane = _first_page_lane()
     if lane.locked():
         return None  # a burst of first pages: the rest go through the send slots as before
     async with lane:
         await cancellation.listening()
-        claim = await _claim(nid, low_id, first_only=True)
+        if queue is None:
+            claim = await _claim(nid, low_id, first_only=True)
+        else:
+            # Read while the claim runs (two connections, one round trip's wait instead of two);
+            # the batch's sending reads it from the process's cache.
+            reading = asyncio.ensure_future(_spec(nid))
+            try:
+                claim = await _lease(nid, low_id, notifications_service.priorities_of(queue), first_only=True)
+            finally:
+                await reading
         if claim is None:
             return None
         return await _send_claimed(claim, providers, badge_source, lambda: None)
@@ -160,7 +175,7 @@ async def send_announced(
     assert task is not None
     _ANNOUNCED.add(task)
     try:
-        await _send_first_page(page.notification_id, page.low_id, providers, badge_source)
+        await _send_first_page(page.notification_id, page.low_id, providers, badge_source, queue=queue)
     except Exception as exc:  # the page's job sends it (the lease, if this one held it)
         log.warning("first_page_send_failed", notification_id=str(page.notification_id), error=repr(exc))
     finally:
@@ -210,13 +225,21 @@ async def _claim(nid: uuid.UUID, low_id: int | None, *, first_only: bool = False
     spec = await _spec(nid)
     if spec is None:
         return None
+    return await _lease(
+        nid, low_id, notifications_service.sharing_queue(spec.content.priority), first_only=first_only
+    )
+
+
+async def _lease(
+    nid: uuid.UUID, low_id: int | None, priorities: Sequence[str], *, first_only: bool
+) -> outbox.Claim | None:
     now = utcnow()
     async with committing() as session:
         claim = await outbox.claim_most_urgent(
             session,
             notification_id=nid,
             low_id=low_id,
-            priorities=notifications_service.sharing_queue(spec.content.priority),
+            priorities=priorities,
             now=now,
             first_only=first_only,
         )
