@@ -45,7 +45,7 @@ FAN_OUT_MORE_PREFIX = "fanout-next:"
 # The send job of a notification's first page (its first 500 devices): not backlog. A worker
 # starts it at its next poll, ahead of the backlog and within a room of its own, and it may send
 # on the worker's first-page lane, beside the batch the worker is starting
-# (notifications/delivery.py ``send_batch``; docs/delivery.md "Urgent before bulk").
+# (notifications/first_page_lane.py; docs/delivery.md "Urgent before bulk").
 FIRST_PAGE_PREFIX = "first:"
 
 

@@ -17,7 +17,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +27,7 @@ from core.db import autocommitted, utcnow
 from core.jobs import JobName, defer
 from core.logging import get_logger
 from devices import apps
-from notifications import breaker, cancellation, dispatch, first_pages, metrics, outbox
+from notifications import breaker, cancellation, dispatch, metrics, outbox
 from notifications import service as notifications_service
 from notifications.content import PushSpec
 from notifications.models import Notification
@@ -53,7 +52,6 @@ DRAIN_SECONDS = 15.0
 BREAKER_SECONDS = 2.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
-_FIRST_PAGE_LANES: dict[int, asyncio.Semaphore] = {}
 
 
 def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
@@ -66,31 +64,18 @@ def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
     return _SLOTS[loop_id]
 
 
-def _first_page_lane() -> asyncio.Semaphore:
-    """One first page at a time per process, beside the batches of ``_send_slots``."""
-    loop_id = id(asyncio.get_running_loop())
-    if loop_id not in _FIRST_PAGE_LANES:
-        _FIRST_PAGE_LANES[loop_id] = asyncio.Semaphore(1)
-    return _FIRST_PAGE_LANES[loop_id]
-
-
 async def send_batch(
     *,
     notification_id: uuid.UUID,
     low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
-    first_page: bool = False,
 ) -> dict[str, int]:
     """Send the due rows of one batch: the fan-out page of the notification starting at
     ``low_id`` or, without one, its most overdue open batch, unless a more urgent batch of its
-    queue is due: then that one (``_claim``). Each push carries the badge ``badge_source``
-    gives its device. ``first_page``: the job of a notification's first page, which may go on
-    the first-page lane (``_send_first_page``)."""
-    if first_page and low_id is not None:
-        sent = await _send_first_page(notification_id, low_id, providers, badge_source)
-        if sent is not None:
-            return sent
+    queue is due: then that one (``claim_batch``). Each push carries the badge ``badge_source``
+    gives its device. (A first page may go on the first-page lane instead:
+    notifications/first_page_lane.py.)"""
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
     # that slot on once its last chunk has started, not once it has been answered: the next
@@ -117,86 +102,11 @@ async def send_batch(
             hand_on()
 
 
-async def _send_first_page(
-    nid: uuid.UUID,
-    low_id: int,
-    providers: Mapping[str, PushProvider],
-    badge_source: dispatch.BadgeSource,
-    *,
-    queue: str | None = None,
-) -> dict[str, int] | None:
-    """A new notification's first page, sent at once on the worker's first-page lane instead of
-    waiting until the batch the worker is starting has started its last chunk (issue 16: that
-    wait was most of the 0.4–0.8 s between a breaking-news approval and its first request under
-    a broadcast). The lane holds one batch at a time, from claim to record, and claims nothing
-    but first pages (``outbox.claim_most_urgent`` ``first_only``), so what a killed worker can
-    have sent unrecorded grows by one first page at most (≤ 500 rows; docs/delivery.md
-    "Guarantees"). None when the lane is busy or no first page is due (another worker, or a
-    send job's claim, took it): the job then sends as any send job does, so the batch the other
-    claim was queued for still has a job to claim it. With the page's ``queue`` known (an
-    announcement), the claim does not wait for the push's content to be read: both go at once."""
-    lane = _first_page_lane()
-    if lane.locked():
-        return None  # a burst of first pages: the rest go through the send slots as before
-    async with lane:
-        await cancellation.listening()
-        if queue is None:
-            claim = await _claim(nid, low_id, first_only=True)
-        else:
-            # Read while the claim runs (two connections, one round trip's wait instead of two);
-            # the batch's sending reads it from the process's cache.
-            reading = asyncio.ensure_future(_spec(nid))
-            try:
-                claim = await _lease_first_page(nid, low_id, notifications_service.priorities_of(queue))
-            finally:
-                await reading
-        if claim is None:
-            return None
-        return await _send_claimed(claim, providers, badge_source, lambda: None)
-
-
-_ANNOUNCED: set[asyncio.Task[Any]] = set()
-
-
-async def send_announced(
-    page: first_pages.FirstPage,
-    *,
-    queue: str,
-    providers: Mapping[str, PushProvider],
-    badge_source: dispatch.BadgeSource,
-) -> None:
-    """A first page announced on notifications/first_pages.py's channel: sent on this worker's
-    first-page lane if the page is of the worker's ``queue``, the lane is free and the page
-    still due; otherwise left to its send job. Never through the send slots: this is a wake-up,
-    not a job of the page."""
-    if page.queue != queue:
-        return  # the other queue's workers send it
-    task = asyncio.current_task()
-    assert task is not None
-    _ANNOUNCED.add(task)
-    try:
-        await _send_first_page(page.notification_id, page.low_id, providers, badge_source, queue=queue)
-    except Exception as exc:  # the page's job sends it (the lease, if this one held it)
-        log.warning("first_page_send_failed", notification_id=str(page.notification_id), error=repr(exc))
-    finally:
-        _ANNOUNCED.discard(task)
-
-
-async def stop_announced() -> None:
-    """At shutdown: what announced sends are doing is cancelled as arq cancels its jobs, so their
-    chunks on the wire are written (``_drain``) and the rest is due again at once."""
-    tasks = list(_ANNOUNCED)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 _SPECS: dict[uuid.UUID, PushSpec] = {}
 _SPECS_KEPT = 64
 
 
-async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
+async def spec_of(notification_id: uuid.UUID) -> PushSpec | None:
     """What a notification's pushes say, read once per process: it never changes after creation,
     and a broadcast to a million devices has 2,000 batches."""
     spec = _SPECS.get(notification_id)
@@ -217,20 +127,20 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
     return spec
 
 
-async def _claim(nid: uuid.UUID, low_id: int | None, *, first_only: bool = False) -> outbox.Claim | None:
+async def claim_batch(nid: uuid.UUID, low_id: int | None, *, first_only: bool = False) -> outbox.Claim | None:
     """The job's own batch, unless something more urgent of its queue is due
     (outbox.claim_most_urgent): the first job to reach a send slot after a new notification's
     first page was written sends that page, however many of a broadcast's jobs were queued before
     it (docs/delivery.md "Urgent before bulk")."""
-    spec = await _spec(nid)
+    spec = await spec_of(nid)
     if spec is None:
         return None
-    return await _lease(
+    return await lease_batch(
         nid, low_id, notifications_service.sharing_queue(spec.content.priority), first_only=first_only
     )
 
 
-async def _lease(
+async def lease_batch(
     nid: uuid.UUID, low_id: int | None, priorities: Sequence[str], *, first_only: bool
 ) -> outbox.Claim | None:
     now = utcnow()
@@ -255,15 +165,6 @@ async def _lease(
                 await outbox.expire_overdue(session, notification_id=nid, now=now)
                 await outbox.finish_if_done(session, notification_id=nid, now=now)
         return claim
-
-
-async def _lease_first_page(nid: uuid.UUID, low_id: int, priorities: Sequence[str]) -> outbox.Claim | None:
-    """The lane's claim of an announced page: one statement, atomic by itself, so without the
-    BEGIN and COMMIT round trips. Finding nothing it leaves the TTL check to the page's job."""
-    async with autocommitted() as session:
-        return await outbox.claim_most_urgent(
-            session, notification_id=nid, low_id=low_id, priorities=priorities, now=utcnow(), first_only=True
-        )
 
 
 async def _still_sending(nid: uuid.UUID) -> bool:
@@ -352,13 +253,13 @@ async def _send_batch(
     the batch between two requests (the providers consult notifications/cancellation.py) or,
     failing that signal, before the next chunk: the status is read again each time a chunk has
     been answered."""
-    claim = await _claim(nid, low_id)
+    claim = await claim_batch(nid, low_id)
     if claim is None:
         return {"claimed": 0}
-    return await _send_claimed(claim, providers, badge_source, all_started)
+    return await send_claimed(claim, providers, badge_source, all_started)
 
 
-async def _send_claimed(
+async def send_claimed(
     claim: outbox.Claim,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
@@ -380,7 +281,7 @@ async def _send_held(
     all_started: Callable[[], None],
 ) -> dict[str, int]:
     nid = claim.notification_id
-    spec = await _spec(nid)
+    spec = await spec_of(nid)
     totals: Counter[str] = Counter()
     claimed = claim.deliveries
     if spec is None or not claimed:

@@ -6,7 +6,7 @@ worker's event loop took 0.5–1.5 s from seeing the job in the queue to running
 arq's round trips for the job's lease, data and retry count, each behind the broadcast's
 callbacks). So the commit also publishes the page on ``CHANNEL``; each worker of the page's
 queue hears it on the subscription it keeps for cancels (notifications/cancellation.py) and
-tries its first-page lane at once (notifications/delivery.py ``send_announced``). The lane
+tries its first-page lane at once (notifications/first_page_lane.py ``send_announced``). The lane
 claims the page in PostgreSQL (``SKIP LOCKED``), so one worker sends it; the others, and the
 job when it runs, find it taken. Pub/sub is only the wake-up: with Redis down or a message lost,
 the job (and, failing that, the reconciler) sends the page as before.

@@ -16,7 +16,7 @@ already started and that waited in it for a send slot: 5 s under a running broad
 send jobs (``start_jobs``); which batch those send is decided in PostgreSQL, most urgent first
 (notifications/outbox.py ``claim_most_urgent``; docs/delivery.md "Urgent before bulk"). A new
 notification's first page has a send job of its own kind, started at the next poll within a room
-of its own, which may send on the worker's first-page lane (notifications/delivery.py).
+of its own, which may send on the worker's first-page lane (notifications/first_page_lane.py).
 
 arq's main loop ends at the first Redis call that fails, and the process exited with it: a Redis
 restart of a few seconds stopped every worker (tests/notifications/test_redis_restart.py).
@@ -113,7 +113,7 @@ class PollingWorker(Worker):
     @property
     def first_page_jobs_held(self) -> int:
         """First pages' send jobs a worker holds at a time: one for its first-page lane, one
-        ready for it (notifications/delivery.py ``_send_first_page``); a job that finds the lane
+        ready for it (notifications/first_page_lane.py); a job that finds the lane
         busy sends through the send slots like any send job."""
         return 2
 

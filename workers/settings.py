@@ -20,7 +20,7 @@ from core.logging import configure_logging
 from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
 from inbox.badges import unread_badges
-from notifications import cancellation, delivery, figures, first_pages
+from notifications import cancellation, figures, first_page_lane, first_pages
 from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
@@ -68,7 +68,9 @@ async def startup(ctx: dict[str, Any]) -> None:
             job_name=JobName.SEND_BATCH.value,
             job_try=1,
         ):
-            await delivery.send_announced(page, queue=queue, providers=providers, badge_source=unread_badges)
+            await first_page_lane.send_announced(
+                page, queue=queue, providers=providers, badge_source=unread_badges
+            )
 
     cancellation.also_listen(first_pages.CHANNEL, first_page_written)
     await cancellation.listening()
@@ -78,7 +80,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     clock_sync.stop()
-    await delivery.stop_announced()  # before the providers close, as arq's jobs are stopped
+    await first_page_lane.stop_announced()  # before the providers close, as arq's jobs are stopped
     resources = resources_of(ctx)
     if resources.metrics_server is not None:
         await resources.metrics_server.close()

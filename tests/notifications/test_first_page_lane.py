@@ -1,4 +1,4 @@
-"""The first-page lane (notifications/delivery.py ``_send_first_page``, issue 16 item 7): a new
+"""The first-page lane (notifications/first_page_lane.py, issue 16 item 7): a new
 notification's first page goes out beside the batch a worker is starting, instead of waiting
 until that batch has started its last chunk; the lane holds one batch at a time and claims
 nothing but first pages, so a killed worker can re-send one first page more at most.
@@ -19,7 +19,7 @@ from core import clock
 from core.db import transaction
 from core.jobs import BULK_QUEUE, FIRST_PAGE_PREFIX, HIGH_QUEUE
 from inbox.badges import unread_badges
-from notifications import cancellation, delivery, fanout, first_pages, outbox
+from notifications import cancellation, fanout, first_page_lane, first_pages, outbox
 from notifications.models import DeliveryBatch
 from notifications.service import sharing_queue
 from tests.notifications.conftest import register_devices
@@ -153,7 +153,7 @@ async def test_a_first_page_is_sent_when_announced_without_waiting_for_its_job(
         heard.append(message)
         page = first_pages.parse(message)
         assert page is not None
-        await delivery.send_announced(
+        await first_page_lane.send_announced(
             page, queue=queue["name"], providers=providers, badge_source=unread_badges
         )
 
