@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -52,6 +52,38 @@ DRAIN_SECONDS = 15.0
 BREAKER_SECONDS = 2.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
+# While the first-page lane claims and starts a page (notifications/first_page_lane.py), the send
+# slots start no new chunk and claim no batch in this process, for YIELD_SECONDS at most: on a
+# busy worker every round trip of the lane waits behind the broadcast's callbacks in the event
+# loop, and the chunks already on the wire keep the provider busy meanwhile.
+YIELD_SECONDS = 1.0
+_GATES: dict[int, asyncio.Event] = {}
+
+
+def _gate() -> asyncio.Event:
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _GATES:
+        _GATES[loop_id] = asyncio.Event()
+        _GATES[loop_id].set()
+    return _GATES[loop_id]
+
+
+@contextlib.contextmanager
+def bulk_yields() -> Iterator[Callable[[], None]]:
+    """The send slots hold back until the returned callable is called or the block ends."""
+    gate = _gate()
+    gate.clear()
+    try:
+        yield gate.set
+    finally:
+        gate.set()
+
+
+async def _bulk_may_start() -> None:
+    gate = _gate()
+    if not gate.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), YIELD_SECONDS)
 
 
 def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
@@ -95,6 +127,7 @@ async def send_batch(
                 starting.release()
 
         try:
+            await _bulk_may_start()
             # Subscribed before claiming, so a cancel committed after the claim is heard here.
             await cancellation.listening()
             return await _send_batch(notification_id, low_id, providers, badge_source, hand_on)
@@ -264,12 +297,16 @@ async def send_claimed(
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
     all_started: Callable[[], None],
+    *,
+    yields: bool = True,
 ) -> dict[str, int]:
+    """Send a leased batch; ``yields``: its further chunks wait while the first-page lane works
+    (``bulk_yields``), as the send slots' do; the lane's own batch does not."""
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     held = str(claim.notification_id)
     cancellation.hold(held, claim.batch_id)
     try:
-        return await _send_held(claim, providers, badge_source, all_started)
+        return await _send_held(claim, providers, badge_source, all_started, yields=yields)
     finally:
         cancellation.release(held, claim.batch_id)
 
@@ -279,6 +316,8 @@ async def _send_held(
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
     all_started: Callable[[], None],
+    *,
+    yields: bool,
 ) -> dict[str, int]:
     nid = claim.notification_id
     spec = await spec_of(nid)
@@ -353,6 +392,8 @@ async def _send_held(
                 checking = None
             if more and not stop:
                 next_badges = await preparing if preparing is not None else {}
+                if yields:
+                    await _bulk_may_start()
                 start(next_badges)
                 preparing = prepare()
             last = not sending

@@ -63,20 +63,21 @@ async def send_first_page(
     if lane.locked():
         return None  # a burst of first pages: the rest go through the send slots as before
     async with lane:
-        await cancellation.listening()
-        if queue is None:
-            claim = await delivery.claim_batch(nid, low_id, first_only=True)
-        else:
-            # Read while the claim runs (two connections, one round trip's wait instead of two);
-            # the batch's sending reads it from the process's cache.
-            reading = asyncio.ensure_future(delivery.spec_of(nid))
-            try:
-                claim = await _lease(nid, low_id, notifications_service.priorities_of(queue))
-            finally:
-                await reading
-        if claim is None:
-            return None
-        return await delivery.send_claimed(claim, providers, badge_source, lambda: None)
+        with delivery.bulk_yields() as all_started:
+            await cancellation.listening()
+            if queue is None:
+                claim = await delivery.claim_batch(nid, low_id, first_only=True)
+            else:
+                # Read while the claim runs (two connections, one round trip's wait instead of two);
+                # the batch's sending reads it from the process's cache.
+                reading = asyncio.ensure_future(delivery.spec_of(nid))
+                try:
+                    claim = await _lease(nid, low_id, notifications_service.priorities_of(queue))
+                finally:
+                    await reading
+            if claim is None:
+                return None
+            return await delivery.send_claimed(claim, providers, badge_source, all_started, yields=False)
 
 
 async def _lease(nid: uuid.UUID, low_id: int, priorities: Sequence[str]) -> outbox.Claim | None:

@@ -19,7 +19,7 @@ from core import clock
 from core.db import transaction
 from core.jobs import BULK_QUEUE, FIRST_PAGE_PREFIX, HIGH_QUEUE
 from inbox.badges import unread_badges
-from notifications import cancellation, fanout, first_page_lane, first_pages, outbox
+from notifications import cancellation, delivery, fanout, first_page_lane, first_pages, outbox
 from notifications.models import DeliveryBatch
 from notifications.service import sharing_queue
 from tests.notifications.conftest import register_devices
@@ -188,3 +188,28 @@ async def test_a_first_page_is_sent_when_announced_without_waiting_for_its_job(
     finally:
         cancellation.stop_hearing(first_pages.CHANNEL)
         await cancellation.close()
+
+
+async def test_the_send_slots_hold_back_while_the_lane_works_and_not_for_long(monkeypatch):
+    """While the lane claims and starts a first page, the send slots start no new chunk or claim
+    in the process (``delivery.bulk_yields``), until the lane's page has started, and never longer
+    than ``YIELD_SECONDS``."""
+    order: list[str] = []
+
+    async def bulk() -> None:
+        await delivery._bulk_may_start()
+        order.append("bulk")
+
+    with delivery.bulk_yields() as started:
+        waiting = asyncio.ensure_future(bulk())
+        await asyncio.sleep(0.05)
+        order.append("lane started")
+        started()
+        await waiting
+    assert order == ["lane started", "bulk"]
+
+    monkeypatch.setattr(delivery, "YIELD_SECONDS", 0.1)
+    with delivery.bulk_yields():
+        # A lane that never gets its page started holds nothing back for more than the bound.
+        await asyncio.wait_for(delivery._bulk_may_start(), 1.0)
+    await asyncio.wait_for(delivery._bulk_may_start(), 0.1)  # and nothing once it is done
