@@ -213,3 +213,48 @@ async def test_the_send_slots_hold_back_while_the_lane_works_and_not_for_long(mo
         # A lane that never gets its page started holds nothing back for more than the bound.
         await asyncio.wait_for(delivery._bulk_may_start(), 1.0)
     await asyncio.wait_for(delivery._bulk_may_start(), 0.1)  # and nothing once it is done
+
+
+async def test_a_shutdown_during_an_announced_send_writes_what_is_on_the_wire(
+    client, emulator, worker_ctx, providers, small_pages
+):
+    """Lane sends are not arq jobs: the worker's shutdown cancels them as arq cancels its jobs
+    (``first_page_lane.stop_announced``), so the requests on the wire are answered and written
+    and nothing is left to be sent again when the lease ends."""
+    emulator.faults.update({"slow_latency_ms": 1000.0})
+    tokens = [f"slow-stop-{i}-{uuid.uuid4().hex}" for i in range(PAGE)]
+    devices = await register_devices([("fcm", token, "vi") for token in tokens])
+    headers = await central_sender(client)
+    nid = await release_approved(
+        client, headers, notification_body(audience={"devices": [str(d) for d in devices]})
+    )
+    async with transaction() as session:
+        await fanout.fan_out_page(session, notification_id=uuid.UUID(nid), now=clock.utcnow())
+    (page,) = await _pages(nid)
+    announced = first_pages.FirstPage(uuid.UUID(nid), page.low_id, HIGH_QUEUE)
+    sending = asyncio.ensure_future(
+        first_page_lane.send_announced(
+            announced, queue=HIGH_QUEUE, providers=providers, badge_source=unread_badges
+        )
+    )
+
+    def reached() -> set[str]:
+        return {token for token in tokens if emulator.log.find(token=token)}
+
+    for _ in range(100):
+        if reached():
+            break
+        await asyncio.sleep(0.02)
+    await first_page_lane.stop_announced()  # what the worker's shutdown does
+    assert sending.done()
+
+    _, deliveries = await load(uuid.UUID(nid))
+    token_of = dict(zip(devices, tokens, strict=True))
+    on_the_wire = reached()
+    # What reached the provider was answered and written; what never started is due again at
+    # once (the batch let go, not left to its lease).
+    assert 0 < len(on_the_wire) < PAGE, on_the_wire
+    assert {d.status for d in deliveries if token_of[d.device_id] in on_the_wire} == {"sent"}
+    assert {d.status for d in deliveries if token_of[d.device_id] not in on_the_wire} == {"pending"}
+    (page,) = await _pages(nid)
+    assert page.leased_until is None and page.status == "open"
