@@ -30,6 +30,7 @@ __all__ = [
     "UUIDPrimaryKey",
     "abandon",
     "allow_long_statements",
+    "autocommitted",
     "connect_args",
     "detached_transaction",
     "flush_unique",
@@ -297,6 +298,15 @@ async def abandon(session: AsyncSession) -> None:
             await session.refresh(instance)
         except InvalidRequestError:  # deleted meanwhile
             session.expunge(instance)
+
+
+@asynccontextmanager
+async def autocommitted() -> AsyncIterator[AsyncSession]:
+    """A session whose statements each commit on their own (``get_autocommit_sessionmaker``):
+    one round trip per statement, where a transaction adds BEGIN and COMMIT. For reads, and for
+    a single statement that is atomic by itself."""
+    async with get_autocommit_sessionmaker()() as session:
+        yield session
 
 
 @asynccontextmanager

@@ -42,10 +42,20 @@ BULK_QUEUE = "chuong:queue:bulk"
 # urgent due batch of its queue (notifications/outbox.py ``claim_most_urgent``).
 SEND_JOB_PREFIXES = ("send:", "retry:", "resend:")
 FAN_OUT_MORE_PREFIX = "fanout-next:"
+# The send job of a notification's first page (its first 500 devices): not backlog. A worker
+# starts it at its next poll, ahead of the backlog and within a room of its own, and it may send
+# on the worker's first-page lane, beside the batch the worker is starting
+# (notifications/first_page_lane.py; docs/delivery.md "Urgent before bulk").
+FIRST_PAGE_PREFIX = "first:"
 
 
 def is_send_job(job_id: str) -> bool:
+    """A send job of the backlog (a first page's job is not one: ``is_first_page_job``)."""
     return job_id.startswith(SEND_JOB_PREFIXES)
+
+
+def is_first_page_job(job_id: str) -> bool:
+    return job_id.startswith(FIRST_PAGE_PREFIX)
 
 
 def is_backlog_job(job_id: str) -> bool:

@@ -26,7 +26,7 @@ import asyncio
 import contextvars
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from core.logging import get_logger
@@ -43,7 +43,19 @@ _REMEMBER_SECONDS = 600.0
 
 _stopped: dict[str, float] = {}  # notification id → when this process heard of its cancel
 _held: dict[str, set[int]] = {}  # notification id → batches this process holds right now
-_tasks: set[asyncio.Task[None]] = set()
+_tasks: set[asyncio.Task[Any]] = set()
+# Other channels heard on the same subscription (notifications/first_pages.py): channel → handler,
+# each message handled in a task of its own so that a cancel never waits behind one.
+_also: dict[str, Callable[[str], Coroutine[Any, Any, None]]] = {}
+
+
+def also_listen(channel: str, handler: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """Hear ``channel`` on this process's subscription too; registered before it starts."""
+    _also[channel] = handler
+
+
+def stop_hearing(channel: str) -> None:
+    _also.pop(channel, None)
 
 
 def stopped(notification_id: str) -> bool:
@@ -80,15 +92,21 @@ class _Listener:
             )
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(CHANNEL, *_also)
                     # The server's confirmation: only from here on is a publish delivered to us.
-                    if await pubsub.get_message(timeout=1.0) is None:
-                        raise ConnectionError("no confirmation of the subscription")
+                    for _ in range(1 + len(_also)):
+                        if await pubsub.get_message(timeout=1.0) is None:
+                            raise ConnectionError("no confirmation of the subscription")
                     self.ready.set()
                     self.tried.set()
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
-                        if message is not None and message["type"] == "message":
+                        if message is None or message["type"] != "message":
+                            continue
+                        handler = _also.get(str(message["channel"]))
+                        if handler is not None:
+                            _spawn(handler(str(message["data"])))
+                        else:
                             await _heard(str(message["data"]))
             except asyncio.CancelledError:
                 raise
@@ -164,7 +182,7 @@ async def _acknowledge(notification_id: str, batch_ids: Sequence[int]) -> None:
         log.warning("cancel_ack_failed", notification_id=notification_id, error=type(exc).__name__)
 
 
-def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+def _spawn(coroutine: Coroutine[Any, Any, Any]) -> None:
     task = asyncio.get_running_loop().create_task(coroutine)
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)

@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.after_commit import committing
 from core.config import get_settings
-from core.db import transaction, utcnow
+from core.db import autocommitted, utcnow
 from core.jobs import JobName, defer
 from core.logging import get_logger
 from devices import apps
@@ -52,6 +52,38 @@ DRAIN_SECONDS = 15.0
 BREAKER_SECONDS = 2.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
+# While the first-page lane claims and starts a page (notifications/first_page_lane.py), the send
+# slots start no new chunk and claim no batch in this process, for YIELD_SECONDS at most: on a
+# busy worker every round trip of the lane waits behind the broadcast's callbacks in the event
+# loop, and the chunks already on the wire keep the provider busy meanwhile.
+YIELD_SECONDS = 1.0
+_GATES: dict[int, asyncio.Event] = {}
+
+
+def _gate() -> asyncio.Event:
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _GATES:
+        _GATES[loop_id] = asyncio.Event()
+        _GATES[loop_id].set()
+    return _GATES[loop_id]
+
+
+@contextlib.contextmanager
+def bulk_yields() -> Iterator[Callable[[], None]]:
+    """The send slots hold back until the returned callable is called or the block ends."""
+    gate = _gate()
+    gate.clear()
+    try:
+        yield gate.set
+    finally:
+        gate.set()
+
+
+async def _bulk_may_start() -> None:
+    gate = _gate()
+    if not gate.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), YIELD_SECONDS)
 
 
 def _send_slots() -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
@@ -73,8 +105,9 @@ async def send_batch(
 ) -> dict[str, int]:
     """Send the due rows of one batch: the fan-out page of the notification starting at
     ``low_id`` or, without one, its most overdue open batch, unless a more urgent batch of its
-    queue is due: then that one (``_claim``). Each push carries the badge ``badge_source``
-    gives its device."""
+    queue is due: then that one (``claim_batch``). Each push carries the badge ``badge_source``
+    gives its device. (A first page may go on the first-page lane instead:
+    notifications/first_page_lane.py.)"""
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
     # that slot on once its last chunk has started, not once it has been answered: the next
@@ -94,6 +127,7 @@ async def send_batch(
                 starting.release()
 
         try:
+            await _bulk_may_start()
             # Subscribed before claiming, so a cancel committed after the claim is heard here.
             await cancellation.listening()
             return await _send_batch(notification_id, low_id, providers, badge_source, hand_on)
@@ -105,12 +139,12 @@ _SPECS: dict[uuid.UUID, PushSpec] = {}
 _SPECS_KEPT = 64
 
 
-async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
+async def spec_of(notification_id: uuid.UUID) -> PushSpec | None:
     """What a notification's pushes say, read once per process: it never changes after creation,
     and a broadcast to a million devices has 2,000 batches."""
     spec = _SPECS.get(notification_id)
     if spec is None:
-        async with transaction() as session:
+        async with autocommitted() as session:  # reads: one round trip each
             notification = await session.get(Notification, notification_id)
             if notification is None:
                 return None
@@ -126,22 +160,31 @@ async def _spec(notification_id: uuid.UUID) -> PushSpec | None:
     return spec
 
 
-async def _claim(nid: uuid.UUID, low_id: int | None) -> outbox.Claim | None:
+async def claim_batch(nid: uuid.UUID, low_id: int | None, *, first_only: bool = False) -> outbox.Claim | None:
     """The job's own batch, unless something more urgent of its queue is due
     (outbox.claim_most_urgent): the first job to reach a send slot after a new notification's
     first page was written sends that page, however many of a broadcast's jobs were queued before
     it (docs/delivery.md "Urgent before bulk")."""
-    spec = await _spec(nid)
+    spec = await spec_of(nid)
     if spec is None:
         return None
+    return await lease_batch(
+        nid, low_id, notifications_service.sharing_queue(spec.content.priority), first_only=first_only
+    )
+
+
+async def lease_batch(
+    nid: uuid.UUID, low_id: int | None, priorities: Sequence[str], *, first_only: bool
+) -> outbox.Claim | None:
     now = utcnow()
     async with committing() as session:
         claim = await outbox.claim_most_urgent(
             session,
             notification_id=nid,
             low_id=low_id,
-            priorities=notifications_service.sharing_queue(spec.content.priority),
+            priorities=priorities,
             now=now,
+            first_only=first_only,
         )
         if claim is None:
             # Nothing to lease; if that is because the notification outlived its TTL, say so now
@@ -164,7 +207,7 @@ async def _still_sending(nid: uuid.UUID) -> bool:
     per chunk, none per message."""
     if cancellation.stopped(str(nid)):
         return False
-    async with transaction() as session:
+    async with autocommitted() as session:
         row = (
             await session.execute(
                 select(Notification.status, Notification.expires_at).where(Notification.id == nid)
@@ -243,14 +286,27 @@ async def _send_batch(
     the batch between two requests (the providers consult notifications/cancellation.py) or,
     failing that signal, before the next chunk: the status is read again each time a chunk has
     been answered."""
-    claim = await _claim(nid, low_id)
+    claim = await claim_batch(nid, low_id)
     if claim is None:
         return {"claimed": 0}
+    return await send_claimed(claim, providers, badge_source, all_started)
+
+
+async def send_claimed(
+    claim: outbox.Claim,
+    providers: Mapping[str, PushProvider],
+    badge_source: dispatch.BadgeSource,
+    all_started: Callable[[], None],
+    *,
+    yields: bool = True,
+) -> dict[str, int]:
+    """Send a leased batch; ``yields``: its further chunks wait while the first-page lane works
+    (``bulk_yields``), as the send slots' do; the lane's own batch does not."""
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     held = str(claim.notification_id)
     cancellation.hold(held, claim.batch_id)
     try:
-        return await _send_held(claim, providers, badge_source, all_started)
+        return await _send_held(claim, providers, badge_source, all_started, yields=yields)
     finally:
         cancellation.release(held, claim.batch_id)
 
@@ -260,9 +316,11 @@ async def _send_held(
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
     all_started: Callable[[], None],
+    *,
+    yields: bool,
 ) -> dict[str, int]:
     nid = claim.notification_id
-    spec = await _spec(nid)
+    spec = await spec_of(nid)
     totals: Counter[str] = Counter()
     claimed = claim.deliveries
     if spec is None or not claimed:
@@ -334,6 +392,8 @@ async def _send_held(
                 checking = None
             if more and not stop:
                 next_badges = await preparing if preparing is not None else {}
+                if yields:
+                    await _bulk_may_start()
                 start(next_badges)
                 preparing = prepare()
             last = not sending

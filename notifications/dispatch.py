@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import get_settings
-from core.db import transaction, utcnow
+from core.db import autocommitted, utcnow
 from core.logging import get_logger
 from notifications.content import PushSpec
 from notifications.outbox import ClaimedDelivery
@@ -106,7 +106,9 @@ async def batch_badges(
     if not device_ids or not get_settings().push_badges:
         return {}
     try:
-        async with transaction() as session:
+        # Reads only: no BEGIN and COMMIT round trips (each one waits behind a busy worker's
+        # other work, and a first page's badges are on the way to its first request).
+        async with autocommitted() as session:
             return await source(
                 session, notification_id=uuid.UUID(spec.id), device_ids=device_ids, now=utcnow()
             )

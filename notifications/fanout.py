@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import Unit
 from core.after_commit import committing
 from core.db import utcnow
-from core.jobs import FAN_OUT_MORE_PREFIX, JobName, defer
+from core.jobs import FAN_OUT_MORE_PREFIX, FIRST_PAGE_PREFIX, JobName, defer
 from devices.locales import DEFAULT_LANGUAGE
+from notifications import first_pages
 from notifications.audience import page_query
 from notifications.models import DeliveryBatch, Notification
 from notifications.service import queue_for
@@ -126,6 +127,7 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
     ).all()
     if rows:
         languages = notification.title
+        first_page = notification.fanout_cursor is None
         page = (
             await session.execute(
                 _INSERT_PAGE_SQL,
@@ -145,16 +147,24 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
         notification.status = "sending"
         if page.inserted:
             # The job leases this page's batch; a page written twice inserts nothing and its first
-            # writer already queued the job.
+            # writer already queued the job. A first page's job is not backlog: a worker starts it
+            # at once and may send it beside the batch it is starting (core/jobs.py).
+            prefix = FIRST_PAGE_PREFIX if first_page else "send:"
             defer(
                 session,
                 JobName.SEND_BATCH,
                 str(notification.id),
                 page.low_id,
                 page.high_id,
-                job_id=f"send:{notification.id}:{rows[-1].id.hex}",
+                job_id=f"{prefix}{notification.id}:{rows[-1].id.hex}",
                 queue=queue_for(notification.priority),
             )
+            if first_page:
+                # ...and is told at once, not at its next poll (notifications/first_pages.py).
+                first_pages.announce_after_commit(
+                    session,
+                    first_pages.FirstPage(notification.id, page.low_id, queue_for(notification.priority)),
+                )
     if len(rows) < PAGE_SIZE:
         notification.fanout_done_at = now
         settled = notification.sent + notification.invalid + notification.failed

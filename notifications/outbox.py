@@ -79,7 +79,7 @@ def lease() -> dt.timedelta:
 WINDOW = 1000
 
 
-def _claim_most_urgent_sql(*, ranged: bool) -> str:
+def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
     # What a send job claims (delivery.py): its own batch (the page that queued it or, without
     # one, its notification's most overdue batch) unless something more urgent of its queue's
     # priorities is due and nobody holds it. More urgent is, in this order:
@@ -95,8 +95,13 @@ def _claim_most_urgent_sql(*, ranged: bool) -> str:
     # size); a first page older than that is claimed by its own job. Ties go to the job's own
     # batch, so a burst of new notifications (tracking reminders: one page each) is claimed page
     # by page, and a broadcast's pages in order.
+    # ``first_only``: the first-page lane (delivery.py) claims nothing but first pages, so what a
+    # worker holds beside the batch it is starting is one first page at most.
     own = "notification_id = :nid AND low_id = :low" if ranged else "notification_id = :nid"
     mine = "b.notification_id = :nid AND b.low_id = :low" if ranged else "b.notification_id = :nid"
+    first = """NOT EXISTS (SELECT 1 FROM delivery_batches AS e
+                            WHERE e.notification_id = b.notification_id AND e.low_id < b.low_id)"""
+    only_first = f"AND {first}" if first_only else ""
     return f"""
         WITH candidates AS (
             SELECT id FROM delivery_batches
@@ -112,9 +117,9 @@ def _claim_most_urgent_sql(*, ranged: bool) -> str:
               AND (b.leased_until IS NULL OR b.leased_until < :now)
               AND n.priority = ANY(CAST(:priorities AS text[]))
               AND n.status NOT IN ('completed', 'expired', 'cancelled') AND n.expires_at > :now
+              {only_first}
             ORDER BY n.priority = 'emergency' DESC,
-                     NOT EXISTS (SELECT 1 FROM delivery_batches AS e
-                                 WHERE e.notification_id = b.notification_id AND e.low_id < b.low_id) DESC,
+                     {first} DESC,
                      ({mine}) DESC,
                      b.next_attempt_at, b.id
             LIMIT 1
@@ -140,11 +145,12 @@ def _claim_most_urgent_sql(*, ranged: bool) -> str:
         ) AS d ON true
         LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
         ORDER BY d.id
-        """  # noqa: S608 - the two variants are fixed strings, every value is a bind parameter
+        """  # noqa: S608 - the variants are fixed strings, every value is a bind parameter
 
 
 _CLAIM_MOST_URGENT_SQL = text(_claim_most_urgent_sql(ranged=False))
 _CLAIM_MOST_URGENT_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True))
+_CLAIM_FIRST_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True, first_only=True))
 
 
 async def claim_most_urgent(
@@ -154,11 +160,15 @@ async def claim_most_urgent(
     low_id: int | None,
     priorities: Sequence[str],
     now: dt.datetime,
+    first_only: bool = False,
 ) -> Claim | None:
     """Lease a due batch and read its due rows: the job's own (the page of ``notification_id``
     starting at ``low_id`` or, without one, its most overdue), unless a more urgent one of a
     live notification of ``priorities`` is due (``_claim_most_urgent_sql``). None when neither
-    is due and free."""
+    is due and free. ``first_only`` (with a ``low_id``): a notification's first page or nothing,
+    the job's own first."""
+    if first_only and low_id is None:
+        raise ValueError("the first-page lane claims a page: low_id is required")
     params: dict[str, object] = {
         "nid": notification_id,
         "priorities": list(priorities),
@@ -168,7 +178,10 @@ async def claim_most_urgent(
     }
     if low_id is not None:
         params["low"] = low_id
-    sql = _CLAIM_MOST_URGENT_SQL if low_id is None else _CLAIM_MOST_URGENT_PAGE_SQL
+    if first_only:
+        sql = _CLAIM_FIRST_PAGE_SQL
+    else:
+        sql = _CLAIM_MOST_URGENT_SQL if low_id is None else _CLAIM_MOST_URGENT_PAGE_SQL
     rows = (await session.execute(sql, params)).all()
     return _claim_of(rows[0].notification_id, rows) if rows else None
 

@@ -44,7 +44,12 @@ def queue_for(priority: str) -> str:
 
 def sharing_queue(priority: str) -> tuple[str, ...]:
     """The priorities whose batches go out through the same queue as ``priority``'s."""
-    return tuple(p for p in PRIORITIES if queue_for(p) == queue_for(priority))
+    return priorities_of(queue_for(priority))
+
+
+def priorities_of(queue: str) -> tuple[str, ...]:
+    """The priorities whose batches go out through ``queue``."""
+    return tuple(p for p in PRIORITIES if queue_for(p) == queue)
 
 
 async def create(

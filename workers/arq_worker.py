@@ -14,7 +14,9 @@ broadcast's fan-out had queued (40 pages at a time), and behind the 20 that each
 already started and that waited in it for a send slot: 5 s under a running broadcast instead of
 64 ms (issue 16). A worker now starts everything that is not backlog first and holds only a few
 send jobs (``start_jobs``); which batch those send is decided in PostgreSQL, most urgent first
-(notifications/outbox.py ``claim_most_urgent``; docs/delivery.md "Urgent before bulk").
+(notifications/outbox.py ``claim_most_urgent``; docs/delivery.md "Urgent before bulk"). A new
+notification's first page has a send job of its own kind, started at the next poll within a room
+of its own, which may send on the worker's first-page lane (notifications/first_page_lane.py).
 
 arq's main loop ends at the first Redis call that fails, and the process exited with it: a Redis
 restart of a few seconds stopped every worker (tests/notifications/test_redis_restart.py).
@@ -35,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.config import get_settings
-from core.jobs import is_backlog_job, is_send_job
+from core.jobs import is_backlog_job, is_first_page_job, is_send_job
 from core.logging import get_logger
 from workers.arq_clock import use_service_clock
 
@@ -59,7 +61,15 @@ class PollingWorker(Worker):
         room = self.send_jobs_held - sum(
             1 for job_id, task in self.tasks.items() if is_send_job(job_id) and not task.done()
         )
-        first = [job_id for job_id in ids if not is_backlog_job(job_id)]
+        # First pages' send jobs: ahead of the backlog, in queue order, a few at a time (a burst of
+        # tracking reminders is hundreds of first pages; the rest wait in the queue).
+        first_room = self.first_page_jobs_held - sum(
+            1 for job_id, task in self.tasks.items() if is_first_page_job(job_id) and not task.done()
+        )
+        first_pages = [job_id for job_id in ids if is_first_page_job(job_id)]
+        first_pages = first_pages[: max(first_room, 0) + _LOOK_PAST]
+        first = [job_id for job_id in ids if not is_backlog_job(job_id) and not is_first_page_job(job_id)]
+        first += first_pages if first_room > 0 else []
         # The head of the backlog is mostly what other workers run (a job stays queued until it
         # ends): look a few past the room.
         backlog = [job_id for job_id in ids if is_backlog_job(job_id)][: max(room, 0) + _LOOK_PAST]
@@ -79,8 +89,16 @@ class PollingWorker(Worker):
                     break  # and what is queued behind it waits too: the backlog keeps its order
                 room -= 1
             taken.append(job_id)
-        first = [job_id for job_id in first if not running[job_id]]
-        await super().start_jobs([job_id.encode() for job_id in first + taken])
+        started = []
+        for job_id in first:
+            if running[job_id]:
+                continue
+            if is_first_page_job(job_id):
+                if first_room <= 0:
+                    continue
+                first_room -= 1
+            started.append(job_id)
+        await super().start_jobs([job_id.encode() for job_id in started + taken])
 
     @property
     def send_jobs_held(self) -> int:
@@ -91,6 +109,13 @@ class PollingWorker(Worker):
         with jobs waiting in it (20 of them made each send job wait up to 20 batches, past the
         job timeout on a busy machine) and keep out what is not backlog."""
         return 4 * get_settings().send_batches_in_flight
+
+    @property
+    def first_page_jobs_held(self) -> int:
+        """First pages' send jobs a worker holds at a time: one for its first-page lane, one
+        ready for it (notifications/first_page_lane.py); a job that finds the lane
+        busy sends through the send slots like any send job."""
+        return 2
 
 
 # Pauses before starting again after Redis went away: quick for a blip, then every 10 s.

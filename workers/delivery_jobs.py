@@ -10,9 +10,9 @@ import uuid
 
 from core.config import get_settings
 from core.db import utcnow
-from core.jobs import JobName
+from core.jobs import JobName, is_first_page_job
 from inbox.badges import unread_badges
-from notifications import delivery, fanout, retention
+from notifications import delivery, fanout, first_page_lane, retention
 from notifications import reconcile as reconciler
 from tracking import retention as tracking_retention
 from workers.context import JobContext, job
@@ -32,12 +32,15 @@ async def send_batch(
     that one, notifications/delivery.py ``_claim``). (``high_id`` is kept for jobs queued before
     batches had rows of their own; the batch row knows its range.) Each push carries its reader's
     unread count in the inbox as the badge: inbox depends on notifications, never the reverse, so
-    the job hands the pipeline the count."""
+    the job hands the pipeline the count. A first page's job (its id says so, core/jobs.py) may
+    send on the worker's first-page lane."""
+    nid = uuid.UUID(notification_id)
+    if low_id is not None and ctx.job_id is not None and is_first_page_job(ctx.job_id):
+        sent = await first_page_lane.send_first_page(nid, low_id, ctx.providers, unread_badges)
+        if sent is not None:
+            return sent
     return await delivery.send_batch(
-        notification_id=uuid.UUID(notification_id),
-        low_id=low_id,
-        providers=ctx.providers,
-        badge_source=unread_badges,
+        notification_id=nid, low_id=low_id, providers=ctx.providers, badge_source=unread_badges
     )
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import structlog
 from arq import cron
 
 from core import clock_sync
 from core.config import JOB_TIMEOUT_SECONDS, get_settings
 from core.context import RequestContext, set_context
 from core.db import dispose_engine
-from core.jobs import HIGH_QUEUE, set_enqueuer
+from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, set_enqueuer
 from core.logging import configure_logging
 from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
-from notifications import cancellation, figures
+from inbox.badges import unread_badges
+from notifications import cancellation, figures, first_page_lane, first_pages
 from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
@@ -49,14 +51,36 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Notifications created by jobs (news releases, tracking reminders) write their inbox work in
     # the same transaction (notifications/on_created.py).
     set_on_created(inbox_fanout.schedule)
-    resources = WorkerResources(providers=LazyProviders(lambda: build_providers(settings)))
+    providers = LazyProviders(lambda: build_providers(settings))
+    resources = WorkerResources(providers=providers)
     ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
+    # A new notification's first page is announced on Redis as it commits: this worker tries its
+    # first-page lane at once instead of at the page's job (notifications/first_pages.py).
+    queue = {"high": HIGH_QUEUE, "bulk": BULK_QUEUE}[ctx.get(QUEUE_KEY, "high")]
+
+    async def first_page_written(message: str) -> None:
+        page = first_pages.parse(message)
+        if page is None:
+            return
+        # Logged like the page's job would be (workers/context.py), named for the wake-up.
+        with structlog.contextvars.bound_contextvars(
+            job_id=f"announced:{page.notification_id}:{page.low_id}",
+            job_name=JobName.SEND_BATCH.value,
+            job_try=1,
+        ):
+            await first_page_lane.send_announced(
+                page, queue=queue, providers=providers, badge_source=unread_badges
+            )
+
+    cancellation.also_listen(first_pages.CHANNEL, first_page_written)
+    await cancellation.listening()
     # Delivery, pacing and SMS counters live in the workers (docs/observability.md).
     resources.metrics_server = await start_metrics_server(settings, queue=ctx.get(QUEUE_KEY, "high"))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     clock_sync.stop()
+    await first_page_lane.stop_announced()  # before the providers close, as arq's jobs are stopped
     resources = resources_of(ctx)
     if resources.metrics_server is not None:
         await resources.metrics_server.close()

@@ -192,3 +192,51 @@ async def test_a_fan_outs_next_slice_waits_for_the_send_jobs_queued_before_it() 
         await worker.close()
         await pool.delete(queue)
         await pool.aclose()
+
+
+async def test_first_pages_start_ahead_of_a_full_backlog_a_few_at_a_time() -> None:
+    """Issue 16 item 7: a first page's send job starts at the next poll even when the worker holds
+    all the send jobs it may, and at most ``first_page_jobs_held`` of them at a time (a burst of
+    reminders is hundreds of first pages: the rest wait in the queue, in order)."""
+    settings = RedisSettings.from_dsn(os.environ["CHUONG_REDIS_URL"])
+    queue = f"test-first-{uuid.uuid4().hex}"
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def hold(ctx: dict[str, Any]) -> None:
+        started.append(ctx["job_id"])
+        await release.wait()
+
+    pool = await create_pool(settings)
+    worker = PollingWorker(
+        functions=[func(hold, name="hold")],
+        redis_settings=settings,
+        queue_name=queue,
+        poll_delay=0.01,
+        max_jobs=20,
+        handle_signals=False,
+    )
+    tag = uuid.uuid4().hex
+    sends = [f"send:{tag}:{i}" for i in range(worker.send_jobs_held + 2)]
+    firsts = [f"first:{tag}:{i}" for i in range(worker.first_page_jobs_held + 2)]
+    try:
+        for job_id in [*sends, *firsts]:
+            await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
+            await asyncio.sleep(0.002)
+        running = asyncio.create_task(worker.main())
+        for _ in range(300):
+            if len(started) >= worker.send_jobs_held + worker.first_page_jobs_held:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time for anything else to (wrongly) start
+        assert sorted(started) == sorted(
+            [*sends[: worker.send_jobs_held], *firsts[: worker.first_page_jobs_held]]
+        )
+    finally:
+        release.set()
+        await asyncio.sleep(0.1)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await pool.delete(queue)
+        await pool.aclose()

@@ -23,10 +23,11 @@ from tests.support.factories import make_account, make_unit, sign_in
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _worker_until(database_url: str, *, finished: str) -> list[str]:
-    """Runs ``chuong worker`` until arq reports the job whose id starts with ``finished`` done,
-    then stops it as a deployment does (SIGTERM); its output, line by line. (A burst worker
-    would wait for the send's retries, deferred by their backoff: the push has nowhere to go.)"""
+def _worker_until(database_url: str, *, finished: str, also: str, times: int) -> list[str]:
+    """Runs ``chuong worker`` until arq reports the job whose id starts with ``finished`` done
+    and ``also`` was logged ``times`` times, then stops it as a deployment does (SIGTERM); its
+    output, line by line. (A burst worker would wait for the send's retries, deferred by their
+    backoff: the push has nowhere to go.)"""
     env = {
         **os.environ,
         "CHUONG_DATABASE_URL": database_url,
@@ -47,9 +48,11 @@ def _worker_until(database_url: str, *, finished: str) -> list[str]:
     lines: list[str] = []
     try:
         assert process.stdout is not None
+        done = False
         for line in process.stdout:
             lines.append(line)
-            if f"← {finished}" in line:  # arq's line for a finished job: "0.21s ← <id>:<name> ● …"
+            done = done or f"← {finished}" in line  # arq's line for a finished job: "0.21s ← <id>:<name> ● …"
+            if done and sum(also in seen for seen in lines) >= times:
                 break
         process.terminate()
         rest, _ = process.communicate(timeout=30)
@@ -84,16 +87,25 @@ async def test_every_line_a_job_logs_carries_the_job_id_name_and_try(client, dat
     assert created.status_code == 202, created.text
     notification_id = created.json()["id"]
 
-    # The request's commit queued the fan-out; the worker runs it, then the send job it queues,
-    # which builds the push providers and logs each one that is not configured (none is, here).
-    output = await asyncio.to_thread(_worker_until, database_url, finished=f"send:{notification_id}:")
+    # The request's commit queued the fan-out; the worker runs it, then sends its first page (its
+    # job, or its announcement: notifications/first_pages.py), which builds the push providers
+    # and logs each one that is not configured (none is, here).
+    output = await asyncio.to_thread(
+        _worker_until,
+        database_url,
+        finished=f"first:{notification_id}:",
+        also="push_provider_not_configured",
+        times=2,
+    )
 
     lines: list[dict[str, Any]] = [json.loads(line) for line in output if line.startswith("{")]
     unconfigured = [line for line in lines if line["event"] == "push_provider_not_configured"]
     assert {line["provider"] for line in unconfigured} == {"fcm", "apns"}
     for line in unconfigured:
         assert line["job_name"] == JobName.SEND_BATCH
-        assert line["job_id"].startswith(f"send:{notification_id}:")
+        # Its first page's job, or its announcement if a worker heard that first
+        # (notifications/first_pages.py).
+        assert line["job_id"].startswith((f"first:{notification_id}:", f"announced:{notification_id}:"))
         assert line["job_try"] == 1
     # Nothing in the worker logs outside a job but its start-up line (where its metrics listen):
     # every other line names one.
