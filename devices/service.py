@@ -23,11 +23,11 @@ from core.db import utcnow
 from core.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from core.netaddr import Network
 from devices import apps
+from devices.credentials import CREDENTIAL_PREFIX as CREDENTIAL_PREFIX  # re-exported
+from devices.credentials import device_id_of, invalid_credential
 from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
-
-CREDENTIAL_PREFIX = "chd_"
 
 
 @dataclass(frozen=True)
@@ -305,20 +305,16 @@ async def _enforce_limit(session: AsyncSession, *, user_id: uuid.UUID | None, ke
 
 
 async def authenticate_credential(session: AsyncSession, credential: str) -> Device:
-    """Resolve an anonymous device credential (``chd_<device id>_<secret>``)."""
-    try:
-        device_hex, _ = credential.removeprefix(CREDENTIAL_PREFIX).split("_", 1)
-        device_id = uuid.UUID(hex=device_hex)
-    except ValueError as exc:
-        raise Unauthorized("Invalid device credential", code="invalid_device_credential") from exc
-    device = await session.get(Device, device_id)
+    """Resolve an anonymous device credential (``chd_<device id>_<secret>``) to its ORM row, for
+    routes that change the device (the read path uses ``devices.credentials.authenticate_on``)."""
+    device = await session.get(Device, device_id_of(credential))
     if (
         device is None
         or device.credential_hash is None
         or device.invalidated_at is not None
         or not constant_time_equals(device.credential_hash, keyed_hash(credential))
     ):
-        raise Unauthorized("Invalid device credential", code="invalid_device_credential")
+        raise invalid_credential()
     if device.credential_used_at is None:
         # Once per device: the device came back with its credential (devices/floods.py).
         device.credential_used_at = utcnow()

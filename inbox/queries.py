@@ -377,20 +377,12 @@ async def unread_count(
     for number, reader_app in enumerate(apps):
         params[f"app_{number}"] = reader_app
         fingerprints.append(fingerprint_sql(f"app_{number}", "bound"))
-    broadcast_of_n = BROADCAST_SQL.replace("audience", "n.audience")
     statement = f"""
         SELECT
           (SELECT count(*) FROM inbox_items WHERE reader_id = :reader AND read_at IS NULL
              AND archived_at IS NULL{own_filter}) AS own,
-          (SELECT coalesce(json_agg(json_build_array(m.app, m.read_up_to_created_at, m.read_up_to_id,
-             m.updated_at)), '[]') FROM reader_markers m WHERE m.reader_id = :reader) AS markers,
-          ARRAY(SELECT s.notification_id FROM broadcast_states s
-             JOIN notifications n ON n.id = s.notification_id AND n.created_at >= :since
-             WHERE s.reader_id = :reader AND (s.read_at IS NOT NULL OR s.archived_at IS NOT NULL)
-           UNION ALL
-           SELECT i.notification_id FROM inbox_items i JOIN notifications n ON n.id = i.notification_id
-             WHERE i.reader_id = :reader AND i.created_at >= :since AND {broadcast_of_n}
-          ) AS skip
+          {MARKERS_JSON.format(reader=":reader")} AS markers,
+          {SKIP_IDS.format(reader=":reader", since=":since")} AS skip
           {"".join(f", {sql} AS window_{number}" for number, sql in enumerate(fingerprints))}
     """  # noqa: S608 (constants and bound parameters only)
     row = (
@@ -399,17 +391,59 @@ async def unread_count(
         )
     ).one()
     if markers is None:
-        markers = {
-            entry[0]: Marker(
-                position=(dt.datetime.fromisoformat(entry[1]), uuid.UUID(entry[2])),
-                updated_at=dt.datetime.fromisoformat(entry[3]),
-            )
-            for entry in row.markers
-        }
-    skip = set(row.skip)
-    count = int(row.own)
-    for number, reader_app in enumerate(apps):
-        window = await broadcast_window(session, app=reader_app, now=now, fingerprint=row[3 + number])
+        markers = markers_of(row.markers)
+    windows = {reader_app: row[3 + number] for number, reader_app in enumerate(apps)}
+    return int(row.own) + await unread_broadcasts(
+        session, reader, markers=markers, skip=set(row.skip), fingerprints=windows, now=now
+    )
+
+
+# The broadcasts a reader took out of the count one by one (read or archived), or also has as an
+# own row: their ids as one array value, for SQL expressions ``reader`` and ``since``.
+# (Constants; the callers format in SQL expressions, never values.)
+SKIP_IDS = (
+    "ARRAY(SELECT s.notification_id FROM broadcast_states s "  # noqa: S608
+    "JOIN notifications n ON n.id = s.notification_id AND n.created_at >= {since} "
+    "WHERE s.reader_id = {reader} AND (s.read_at IS NOT NULL OR s.archived_at IS NOT NULL) "
+    "UNION ALL "
+    "SELECT i.notification_id FROM inbox_items i JOIN notifications n ON n.id = i.notification_id "
+    "WHERE i.reader_id = {reader} AND i.created_at >= {since} AND "
+    + BROADCAST_SQL.replace("audience", "n.audience").replace("{", "{{").replace("}", "}}")
+    + ")"
+)
+
+# The read-all markers as one JSON value (a column of a larger statement), for ``markers_of``.
+MARKERS_JSON = (
+    "(SELECT coalesce(json_agg(json_build_array(m.app, m.read_up_to_created_at, m.read_up_to_id, "
+    "m.updated_at)), '[]') FROM reader_markers m WHERE m.reader_id = {reader})"
+)
+
+
+def markers_of(entries: list[list[str]]) -> dict[str, Marker]:
+    """The markers from ``MARKERS_JSON``'s value."""
+    return {
+        entry[0]: Marker(
+            position=(dt.datetime.fromisoformat(entry[1]), uuid.UUID(entry[2])),
+            updated_at=dt.datetime.fromisoformat(entry[3]),
+        )
+        for entry in entries
+    }
+
+
+async def unread_broadcasts(
+    session: AsyncSession,
+    reader: Reader,
+    *,
+    markers: dict[str, Marker],
+    skip: set[uuid.UUID],
+    fingerprints: dict[str, list[int | None]],
+    now: dt.datetime,
+) -> int:
+    """The unread broadcasts of the apps in ``fingerprints`` (each app's window fingerprint as
+    the caller's statement read it), counted in the in-memory windows."""
+    count = 0
+    for reader_app, fingerprint in fingerprints.items():
+        window = await broadcast_window(session, app=reader_app, now=now, fingerprint=fingerprint)
         marker = markers.get(reader_app)
         count += window.unread(
             topics=frozenset(reader.subscriptions[reader_app]),

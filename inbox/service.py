@@ -48,9 +48,18 @@ def _item(notification: Notification, entry: Entry, markers: dict[str, Marker]) 
 
 
 async def list_items(
-    session: AsyncSession, *, reader: Reader, filters: Filters, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    reader: Reader,
+    filters: Filters,
+    cursor: str | None,
+    limit: int,
+    markers: dict[str, Marker] | None = None,
 ) -> tuple[list[Item], str | None]:
-    markers = await queries.load_markers(session, reader)
+    """``markers``: the reader's read-all markers when the caller read them already (a device's
+    are read with its credential, inbox/device_reads.py)."""
+    if markers is None:
+        markers = await queries.load_markers(session, reader)
     before = queries.decode_cursor(cursor) if cursor else None
     rows, more = await queries.page_with_notifications(
         session, reader, filters, markers=markers, before=before, limit=limit

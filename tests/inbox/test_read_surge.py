@@ -3,6 +3,7 @@ round trip for both rate limits and run outside a transaction, without weakening
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -12,14 +13,17 @@ from redis.asyncio import Redis
 from sqlalchemy import event, text
 
 from auth.roles import Role
-from core import db
+from core import clock, db
 from core.config import get_settings
 from core.db import get_engine
 from core.redis import configure_redis
-from tests.inbox.helpers import anonymous_device, signed_in
+from tests.inbox.helpers import anonymous_device, insert_notification, signed_in, unread
 from tests.support.factories import make_unit
 
 READS = ("/v1/inbox/unread-count", "/v1/inbox?limit=20")
+# PostgreSQL round trips of a device's read once the app's broadcast window is in memory: the
+# credential check and the count in one statement; the check with the markers, then the page.
+STATEMENTS = {READS[0]: 1, READS[1]: 2}
 
 
 class CountingRedis(Redis):
@@ -66,8 +70,9 @@ async def test_a_device_reads_outside_a_transaction_with_one_redis_call(client, 
         await counting.aclose()
     assert statements, "the request ran no statement"
     assert all(autocommit for _, autocommit in statements), statements
-    # The credential's device row, then the inbox's own statements (markers and page, or count).
-    assert len(statements) <= 4, [s for s, _ in statements]
+    # The credential's device row carries the count (everything), or the markers (then the page).
+    assert len(statements) == STATEMENTS[path], [s for s, _ in statements]
+    assert "FROM devices d" in statements[0][0], statements[0][0]
 
 
 async def test_signed_in_readers_keep_their_transaction(client, redis, statements):
@@ -134,3 +139,68 @@ async def test_a_connection_dropped_while_idle_is_replaced(client, redis, owner_
         assert any(ended.scalars()), "no pooled connection to end"
     response = await client.get(READS[0], headers=device.headers)
     assert response.status_code == 200, response.text
+
+
+async def test_a_devices_count_and_pages_stay_exact_with_every_kind_of_state(client, redis):
+    """The count and pages read with the credential's row (markers, exceptions and own rows per
+    app in its one statement) against a hand-counted inbox: broadcasts to all, to the device's
+    topic and to another, one read, one archived, a read-all marker, own rows of two apps."""
+    device = await anonymous_device(client, topics=["t1"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+
+    async def at(second: int, **fields: Any) -> str:
+        created_at = base + dt.timedelta(seconds=second)
+        return str(await insert_notification(created_at=created_at, **fields))
+
+    first_all = await at(1, audience={"all": True})
+    topic = await at(2, audience={"topics": ["t1"]})
+    await at(3, audience={"topics": ["t2"]})  # another topic: never the device's
+    archived = await at(4, audience={"all": True})
+    own_portal = await at(5, audience={"devices": ["x"]}, readers=[device.reader_id])
+    own_tracking = await at(6, audience={"devices": ["x"]}, readers=[device.reader_id], app="tracking")
+    newest = await at(7, audience={"topics": ["t1"]})
+    assert await unread(client, device) == 6
+
+    assert (await client.post(f"/v1/inbox/{topic}/read", headers=device.headers)).status_code == 200
+    assert (await client.post(f"/v1/inbox/{archived}/archive", headers=device.headers)).status_code == 200
+    read_all = await client.post("/v1/inbox/read-all", json={"up_to": first_all}, headers=device.headers)
+    assert read_all.status_code == 200, read_all.text
+    # The transaction's own count (inbox/service.py) and the read path's agree.
+    assert read_all.json()["unread"] == await unread(client, device) == 3  # newest, both own rows
+    assert await unread(client, device, app="portal") == 2
+    assert await unread(client, device, app="tracking") == 1
+
+    def listed(response: Any) -> list[tuple[str, bool]]:
+        assert response.status_code == 200, response.text
+        return [(item["id"], item["read"]) for item in response.json()["items"]]
+
+    page = await client.get("/v1/inbox", headers=device.headers)
+    # The read-all marker (read with the credential) makes first_all read.
+    assert listed(page) == [
+        (newest, False),
+        (own_tracking, False),
+        (own_portal, False),
+        (topic, True),
+        (first_all, True),
+    ]
+    unread_page = await client.get("/v1/inbox", params={"unread": "true"}, headers=device.headers)
+    assert listed(unread_page) == [(newest, False), (own_tracking, False), (own_portal, False)]
+    archive = await client.get("/v1/inbox", params={"archived": "true"}, headers=device.headers)
+    assert listed(archive) == [(archived, False)]
+    tracking = await client.get("/v1/inbox", params={"app": "tracking"}, headers=device.headers)
+    assert listed(tracking) == [(own_tracking, False)]
+
+
+async def test_a_forged_or_foreign_credential_reads_nothing(client, redis):
+    device, other = await anonymous_device(client), await anonymous_device(client)
+    secret = device.headers["Authorization"].rsplit("_", 1)[1]
+    # The other device's id with this device's secret, and this device's id with a made-up one.
+    for forged in (
+        f"Bearer chd_{other.reader_id.hex}_{secret}",
+        device.headers["Authorization"][:-4] + "AAAA",
+        "Bearer chd_not-a-uuid_secret",
+    ):
+        for path in READS:
+            response = await client.get(path, headers={"Authorization": forged})
+            assert response.status_code == 401, (forged, path, response.text)
+            assert response.json()["error"]["code"] == "invalid_device_credential"
