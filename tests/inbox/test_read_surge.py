@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,3 +205,43 @@ async def test_a_forged_or_foreign_credential_reads_nothing(client, redis):
             response = await client.get(path, headers={"Authorization": forged})
             assert response.status_code == 401, (forged, path, response.text)
             assert response.json()["error"]["code"] == "invalid_device_credential"
+
+
+async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
+    client, redis, statements, owner_engine
+):
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}", "topics": ["t1"]}
+    created = await client.post("/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    headers = {"Authorization": f"Bearer {created.json()['device_credential']}"}
+
+    async def refresh(**changes: Any) -> tuple[dict[str, Any], list[str]]:
+        statements.clear()
+        response = await client.post("/v1/devices", json=body | changes, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json(), [statement for statement, _ in statements]
+
+    await refresh()  # the credential's first use is recorded (once per device)
+    refreshed, ran = await refresh()
+    # The credential's device row only: no lock, no UPDATE (the app starts again and again).
+    assert len(ran) == 1 and ran[0].lstrip().startswith("SELECT"), ran
+    assert refreshed["id"] == created.json()["id"] and refreshed["device_credential"] is None
+
+    changed, ran = await refresh(locale="en")
+    # A change: the credential's row, then one UPDATE (no SELECT … FOR UPDATE before it).
+    assert [statement.lstrip().split()[0] for statement in ran] == ["SELECT", "UPDATE"], ran
+    assert changed["locale"] == "en"
+
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE devices SET last_seen_at = now() - interval '61 minutes' WHERE id = :id"),
+            {"id": uuid.UUID(created.json()["id"])},
+        )
+    seen, ran = await refresh(locale="en")
+    assert [statement.lstrip().split()[0] for statement in ran] == ["SELECT", "UPDATE"], ran
+    assert dt.datetime.fromisoformat(seen["last_seen_at"]) > clock.utcnow() - dt.timedelta(minutes=1)
+
+    # Another token with the credential is no refresh: a new device, as before.
+    new_token = body | {"token": f"fcm-{uuid.uuid4().hex}"}
+    other = await client.post("/v1/devices", json=new_token, headers=headers)
+    assert other.status_code == 201, other.text
