@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import api_clients, audit, delegations, inspection, mfa, networks, ratelimit
@@ -47,7 +47,7 @@ class DeviceRead:
     """The device row with a route's ``DeviceColumns`` (as named there), and the time its
     parameters were made for."""
 
-    row: Row[Any]
+    row: Mapping[str, Any]
     now: dt.datetime
 
 
@@ -99,7 +99,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with maker() as session:
         try:
             yield session
-            await session.commit()
+            if not autocommit:  # each statement committed on its own: closing releases the rest
+                await session.commit()
         except BaseException:
             await session.rollback()
             raise

@@ -11,10 +11,9 @@ reader is (its id, app, topics and start) is in that row, so nothing else must b
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inbox import queries
@@ -45,25 +44,25 @@ def unread_parameters(now: dt.datetime) -> Sequence[object]:
 
 
 async def unread_count(
-    session: AsyncSession, *, reader: Reader, app: str | None, row: Row[Any], now: dt.datetime
+    session: AsyncSession, *, reader: Reader, app: str | None, row: Mapping[str, Any], now: dt.datetime
 ) -> int:
     """The count from ``unread_columns``' values: no further statement unless the app's window
     must be (re)read."""
-    own: dict[str, int] = row.own_unread
+    own: dict[str, int] = row["own_unread"]
     count = sum(own.values()) if app is None else own.get(app, 0)
     fingerprints = {
-        reader_app: row.window_fingerprint for reader_app in reader.apps if app in (None, reader_app)
+        reader_app: row["window_fingerprint"] for reader_app in reader.apps if app in (None, reader_app)
     }
     return count + await queries.unread_broadcasts(
         session,
         reader,
-        markers=queries.markers_of(row.markers),
-        skip=set(row.skip),
+        markers=queries.markers_of(row["markers"]),
+        skip=set(row["skip"]),
         fingerprints=fingerprints,
         now=now,
     )
 
 
-def markers(row: Row[Any]) -> dict[str, queries.Marker]:
+def markers(row: Mapping[str, Any]) -> dict[str, queries.Marker]:
     """The markers from ``MARKERS``' value."""
-    return queries.markers_of(row.markers)
+    return queries.markers_of(row["markers"])

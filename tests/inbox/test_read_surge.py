@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import event, text
@@ -38,17 +39,40 @@ class CountingRedis(Redis):
 
 
 @pytest.fixture
-def statements() -> Iterator[list[tuple[str, bool]]]:
-    """Every statement the app's engine runs: its text and whether it ran outside a transaction."""
-    seen: list[tuple[str, bool]] = []
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every round trip to PostgreSQL the app makes, in order: SQLAlchemy's statements (its cursor
+    events, noted once they ran), the BEGIN, COMMIT and ROLLBACK of its transactions (asyncpg's
+    ``Transaction``), and the statements run on the driver connection directly (asyncpg's
+    ``fetchrow``). Observed only: each call still runs."""
+    seen: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append((statement, bool(conn.connection.dbapi_connection.autocommit)))
+        seen.append(statement.strip())
 
+    fetchrow = asyncpg.connection.Connection.fetchrow
+
+    async def noted_fetchrow(self: Any, query: str, *args: Any, **options: Any) -> Any:
+        seen.append(query.strip())
+        return await fetchrow(self, query, *args, **options)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", noted_fetchrow)
+    for method, word in (("start", "BEGIN"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")):
+        original = getattr(asyncpg.transaction.Transaction, method)
+
+        async def noted(self: Any, *, _original: Any = original, _word: str = word) -> Any:
+            seen.append(_word)
+            return await _original(self)
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, method, noted)
     engine = get_engine().sync_engine
-    event.listen(engine, "before_cursor_execute", note)
+    event.listen(engine, "after_cursor_execute", note)
     yield seen
-    event.remove(engine, "before_cursor_execute", note)
+    event.remove(engine, "after_cursor_execute", note)
+
+
+def kinds(statements: list[str]) -> list[str]:
+    """``SELECT``, ``UPDATE``, ``BEGIN``, ``COMMIT``…: each statement's first word."""
+    return [statement.split(None, 1)[0].rstrip(";").upper() for statement in statements]
 
 
 @pytest.mark.parametrize("path", READS)
@@ -69,11 +93,10 @@ async def test_a_device_reads_outside_a_transaction_with_one_redis_call(client, 
     finally:
         configure_redis(redis)
         await counting.aclose()
-    assert statements, "the request ran no statement"
-    assert all(autocommit for _, autocommit in statements), statements
-    # The credential's device row carries the count (everything), or the markers (then the page).
-    assert len(statements) == STATEMENTS[path], [s for s, _ in statements]
-    assert "FROM devices d" in statements[0][0], statements[0][0]
+    # No BEGIN or COMMIT: the credential's device row carries the count (everything), or the
+    # markers (then the page).
+    assert kinds(statements) == ["SELECT"] * STATEMENTS[path], statements
+    assert "FROM devices d" in statements[0], statements[0]
 
 
 async def test_signed_in_readers_keep_their_transaction(client, redis, statements):
@@ -81,7 +104,7 @@ async def test_signed_in_readers_keep_their_transaction(client, redis, statement
     statements.clear()
     response = await client.get("/v1/inbox/unread-count", headers=reader.headers)
     assert response.status_code == 200, response.text
-    assert statements and not any(autocommit for _, autocommit in statements), statements
+    assert kinds(statements)[0] == "BEGIN" and kinds(statements)[-1] == "COMMIT", statements
 
 
 async def test_writes_of_a_device_keep_their_transaction(client, redis, statements):
@@ -89,7 +112,7 @@ async def test_writes_of_a_device_keep_their_transaction(client, redis, statemen
     statements.clear()
     response = await client.post("/v1/inbox/read-all", headers=device.headers)
     assert response.status_code == 200, response.text
-    assert statements and not any(autocommit for _, autocommit in statements), statements
+    assert kinds(statements)[0] == "BEGIN" and kinds(statements)[-1] == "COMMIT", statements
 
 
 async def test_a_retired_credential_is_refused_on_the_read_path(client, redis):
@@ -219,17 +242,17 @@ async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
         statements.clear()
         response = await client.post("/v1/devices", json=body | changes, headers=headers)
         assert response.status_code == 200, response.text
-        return response.json(), [statement for statement, _ in statements]
+        return response.json(), kinds(statements)
 
     await refresh()  # the credential's first use is recorded (once per device)
     refreshed, ran = await refresh()
     # The credential's device row only: no lock, no UPDATE (the app starts again and again).
-    assert len(ran) == 1 and ran[0].lstrip().startswith("SELECT"), ran
+    assert ran == ["BEGIN", "SELECT", "COMMIT"], statements
     assert refreshed["id"] == created.json()["id"] and refreshed["device_credential"] is None
 
     changed, ran = await refresh(locale="en")
     # A change: the credential's row, then one UPDATE (no SELECT … FOR UPDATE before it).
-    assert [statement.lstrip().split()[0] for statement in ran] == ["SELECT", "UPDATE"], ran
+    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
     assert changed["locale"] == "en"
 
     async with owner_engine.begin() as conn:
@@ -238,10 +261,35 @@ async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
             {"id": uuid.UUID(created.json()["id"])},
         )
     seen, ran = await refresh(locale="en")
-    assert [statement.lstrip().split()[0] for statement in ran] == ["SELECT", "UPDATE"], ran
+    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
     assert dt.datetime.fromisoformat(seen["last_seen_at"]) > clock.utcnow() - dt.timedelta(minutes=1)
 
     # Another token with the credential is no refresh: a new device, as before.
     new_token = body | {"token": f"fcm-{uuid.uuid4().hex}"}
     other = await client.post("/v1/devices", json=new_token, headers=headers)
     assert other.status_code == 201, other.text
+
+
+async def test_a_connection_lost_under_the_drivers_statement_is_a_503_and_then_replaced(
+    client, redis, owner_engine, monkeypatch
+):
+    """The credential's statement runs on the driver connection, past SQLAlchemy; when that fails
+    it runs again through SQLAlchemy, which sees the dead connection: 503, and the pool drops it."""
+    device = await anonymous_device(client)
+    assert (await client.get(READS[0], headers=device.headers)).status_code == 200
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no ping: the statement finds it dead
+    async with owner_engine.connect() as conn:
+        ended = await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename <> current_user"
+            )
+        )
+        assert any(ended.scalars()), "no pooled connection to end"
+    answers = [(await client.get(READS[0], headers=device.headers)) for _ in range(3)]
+    codes = [answer.status_code for answer in answers]
+    # Each dead pooled connection fails one request (as any statement would), then is replaced.
+    assert set(codes) <= {200, 503} and codes[-1] == 200, [answer.text for answer in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "unavailable", answer.text
