@@ -293,3 +293,24 @@ async def test_a_connection_lost_under_the_drivers_statement_is_a_503_and_then_r
     for answer in answers:
         if answer.status_code == 503:
             assert answer.json()["error"]["code"] == "unavailable", answer.text
+
+
+async def test_a_page_statement_built_for_one_reader_carries_none_of_its_values_to_the_next(client, redis):
+    """Pages of one shape share a statement (inbox/pages.py) with their values bound per request:
+    two devices of other topics, one with a read-all marker, see their own inboxes only."""
+    first = await anonymous_device(client, topics=["t1"])
+    second = await anonymous_device(client, topics=["t2"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+    later = base + dt.timedelta(seconds=1)
+    to_first = await insert_notification(audience={"topics": ["t1"]}, created_at=base)
+    to_second = await insert_notification(audience={"topics": ["t2"]}, created_at=later)
+    own = await insert_notification(
+        audience={"devices": ["x"]}, readers=[second.reader_id], created_at=later + dt.timedelta(seconds=1)
+    )
+    read_all = await client.post("/v1/inbox/read-all", headers=first.headers)
+    assert read_all.status_code == 200, read_all.text
+    for params in ({}, {"unread": "true"}):
+        pages = [await client.get("/v1/inbox", params=params, headers=c.headers) for c in (first, second)]
+        got = [[(item["id"], item["read"]) for item in page.json()["items"]] for page in pages]
+        expected_first = [] if params else [(str(to_first), True)]
+        assert got == [expected_first, [(str(own), False), (str(to_second), False)]], (params, got)
