@@ -6,8 +6,10 @@ Every route depends on exactly one ``AccessPolicy`` (``Public``, ``Authenticated
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import api_clients, audit, delegations, inspection, mfa, networks, ratelimit
 from auth.models import Unit, User
-from auth.principal import Principal, Restriction
+from auth.principal import AuthenticatedDevice, Principal, Restriction
 from auth.roles import READ_ONLY_ROLES, Permission, Role, permissions_of
 from auth.sessions import resolve_access_token
 from auth.step_up import STEP_UP_MESSAGE
@@ -24,20 +26,61 @@ from core.after_commit import committed
 from core.context import current_context
 from core.db import get_autocommit_sessionmaker, get_sessionmaker, transaction, utcnow
 from core.errors import ChuongError, Forbidden, Unauthorized
+from devices import credentials as device_credentials
 from devices import service as devices
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-_READ_ONLY: set[Callable[..., Any]] = set()
+
+
+@dataclass(frozen=True)
+class DeviceColumns:
+    """What a read-only route reads of a device credential's reader in the credential check's
+    own statement (devices/credentials.py): SQL columns over the device row ``d`` whose
+    parameters are numbered from ``first``, and those parameters for the request's time."""
+
+    columns: Callable[[int], list[str]]
+    parameters: Callable[[dt.datetime], Sequence[object]]
+
+
+@dataclass(frozen=True)
+class DeviceRead:
+    """The device row with a route's ``DeviceColumns`` (as named there), and the time its
+    parameters were made for."""
+
+    row: Mapping[str, Any]
+    now: dt.datetime
+
+
+# Read-only endpoints, with what they read alongside a device credential's row (or None).
+_READ_ONLY: dict[Callable[..., Any], DeviceColumns | None] = {}
 
 
 def read_only(endpoint: Endpoint) -> Endpoint:
     """Mark a GET endpoint that only reads: called with a device credential, its session runs
-    without a transaction (each statement commits on its own, no BEGIN/COMMIT round trips).
-    The read surge after a push is that: unread counts and first pages. Authentication's one
-    write (a credential's first use) is a single statement; signed-in callers keep the
-    transaction, since their authentication may write audit rows, which need one."""
-    _READ_ONLY.add(endpoint)
+    without a transaction (each statement commits on its own, no BEGIN/COMMIT round trips) and
+    the credential is checked on the session's connection without the ORM. The read surge after
+    a push is that: unread counts and first pages. Authentication's one write (a credential's
+    first use) is a single statement; signed-in callers keep the transaction, since their
+    authentication may write audit rows, which need one."""
+    _READ_ONLY[endpoint] = None
     return endpoint
+
+
+def read_only_with(columns: DeviceColumns) -> Callable[[Endpoint], Endpoint]:
+    """``read_only``, and ``columns`` come back in the device credential check's own statement
+    (``device_read``): one round trip for the credential and what the route reads."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _READ_ONLY[endpoint] = columns
+        return endpoint
+
+    return mark
+
+
+def device_read(request: Request) -> DeviceRead | None:
+    """The route's ``read_only_with`` columns, when a device credential was checked with them."""
+    found: DeviceRead | None = getattr(request.state, "device_read", None)
+    return found
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -51,11 +94,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         and request.method in ("GET", "HEAD")
         and _is_device_credential(request)
     )
+    request.state.autocommit = autocommit
     maker = get_autocommit_sessionmaker() if autocommit else get_sessionmaker()
     async with maker() as session:
         try:
             yield session
-            await session.commit()
+            if not autocommit:  # each statement committed on its own: closing releases the rest
+                await session.commit()
         except BaseException:
             await session.rollback()
             await _audit_failed_read(request)
@@ -80,8 +125,12 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
         raise Unauthorized()
     ctx = current_context()
     if token.startswith(devices.CREDENTIAL_PREFIX):
+        device: AuthenticatedDevice
         try:
-            device = await devices.authenticate_credential(session, token)
+            if getattr(request.state, "autocommit", False):
+                device = await _authenticate_device_read(request, session, token)
+            else:
+                device = await devices.authenticate_credential(session, token)
         except ChuongError:
             await limit_by_address(request)  # a refused credential counts too (and a 429 wins)
             raise
@@ -141,6 +190,26 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
             )
     request.state.principal = principal
     return principal
+
+
+async def _authenticate_device_read(
+    request: Request, session: AsyncSession, token: str
+) -> AuthenticatedDevice:
+    """A read-only route's device credential: the device's reader columns and the route's own
+    (``read_only_with``) in one statement on the session's connection."""
+    endpoint = request.scope.get("endpoint")
+    wanted = _READ_ONLY.get(endpoint) if endpoint is not None else None
+    now = utcnow()
+    first = device_credentials.FIRST_ROUTE_PARAMETER
+    device, row = await device_credentials.authenticate_on(
+        await session.connection(),
+        token,
+        columns=wanted.columns(first) if wanted is not None else (),
+        parameters=wanted.parameters(now) if wanted is not None else (),
+    )
+    if wanted is not None:
+        request.state.device_read = DeviceRead(row=row, now=now)
+    return device
 
 
 async def _oversees(session: AsyncSession, user: User) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import inbox_http, support
 
-SCENARIOS = "unread-count,first page,register refresh,register new"
+SCENARIOS = "unread-count,first page,register refresh,register again,register new"
 
 
 def parse_args() -> argparse.Namespace:

@@ -23,11 +23,11 @@ from core.db import utcnow
 from core.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from core.netaddr import Network
 from devices import apps
+from devices.credentials import CREDENTIAL_PREFIX as CREDENTIAL_PREFIX  # re-exported
+from devices.credentials import device_id_of, invalid_credential
 from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
-
-CREDENTIAL_PREFIX = "chd_"
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,10 @@ async def register(
         "topics": await _with_account_topics(session, body=body, user_id=user_id),
         "last_seen_at": now,
     }
+    if user_id is None and isinstance(presented_credential, Device):
+        refreshed = await _refresh_own(session, presented_credential, body=body, fields=fields, now=now)
+        if refreshed is not None:
+            return Registration(device=refreshed, credential=None, created=False)
     # Each round either continues the token's device, or retires it and inserts a new one; an
     # insert loses only to a concurrent registration of the same token, then the next round
     # decides again against the device that registration made.
@@ -129,6 +133,46 @@ async def register(
         await session.flush()
         return Registration(device=created, credential=credential, created=True)
     raise Conflict("This token is being registered concurrently; retry", code="registration_conflict")
+
+
+# ``last_seen_at`` is read in days (sends skip devices unseen for 270 days, a user's least recently
+# seen devices go first past the limit): an app start within this of the last one writes nothing.
+LAST_SEEN_EVERY = dt.timedelta(hours=1)
+
+
+async def _refresh_own(
+    session: AsyncSession,
+    device: Device,
+    *,
+    body: DeviceRegister,
+    fields: Mapping[str, object],
+    now: dt.datetime,
+) -> Device | None:
+    """An anonymous device refreshing its own token with its credential (every app start; the
+    credential was checked in this transaction, which loaded ``device``). Nothing is written when
+    only ``last_seen_at`` would change and it is recent; otherwise one ``UPDATE``, which holds
+    only while the device still has the token and a live credential. None: not this case (another
+    token, or the device changed meanwhile): the caller decides as for any registration."""
+    if (device.provider, device.token) != (body.provider, body.token):
+        return None
+    unchanged = all(getattr(device, key) == value for key, value in fields.items() if key != "last_seen_at")
+    if unchanged and now - device.last_seen_at < LAST_SEEN_EVERY:
+        return device
+    statement = (
+        update(Device)
+        .where(
+            Device.id == device.id,
+            Device.provider == body.provider,
+            Device.token == body.token,
+            Device.credential_hash.is_not(None),
+            Device.invalidated_at.is_(None),
+        )
+        .values(**fields)
+        .returning(Device)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    refreshed: Device | None = (await session.execute(statement)).scalar_one_or_none()
+    return refreshed
 
 
 def makes_anonymous_device(
@@ -305,20 +349,16 @@ async def _enforce_limit(session: AsyncSession, *, user_id: uuid.UUID | None, ke
 
 
 async def authenticate_credential(session: AsyncSession, credential: str) -> Device:
-    """Resolve an anonymous device credential (``chd_<device id>_<secret>``)."""
-    try:
-        device_hex, _ = credential.removeprefix(CREDENTIAL_PREFIX).split("_", 1)
-        device_id = uuid.UUID(hex=device_hex)
-    except ValueError as exc:
-        raise Unauthorized("Invalid device credential", code="invalid_device_credential") from exc
-    device = await session.get(Device, device_id)
+    """Resolve an anonymous device credential (``chd_<device id>_<secret>``) to its ORM row, for
+    routes that change the device (the read path uses ``devices.credentials.authenticate_on``)."""
+    device = await session.get(Device, device_id_of(credential))
     if (
         device is None
         or device.credential_hash is None
         or device.invalidated_at is not None
         or not constant_time_equals(device.credential_hash, keyed_hash(credential))
     ):
-        raise Unauthorized("Invalid device credential", code="invalid_device_credential")
+        raise invalid_credential()
     if device.credential_used_at is None:
         # Once per device: the device came back with its credential (devices/floods.py).
         device.credential_used_at = utcnow()

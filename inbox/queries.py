@@ -9,10 +9,13 @@ import binascii
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Select,
+    String,
     and_,
     bindparam,
     exists,
@@ -23,16 +26,16 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
-    union_all,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID, array
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, array
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from core.clock import utcnow
 from core.errors import BadRequest
 from inbox.models import BROADCAST_SQL, BroadcastState, InboxItem, ReaderMarker
 from inbox.readers import Reader
-from inbox.window import WINDOWS, broadcast_window, fingerprint_sql, window_bound
+from inbox.window import broadcast_window, fingerprint_sql, window_bound
 from notifications.models import Notification
 
 Position = tuple[dt.datetime, uuid.UUID]
@@ -100,67 +103,96 @@ async def load_markers(session: AsyncSession, reader: Reader) -> dict[str, Marke
     }
 
 
-def _after(position: Position) -> ColumnElement[bool]:
+_UUID = UUID(as_uuid=True)
+_TIME = DateTime(timezone=True)
+_TOPICS = ARRAY(String)
+
+
+class _Values:
+    """Where a statement's values go: into the statement (``LITERAL``, the default), or named bind
+    parameters (``BOUND``), so that one statement per *shape* can be built once and reused with
+    ``_page_values`` (``_merged_page``): building a page's statement cost more CPU than running it."""
+
+    def __init__(self, *, bound: bool) -> None:
+        self.bound = bound
+
+    def __call__(self, name: str, value: object, type_: TypeEngine[Any]) -> Any:
+        return bindparam(name, type_=type_) if self.bound else literal(value, type_)
+
+
+LITERAL, BOUND = _Values(bound=False), _Values(bound=True)
+
+
+def _after(position: Position, *, values: _Values = LITERAL, name: str = "marker") -> ColumnElement[bool]:
     return tuple_(Notification.created_at, Notification.id) > tuple_(
-        literal(position[0]), literal(position[1])
+        values(f"{name}_at", position[0], _TIME), values(f"{name}_id", position[1], _UUID)
     )
 
 
 def broadcast_match(
-    reader: Reader, *, app: str | None = None, markers: dict[str, Marker] | None = None
+    reader: Reader,
+    *,
+    app: str | None = None,
+    markers: dict[str, Marker] | None = None,
+    values: _Values = LITERAL,
 ) -> ColumnElement[bool]:
     """Broadcasts in the reader's inbox: of an app they have, created since they arrived, to all
     readers or to a topic they follow. With ``markers``, only those after the read-all marker."""
     per_app = []
-    for reader_app in reader.apps:
+    for number, reader_app in enumerate(reader.apps):
         if app is not None and reader_app != app:
             continue
         match: ColumnElement[bool] = Notification.audience.contains(_ALL_READERS)
         topics = reader.subscriptions[reader_app]
         if topics:
-            match = or_(match, Notification.audience["topics"].has_any(array(topics)))
+            listed = bindparam(f"topics_{number}", type_=_TOPICS) if values.bound else array(topics)
+            match = or_(match, Notification.audience["topics"].has_any(listed))
         clause = and_(Notification.app == reader_app, match)
         if markers is not None and reader_app in markers:
-            clause = and_(clause, _after(markers[reader_app].position))
+            position = markers[reader_app].position
+            clause = and_(clause, _after(position, values=values, name=f"marker_{number}"))
         per_app.append(clause)
     if not per_app:
         return false()
     # The literal predicate lets PostgreSQL use the partial index ix_notifications_broadcast.
-    return and_(text(BROADCAST_SQL), Notification.created_at >= reader.since, or_(*per_app))
+    since = values("since", reader.since, _TIME)
+    return and_(text(BROADCAST_SQL), Notification.created_at >= since, or_(*per_app))
 
 
-def _not_targeted(reader: Reader) -> ColumnElement[bool]:
+def _not_targeted(reader: Reader, values: _Values = LITERAL) -> ColumnElement[bool]:
     # A notification both broadcast and targeted at the reader appears once, as their own row.
-    return ~exists().where(InboxItem.reader_id == reader.id, InboxItem.notification_id == Notification.id)
+    reader_id = values("reader_id", reader.id, _UUID)
+    return ~exists().where(InboxItem.reader_id == reader_id, InboxItem.notification_id == Notification.id)
 
 
-def _state_join(reader: Reader) -> ColumnElement[bool]:
-    return and_(BroadcastState.reader_id == reader.id, BroadcastState.notification_id == Notification.id)
+def _state_join(reader: Reader, values: _Values = LITERAL) -> ColumnElement[bool]:
+    reader_id = values("reader_id", reader.id, _UUID)
+    return and_(BroadcastState.reader_id == reader_id, BroadcastState.notification_id == Notification.id)
 
 
 def targeted_page(
-    reader: Reader, filters: Filters, *, before: Position | None, limit: int
+    reader: Reader, filters: Filters, *, before: Position | None, limit: int, values: _Values = LITERAL
 ) -> Select[uuid.UUID, dt.datetime, dt.datetime | None, dt.datetime | None]:
     query = select(
         InboxItem.notification_id, InboxItem.created_at, InboxItem.read_at, InboxItem.archived_at
     ).where(
-        InboxItem.reader_id == reader.id,
+        InboxItem.reader_id == values("reader_id", reader.id, _UUID),
         InboxItem.archived_at.is_not(None) if filters.archived else InboxItem.archived_at.is_(None),
     )
     if filters.app is not None:
         query = query.where(InboxItem.app == filters.app)
     if filters.kind is not None:
         query = query.join(Notification, Notification.id == InboxItem.notification_id).where(
-            Notification.kind == filters.kind
+            Notification.kind == values("kind", filters.kind, String())
         )
     if filters.since is not None:
-        query = query.where(InboxItem.created_at >= filters.since)
+        query = query.where(InboxItem.created_at >= values("filter_since", filters.since, _TIME))
     if filters.unread:
         query = query.where(InboxItem.read_at.is_(None))
     if before is not None:
         query = query.where(
             tuple_(InboxItem.created_at, InboxItem.notification_id)
-            < tuple_(literal(before[0]), literal(before[1]))
+            < tuple_(values("before_at", before[0], _TIME), values("before_id", before[1], _UUID))
         )
     return query.order_by(InboxItem.created_at.desc(), InboxItem.notification_id.desc()).limit(limit)
 
@@ -173,30 +205,34 @@ def broadcast_page(
     before: Position | None,
     limit: int,
     floor: dt.datetime | None = None,
+    values: _Values = LITERAL,
 ) -> Select[uuid.UUID, dt.datetime, dt.datetime | None, dt.datetime | None]:
     query = (
         select(Notification.id, Notification.created_at, BroadcastState.read_at, BroadcastState.archived_at)
-        .outerjoin(BroadcastState, _state_join(reader))
+        .outerjoin(BroadcastState, _state_join(reader, values))
         .where(
-            broadcast_match(reader, app=filters.app, markers=markers if filters.unread else None),
-            _not_targeted(reader),
+            broadcast_match(
+                reader, app=filters.app, markers=markers if filters.unread else None, values=values
+            ),
+            _not_targeted(reader, values),
             BroadcastState.archived_at.is_not(None)
             if filters.archived
             else BroadcastState.archived_at.is_(None),
         )
     )
     if filters.kind is not None:
-        query = query.where(Notification.kind == filters.kind)
+        query = query.where(Notification.kind == values("kind", filters.kind, String()))
     if filters.since is not None:
-        query = query.where(Notification.created_at >= filters.since)
+        query = query.where(Notification.created_at >= values("filter_since", filters.since, _TIME))
     if filters.unread:
         query = query.where(BroadcastState.read_at.is_(None))
     if before is not None:
         query = query.where(
-            tuple_(Notification.created_at, Notification.id) < tuple_(literal(before[0]), literal(before[1]))
+            tuple_(Notification.created_at, Notification.id)
+            < tuple_(values("before_at", before[0], _TIME), values("before_id", before[1], _UUID))
         )
     if floor is not None:
-        query = query.where(Notification.created_at >= floor)
+        query = query.where(Notification.created_at >= values("floor", floor, _TIME))
     return query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
 
 
@@ -222,124 +258,6 @@ async def page(
     ]
     entries.sort(key=lambda entry: entry.position, reverse=True)
     return entries[:limit], len(entries) > limit
-
-
-async def page_with_notifications(
-    session: AsyncSession,
-    reader: Reader,
-    filters: Filters,
-    *,
-    markers: dict[str, Marker],
-    before: Position | None,
-    limit: int,
-) -> tuple[list[tuple[Entry, Notification]], bool]:
-    """``page`` and the notifications' rows in one statement: both sources, each with its own
-    keyset bound and limit (so each still uses its index), merged in SQL and joined to their
-    notifications — one round trip instead of three.
-
-    The broadcast source is also bounded below by a *floor* read from the in-memory window: the
-    time of the ``limit + 1``-th newest broadcast that could be the reader's. Without it the
-    planner, which cannot estimate the audience (JSONB) predicates, reads every broadcast of the
-    window and sorts them (5 ms with 1,000); with it, a short index range (0.4 ms). The floor only
-    ever leaves out broadcasts older than it, so when the merged page still ends at or above it
-    the page is exact; otherwise (many of those broadcasts were read, archived, of another kind…)
-    the statement runs again without it."""
-    floor = await _broadcast_floor(session, reader, filters, markers=markers, before=before, limit=limit)
-    found = await _merged_page(
-        session, reader, filters, markers=markers, before=before, limit=limit, floor=floor
-    )
-    if floor is not None and (len(found) <= limit or found[limit][0].created_at < floor):
-        found = await _merged_page(
-            session, reader, filters, markers=markers, before=before, limit=limit, floor=None
-        )
-    return found[:limit], len(found) > limit
-
-
-async def _broadcast_floor(
-    session: AsyncSession,
-    reader: Reader,
-    filters: Filters,
-    *,
-    markers: dict[str, Marker],
-    before: Position | None,
-    limit: int,
-) -> dt.datetime | None:
-    if filters.archived:
-        return None  # the archive holds the reader's archived broadcasts, however old
-    floors = []
-    for reader_app in reader.apps:
-        if filters.app is not None and reader_app != filters.app:
-            continue
-        window = WINDOWS.get(reader_app)
-        if window is None or window.bound != window_bound(utcnow()):
-            window = await broadcast_window(session, app=reader_app, now=utcnow())
-        oldest = max(reader.since, filters.since or reader.since)
-        marker = markers.get(reader_app) if filters.unread else None
-        floors.append(
-            window.floor(
-                topics=frozenset(reader.subscriptions[reader_app]),
-                since=oldest,
-                before=before,
-                after=marker.position if marker is not None else None,
-                count=limit + 1,
-            )
-        )
-    if not floors or any(floor is None for floor in floors):
-        return None
-    return min(floor for floor in floors if floor is not None)
-
-
-async def _merged_page(
-    session: AsyncSession,
-    reader: Reader,
-    filters: Filters,
-    *,
-    markers: dict[str, Marker],
-    before: Position | None,
-    limit: int,
-    floor: dt.datetime | None,
-) -> list[tuple[Entry, Notification]]:
-    own = targeted_page(reader, filters, before=before, limit=limit + 1).subquery("own")
-    shared = broadcast_page(
-        reader, filters, markers=markers, before=before, limit=limit + 1, floor=floor
-    ).subquery("shared")
-    merged = union_all(
-        select(
-            own.c.notification_id.label("nid"),
-            own.c.created_at.label("position"),
-            own.c.read_at.label("state_read_at"),
-            own.c.archived_at.label("state_archived_at"),
-            literal(False).label("is_broadcast"),
-        ),
-        select(shared.c.id, shared.c.created_at, shared.c.read_at, shared.c.archived_at, literal(True)),
-    ).subquery("merged")
-    rows = (
-        await session.execute(
-            select(
-                Notification,
-                merged.c.position,
-                merged.c.state_read_at,
-                merged.c.state_archived_at,
-                merged.c.is_broadcast,
-            )
-            .join(merged, Notification.id == merged.c.nid)
-            .order_by(merged.c.position.desc(), merged.c.nid.desc())
-            .limit(limit + 1)
-        )
-    ).all()
-    return [
-        (
-            Entry(
-                notification_id=row[0].id,
-                created_at=row[1],
-                read_at=row[2],
-                archived_at=row[3],
-                broadcast=bool(row[4]),
-            ),
-            row[0],
-        )
-        for row in rows
-    ]
 
 
 # --- the unread count -------------------------------------------------------------------
@@ -377,20 +295,12 @@ async def unread_count(
     for number, reader_app in enumerate(apps):
         params[f"app_{number}"] = reader_app
         fingerprints.append(fingerprint_sql(f"app_{number}", "bound"))
-    broadcast_of_n = BROADCAST_SQL.replace("audience", "n.audience")
     statement = f"""
         SELECT
           (SELECT count(*) FROM inbox_items WHERE reader_id = :reader AND read_at IS NULL
              AND archived_at IS NULL{own_filter}) AS own,
-          (SELECT coalesce(json_agg(json_build_array(m.app, m.read_up_to_created_at, m.read_up_to_id,
-             m.updated_at)), '[]') FROM reader_markers m WHERE m.reader_id = :reader) AS markers,
-          ARRAY(SELECT s.notification_id FROM broadcast_states s
-             JOIN notifications n ON n.id = s.notification_id AND n.created_at >= :since
-             WHERE s.reader_id = :reader AND (s.read_at IS NOT NULL OR s.archived_at IS NOT NULL)
-           UNION ALL
-           SELECT i.notification_id FROM inbox_items i JOIN notifications n ON n.id = i.notification_id
-             WHERE i.reader_id = :reader AND i.created_at >= :since AND {broadcast_of_n}
-          ) AS skip
+          {MARKERS_JSON.format(reader=":reader")} AS markers,
+          {SKIP_IDS.format(reader=":reader", since=":since")} AS skip
           {"".join(f", {sql} AS window_{number}" for number, sql in enumerate(fingerprints))}
     """  # noqa: S608 (constants and bound parameters only)
     row = (
@@ -399,17 +309,59 @@ async def unread_count(
         )
     ).one()
     if markers is None:
-        markers = {
-            entry[0]: Marker(
-                position=(dt.datetime.fromisoformat(entry[1]), uuid.UUID(entry[2])),
-                updated_at=dt.datetime.fromisoformat(entry[3]),
-            )
-            for entry in row.markers
-        }
-    skip = set(row.skip)
-    count = int(row.own)
-    for number, reader_app in enumerate(apps):
-        window = await broadcast_window(session, app=reader_app, now=now, fingerprint=row[3 + number])
+        markers = markers_of(row.markers)
+    windows = {reader_app: row[3 + number] for number, reader_app in enumerate(apps)}
+    return int(row.own) + await unread_broadcasts(
+        session, reader, markers=markers, skip=set(row.skip), fingerprints=windows, now=now
+    )
+
+
+# The broadcasts a reader took out of the count one by one (read or archived), or also has as an
+# own row: their ids as one array value, for SQL expressions ``reader`` and ``since``.
+# (Constants; the callers format in SQL expressions, never values.)
+SKIP_IDS = (
+    "ARRAY(SELECT s.notification_id FROM broadcast_states s "  # noqa: S608
+    "JOIN notifications n ON n.id = s.notification_id AND n.created_at >= {since} "
+    "WHERE s.reader_id = {reader} AND (s.read_at IS NOT NULL OR s.archived_at IS NOT NULL) "
+    "UNION ALL "
+    "SELECT i.notification_id FROM inbox_items i JOIN notifications n ON n.id = i.notification_id "
+    "WHERE i.reader_id = {reader} AND i.created_at >= {since} AND "
+    + BROADCAST_SQL.replace("audience", "n.audience").replace("{", "{{").replace("}", "}}")
+    + ")"
+)
+
+# The read-all markers as one JSON value (a column of a larger statement), for ``markers_of``.
+MARKERS_JSON = (
+    "(SELECT coalesce(json_agg(json_build_array(m.app, m.read_up_to_created_at, m.read_up_to_id, "
+    "m.updated_at)), '[]') FROM reader_markers m WHERE m.reader_id = {reader})"
+)
+
+
+def markers_of(entries: list[list[str]]) -> dict[str, Marker]:
+    """The markers from ``MARKERS_JSON``'s value."""
+    return {
+        entry[0]: Marker(
+            position=(dt.datetime.fromisoformat(entry[1]), uuid.UUID(entry[2])),
+            updated_at=dt.datetime.fromisoformat(entry[3]),
+        )
+        for entry in entries
+    }
+
+
+async def unread_broadcasts(
+    session: AsyncSession,
+    reader: Reader,
+    *,
+    markers: dict[str, Marker],
+    skip: set[uuid.UUID],
+    fingerprints: dict[str, list[int | None]],
+    now: dt.datetime,
+) -> int:
+    """The unread broadcasts of the apps in ``fingerprints`` (each app's window fingerprint as
+    the caller's statement read it), counted in the in-memory windows."""
+    count = 0
+    for reader_app, fingerprint in fingerprints.items():
+        window = await broadcast_window(session, app=reader_app, now=now, fingerprint=fingerprint)
         marker = markers.get(reader_app)
         count += window.unread(
             topics=frozenset(reader.subscriptions[reader_app]),

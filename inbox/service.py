@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth import audit
 from core.errors import Forbidden, NotFound
 from core.pubsub import publish_after_commit
-from inbox import events, queries
+from inbox import events, pages, queries
 from inbox.models import BroadcastState, InboxItem, ReaderMarker
 from inbox.queries import Entry, Filters, Marker, Position
 from inbox.readers import Reader
@@ -48,11 +48,20 @@ def _item(notification: Notification, entry: Entry, markers: dict[str, Marker]) 
 
 
 async def list_items(
-    session: AsyncSession, *, reader: Reader, filters: Filters, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    reader: Reader,
+    filters: Filters,
+    cursor: str | None,
+    limit: int,
+    markers: dict[str, Marker] | None = None,
 ) -> tuple[list[Item], str | None]:
-    markers = await queries.load_markers(session, reader)
+    """``markers``: the reader's read-all markers when the caller read them already (a device's
+    are read with its credential, inbox/device_reads.py)."""
+    if markers is None:
+        markers = await queries.load_markers(session, reader)
     before = queries.decode_cursor(cursor) if cursor else None
-    rows, more = await queries.page_with_notifications(
+    rows, more = await pages.page_with_notifications(
         session, reader, filters, markers=markers, before=before, limit=limit
     )
     items = [_item(notification, entry, markers) for entry, notification in rows]

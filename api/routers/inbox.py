@@ -10,7 +10,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
 
-from api.deps import Authenticated, SessionDep, deny, read_only, still_authenticated
+from api.deps import (
+    Authenticated,
+    DeviceColumns,
+    SessionDep,
+    deny,
+    device_read,
+    read_only_with,
+    still_authenticated,
+)
 from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
@@ -19,7 +27,7 @@ from core.schemas import Page
 from core.types import BoundedDatetime
 from devices import apps
 from devices.app_schemas import AppCode
-from inbox import receipts
+from inbox import device_reads, receipts
 from inbox import service as inbox_service
 from inbox import stream as inbox_stream
 from inbox.queries import Filters, decode_cursor
@@ -64,9 +72,15 @@ async def _known_app(session: AsyncSession, app: str | None) -> None:
         await apps.require(session, app, enabled=False)
 
 
+# What a device's first page and unread count read with its credential's row (one statement).
+_MARKERS = DeviceColumns(columns=lambda first: [device_reads.MARKERS], parameters=lambda now: ())
+_UNREAD = DeviceColumns(columns=device_reads.unread_columns, parameters=device_reads.unread_parameters)
+
+
 @router.get("", response_model=Page[InboxItemOut])
-@read_only
+@read_only_with(_MARKERS)
 async def list_inbox(
+    request: Request,
     session: SessionDep,
     reader: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -82,8 +96,14 @@ async def list_inbox(
     """Newest first, merged from the caller's own items and the broadcasts that match them."""
     await _known_app(session, app)
     filters = Filters(app=app, kind=kind, since=since, unread=unread, archived=archived)
+    read = device_read(request)
     items, next_cursor = await inbox_service.list_items(
-        session, reader=reader, filters=filters, cursor=cursor, limit=limit
+        session,
+        reader=reader,
+        filters=filters,
+        cursor=cursor,
+        limit=limit,
+        markers=device_reads.markers(read.row) if read is not None else None,
     )
     return Page[InboxItemOut](
         items=[render(item, language=reader.language, full=False) for item in items], next_cursor=next_cursor
@@ -91,10 +111,16 @@ async def list_inbox(
 
 
 @router.get("/unread-count", response_model=UnreadCount)
-@read_only
-async def unread_count(session: SessionDep, reader: ReaderDep, app: AppCode | None = None) -> UnreadCount:
+@read_only_with(_UNREAD)
+async def unread_count(
+    request: Request, session: SessionDep, reader: ReaderDep, app: AppCode | None = None
+) -> UnreadCount:
     """Unread, not archived items (the same number is the badge of pushes)."""
     await _known_app(session, app)
+    read = device_read(request)
+    if read is not None:  # read with the device credential's row
+        count = await device_reads.unread_count(session, reader=reader, app=app, row=read.row, now=read.now)
+        return UnreadCount(unread=count)
     return UnreadCount(unread=await inbox_service.unread_count(session, reader=reader, app=app))
 
 

@@ -3,23 +3,29 @@ round trip for both rate limits and run outside a transaction, without weakening
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import event, text
 
 from auth.roles import Role
-from core import db
+from core import clock, db
 from core.config import get_settings
 from core.db import get_engine
 from core.redis import configure_redis
-from tests.inbox.helpers import anonymous_device, signed_in
+from tests.inbox.helpers import anonymous_device, insert_notification, signed_in, unread
 from tests.support.factories import make_unit
 
 READS = ("/v1/inbox/unread-count", "/v1/inbox?limit=20")
+# PostgreSQL round trips of a device's read once the app's broadcast window is in memory: the
+# credential check and the count in one statement; the check with the markers, then the page.
+STATEMENTS = {READS[0]: 1, READS[1]: 2}
 
 
 class CountingRedis(Redis):
@@ -33,17 +39,40 @@ class CountingRedis(Redis):
 
 
 @pytest.fixture
-def statements() -> Iterator[list[tuple[str, bool]]]:
-    """Every statement the app's engine runs: its text and whether it ran outside a transaction."""
-    seen: list[tuple[str, bool]] = []
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every round trip to PostgreSQL the app makes, in order: SQLAlchemy's statements (its cursor
+    events, noted once they ran), the BEGIN, COMMIT and ROLLBACK of its transactions (asyncpg's
+    ``Transaction``), and the statements run on the driver connection directly (asyncpg's
+    ``fetchrow``). Observed only: each call still runs."""
+    seen: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append((statement, bool(conn.connection.dbapi_connection.autocommit)))
+        seen.append(statement.strip())
 
+    fetchrow = asyncpg.connection.Connection.fetchrow
+
+    async def noted_fetchrow(self: Any, query: str, *args: Any, **options: Any) -> Any:
+        seen.append(query.strip())
+        return await fetchrow(self, query, *args, **options)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", noted_fetchrow)
+    for method, word in (("start", "BEGIN"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")):
+        original = getattr(asyncpg.transaction.Transaction, method)
+
+        async def noted(self: Any, *, _original: Any = original, _word: str = word) -> Any:
+            seen.append(_word)
+            return await _original(self)
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, method, noted)
     engine = get_engine().sync_engine
-    event.listen(engine, "before_cursor_execute", note)
+    event.listen(engine, "after_cursor_execute", note)
     yield seen
-    event.remove(engine, "before_cursor_execute", note)
+    event.remove(engine, "after_cursor_execute", note)
+
+
+def kinds(statements: list[str]) -> list[str]:
+    """``SELECT``, ``UPDATE``, ``BEGIN``, ``COMMIT``…: each statement's first word."""
+    return [statement.split(None, 1)[0].rstrip(";").upper() for statement in statements]
 
 
 @pytest.mark.parametrize("path", READS)
@@ -64,10 +93,10 @@ async def test_a_device_reads_outside_a_transaction_with_one_redis_call(client, 
     finally:
         configure_redis(redis)
         await counting.aclose()
-    assert statements, "the request ran no statement"
-    assert all(autocommit for _, autocommit in statements), statements
-    # The credential's device row, then the inbox's own statements (markers and page, or count).
-    assert len(statements) <= 4, [s for s, _ in statements]
+    # No BEGIN or COMMIT: the credential's device row carries the count (everything), or the
+    # markers (then the page).
+    assert kinds(statements) == ["SELECT"] * STATEMENTS[path], statements
+    assert "FROM devices d" in statements[0], statements[0]
 
 
 async def test_signed_in_readers_keep_their_transaction(client, redis, statements):
@@ -75,7 +104,7 @@ async def test_signed_in_readers_keep_their_transaction(client, redis, statement
     statements.clear()
     response = await client.get("/v1/inbox/unread-count", headers=reader.headers)
     assert response.status_code == 200, response.text
-    assert statements and not any(autocommit for _, autocommit in statements), statements
+    assert kinds(statements)[0] == "BEGIN" and kinds(statements)[-1] == "COMMIT", statements
 
 
 async def test_writes_of_a_device_keep_their_transaction(client, redis, statements):
@@ -83,7 +112,7 @@ async def test_writes_of_a_device_keep_their_transaction(client, redis, statemen
     statements.clear()
     response = await client.post("/v1/inbox/read-all", headers=device.headers)
     assert response.status_code == 200, response.text
-    assert statements and not any(autocommit for _, autocommit in statements), statements
+    assert kinds(statements)[0] == "BEGIN" and kinds(statements)[-1] == "COMMIT", statements
 
 
 async def test_a_retired_credential_is_refused_on_the_read_path(client, redis):
@@ -134,3 +163,154 @@ async def test_a_connection_dropped_while_idle_is_replaced(client, redis, owner_
         assert any(ended.scalars()), "no pooled connection to end"
     response = await client.get(READS[0], headers=device.headers)
     assert response.status_code == 200, response.text
+
+
+async def test_a_devices_count_and_pages_stay_exact_with_every_kind_of_state(client, redis):
+    """The count and pages read with the credential's row (markers, exceptions and own rows per
+    app in its one statement) against a hand-counted inbox: broadcasts to all, to the device's
+    topic and to another, one read, one archived, a read-all marker, own rows of two apps."""
+    device = await anonymous_device(client, topics=["t1"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+
+    async def at(second: int, **fields: Any) -> str:
+        created_at = base + dt.timedelta(seconds=second)
+        return str(await insert_notification(created_at=created_at, **fields))
+
+    first_all = await at(1, audience={"all": True})
+    topic = await at(2, audience={"topics": ["t1"]})
+    await at(3, audience={"topics": ["t2"]})  # another topic: never the device's
+    archived = await at(4, audience={"all": True})
+    own_portal = await at(5, audience={"devices": ["x"]}, readers=[device.reader_id])
+    own_tracking = await at(6, audience={"devices": ["x"]}, readers=[device.reader_id], app="tracking")
+    newest = await at(7, audience={"topics": ["t1"]})
+    assert await unread(client, device) == 6
+
+    assert (await client.post(f"/v1/inbox/{topic}/read", headers=device.headers)).status_code == 200
+    assert (await client.post(f"/v1/inbox/{archived}/archive", headers=device.headers)).status_code == 200
+    read_all = await client.post("/v1/inbox/read-all", json={"up_to": first_all}, headers=device.headers)
+    assert read_all.status_code == 200, read_all.text
+    # The transaction's own count (inbox/service.py) and the read path's agree.
+    assert read_all.json()["unread"] == await unread(client, device) == 3  # newest, both own rows
+    assert await unread(client, device, app="portal") == 2
+    assert await unread(client, device, app="tracking") == 1
+
+    def listed(response: Any) -> list[tuple[str, bool]]:
+        assert response.status_code == 200, response.text
+        return [(item["id"], item["read"]) for item in response.json()["items"]]
+
+    page = await client.get("/v1/inbox", headers=device.headers)
+    # The read-all marker (read with the credential) makes first_all read.
+    assert listed(page) == [
+        (newest, False),
+        (own_tracking, False),
+        (own_portal, False),
+        (topic, True),
+        (first_all, True),
+    ]
+    unread_page = await client.get("/v1/inbox", params={"unread": "true"}, headers=device.headers)
+    assert listed(unread_page) == [(newest, False), (own_tracking, False), (own_portal, False)]
+    archive = await client.get("/v1/inbox", params={"archived": "true"}, headers=device.headers)
+    assert listed(archive) == [(archived, False)]
+    tracking = await client.get("/v1/inbox", params={"app": "tracking"}, headers=device.headers)
+    assert listed(tracking) == [(own_tracking, False)]
+
+
+async def test_a_forged_or_foreign_credential_reads_nothing(client, redis):
+    device, other = await anonymous_device(client), await anonymous_device(client)
+    secret = device.headers["Authorization"].rsplit("_", 1)[1]
+    # The other device's id with this device's secret, and this device's id with a made-up one.
+    for forged in (
+        f"Bearer chd_{other.reader_id.hex}_{secret}",
+        device.headers["Authorization"][:-4] + "AAAA",
+        "Bearer chd_not-a-uuid_secret",
+    ):
+        for path in READS:
+            response = await client.get(path, headers={"Authorization": forged})
+            assert response.status_code == 401, (forged, path, response.text)
+            assert response.json()["error"]["code"] == "invalid_device_credential"
+
+
+async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
+    client, redis, statements, owner_engine
+):
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}", "topics": ["t1"]}
+    created = await client.post("/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    headers = {"Authorization": f"Bearer {created.json()['device_credential']}"}
+
+    async def refresh(**changes: Any) -> tuple[dict[str, Any], list[str]]:
+        statements.clear()
+        response = await client.post("/v1/devices", json=body | changes, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json(), kinds(statements)
+
+    await refresh()  # the credential's first use is recorded (once per device)
+    refreshed, ran = await refresh()
+    # The credential's device row only: no lock, no UPDATE (the app starts again and again).
+    assert ran == ["BEGIN", "SELECT", "COMMIT"], statements
+    assert refreshed["id"] == created.json()["id"] and refreshed["device_credential"] is None
+
+    changed, ran = await refresh(locale="en")
+    # A change: the credential's row, then one UPDATE (no SELECT … FOR UPDATE before it).
+    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
+    assert changed["locale"] == "en"
+
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE devices SET last_seen_at = now() - interval '61 minutes' WHERE id = :id"),
+            {"id": uuid.UUID(created.json()["id"])},
+        )
+    seen, ran = await refresh(locale="en")
+    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
+    assert dt.datetime.fromisoformat(seen["last_seen_at"]) > clock.utcnow() - dt.timedelta(minutes=1)
+
+    # Another token with the credential is no refresh: a new device, as before.
+    new_token = body | {"token": f"fcm-{uuid.uuid4().hex}"}
+    other = await client.post("/v1/devices", json=new_token, headers=headers)
+    assert other.status_code == 201, other.text
+
+
+async def test_a_connection_lost_under_the_drivers_statement_is_a_503_and_then_replaced(
+    client, redis, owner_engine, monkeypatch
+):
+    """The credential's statement runs on the driver connection, past SQLAlchemy; when that fails
+    it runs again through SQLAlchemy, which sees the dead connection: 503, and the pool drops it."""
+    device = await anonymous_device(client)
+    assert (await client.get(READS[0], headers=device.headers)).status_code == 200
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no ping: the statement finds it dead
+    async with owner_engine.connect() as conn:
+        ended = await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND usename <> current_user"
+            )
+        )
+        assert any(ended.scalars()), "no pooled connection to end"
+    answers = [(await client.get(READS[0], headers=device.headers)) for _ in range(3)]
+    codes = [answer.status_code for answer in answers]
+    # Each dead pooled connection fails one request (as any statement would), then is replaced.
+    assert set(codes) <= {200, 503} and codes[-1] == 200, [answer.text for answer in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "unavailable", answer.text
+
+
+async def test_a_page_statement_built_for_one_reader_carries_none_of_its_values_to_the_next(client, redis):
+    """Pages of one shape share a statement (inbox/pages.py) with their values bound per request:
+    two devices of other topics, one with a read-all marker, see their own inboxes only."""
+    first = await anonymous_device(client, topics=["t1"])
+    second = await anonymous_device(client, topics=["t2"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+    later = base + dt.timedelta(seconds=1)
+    to_first = await insert_notification(audience={"topics": ["t1"]}, created_at=base)
+    to_second = await insert_notification(audience={"topics": ["t2"]}, created_at=later)
+    own = await insert_notification(
+        audience={"devices": ["x"]}, readers=[second.reader_id], created_at=later + dt.timedelta(seconds=1)
+    )
+    read_all = await client.post("/v1/inbox/read-all", headers=first.headers)
+    assert read_all.status_code == 200, read_all.text
+    for params in ({}, {"unread": "true"}):
+        pages = [await client.get("/v1/inbox", params=params, headers=c.headers) for c in (first, second)]
+        got = [[(item["id"], item["read"]) for item in page.json()["items"]] for page in pages]
+        expected_first = [] if params else [(str(to_first), True)]
+        assert got == [expected_first, [(str(own), False), (str(to_second), False)]], (params, got)
