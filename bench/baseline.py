@@ -7,7 +7,9 @@ the same shared pacing through Redis when `pacing_enabled`), the same devices (t
 70/30 provider split and the six-language locale cycle of `support.insert_devices`), the same
 payloads (the bench push in all six languages, badge 1 as every bench reader has one unread item)
 and, for the mix, FCM and APNs sent concurrently from one batch as `dispatch.send_claimed` does.
-The mix is measured by sending it, not computed from the single-provider rates.
+The mix is measured by sending it, not computed from the single-provider rates. Once warmed up,
+each process tunes its garbage collector as a worker does once started (workers/gc_tuning.py), so
+the client's CPU is compared under the same collector.
 
 Each process sends its share in batches of 500 (a send batch), one batch after another: a worker
 holds one batch at a time (`send_batches_in_flight` 1), and the whole batch goes to the provider
@@ -99,6 +101,7 @@ async def _send_share(
     from notifications.payloads import render, with_badge
     from notifications.providers.base import Outcome, PushProvider, PushRequest
     from notifications.providers.registry import build_providers, close_providers
+    from workers.gc_tuning import tune_for_a_long_lived_process
 
     spec = PushSpec(
         id="00000000-0000-0000-0000-000000000042",
@@ -142,6 +145,9 @@ async def _send_share(
     try:
         # Connections, TLS handshakes and the first tokens are not what is measured.
         await send(numbers[:BATCH])
+        # The collector tuned as a worker tunes it once started (workers/gc_tuning.py): the
+        # client's CPU is compared with the same collector on both sides.
+        tune_for_a_long_lived_process()
         ready.put(os.getpid())
         await asyncio.to_thread(started.wait, START_TIMEOUT)
         cpu, wall = time.process_time(), time.perf_counter()

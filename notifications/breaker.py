@@ -109,21 +109,35 @@ async def _record(results: Sequence[tuple[Any, SendResult]], now: dt.datetime) -
         pipe.hincrby(key, "a", accepted[provider])  # the console's delivery rate (notifications/headline.py)
         pipe.expire(key, ttl)
     pipe.sadd(PROVIDERS_KEY, *answers)
-    await pipe.execute()
-    opened = []
+    # Each provider's window is read in the same round trip, after the counts (one round trip
+    # per chunk; the state is what ``state`` would read right after them).
     for provider in answers:
-        if await _evaluate(provider, now):
+        _read_state(pipe, provider, now)
+    replies = await pipe.execute()
+    opened = []
+    at = 4 * len(answers) + 1
+    width = len(_buckets(now)) + 1
+    for provider in answers:
+        seen = _state_of(provider, replies[at : at + width])
+        at += width
+        if await _evaluate(seen, now):
             opened.append(provider)
     return opened
 
 
-async def state(provider: str, *, now: dt.datetime | None = None) -> BreakerState:
-    redis = get_redis()
-    pipe = redis.pipeline(transaction=False)
-    for bucket in _buckets(now or utcnow()):
+def _read_state(pipe: Any, provider: str, now: dt.datetime) -> None:
+    for bucket in _buckets(now):
         pipe.hmget(_bucket_key(provider, bucket), ["n", "e"])
     pipe.get(_open_key(provider))
-    replies = await pipe.execute()
+
+
+async def state(provider: str, *, now: dt.datetime | None = None) -> BreakerState:
+    pipe = get_redis().pipeline(transaction=False)
+    _read_state(pipe, provider, now or utcnow())
+    return _state_of(provider, await pipe.execute())
+
+
+def _state_of(provider: str, replies: list[Any]) -> BreakerState:
     requests = sum(int(n or 0) for n, _ in replies[:-1])
     errors_seen = sum(int(e or 0) for _, e in replies[:-1])
     opened = orjson.loads(replies[-1]) if replies[-1] else None
@@ -227,9 +241,9 @@ async def reset(
     return await state(provider, now=moment)
 
 
-async def _evaluate(provider: str, now: dt.datetime) -> bool:
+async def _evaluate(current: BreakerState, now: dt.datetime) -> bool:
     settings = get_settings()
-    current = await state(provider, now=now)
+    provider = current.provider
     enough = current.requests >= settings.push_breaker_min_requests
     tripped = enough and current.error_rate >= settings.push_breaker_error_rate
     redis = get_redis()

@@ -200,20 +200,15 @@ async def lease_batch(
         return claim
 
 
-async def _still_sending(nid: uuid.UUID) -> bool:
-    """Read once the previous chunk's requests have all been answered, right before the next
-    chunk would start: a cancel (or the TTL) that came while a chunk was on the wire stops the
-    batch there even when the cancel signal did not reach this process (Redis down). One query
-    per chunk, none per message."""
+def _still_sending(nid: uuid.UUID, status: str | None, expires_at: dt.datetime) -> bool:
+    """Decided once the previous chunk's requests have all been answered and written, right
+    before the next chunk would start: a cancel (or the TTL) that came while a chunk was on the
+    wire stops the batch there even when the cancel signal did not reach this process (Redis
+    down). ``status`` is the notification's as the chunk's write left it (``outbox.record``
+    locks its row), so this costs no query of its own."""
     if cancellation.stopped(str(nid)):
         return False
-    async with autocommitted() as session:
-        row = (
-            await session.execute(
-                select(Notification.status, Notification.expires_at).where(Notification.id == nid)
-            )
-        ).first()
-    return row is not None and row.status not in FINAL_STATUSES and row.expires_at > utcnow()
+    return status is not None and status not in FINAL_STATUSES and expires_at > utcnow()
 
 
 async def _record(
@@ -222,7 +217,9 @@ async def _record(
     *,
     last: bool,
     priority: str,
-) -> Counter[str]:
+) -> tuple[Counter[str], str | None]:
+    """Write a chunk's results (and with the last chunk, let the batch go). Returns the counts
+    and the notification's status as the write left it (None when nothing was written)."""
     now = utcnow()
     async with committing() as session:
         summary = await outbox.record(
@@ -234,9 +231,19 @@ async def _record(
         )
         if last:
             await _let_go(session, claim, priority=priority, status=summary.status, now=now)
-    return Counter(
+    counts = Counter(
         sent=summary.sent, invalid=summary.invalid, failed=summary.failed, retrying=summary.retrying
     )
+    return counts, summary.status
+
+
+async def _let_go_now(
+    claim: outbox.Claim, *, priority: str, status: str | None
+) -> tuple[Counter[str], str | None]:
+    """Let the batch go after a chunk whose write was not the last (the batch stopped there)."""
+    async with committing() as session:
+        await _let_go(session, claim, priority=priority, status=status, now=utcnow())
+    return Counter(), status
 
 
 async def _let_go(
@@ -246,6 +253,9 @@ async def _let_go(
     cancelled; if rows remain open (retries, pacing hand-backs), a job is queued for when the
     earliest is due."""
     nid = claim.notification_id
+    # outbox.settle runs on the session's asyncpg connection: alone it commits by itself, after
+    # a statement through the session it is part of that statement's transaction (the cancel
+    # below: the batch is settled and its rows cancelled together).
     if status is None:
         status = await session.scalar(select(Notification.status).where(Notification.id == nid))
     if status == "cancelled":
@@ -333,9 +343,9 @@ async def _send_held(
     alert = get_settings().sensitive_visible_alert
     priority = spec.content.priority
     sending: deque[asyncio.Task[list[tuple[outbox.ClaimedDelivery, SendResult]]]] = deque()
-    recording: asyncio.Task[Counter[str]] | None = None
-    preparing: asyncio.Task[dict[uuid.UUID, int]] | None = None
-    checking: asyncio.Task[bool] | None = None
+    recording: asyncio.Task[tuple[Counter[str], str | None]] | None = None
+    recording_lets_go = False  # the write under way is the last one, letting the batch go
+    later: asyncio.Task[dict[uuid.UUID, int]] | None = None  # badges of the chunks after the first window
     started = 0  # chunks handed to the providers
 
     def start(badges: Mapping[uuid.UUID, int]) -> None:
@@ -351,20 +361,17 @@ async def _send_held(
         if started == len(chunks):
             all_started()
 
-    def prepare() -> asyncio.Task[dict[uuid.UUID, int]] | None:
-        # The badges of the chunk that starts next, read while the ones before it are sent.
-        if started == len(chunks):
-            return None
-        return asyncio.ensure_future(dispatch.batch_badges(spec, chunks[started], badge_source))
-
     in_hand: list[tuple[outbox.ClaimedDelivery, SendResult]] | None = None  # answered, not yet written
     try:
-        # The first window's badges in one read, then those chunks go out together.
+        # The first window's badges in one read, then those chunks go out together; the badges
+        # of all the later chunks in a second read, made while the first window is sent.
         first = chunks[:CHUNKS_IN_FLIGHT]
         badges = await dispatch.batch_badges(spec, [d for chunk in first for d in chunk], badge_source)
         for _ in first:
             start(badges)
-        preparing = prepare()
+        if started < len(chunks):
+            rest = [d for chunk in chunks[started:] for d in chunk]
+            later = asyncio.ensure_future(dispatch.batch_badges(spec, rest, badge_source))
         stop = False
         while sending:
             # Shielded: cancelling this job (arq's timeout, a shutdown) must not cancel the
@@ -372,10 +379,6 @@ async def _send_held(
             results = await asyncio.shield(sending[0])
             sending.popleft()
             in_hand = results
-            # Read now, not when the chunk started (a cancel that came while the chunk was at the
-            # provider went unseen then), and overlapping the writes below.
-            more = not stop and started < len(chunks)
-            checking = asyncio.ensure_future(_still_sending(nid)) if more else None
             metrics.count_results(results)  # once per chunk, with counts (notifications/metrics.py)
             sent = [pair for pair in results if pair[1] is not STOPPED]
             if len(sent) < len(results):
@@ -386,39 +389,52 @@ async def _send_held(
                 stop = True
             in_hand = results
             if recording is not None:
-                totals.update(await asyncio.shield(recording))
-            if checking is not None:
-                stop = stop or not await checking
-                checking = None
-            if more and not stop:
-                next_badges = await preparing if preparing is not None else {}
-                if yields:
-                    await _bulk_may_start()
-                start(next_badges)
-                preparing = prepare()
-            last = not sending
-            recording = asyncio.ensure_future(_record(claim, results, last=last, priority=priority))
+                totals.update((await asyncio.shield(recording))[0])
+                recording = None
+            more = not stop and started < len(chunks)
+            recording_lets_go = not more and not sending
+            recording = asyncio.ensure_future(
+                _record(claim, results, last=recording_lets_go, priority=priority)
+            )
             in_hand = None
+            if more:
+                # The next chunk starts once this one is written, if the status the write read
+                # allows it (_still_sending): one round trip, where a status read of its own
+                # took a transaction.
+                counts, status = await asyncio.shield(recording)
+                recording = None
+                totals.update(counts)
+                if _still_sending(nid, status, claim.expires_at):
+                    next_badges = await later if later is not None else {}
+                    if yields:
+                        await _bulk_may_start()
+                    start(next_badges)
+                else:
+                    stop = True
+                    if not sending:  # nothing left at the provider: let the batch go now
+                        recording_lets_go = True
+                        recording = asyncio.ensure_future(
+                            _let_go_now(claim, priority=priority, status=status)
+                        )
             await _advise_breaker(results)  # error rates per provider → alert, SMS degraded mode
-        if preparing is not None:
-            preparing.cancel()
-            preparing = None
-        assert recording is not None
-        totals.update(await asyncio.shield(recording))
-        recording = None
+        if later is not None:
+            later.cancel()
+            later = None
+        if recording is not None:
+            totals.update((await asyncio.shield(recording))[0])
+            recording = None
     except asyncio.CancelledError:
         # arq's job timeout or a shutdown, not a kill: the chunks on the wire are answered and
         # written, else they would be sent again once the lease ends, as after a kill (the soak
         # found a Redis restart's job timeouts re-sending 519 pushes of one broadcast).
-        for helper in (preparing, checking):
-            if helper is not None:
-                helper.cancel()
-        await _drain(claim, sending, in_hand, recording, priority=priority)
+        if later is not None:
+            later.cancel()
+        await _drain(claim, sending, in_hand, recording, recording_lets_go, priority=priority)
         raise
     except BaseException:
         # Any other failure: the batch stays leased and is sent again once the lease ends; the
         # write under way still completes, so what it holds is not sent again.
-        for task in (preparing, checking, *sending):
+        for task in (later, *sending):
             if task is not None:
                 task.cancel()
         if recording is not None and not recording.done():
@@ -437,7 +453,8 @@ async def _drain(
     claim: outbox.Claim,
     sending: deque[asyncio.Task[list[tuple[outbox.ClaimedDelivery, SendResult]]]],
     in_hand: list[tuple[outbox.ClaimedDelivery, SendResult]] | None,
-    recording: asyncio.Task[Counter[str]] | None,
+    recording: asyncio.Task[tuple[Counter[str], str | None]] | None,
+    recording_lets_go: bool,
     *,
     priority: str,
 ) -> None:
@@ -451,8 +468,8 @@ async def _drain(
         if recording is not None:
             with contextlib.suppress(Exception):
                 await recording
-        if recording is not None and not sending and in_hand is None:
-            return  # the last chunk's write was already under way, letting the batch go
+        if recording_lets_go and not sending and in_hand is None:
+            return  # the last write was already under way, letting the batch go
         answered = [in_hand] if in_hand else []
         for task in sending:
             with contextlib.suppress(Exception):

@@ -17,7 +17,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Boolean, CursorResult, Select, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from core.after_commit import committing
 from core.config import get_settings
 from core.db import allow_long_statements
 from core.pubsub import publish_after_commit
+from core.raw_sql import RawStatement
 from devices import service as devices
 from notifications.channels import progress_channel
 from notifications.models import Delivery, DeliveryBatch, Notification
@@ -39,8 +40,10 @@ DUE_STATUSES = ("pending", "retrying")
 LOCAL_CODES = ("device_retired", "rate_limited", "cancelled")
 
 
-@dataclass(frozen=True)
-class ClaimedDelivery:
+class ClaimedDelivery(NamedTuple):
+    """One due row of a claimed batch. A tuple: a batch makes 500 of them, and a frozen
+    dataclass's ``__init__`` costs several times a tuple's."""
+
     id: int
     device_id: uuid.UUID
     provider: str
@@ -148,9 +151,11 @@ def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
         """  # noqa: S608 - the variants are fixed strings, every value is a bind parameter
 
 
-_CLAIM_MOST_URGENT_SQL = text(_claim_most_urgent_sql(ranged=False))
-_CLAIM_MOST_URGENT_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True))
-_CLAIM_FIRST_PAGE_SQL = text(_claim_most_urgent_sql(ranged=True, first_only=True))
+# On the session's asyncpg connection (core/raw_sql.py): one statement, which commits by itself
+# unless the caller's transaction has begun.
+_CLAIM_MOST_URGENT_SQL = RawStatement(_claim_most_urgent_sql(ranged=False))
+_CLAIM_MOST_URGENT_PAGE_SQL = RawStatement(_claim_most_urgent_sql(ranged=True))
+_CLAIM_FIRST_PAGE_SQL = RawStatement(_claim_most_urgent_sql(ranged=True, first_only=True))
 
 
 async def claim_most_urgent(
@@ -182,34 +187,20 @@ async def claim_most_urgent(
         sql = _CLAIM_FIRST_PAGE_SQL
     else:
         sql = _CLAIM_MOST_URGENT_SQL if low_id is None else _CLAIM_MOST_URGENT_PAGE_SQL
-    rows = (await session.execute(sql, params)).all()
-    return _claim_of(rows[0].notification_id, rows) if rows else None
-
-
-def _claim_of(notification_id: uuid.UUID, rows: Sequence[Any]) -> Claim | None:
+    rows = await sql.fetch(session, params)
     if not rows:
         return None
     first = rows[0]
+    # Columns 6–12 are a ClaimedDelivery's fields in order (a batch with no due row has one row
+    # of NULLs there).
     return Claim(
-        notification_id=notification_id,
-        batch_id=first.batch_id,
-        lease=first.lease,
-        low_id=first.low_id,
-        high_id=first.high_id,
-        expires_at=first.expires_at,
-        deliveries=[
-            ClaimedDelivery(
-                id=row.id,
-                device_id=row.device_id,
-                provider=row.provider,
-                language=row.language,
-                attempts=row.attempts,
-                token=row.token,
-                apns_environment=row.apns_environment,
-            )
-            for row in rows
-            if row.id is not None
-        ],
+        notification_id=first["notification_id"],
+        batch_id=first["batch_id"],
+        lease=first["lease"],
+        low_id=first["low_id"],
+        high_id=first["high_id"],
+        expires_at=first["expires_at"],
+        deliveries=[ClaimedDelivery(*row[6:]) for row in rows if row[6] is not None],
     )
 
 
@@ -229,9 +220,7 @@ class RecordSummary:
     status: str | None = None  # the notification's, after this record (``completed`` when it finished)
 
 
-@dataclass(frozen=True)
-class _Decision:
-    delivery: ClaimedDelivery
+class _Decision(NamedTuple):
     status: str
     error_code: str | None
     attempts: int  # after this one (a pacing hand-back does not count)
@@ -244,24 +233,22 @@ def _decide(
 ) -> _Decision:
     attempts = delivery.attempts + 1
     if result.outcome is Outcome.ACCEPTED:
-        return _Decision(delivery, "sent", result.error_code, attempts, message_id=result.message_id)
+        return _Decision("sent", result.error_code, attempts, result.message_id)
     if result.outcome is Outcome.INVALID_TOKEN:
-        return _Decision(delivery, "invalid", result.error_code, attempts)
+        return _Decision("invalid", result.error_code, attempts)
     if result.outcome is Outcome.RETRY:
         if not result.attempted:
             # Held back before the provider (pacing): only the TTL bounds it, and it does not use
             # up an attempt.
             next_at = now + dt.timedelta(seconds=max(result.retry_after or 0.0, 1.0))
             if next_at >= expires_at:
-                return _Decision(
-                    delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts - 1
-                )
-            return _Decision(delivery, "retrying", result.error_code, attempts - 1, next_attempt_at=next_at)
+                return _Decision("failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts - 1)
+            return _Decision("retrying", result.error_code, attempts - 1, next_attempt_at=next_at)
         next_at = now + dt.timedelta(seconds=retry_delay(attempts, result.retry_after))
         if attempts >= MAX_ATTEMPTS or next_at >= expires_at:
-            return _Decision(delivery, "failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts)
-        return _Decision(delivery, "retrying", result.error_code, attempts, next_attempt_at=next_at)
-    return _Decision(delivery, "failed", result.error_code, attempts)
+            return _Decision("failed", f"{result.error_code or 'retry'}:gave_up"[:64], attempts)
+        return _Decision("retrying", result.error_code, attempts, next_attempt_at=next_at)
+    return _Decision("failed", result.error_code, attempts)
 
 
 def from_provider(result: SendResult) -> bool:
@@ -276,8 +263,7 @@ def from_provider(result: SendResult) -> bool:
 # exact backstop, e.g. when a deleted device took its row with it). A row is written only if it
 # is still due at the attempt count the sender saw: a late worker whose lease ran out and whose
 # batch was sent again cannot overwrite the newer result, and nothing is counted twice.
-_RECORD_SQL = text(
-    """
+_RECORD_TEXT = """
     WITH r AS (
         SELECT * FROM unnest(
             CAST(:ids AS bigint[]), CAST(:seen_attempts AS integer[]), CAST(:attempts AS integer[]),
@@ -324,7 +310,10 @@ _RECORD_SQL = text(
     SELECT c.sent, c.invalid, c.failed, c.retrying, c.dead, counted.status
     FROM counts AS c LEFT JOIN counted ON true
     """
-).bindparams(bindparam("requested", type_=Boolean()))
+# On the session's asyncpg connection, committing by itself when the session has not begun a
+# transaction (core/raw_sql.py); through the session when a dead token is retired with it.
+_RECORD_SQL = RawStatement(_RECORD_TEXT)
+_RECORD_IN_TRANSACTION_SQL = text(_RECORD_TEXT).bindparams(bindparam("requested", type_=Boolean()))
 
 
 async def record(
@@ -335,39 +324,58 @@ async def record(
     results: Sequence[tuple[ClaimedDelivery, SendResult]],
     now: dt.datetime,
 ) -> RecordSummary:
-    """Write a chunk's results in one statement (see ``_RECORD_SQL``), retire dead tokens, and
-    wake the notification's progress streams once this commits."""
-    decisions = [_decide(d, r, now=now, expires_at=expires_at) for d, r in results]
-    if not decisions:
+    """Write a chunk's results in one statement (see ``_RECORD_TEXT``), retire dead tokens, and
+    wake the notification's progress streams once this commits. The summary's ``status`` is the
+    notification's as the write left it (its row is locked by the write, so a cancel that
+    committed before it is seen): the send pipeline reads it to decide on its next chunk."""
+    if not results:
         return RecordSummary()
-    row = (
-        await session.execute(
-            _RECORD_SQL,
-            {
-                "nid": notification_id,
-                "now": now,
-                "requested": any(from_provider(result) for _, result in results),
-                "ids": [x.delivery.id for x in decisions],
-                "seen_attempts": [x.delivery.attempts for x in decisions],
-                "attempts": [x.attempts for x in decisions],
-                "statuses": [x.status for x in decisions],
-                "error_codes": [x.error_code for x in decisions],
-                "message_ids": [x.message_id for x in decisions],
-                "next_attempts": [x.next_attempt_at for x in decisions],
-            },
-        )
-    ).one()
-    if row.dead:
-        await devices.invalidate(session, device_ids=list(row.dead), reason="provider_rejected_token")
+    ids: list[int] = []
+    seen: list[int] = []
+    attempts: list[int] = []
+    statuses: list[str] = []
+    codes: list[str | None] = []
+    message_ids: list[str | None] = []
+    next_attempts: list[dt.datetime | None] = []
+    requested = False
+    for delivery, result in results:
+        decision = _decide(delivery, result, now=now, expires_at=expires_at)
+        ids.append(delivery.id)
+        seen.append(delivery.attempts)
+        attempts.append(decision.attempts)
+        statuses.append(decision.status)
+        codes.append(decision.error_code)
+        message_ids.append(decision.message_id)
+        next_attempts.append(decision.next_attempt_at)
+        requested = requested or from_provider(result)
+    params = {
+        "nid": notification_id,
+        "now": now,
+        "requested": requested,
+        "ids": ids,
+        "seen_attempts": seen,
+        "attempts": attempts,
+        "statuses": statuses,
+        "error_codes": codes,
+        "message_ids": message_ids,
+        "next_attempts": next_attempts,
+    }
+    if "invalid" in statuses:
+        # The dead tokens are retired in the write's transaction (the statement through the
+        # session begins it): a row recorded invalid never leaves its device live.
+        row: Any = (await session.execute(_RECORD_IN_TRANSACTION_SQL, params)).one()
+    else:
+        row = await _RECORD_SQL.fetchrow(session, params)
+    sent, invalid, failed, retrying, dead, status = row
+    if dead:
+        await devices.invalidate(session, device_ids=list(dead), reason="provider_rejected_token")
     publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
-    return RecordSummary(
-        sent=row.sent, invalid=row.invalid, failed=row.failed, retrying=row.retrying, status=row.status
-    )
+    return RecordSummary(sent=sent, invalid=invalid, failed=failed, retrying=retrying, status=status)
 
 
 # After the last chunk: the batch stays open (due when its earliest open row is) or is done.
 # Only the worker still holding the lease settles; one that lost it leaves it to the new holder.
-_SETTLE_SQL = text(
+_SETTLE_SQL = RawStatement(
     """
     WITH page AS (
         SELECT notification_id, status, next_attempt_at FROM deliveries
@@ -389,22 +397,22 @@ _SETTLE_SQL = text(
 
 
 async def settle(session: AsyncSession, claim: Claim) -> dt.datetime | None:
-    """Release a batch after its last chunk. Returns when it is next due, if it has open rows."""
-    row = (
-        await session.execute(
-            _SETTLE_SQL,
-            {
-                "nid": claim.notification_id,
-                "low": claim.low_id,
-                "high": claim.high_id,
-                "batch": claim.batch_id,
-                "lease": claim.lease,
-            },
-        )
-    ).first()
-    if row is None or row.status == "done":
+    """Release a batch after its last chunk. Returns when it is next due, if it has open rows.
+    One statement on the session's asyncpg connection: in the session's transaction if one has
+    begun, else committing by itself (core/raw_sql.py)."""
+    row = await _SETTLE_SQL.fetchrow(
+        session,
+        {
+            "nid": claim.notification_id,
+            "low": claim.low_id,
+            "high": claim.high_id,
+            "batch": claim.batch_id,
+            "lease": claim.lease,
+        },
+    )
+    if row is None or row["status"] == "done":
         return None
-    next_at: dt.datetime = row.next_attempt_at
+    next_at: dt.datetime = row["next_attempt_at"]
     return next_at
 
 

@@ -103,7 +103,7 @@ async def test_cancel_leaves_a_held_batch_to_its_worker_which_cancels_what_it_di
         assert await notifications.in_flight(session, notification_id=nid, now=clock.utcnow()) == 1
     # The worker sent its first chunk (one push) and stopped there; letting go cancels the rest.
     first = claim.deliveries[0]
-    counts = await _record(claim, [(first, SendResult.accepted("m-1"))], last=True, priority="high")
+    counts, _ = await _record(claim, [(first, SendResult.accepted("m-1"))], last=True, priority="high")
     assert counts["sent"] == 1
     notification, deliveries = await load(nid)
     assert sorted(d.status for d in deliveries) == ["cancelled", "cancelled", "sent"]

@@ -101,3 +101,24 @@ async def test_a_redis_failure_never_breaks_delivery(database_url, sms_settings,
         core_redis, "_client", Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     )
     assert await breaker.record_outcomes(_results("fcm", ok=0, errors=50)) == []
+
+
+async def test_a_chunks_outcomes_take_one_redis_round_trip(redis, database_url, sms_settings, monkeypatch):
+    """The counts and the window they are judged on go in one pipeline (one per chunk of the send
+    pipeline, issue 16), for every provider of the chunk; only a change of state costs more."""
+    from redis.asyncio.client import Pipeline
+
+    executed: list[int] = []
+    execute = Pipeline.execute
+
+    async def counting(self: Pipeline, raise_on_error: bool = True) -> list[object]:
+        executed.append(len(self.command_stack))
+        return await execute(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", counting)
+    mixed = _results("fcm", ok=30, errors=1) + _results("apns", ok=10, errors=0)
+    assert await breaker.record_outcomes(mixed) == []
+    assert len(executed) == 1, executed
+    states = {state.provider: state for state in await breaker.all_states()}
+    assert (states["fcm"].requests, states["fcm"].errors) == (31, 1)
+    assert (states["apns:production"].requests, states["apns:production"].errors) == (10, 0)
