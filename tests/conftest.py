@@ -75,7 +75,7 @@ async def database_url(databases: TestDatabases) -> AsyncIterator[str]:
         yield url
     finally:
         await dispose_engine()
-        await databases.drop(name)
+        databases.release(name)
 
 
 @pytest.fixture
