@@ -114,10 +114,14 @@ class _Dropper:
     DROP DATABASE waits for a checkpoint of the whole server (PostgreSQL 15 forces one to forget
     the database's pending fsync requests): ~0.3 s on an idle machine, over a second on a busy
     one, in every test's teardown. Here the test goes on at once; drops that are pending together
-    run concurrently, so that their checkpoint requests fold into one. At most ``MAX_PENDING``
-    copies wait, so a slow server holds the tests back instead of filling the disk."""
+    run concurrently (``PARALLEL`` at a time), so that their checkpoint requests fold into one.
+    At most ``MAX_PENDING`` copies wait, so a slow server holds the tests back instead of filling
+    the disk."""
 
     MAX_PENDING = 8
+    # Connections at once: the server's max_connections (100 by default) is shared by every
+    # xdist worker's tests, their live stacks and the other runs on the machine.
+    PARALLEL = 4
 
     def __init__(self, databases: TestDatabases) -> None:
         self._databases = databases
@@ -139,6 +143,8 @@ class _Dropper:
             item = self._pending.get()
             while item is not None:
                 batch.append(item)
+                if len(batch) == self.PARALLEL:
+                    break
                 try:
                     item = self._pending.get_nowait()
                 except queue.Empty:
