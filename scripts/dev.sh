@@ -149,10 +149,11 @@ cmd_test() {
   # PostgreSQL, Redis, sockets or subprocesses, so 4 keep 2 cores busy). Each worker has its own
   # template database and Redis database (tests/conftest.py). CHUONG_TEST_WORKERS=0, or
   # `-n 0` among the pytest arguments (the last -n wins), runs the suite serially in one process.
-  # loadgroup: tests marked xdist_group("name") run in one worker, the rest go to any.
+  # loadfile: a test file's tests run in one worker, so a module fixture (the wheel build, a
+  # scratch cluster) is built once. (loadgroup does not group under pytest 9.2: xdist issue 1386.)
   local workers="${CHUONG_TEST_WORKERS:-4}"
   log "pytest ($workers workers; CHUONG_TEST_WORKERS=0 for one process)"
-  "$VENV/bin/pytest" -n "$workers" --dist loadgroup "$@"
+  "$VENV/bin/pytest" -n "$workers" --dist loadfile "$@"
 }
 
 case "${1:-}" in
