@@ -2,7 +2,8 @@
 # Development entry point behind `make run` and `make test` (and .ci/run).
 #   scripts/dev.sh setup   venv + dependencies + local PostgreSQL/Redis + database + migrations
 #   scripts/dev.sh run     setup, then API + worker + FCM/APNs emulator in the foreground
-#   scripts/dev.sh test    setup of the venv and services, then ruff, mypy and pytest
+#   scripts/dev.sh test    setup of the venv and services, then ruff, mypy and pytest (in parallel:
+#                          CHUONG_TEST_WORKERS, default 4; 0 runs it serially)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -144,8 +145,15 @@ cmd_test() {
   "$VENV/bin/ruff" format --check .
   log "mypy"
   "$VENV/bin/mypy" .
-  log "pytest"
-  "$VENV/bin/pytest" "$@"
+  # pytest-xdist: CHUONG_TEST_WORKERS processes share the tests (default 4: most tests wait on
+  # PostgreSQL, Redis, sockets or subprocesses, so 4 keep 2 cores busy). Each worker has its own
+  # template database and Redis database (tests/conftest.py). CHUONG_TEST_WORKERS=0, or
+  # `-n 0` among the pytest arguments (the last -n wins), runs the suite serially in one process.
+  # loadfile: a test file's tests run in one worker, so a module fixture (the wheel build, a
+  # scratch cluster) is built once. (loadgroup does not group under pytest 9.2: xdist issue 1386.)
+  local workers="${CHUONG_TEST_WORKERS:-4}"
+  log "pytest ($workers workers; CHUONG_TEST_WORKERS=0 for one process)"
+  "$VENV/bin/pytest" -n "$workers" --dist loadfile "$@"
 }
 
 case "${1:-}" in

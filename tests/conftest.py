@@ -29,7 +29,6 @@ os.environ.update(
         ),
         "CHUONG_JWT_ACTIVE_KID": "test-1",
         "CHUONG_TOKEN_PEPPER": secrets.token_urlsafe(32),
-        "CHUONG_REDIS_URL": os.environ.get("CHUONG_TEST_REDIS_URL") or claim_redis_database(),
         # Generous limits so that ordinary tests never trip them; tests/ratelimit sets its own.
         "CHUONG_RATE_LIMIT_PER_ACCOUNT": "100000/minute",
         "CHUONG_RATE_LIMIT_PER_CLIENT": "100000/minute",
@@ -57,6 +56,15 @@ from core.redis import close_redis, configure_redis
 from tests.support.databases import TestDatabases
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each process that runs tests claims a Redis database of its own (tests/support/redis_db.py):
+    the serial run, or each pytest-xdist worker. The xdist controller runs none and claims none:
+    a lease per worker is enough of the 14."""
+    controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+    if not controller:
+        os.environ["CHUONG_REDIS_URL"] = os.environ.get("CHUONG_TEST_REDIS_URL") or claim_redis_database()
+
+
 @pytest.fixture(scope="session")
 def databases() -> Iterator[TestDatabases]:
     dbs = TestDatabases.from_env()
@@ -75,7 +83,7 @@ async def database_url(databases: TestDatabases) -> AsyncIterator[str]:
         yield url
     finally:
         await dispose_engine()
-        await databases.drop(name)
+        databases.release(name)
 
 
 @pytest.fixture

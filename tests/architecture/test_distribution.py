@@ -12,6 +12,9 @@ import pytest
 
 from tests.support.wheel import build_wheel
 
+# Its module fixture (built once) is expensive: under pytest-xdist, its tests share one worker.
+pytestmark = pytest.mark.xdist_group("distribution")
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
     "api",

@@ -90,6 +90,16 @@ def checkout(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _fresh_signals() -> None:
+    """In a child before exec: no signal blocked or ignored, as in a login shell. A process inherits
+    both from its parent across exec; under pytest-xdist a test process was left with SIGINT and
+    SIGTERM blocked by an earlier test, and then make and dev.sh never saw the Ctrl-C, nor the
+    children the script's SIGTERM."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def _run_and_interrupt(
     checkout: Path, argv: list[str], *, wait_for: list[bytes], extra_env: dict[str, str] | None = None
 ) -> tuple[str, int]:
@@ -105,6 +115,7 @@ def _run_and_interrupt(
     }
     pid, fd = pty.fork()
     if pid == 0:  # the child: the session leader of the pseudo-terminal, like a login shell's job
+        _fresh_signals()
         os.chdir(checkout)
         os.execvpe(argv[0], argv, env)  # noqa: S606 - the checkout's own Makefile and script
     output = b""
@@ -212,5 +223,6 @@ def test_a_failing_api_still_fails_the_script(checkout: Path) -> None:
         text=True,
         timeout=60,
         check=False,
+        preexec_fn=_fresh_signals,
     )
     assert done.returncode == 3, done.stderr

@@ -35,6 +35,9 @@ from core.config import Settings, get_settings
 from tests.support.scratch_postgres import free_port
 from tests.support.tls import CertFiles, issue
 
+# Its module fixture (built once) is expensive: under pytest-xdist, its tests share one worker.
+pytestmark = pytest.mark.xdist_group("nginx_example")
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "nginx" / "chuong.conf"
 SERVER_NAME = "chuong.example.vn"

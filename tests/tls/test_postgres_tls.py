@@ -21,6 +21,9 @@ from core.config import get_settings
 from tests.support.scratch_postgres import ScratchCluster, scratch_cluster
 from tests.support.tls import CertFiles, issue
 
+# Its module fixture (built once) is expensive: under pytest-xdist, its tests share one worker.
+pytestmark = pytest.mark.xdist_group("postgres_tls")
+
 
 @pytest.fixture(scope="module")
 def server_certificate() -> tuple[Path, CertFiles]:

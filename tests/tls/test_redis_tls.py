@@ -22,6 +22,9 @@ from core.config import get_settings
 from tests.support.tls import CertFiles, ScratchRedis, issue, scratch_tls_redis
 from workers.queue import redis_settings
 
+# Its module fixture (built once) is expensive: under pytest-xdist, its tests share one worker.
+pytestmark = pytest.mark.xdist_group("redis_tls")
+
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
