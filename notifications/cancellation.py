@@ -54,7 +54,13 @@ def also_listen(channel: str, handler: Callable[[str], Coroutine[Any, Any, None]
     _also[channel] = handler
 
 
+def hearing(channel: str) -> bool:
+    return channel in _also
+
+
 def stop_hearing(channel: str) -> None:
+    """Stop handing ``channel``'s messages over (a worker's shutdown): a handler left behind
+    would act for a process that no longer sends, with its closed providers."""
     _also.pop(channel, None)
 
 
@@ -103,11 +109,12 @@ class _Listener:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                         if message is None or message["type"] != "message":
                             continue
-                        handler = _also.get(str(message["channel"]))
-                        if handler is not None:
-                            _spawn(handler(str(message["data"])))
-                        else:
+                        channel = str(message["channel"])
+                        if channel == CHANNEL:
                             await _heard(str(message["data"]))
+                        elif (handler := _also.get(channel)) is not None:
+                            _spawn(handler(str(message["data"])))
+                        # else: a channel whose handler was removed since (stop_hearing)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: the status check per chunk still stops batches

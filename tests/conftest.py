@@ -132,6 +132,17 @@ def _reset_clock() -> Iterator[None]:
     clock.reset()
 
 
+@pytest.fixture(autouse=True)
+def _no_first_page_handler_left() -> Iterator[None]:
+    """A worker start-up a test ran without its shutdown leaves its first-page handler on this
+    process's subscription: a later test's own announcement would then be sent by that lane, with
+    the earlier test's providers, before the test claims the page itself (seen under xdist)."""
+    yield
+    from notifications import cancellation, first_pages
+
+    cancellation.stop_hearing(first_pages.CHANNEL)
+
+
 @pytest.fixture
 async def app(database_url: str, redis: Redis):
     from cli.asgi import create_app

@@ -83,6 +83,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     clock_sync.stop()
+    cancellation.stop_hearing(first_pages.CHANNEL)  # no announcement starts a send from here on
     await first_page_lane.stop_announced()  # before the providers close, as arq's jobs are stopped
     resources = resources_of(ctx)
     if resources.metrics_server is not None:

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.config import Settings, get_settings
+from notifications import cancellation, first_pages
 from workers.context import QUEUE_KEY, resources_of
 from workers.metrics_server import PORTS_TRIED, start_metrics_server
 
@@ -110,7 +111,10 @@ async def test_the_worker_start_up_serves_its_queue_and_shutdown_closes_it(setti
     url = f"http://127.0.0.1:{server.port}/metrics"
     async with httpx.AsyncClient() as http:
         assert 'chuong_worker_info{queue="bulk"} 1.0' in (await http.get(url)).text
+    assert cancellation.hearing(first_pages.CHANNEL)  # announced first pages go to its lane
     await shutdown(ctx)
+    # Its first-page handler goes with it: one left behind would send with closed providers.
+    assert not cancellation.hearing(first_pages.CHANNEL)
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.get(url)
