@@ -87,6 +87,7 @@ async def _timed(call) -> float:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a thousand streams on one API process: its bounded waits need the machine
 async def test_health_and_sign_in_answer_under_a_thousand_streams_and_slow_clients(
     database_url, redis, tmp_path: Path
 ):
