@@ -22,7 +22,7 @@ SSE = {"Accept": "text/event-stream"}
 
 @pytest.fixture(autouse=True)
 def _short_streams(monkeypatch):
-    monkeypatch.setattr(inbox_stream, "MAX_STREAM_SECONDS", 2.0)
+    monkeypatch.setattr(inbox_stream, "MAX_STREAM_SECONDS", 5.0)  # room for the sends under a parallel run
     monkeypatch.setattr(inbox_stream, "HEARTBEAT_SECONDS", 0.3)
 
 
