@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import autocommitted, utcnow
+from core.db_retry import rewrite_while_transient
 from core.jobs import JobName, defer
 from core.logging import get_logger
 from devices import apps
@@ -50,6 +51,10 @@ DRAIN_SECONDS = 15.0
 # The breaker only advises (alerts, SMS degraded mode): a Redis that stopped answering must not
 # hold the batch's next chunk, nor leave a chunk's answers unwritten while it waits.
 BREAKER_SECONDS = 2.0
+# How long a chunk's write is tried again after a transient failure (a lock wait past
+# db_lock_timeout_ms behind a fan-out page or an admin's cancel, a failover): well within the
+# lease's margin over the job timeout.
+RECORD_RETRY_SECONDS = 10.0
 
 _SLOTS: dict[int, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
 # While the first-page lane claims and starts a page (notifications/first_page_lane.py), the send
@@ -219,18 +224,25 @@ async def _record(
     priority: str,
 ) -> tuple[Counter[str], str | None]:
     """Write a chunk's results (and with the last chunk, let the batch go). Returns the counts
-    and the notification's status as the write left it (None when nothing was written)."""
-    now = utcnow()
-    async with committing() as session:
-        summary = await outbox.record(
-            session,
-            notification_id=claim.notification_id,
-            expires_at=claim.expires_at,
-            results=results,
-            now=now,
-        )
-        if last:
-            await _let_go(session, claim, priority=priority, status=summary.status, now=now)
+    and the notification's status as the write left it (None when nothing was written). A
+    transient failure is written again (core/db_retry.py): these pushes have gone out, and a
+    write left undone sends them again once the lease ends."""
+
+    async def write() -> outbox.RecordSummary:
+        now = utcnow()
+        async with committing() as session:
+            summary = await outbox.record(
+                session,
+                notification_id=claim.notification_id,
+                expires_at=claim.expires_at,
+                results=results,
+                now=now,
+            )
+            if last:
+                await _let_go(session, claim, priority=priority, status=summary.status, now=now)
+        return summary
+
+    summary = await rewrite_while_transient(write, within=RECORD_RETRY_SECONDS, what="send_batch_record")
     counts = Counter(
         sent=summary.sent, invalid=summary.invalid, failed=summary.failed, retrying=summary.retrying
     )

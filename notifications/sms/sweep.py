@@ -4,6 +4,7 @@ sending by leases with ``SKIP LOCKED``."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -11,13 +12,15 @@ from core.clock import utcnow
 from core.config import get_settings
 from core.context import RequestContext, current_context, set_context
 from core.db import transaction
+from core.db_retry import rewrite_while_transient
 from core.logging import get_logger
-from notifications.providers.sms import SmsProvider
+from notifications.providers.sms import SmsProvider, SmsResult
 from notifications.sms import fallback, sender
 
 log = get_logger(__name__)
 
 SLICE_SECONDS = 40.0  # inside the cron job's timeout; the next minute's run continues
+RECORD_RETRY_SECONDS = 10.0  # within the lease (2 × the gateway's timeout + 30 s)
 
 
 @dataclass
@@ -68,11 +71,21 @@ async def _run(provider: SmsProvider, slice_seconds: float) -> SweepStats:
         if not claimed:
             break
         results = await sender.send_claimed(provider, claimed)
-        async with transaction() as session:
-            summary = await sender.record(session, results=results, provider_name=provider.name, now=utcnow())
+        # These messages were sent (and paid for): a write left undone sends them again once
+        # their lease ends (core/db_retry.py).
+        summary = await rewrite_while_transient(
+            functools.partial(_record, results, provider.name), within=RECORD_RETRY_SECONDS, what="sms_record"
+        )
         stats.sent += summary.sent
         stats.retrying += summary.retrying
         stats.failed += summary.failed
     if any(stats.as_dict().values()):
         log.info("sms_sweep", **stats.as_dict())
     return stats
+
+
+async def _record(
+    results: list[tuple[sender.ClaimedSms, SmsResult]], provider_name: str
+) -> sender.SendSummary:
+    async with transaction() as session:
+        return await sender.record(session, results=results, provider_name=provider_name, now=utcnow())

@@ -97,7 +97,7 @@ def assert_recovered(result: Recovery, *, max_duplicates: int) -> None:
     assert final["notification"] == "completed", final
     assert final.get("sent", 0) == result.devices, final  # none failed, none left pending
     assert result.lost == 0
-    assert result.duplicates <= max_duplicates
+    assert result.duplicates <= max_duplicates, result.line()
     assert result.open_batches == 0
     rows = (final.get("sent", 0), final.get("invalid", 0), final.get("failed", 0))
     assert result.counters == (result.devices, *rows)  # counters equal to the rows

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from typing import IO
 
 import pytest
 from redis.asyncio import Redis
@@ -21,6 +23,8 @@ from tests.notifications.helpers import broadcast, central_sender
 
 DEVICES = 10_000
 BATCH = 500
+LOG_TAIL_BYTES = 8_000
+_WORKER_LOGS: dict[int, IO[bytes]] = {}
 
 
 async def insert_devices(owner_engine, count: int) -> None:
@@ -54,12 +58,18 @@ def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
         "CHUONG_RECONCILE_EVERY_SECONDS": "2",
         "CHUONG_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen(
+    # Its log goes to a file, not a pipe: nobody reads a pipe until the worker stops, and a
+    # worker that filled one would block on its next log line. ``stop`` prints the log's tail,
+    # which pytest shows when the test fails.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+    process = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--queue", "high"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,  # the service logs to stdout (core/logging.py)
+        stderr=subprocess.STDOUT,
     )
+    _WORKER_LOGS[process.pid] = log
+    return process
 
 
 async def counts(owner_engine, notification_id: str) -> dict[str, int]:
@@ -94,6 +104,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+    log = _WORKER_LOGS.pop(process.pid, None)
+    if log is not None:
+        with log:
+            log.seek(0)
+            tail = log.read()[-LOG_TAIL_BYTES:].decode(errors="replace")
+        if tail:
+            print(f"\n--- worker {process.pid} log (last {LOG_TAIL_BYTES} bytes) ---\n{tail}")
 
 
 def assert_all_final_and_duplicates_bounded(emulator, final: dict[str, int]) -> None:
