@@ -237,6 +237,7 @@ async def _record(
                 expires_at=claim.expires_at,
                 results=results,
                 now=now,
+                claim=claim,
             )
             if last:
                 await _let_go(session, claim, priority=priority, status=summary.status, now=now)

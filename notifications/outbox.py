@@ -263,8 +263,16 @@ def from_provider(result: SendResult) -> bool:
 # exact backstop, e.g. when a deleted device took its row with it). A row is written only if it
 # is still due at the attempt count the sender saw: a late worker whose lease ran out and whose
 # batch was sent again cannot overwrite the newer result, and nothing is counted twice.
+# The same statement renews the sender's lease on the batch (``renewed``; a data-modifying WITH
+# runs whether or not it is read), so a live sender keeps its batch however long its chunks wait
+# for pacing permits or a slow provider: only the time between two of its writes must stay under
+# the lease. It renews only a lease that is still its own (``lease`` unchanged) and still held
+# (not settled).
 _RECORD_TEXT = """
-    WITH r AS (
+    WITH renewed AS (
+        UPDATE delivery_batches SET leased_until = :until
+        WHERE id = :batch AND lease = :lease AND leased_until IS NOT NULL
+    ), r AS (
         SELECT * FROM unnest(
             CAST(:ids AS bigint[]), CAST(:seen_attempts AS integer[]), CAST(:attempts AS integer[]),
             CAST(:statuses AS text[]), CAST(:error_codes AS text[]), CAST(:message_ids AS text[]),
@@ -323,11 +331,13 @@ async def record(
     expires_at: dt.datetime,
     results: Sequence[tuple[ClaimedDelivery, SendResult]],
     now: dt.datetime,
+    claim: Claim | None = None,
 ) -> RecordSummary:
     """Write a chunk's results in one statement (see ``_RECORD_TEXT``), retire dead tokens, and
     wake the notification's progress streams once this commits. The summary's ``status`` is the
     notification's as the write left it (its row is locked by the write, so a cancel that
-    committed before it is seen): the send pipeline reads it to decide on its next chunk."""
+    committed before it is seen): the send pipeline reads it to decide on its next chunk.
+    ``claim``: the batch these results are from, whose lease the write renews."""
     if not results:
         return RecordSummary()
     ids: list[int] = []
@@ -351,6 +361,9 @@ async def record(
     params = {
         "nid": notification_id,
         "now": now,
+        "batch": claim.batch_id if claim is not None else None,
+        "lease": claim.lease if claim is not None else None,
+        "until": now + lease(),
         "requested": requested,
         "ids": ids,
         "seen_attempts": seen,

@@ -212,7 +212,7 @@ async def test_reset_connections_cuts_requests_in_flight_with_a_tcp_reset(
         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
     )
     await writer.drain()
-    for _ in range(100):
+    for _ in range(500):
         if emulator.log.find(token="reset-probe"):
             break
         await asyncio.sleep(0.02)

@@ -1,6 +1,7 @@
 """Batch leases (notifications/outbox.py): one worker holds a fan-out page at a time, a worker that
 lost its lease cannot overwrite or double-count, and a cancel never strands rows a worker held."""
 
+import datetime as dt
 import uuid
 
 from sqlalchemy import select, text
@@ -12,7 +13,7 @@ from notifications import outbox
 from notifications import service as notifications
 from notifications.delivery import _record
 from notifications.models import DeliveryBatch
-from notifications.providers.base import SendResult
+from notifications.providers.base import Outcome, SendResult
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, load
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
@@ -166,3 +167,71 @@ async def test_purge_removes_the_rows_and_batches_of_long_finished_notifications
         batches = (await session.execute(select(DeliveryBatch.notification_id))).scalars().all()
     assert batches == [recent]
     assert len((await load(recent))[1]) == 3 and (await load(old))[1] == []
+
+
+async def test_each_chunk_written_renews_the_senders_lease(client, emulator, worker_ctx):
+    # A batch whose chunks wait for pacing permits or a slow provider may take longer than the
+    # lease in all; as long as each chunk is written within it, the batch stays its sender's.
+    nid = await _fanned_out(client, worker_ctx)
+    claim = await _claim(nid)
+    assert claim is not None
+    lease = get_settings().delivery_lease_seconds
+    first, second, third = claim.deliveries
+    for delivery in (first, second):
+        clock.advance(lease - 1)  # the write comes just before the lease would end
+        async with transaction() as session:
+            await outbox.record(
+                session,
+                notification_id=nid,
+                expires_at=claim.expires_at,
+                results=[(delivery, SendResult.accepted(f"m-{delivery.id}"))],
+                now=clock.utcnow(),
+                claim=claim,
+            )
+    clock.advance(2)  # past the claim's own lease, by twice its length
+    assert await _claim(nid) is None  # still held
+    _past_the_lease()  # its sender wrote nothing for a whole lease: presumed dead
+    taken = await _claim(nid)
+    assert taken is not None and [d.id for d in taken.deliveries] == [third.id]
+    # The dead sender's late write renews nothing: the lease is the new holder's.
+    late_until = (await _batch(nid)).leased_until
+    async with transaction() as session:
+        await outbox.record(
+            session,
+            notification_id=nid,
+            expires_at=claim.expires_at,
+            results=[(third, SendResult.accepted("late"))],
+            now=clock.utcnow() + dt.timedelta(seconds=30),
+            claim=claim,
+        )
+    assert (await _batch(nid)).leased_until == late_until
+
+
+async def test_a_write_after_the_batch_was_settled_leases_nothing(client, emulator, worker_ctx):
+    nid = await _fanned_out(client, worker_ctx, count=2)
+    claim = await _claim(nid)
+    assert claim is not None
+    first, second = claim.deliveries
+    async with transaction() as session:
+        await outbox.record(
+            session,
+            notification_id=nid,
+            expires_at=claim.expires_at,
+            results=[(first, SendResult(Outcome.RETRY, error_code="unavailable", retry_after=60))],
+            now=clock.utcnow(),
+            claim=claim,
+        )
+        await outbox.settle(session, claim)
+    assert (await _batch(nid)).leased_until is None
+    # A drain's write of the other row after the settle (same lease number) leaves it released.
+    async with transaction() as session:
+        await outbox.record(
+            session,
+            notification_id=nid,
+            expires_at=claim.expires_at,
+            results=[(second, SendResult.accepted("m-2"))],
+            now=clock.utcnow(),
+            claim=claim,
+        )
+    batch = await _batch(nid)
+    assert batch.leased_until is None and batch.status == "open"

@@ -70,7 +70,7 @@ async def test_a_first_page_goes_out_beside_the_batch_a_worker_is_starting(
     second = (await _pages(big))[1]
     # A send job of the broadcast takes the worker's send slot; its batch's chunks are slow.
     bulk = asyncio.ensure_future(send_batch(worker_ctx, big, second.low_id))
-    for _ in range(100):
+    for _ in range(500):  # up to 10 s: a parallel run is slow
         if await _leased(big):
             break
         await asyncio.sleep(0.02)
@@ -83,7 +83,7 @@ async def test_a_first_page_goes_out_beside_the_batch_a_worker_is_starting(
     on_lane = asyncio.ensure_future(
         send_batch(_first_page_job(worker_ctx, urgent), urgent, urgent_page.low_id)
     )
-    for _ in range(100):
+    for _ in range(500):  # up to 10 s: a parallel run is slow
         if emulator.log.find(token=first_token):
             break
         await asyncio.sleep(0.02)
@@ -164,7 +164,7 @@ async def test_a_first_page_is_sent_when_announced_without_waiting_for_its_job(
         token = f"ok-announced-{uuid.uuid4().hex}"
         headers = await central_sender(client)
         nid = await _targeted(client, headers, worker_ctx, [token])  # the fan-out writes the page
-        for _ in range(100):
+        for _ in range(500):  # up to 10 s: a parallel run is slow
             if heard:
                 break
             await asyncio.sleep(0.02)
@@ -174,12 +174,12 @@ async def test_a_first_page_is_sent_when_announced_without_waiting_for_its_job(
         queue["name"] = HIGH_QUEUE
         other = f"ok-announced-{uuid.uuid4().hex}"
         nid = await _targeted(client, headers, worker_ctx, [other])
-        for _ in range(200):
+        for _ in range(500):  # up to 10 s: a parallel run is slow
             if emulator.log.find(token=other):
                 break
             await asyncio.sleep(0.02)
         assert len(emulator.log.find(token=other)) == 1
-        for _ in range(100):
+        for _ in range(500):  # up to 10 s: a parallel run is slow
             notification, _ = await load(uuid.UUID(nid))
             if notification.status == "completed":
                 break
@@ -241,7 +241,7 @@ async def test_a_shutdown_during_an_announced_send_writes_what_is_on_the_wire(
     def reached() -> set[str]:
         return {token for token in tokens if emulator.log.find(token=token)}
 
-    for _ in range(100):
+    for _ in range(500):  # up to 10 s: a parallel run is slow
         if reached():
             break
         await asyncio.sleep(0.02)

@@ -182,7 +182,8 @@ async def test_the_stream_ends_by_itself_after_its_bound(client, monkeypatch):
     # Nobody ends it: it ends itself (the browser reconnects, authorised afresh).
     events = await asyncio.wait_for(_collect(headline.stream(always)), timeout=5)
     names = [event.name for event in events]
-    assert set(names) == {"figures"} and 3 <= len(names) <= 6
+    # At least the first figures; how many more fit in 0.35 s depends on the machine's load.
+    assert set(names) == {"figures"} and 1 <= len(names) <= 6
 
 
 async def _collect(stream):  # type: ignore[no-untyped-def]

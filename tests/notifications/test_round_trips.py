@@ -90,9 +90,9 @@ async def test_a_batch_of_four_chunks_takes_few_round_trips(
     assert notification.status == "completed" and {d.status for d in deliveries} == {"sent"}
     # No transaction around a statement: claim, record and settle each commit by themselves.
     assert not [s for s in statements if s.startswith(("BEGIN", "COMMIT"))], statements
-    # Four writes (one a chunk, the next chunk's go-ahead read by the same statement), no status
-    # read of its own; one claim, one settle.
-    assert sum("FROM unnest" in s and "WITH r AS" in s for s in statements) == 4, statements
+    # Four writes (one a chunk, each renewing the lease and reading the next chunk's go-ahead in
+    # the same statement), no status read of its own; one claim, one settle.
+    assert sum(s.startswith("WITH renewed AS") for s in statements) == 4, statements
     assert not [s for s in statements if s.startswith("SELECT notifications.status")], statements
     # claim 1, badges 2 × 2 (the notification, the devices), records 4, settle 1.
     assert len(statements) == 10, statements

@@ -127,7 +127,7 @@ async def test_new_work_starts_ahead_of_a_broadcasts_backlog() -> None:
             await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
             await asyncio.sleep(0.002)  # distinct scores: arq orders the queue by them
         running = asyncio.create_task(worker.main())
-        for _ in range(300):
+        for _ in range(1000):  # up to 10 s: a parallel run is slow
             if len(started) >= held + 3:
                 break
             await asyncio.sleep(0.01)
@@ -172,14 +172,14 @@ async def test_a_fan_outs_next_slice_waits_for_the_send_jobs_queued_before_it() 
             await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
             await asyncio.sleep(0.002)
         running = asyncio.create_task(worker.main())
-        for _ in range(300):
+        for _ in range(1000):  # up to 10 s: a parallel run is slow
             if len(started) >= len(sends) - 1:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)  # time for anything else to (wrongly) start
         assert started == sends[:-1]  # the fan-out's next slice is behind the one send job left
         release.set()  # the held send jobs finish: the last one, then the slice, start
-        for _ in range(300):
+        for _ in range(1000):  # up to 10 s: a parallel run is slow
             if more in started:
                 break
             await asyncio.sleep(0.01)
@@ -224,7 +224,7 @@ async def test_first_pages_start_ahead_of_a_full_backlog_a_few_at_a_time() -> No
             await pool.enqueue_job("hold", _job_id=job_id, _queue_name=queue)
             await asyncio.sleep(0.002)
         running = asyncio.create_task(worker.main())
-        for _ in range(300):
+        for _ in range(1000):  # up to 10 s: a parallel run is slow
             if len(started) >= worker.send_jobs_held + worker.first_page_jobs_held:
                 break
             await asyncio.sleep(0.01)
