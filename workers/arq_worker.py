@@ -28,6 +28,7 @@ stops the process as usual.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from typing import Any
 
@@ -49,6 +50,21 @@ _LOOK_PAST = 32
 
 
 class PollingWorker(Worker):
+    async def close(self) -> None:
+        """arq's ``close`` with the job tasks awaited whatever they ended with. arq gathers the
+        tasks its stop signal cancelled without ``return_exceptions``: a job cancelled while arq
+        itself was starting or finishing it (its Redis pipeline) ends cancelled, and that
+        CancelledError came out of ``close``. The shutdown hook then never ran (the first-page
+        lane's page left unwritten, providers, Redis and database pools left open) and the
+        process ended with a traceback and status 1: a 1M-device benchmark's workers did, on
+        SIGTERM. Send jobs themselves catch the cancel and write what they sent first
+        (notifications/delivery.py ``_drain``)."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)  # as arq does: cancel the jobs, end the main loop
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()  # all ended: arq's own close finds none left to gather
+        await super().close()
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Of the due jobs (oldest first), start every job that is not backlog first, then the
         backlog in queue order while this worker holds fewer than ``send_jobs_held`` send jobs

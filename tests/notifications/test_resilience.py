@@ -97,7 +97,18 @@ async def wait_for(predicate, *, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def worker_log(process: subprocess.Popen[bytes]) -> str:
+    """What a worker started by ``start_worker`` has logged so far."""
+    log = _WORKER_LOGS[process.pid]
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 20 s. It waits in this thread: the test's in-process emulator
+    answers nobody meanwhile, so a worker stopped mid-send would see its requests time out (stop
+    it with ``await asyncio.to_thread(process.wait, …)`` after the signal, as
+    test_worker_sigterm.py does)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

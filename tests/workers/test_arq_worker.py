@@ -240,3 +240,48 @@ async def test_first_pages_start_ahead_of_a_full_backlog_a_few_at_a_time() -> No
         await worker.close()
         await pool.delete(queue)
         await pool.aclose()
+
+
+async def test_close_runs_the_shutdown_hook_when_a_job_ended_cancelled() -> None:
+    # A job that arq cancels while arq itself is starting or finishing it ends cancelled; arq's
+    # close raised that CancelledError and skipped the shutdown hook.
+    settings = RedisSettings.from_dsn(os.environ["CHUONG_REDIS_URL"])
+    shut_down: list[bool] = []
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        shut_down.append(True)
+
+    async def hold(ctx: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    def build(worker_class: type[Worker]) -> Worker:
+        return worker_class(
+            functions=[func(hold, name="hold")],
+            redis_settings=settings,
+            queue_name=f"test-close-{uuid.uuid4().hex}",
+            on_shutdown=on_shutdown,
+            handle_signals=False,
+        )
+
+    async def cancelled_in_arqs_hands() -> None:
+        await asyncio.Event().wait()  # cancelled with nothing of its own to catch it
+
+    for worker_class, raises in ((Worker, True), (PollingWorker, False)):
+        shut_down.clear()
+        worker = build(worker_class)
+        worker._pool = await create_pool(settings)  # what main() sets up before polling
+        task = asyncio.ensure_future(cancelled_in_arqs_hands())
+        worker.tasks["job"] = task
+        await asyncio.sleep(0)
+        if raises:
+            try:
+                await worker.close()
+            except asyncio.CancelledError:
+                pass
+            else:  # pragma: no cover - arq fixed it: PollingWorker.close can go
+                raise AssertionError("arq's close no longer raises; drop PollingWorker.close")
+            assert shut_down == []  # what arq's own close skips
+            await worker.pool.close(close_connection_pool=True)
+        else:
+            await worker.close()
+            assert shut_down == [True]
