@@ -41,8 +41,21 @@ class ClaimedSms:
     phone_enc: bytes | None
 
 
-def lease() -> dt.timedelta:
-    return dt.timedelta(seconds=2 * get_settings().sms_timeout_seconds + 30)
+LEASE_MARGIN_SECONDS = 30.0
+
+
+def waves(count: int) -> int:
+    """Rounds of ``sms_send_concurrency`` requests that ``count`` messages take."""
+    return -(-count // get_settings().sms_send_concurrency)
+
+
+def lease(count: int) -> dt.timedelta:
+    """Long enough to send ``count`` messages even if every request takes the gateway's whole
+    timeout. A fixed lease (two timeouts and 30 s) was shorter than a default claim of 500 at 10
+    at a time against a slow gateway (50 rounds): the next minute's sweep took the rows still
+    being sent and sent them again."""
+    seconds = waves(count) * get_settings().sms_timeout_seconds + LEASE_MARGIN_SECONDS
+    return dt.timedelta(seconds=seconds)
 
 
 async def claim(session: AsyncSession, *, limit: int, now: dt.datetime) -> list[ClaimedSms]:
@@ -65,7 +78,7 @@ async def claim(session: AsyncSession, *, limit: int, now: dt.datetime) -> list[
                 RETURNING s.id, s.notification_id, s.user_id, s.unit_id, s.reason, s.attempts, u.phone_enc
                 """
             ),
-            {"now": now, "until": now + lease(), "limit": limit},
+            {"now": now, "until": now + lease(limit), "limit": limit},
         )
     ).all()
     return [

@@ -65,9 +65,16 @@ async def _run(provider: SmsProvider, slice_seconds: float) -> SweepStats:
         stats.no_phone += decided.no_phone
         if decided.decided < settings.sms_sweep_batch:
             break
-    while time.monotonic() - started < slice_seconds:
+    first = True
+    while True:
+        limit = _claimable(
+            settings.sms_sweep_batch, slice_seconds - (time.monotonic() - started), first=first
+        )
+        if limit == 0:
+            break
+        first = False
         async with transaction() as session:
-            claimed = await sender.claim(session, limit=settings.sms_sweep_batch, now=utcnow())
+            claimed = await sender.claim(session, limit=limit, now=utcnow())
         if not claimed:
             break
         results = await sender.send_claimed(provider, claimed)
@@ -82,6 +89,18 @@ async def _run(provider: SmsProvider, slice_seconds: float) -> SweepStats:
     if any(stats.as_dict().values()):
         log.info("sms_sweep", **stats.as_dict())
     return stats
+
+
+def _claimable(batch: int, remaining_seconds: float, *, first: bool) -> int:
+    """How many messages to claim: no more than can be sent in the slice's remaining time if every
+    request takes the gateway's whole timeout, so the run is never cancelled by its job's timeout
+    in the middle of a send (whose answers would be lost and the messages sent again when their
+    lease ended). A run's first claim sends one round at least."""
+    settings = get_settings()
+    rounds = int(remaining_seconds // settings.sms_timeout_seconds)
+    if first:
+        rounds = max(rounds, 1)
+    return min(batch, rounds * settings.sms_send_concurrency)
 
 
 async def _record(

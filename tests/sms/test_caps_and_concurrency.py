@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core import clock
 from core.db import transaction
@@ -126,8 +126,54 @@ async def test_a_killed_worker_s_lease_is_resent_with_the_same_reference_and_del
     await sender.send_claimed(sms_provider, claimed)  # sent, then the worker dies before recording
 
     assert (await sweep.run_once(sms_provider)).sent == 0  # still leased
-    clock.advance(sender.lease().total_seconds() + 1)
+    clock.advance(sender.lease(10).total_seconds() + 1)
     assert (await sweep.run_once(sms_provider)).sent == 1
     assert emulator.sms.attempts == 2
     assert len(await sink(emulator)) == 1  # the gateway deduplicated the resend by reference
     assert [(row.status, row.attempts) for row in await ledger()] == [("sent", 2)]
+
+
+async def test_a_run_claims_what_it_can_send_within_its_slice_and_leases_it_long_enough(
+    client, emulator, sms_provider, sms_settings, monkeypatch
+):
+    # A claim of 500 at 10 at a time against a gateway that answers at its 10 s timeout takes
+    # 500 s: the run's job was cancelled at 55 s with answers unrecorded, and the fixed 50 s lease
+    # let the next minute's run send the same rows again.
+    from notifications.sms import fallback, sender
+
+    monkeypatch.setattr(sms_settings, "sms_send_concurrency", 2)
+    monkeypatch.setattr(sms_settings, "sms_timeout_seconds", 1.0)
+    unit = await make_unit()
+    admin = await admin_headers(client, unit)
+    readers = [await person(client, unit, signed_in=False) for _ in range(9)]
+    await notify(client, admin, audience={"users": [str(reader.id) for reader in readers]})
+    after_window()
+    async with transaction() as session:
+        await fallback.decide(session, now=clock.utcnow())
+
+    limits: list[int] = []
+    real_claim = sender.claim
+
+    async def claim(session, *, limit: int, now):  # type: ignore[no-untyped-def]
+        limits.append(limit)
+        claimed = await real_claim(session, limit=limit, now=now)
+        if claimed:
+            leased = (
+                await session.execute(
+                    text("SELECT min(claimed_until) FROM sms_messages WHERE id = ANY(:ids)"),
+                    {"ids": [sms.id for sms in claimed]},
+                )
+            ).scalar_one()
+            # Every request of the claim may take the whole timeout: rounds × 1 s, plus the margin.
+            assert (leased - now).total_seconds() == sender.waves(limit) * 1.0 + sender.LEASE_MARGIN_SECONDS
+        return claimed
+
+    monkeypatch.setattr(sender, "claim", claim)
+    stats = await sweep.run_once(sms_provider, slice_seconds=3.0)
+    assert stats.sent == 9
+    # 3 s of slice at 1 s a round, 2 at a time: 6 at most (fewer as the slice runs out), never
+    # the 500 of sms_sweep_batch.
+    assert limits and all(2 <= limit <= 6 and limit % 2 == 0 for limit in limits), limits
+    assert sweep._claimable(500, 3.0, first=False) == 6
+    # Nothing for a run whose slice cannot fit one more round, unless it has sent nothing yet.
+    assert sweep._claimable(500, 0.5, first=False) == 0 and sweep._claimable(500, 0.5, first=True) == 2
