@@ -169,6 +169,21 @@ async def test_purge_removes_the_rows_and_batches_of_long_finished_notifications
     assert len((await load(recent))[1]) == 3 and (await load(old))[1] == []
 
 
+async def _write_one(
+    claim: outbox.Claim, delivery: outbox.ClaimedDelivery, result: SendResult, *, later: float = 0.0
+) -> None:
+    """One row's answer, written as the claim's sender writes a chunk (renewing its lease)."""
+    async with transaction() as session:
+        await outbox.record(
+            session,
+            notification_id=claim.notification_id,
+            expires_at=claim.expires_at,
+            results=[(delivery, result)],
+            now=clock.utcnow() + dt.timedelta(seconds=later),
+            claim=claim,
+        )
+
+
 async def test_each_chunk_written_renews_the_senders_lease(client, emulator, worker_ctx):
     # A batch whose chunks wait for pacing permits or a slow provider may take longer than the
     # lease in all; as long as each chunk is written within it, the batch stays its sender's.
@@ -179,15 +194,7 @@ async def test_each_chunk_written_renews_the_senders_lease(client, emulator, wor
     first, second, third = claim.deliveries
     for delivery in (first, second):
         clock.advance(lease - 1)  # the write comes just before the lease would end
-        async with transaction() as session:
-            await outbox.record(
-                session,
-                notification_id=nid,
-                expires_at=claim.expires_at,
-                results=[(delivery, SendResult.accepted(f"m-{delivery.id}"))],
-                now=clock.utcnow(),
-                claim=claim,
-            )
+        await _write_one(claim, delivery, SendResult.accepted(f"m-{delivery.id}"))
     clock.advance(2)  # past the claim's own lease, by twice its length
     assert await _claim(nid) is None  # still held
     _past_the_lease()  # its sender wrote nothing for a whole lease: presumed dead
@@ -195,15 +202,7 @@ async def test_each_chunk_written_renews_the_senders_lease(client, emulator, wor
     assert taken is not None and [d.id for d in taken.deliveries] == [third.id]
     # The dead sender's late write renews nothing: the lease is the new holder's.
     late_until = (await _batch(nid)).leased_until
-    async with transaction() as session:
-        await outbox.record(
-            session,
-            notification_id=nid,
-            expires_at=claim.expires_at,
-            results=[(third, SendResult.accepted("late"))],
-            now=clock.utcnow() + dt.timedelta(seconds=30),
-            claim=claim,
-        )
+    await _write_one(claim, third, SendResult.accepted("late"), later=30)
     assert (await _batch(nid)).leased_until == late_until
 
 
@@ -212,26 +211,11 @@ async def test_a_write_after_the_batch_was_settled_leases_nothing(client, emulat
     claim = await _claim(nid)
     assert claim is not None
     first, second = claim.deliveries
+    await _write_one(claim, first, SendResult(Outcome.RETRY, error_code="unavailable", retry_after=60))
     async with transaction() as session:
-        await outbox.record(
-            session,
-            notification_id=nid,
-            expires_at=claim.expires_at,
-            results=[(first, SendResult(Outcome.RETRY, error_code="unavailable", retry_after=60))],
-            now=clock.utcnow(),
-            claim=claim,
-        )
         await outbox.settle(session, claim)
     assert (await _batch(nid)).leased_until is None
     # A drain's write of the other row after the settle (same lease number) leaves it released.
-    async with transaction() as session:
-        await outbox.record(
-            session,
-            notification_id=nid,
-            expires_at=claim.expires_at,
-            results=[(second, SendResult.accepted("m-2"))],
-            now=clock.utcnow(),
-            claim=claim,
-        )
+    await _write_one(claim, second, SendResult.accepted("m-2"))
     batch = await _batch(nid)
     assert batch.leased_until is None and batch.status == "open"
