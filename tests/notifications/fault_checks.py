@@ -14,7 +14,14 @@ from sqlalchemy import text
 from emulator import Emulator
 from emulator.records import MessageRecord
 from tests.notifications.helpers import broadcast, central_sender
-from tests.notifications.test_resilience import counts, insert_devices, start_worker, stop, wait_for
+from tests.notifications.test_resilience import (
+    counts,
+    insert_devices,
+    start_worker,
+    stop,
+    wait_for,
+    worker_log,
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ async def run_broadcast_through(
     *,
     devices: int,
     sent_before: int = 1,
+    logs: list[str] | None = None,
 ) -> tuple[str, float]:
     """Starts a real worker on a broadcast to ``devices`` devices, runs ``fault()`` once
     ``sent_before`` pushes went out, and waits for the notification to complete; returns its id
@@ -139,4 +147,6 @@ async def run_broadcast_through(
         assert worker.poll() is None, "the worker must outlive the fault, not exit"
         return notification_id, time.monotonic() - ended
     finally:
+        if logs is not None:  # what the worker logged, for the caller's checks
+            logs.append(worker_log(worker))
         stop(worker)

@@ -31,6 +31,7 @@ async def test_record_blocked_by_a_row_lock_is_written_again_not_sent_again(
     monkeypatch.setenv("CHUONG_DB_LOCK_TIMEOUT_MS", str(WORKER_LOCK_TIMEOUT_MS))  # the worker's
     emulator.faults.update({"latency_ms": LATENCY_MS})
     held: list[float] = []
+    logs: list[str] = []
 
     async def hold_the_notification_row() -> None:
         async with owner_engine.begin() as conn:
@@ -47,13 +48,16 @@ async def test_record_blocked_by_a_row_lock_is_written_again_not_sent_again(
         hold_the_notification_row,
         devices=DEVICES,
         sent_before=250,
+        logs=logs,
     )
     result = await recovery(owner_engine, emulator, notification_id, devices=DEVICES)
     records = emulator.log.find(limit=len(emulator.log) + 1)
     answered_while_held = sum(1 for record in records if held[0] <= record.received_at <= held[1])
     print(f"\nrow held {HOLD_SECONDS} s: {answered_while_held} pushes answered meanwhile; {result.line()}")
-    # Chunks were answered while their writes waited on the row, or the test proves nothing.
-    assert answered_while_held >= 250
+    # Chunks were answered while the row was held, and their writes met the lock and were tried
+    # again (how many were answered depends on the machine's load), or the test proves nothing.
+    assert answered_while_held > 0
+    assert "write_retried" in logs[0] and "send_batch_record" in logs[0]
     assert_recovered(result, max_duplicates=0)
 
 
