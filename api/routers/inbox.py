@@ -23,6 +23,7 @@ from api.deps import (
     request_session,
     still_authenticated,
 )
+from api.rendered import rendered, rendered_json
 from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
@@ -94,12 +95,6 @@ class InboxReading(InboxReader):
 Reading = Annotated[InboxRead, Depends(InboxReading(), scope="function")]
 
 
-def _json(content: bytes) -> Response:
-    """An answer already rendered: FastAPI would validate the returned model against the
-    ``response_model`` once more before dumping it (the models stay for the OpenAPI document)."""
-    return Response(content, media_type="application/json")
-
-
 async def _known_app(session: AsyncSession, app: str | None) -> None:
     """An app filter names an app (422 ``unknown_app`` otherwise); a disabled app's inbox
     still reads: what it received stays its readers'. From the in-process copy: no query."""
@@ -143,7 +138,7 @@ async def list_inbox(
     page = Page[InboxItemOut](
         items=[render(item, language=reader.language, full=False) for item in items], next_cursor=next_cursor
     )
-    return _json(page.model_dump_json().encode())
+    return rendered(page)
 
 
 @router.get("/unread-count", response_model=UnreadCount)
@@ -159,7 +154,7 @@ async def unread_count(request: Request, read: Reading, app: AppCode | None = No
         )
     else:
         count = await inbox_service.unread_count(session, reader=reader, app=app)
-    return _json(orjson.dumps({"unread": count}))
+    return rendered_json(orjson.dumps({"unread": count}))
 
 
 @router.get(
