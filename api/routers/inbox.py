@@ -80,10 +80,11 @@ class InboxRead:
 
 class InboxReading(InboxReader):
     """``InboxReader``, the request's session and the caller's reader as one dependency, for the
-    read surge's routes (the unread count and the list): FastAPI's work per dependency (its
-    parameters, cache key, exit stack) was a tenth of a device's unread count with the three
-    (session, policy, reader) solved apart. The session is ``api.deps.request_session``'s, with
-    the same transaction rules."""
+    read surge's routes (the unread count and the list): FastAPI does work per dependency on
+    every request (its parameters, cache key, exit stack), and this FastAPI's routing and
+    dependency solving were about a third of a device's unread count with the three (session,
+    policy, reader) solved apart. The session is ``api.deps.request_session``'s, with the same
+    transaction rules."""
 
     async def __call__(self, request: Request) -> AsyncIterator[InboxRead]:  # type: ignore[override]
         async with request_session(request) as session:
