@@ -13,6 +13,7 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from redis.asyncio.connection import AbstractConnection
 from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from api.routers.inbox import InboxReading
 from auth import ratelimit
@@ -337,7 +338,9 @@ async def test_a_devices_count_takes_one_pooled_connection_and_no_session_work(
     client, redis, statements, checkouts
 ):
     """The credential and the count come from one pooled connection's driver (core/pooled_driver.py):
-    no statement through SQLAlchemy, one checkout. The page takes a second one for its page."""
+    one checkout, no statement through SQLAlchemy, and the request's session never takes a
+    connection (before, it took the one the statement ran on). The page takes a second checkout
+    for its page."""
     device = await anonymous_device(client, topics=["t1"])
     engine = get_engine().sync_engine
     through_sqlalchemy: list[str] = []
@@ -345,17 +348,27 @@ async def test_a_devices_count_takes_one_pooled_connection_and_no_session_work(
     def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         through_sqlalchemy.append(statement)
 
+    def began(*_: Any) -> None:
+        sessions_connected.append("session")
+
+    sessions_connected: list[str] = []
     assert (await client.get(READS[0], headers=device.headers)).status_code == 200  # first use recorded
     event.listen(engine, "before_cursor_execute", note)
+    event.listen(Session, "after_begin", began)  # a session took a connection
     try:
         checkouts.clear()
         assert (await client.get(READS[0], headers=device.headers)).status_code == 200
-        assert (checkouts, through_sqlalchemy) == (["checkout"], []), (checkouts, through_sqlalchemy)
+        assert (checkouts, through_sqlalchemy, sessions_connected) == (["checkout"], [], []), (
+            checkouts,
+            through_sqlalchemy,
+            sessions_connected,
+        )
         checkouts.clear()
         assert (await client.get(READS[1], headers=device.headers)).status_code == 200
         assert len(checkouts) == 2 and len(through_sqlalchemy) == 1, (checkouts, through_sqlalchemy)
     finally:
         event.remove(engine, "before_cursor_execute", note)
+        event.remove(Session, "after_begin", began)
 
 
 async def test_a_script_redis_lost_is_run_from_its_text_and_still_counts(
