@@ -16,6 +16,13 @@ def _trusted() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
 
 
 def _is_trusted(address: str) -> bool:
+    return _in_networks(address, _trusted())
+
+
+@lru_cache(maxsize=4096)
+def _in_networks(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """Every request asks this of its peer (and of its forwarded hops): parsed once per address
+    and set of trusted networks, not once per request."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -23,7 +30,7 @@ def _is_trusted(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         # A dual-stack listener reports an IPv4 proxy as ::ffff:10.0.0.5; it is still 10.0.0.5.
         ip = ip.ipv4_mapped
-    return any(ip in network for network in _trusted())
+    return any(ip in network for network in networks)
 
 
 def client_ip(connection: HTTPConnection) -> str:

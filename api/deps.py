@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -58,7 +59,7 @@ _READ_ONLY: dict[Callable[..., Any], DeviceColumns | None] = {}
 def read_only(endpoint: Endpoint) -> Endpoint:
     """Mark a GET endpoint that only reads: called with a device credential, its session runs
     without a transaction (each statement commits on its own, no BEGIN/COMMIT round trips) and
-    the credential is checked on the session's connection without the ORM. The read surge after
+    the credential is checked on a pooled connection's driver, without the session. The read surge after
     a push is that: unread counts and first pages. Authentication's one write (a credential's
     first use) is a single statement; signed-in callers keep the transaction, since their
     authentication may write audit rows, which need one."""
@@ -83,7 +84,8 @@ def device_read(request: Request) -> DeviceRead | None:
     return found
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed after the endpoint returns and before the
     response is sent (``scope="function"``), rolled back if anything raised. Jobs the request
     deferred are enqueued only once the commit succeeded (through the enqueuer the app factory
@@ -96,7 +98,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     )
     request.state.autocommit = autocommit
     maker = get_autocommit_sessionmaker() if autocommit else get_sessionmaker()
-    async with maker() as session:
+    session = maker()
+    try:
         try:
             yield session
             if not autocommit:  # each statement committed on its own: closing releases the rest
@@ -106,6 +109,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await _audit_failed_read(request)
             raise
         await committed(session)
+    finally:
+        # A device's read may never have needed the session's connection (its credential and
+        # count came from one pooled statement, devices/credentials.py): nothing to close then.
+        if not autocommit or session.sync_session.in_transaction():
+            await session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session (``request_session``), as a dependency."""
+    async with request_session(request) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -196,13 +210,13 @@ async def _authenticate_device_read(
     request: Request, session: AsyncSession, token: str
 ) -> AuthenticatedDevice:
     """A read-only route's device credential: the device's reader columns and the route's own
-    (``read_only_with``) in one statement on the session's connection."""
+    (``read_only_with``) in one statement on a pooled connection of its own (core/pooled_driver.py)."""
     endpoint = request.scope.get("endpoint")
     wanted = _READ_ONLY.get(endpoint) if endpoint is not None else None
     now = utcnow()
     first = device_credentials.FIRST_ROUTE_PARAMETER
     device, row = await device_credentials.authenticate_on(
-        await session.connection(),
+        session,
         token,
         columns=wanted.columns(first) if wanted is not None else (),
         parameters=wanted.parameters(now) if wanted is not None else (),
@@ -340,6 +354,11 @@ class Authenticated(AccessPolicy):
         self.description = "authenticated"
 
     async def __call__(self, request: Request, session: SessionDep) -> Principal:
+        return await self.authorize(request, session)
+
+    async def authorize(self, request: Request, session: AsyncSession) -> Principal:
+        """The policy's work on the request's session: counted, authenticated, checked (and a
+        read-only account's read audited). Dependencies that bring their own session call it."""
         if not _is_device_credential(request):
             await limit_by_address(request)
         # else counted with the device's own limit in one round trip once the credential is

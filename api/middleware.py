@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -34,6 +35,19 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+# The metrics' children by label values, bound once: ``labels()`` takes a lock and builds its key
+# on every call. Label values are bounded (methods, route templates, statuses), so are these.
+@lru_cache(maxsize=4096)
+def _requests_child(method: str, template: str, status: int) -> Any:
+    return REQUESTS.labels(method, template, str(status))
+
+
+@lru_cache(maxsize=4096)
+def _latency_child(method: str, template: str) -> Any:
+    return LATENCY.labels(method, template)
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECURITY_HEADERS = [
@@ -185,8 +199,9 @@ class RequestGuard:
         """Metrics and the access-log line; also for an exception on its way to the 500 handler."""
         elapsed = time.perf_counter() - started
         template = _route_template(scope)
-        REQUESTS.labels(scope["method"], template, str(status)).inc()
-        LATENCY.labels(scope["method"], template).observe(elapsed)
+        method = scope["method"]
+        _requests_child(method, template, status).inc()
+        _latency_child(method, template).observe(elapsed)
         log.info(
             "request",
             method=scope["method"],

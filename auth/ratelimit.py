@@ -16,6 +16,7 @@ warning: availability of pushes matters more than throttling.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -23,8 +24,7 @@ from functools import lru_cache
 
 from limits import RateLimitItem, parse
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from auth import audit
 from auth.metrics import SIGNIN_THROTTLED
@@ -43,7 +43,6 @@ LIMITS_PREFIX = "chuong:rl"
 # A dead Redis would otherwise log one warning per request.
 _WARN_EVERY_SECONDS = 30.0
 
-_script: tuple[Redis, AsyncScript] | None = None
 _last_warning = -math.inf
 
 # KEYS: three per identity (its block, its previous window, its current window); ARGV: two per
@@ -158,13 +157,39 @@ def _parse(spec: str) -> RateLimitItem:
     return item
 
 
-def _get_script(redis: Redis) -> AsyncScript:
-    """The script on the process's shared client (EVALSHA, loaded again if Redis lost it);
-    rebuilt when the client is replaced (tests configure a client per test)."""
-    global _script
-    if _script is None or _script[0] is not redis:
-        _script = (redis, redis.register_script(_LUA))
-    return _script[1]
+_SHA = hashlib.sha1(_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by their SHA-1)
+
+
+def _packed(*parts: str | int) -> bytes:
+    """One command in Redis's protocol (RESP): an array of bulk strings."""
+    encoded = [str(part).encode() for part in parts]
+    return b"".join([b"*%d\r\n" % len(encoded), *(b"$%d\r\n%s\r\n" % (len(e), e) for e in encoded)])
+
+
+async def _run_script(redis: Redis, keys: list[str], args: list[int]) -> list[int]:
+    """The script by ``EVALSHA`` on a connection of the client's pool, its command packed here.
+    Every request of the API runs this, and redis-py's general path (a command's arguments
+    encoded one by one, its retry and response-callback layers, the script object) cost about as
+    much API CPU as the round trip: the pool still hands out a connection checked to be ready
+    (and connected, through Sentinel or TLS as configured), and a failed or cancelled read still
+    drops the connection (redis-py's ``read_response``). If Redis lost the script (a restart, a
+    ``SCRIPT FLUSH``), ``EVAL`` runs it from its text and caches it again."""
+    pool = redis.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(
+            _packed("EVALSHA", _SHA, len(keys), *keys, *args), check_health=False
+        )
+        try:
+            reply: list[int] = await connection.read_response()
+        except NoScriptError:
+            await connection.send_packed_command(
+                _packed("EVAL", _LUA, len(keys), *keys, *args), check_health=False
+            )
+            reply = await connection.read_response()
+        return reply
+    finally:
+        await pool.release(connection)
 
 
 def window_key(limit: Limit) -> str:
@@ -189,7 +214,7 @@ async def enforce(*limits: Limit | None) -> None:
         item = _parse(limit.spec)
         args += [item.amount, item.get_expiry() * 1000]
     try:
-        index, verdict, *rest = await _get_script(redis)(keys=keys, args=args)
+        index, verdict, *rest = await _run_script(redis, keys, args)
         if not index:
             return
         limit = counted[int(index) - 1]

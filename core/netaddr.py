@@ -9,6 +9,7 @@ NAT), so a single IPv4 address already stands for many people.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from core.config import get_settings
 
@@ -33,6 +34,7 @@ def network_of(ip: str | None) -> Network | None:
     return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
 
 
+@lru_cache(maxsize=4096)  # a pure function of the address, asked on every request
 def address_identity(ip: str) -> str:
     """The key of per-address limits: an IPv4 address as it is, an IPv6 address by its /64."""
     try:

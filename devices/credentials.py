@@ -1,10 +1,11 @@
 """Device credentials (``chd_<device id hex>_<secret>``) checked on the read path in one statement.
 
 After a breaking push most requests are a device's unread count and first inbox page. Their
-authentication reads only the columns a reader needs, on the request's connection (Core, no ORM
+authentication reads only the columns a reader needs, on a pooled connection of its own (no session, no ORM
 object or identity map), and takes the route's own columns (the unread count, the read-all
 markers) in the *same* statement: one PostgreSQL round trip for the credential and the answer.
-It runs on the driver's connection, without SQLAlchemy's execution layer (``_fetch_one``).
+It runs on the driver's connection, without SQLAlchemy's session or execution layer
+(``_fetch_one``, core/pooled_driver.py).
 The route's columns are computed only for a live device whose stored keyed hash equals the
 presented credential's (the ``WHERE`` below), so an unknown, retired or forged credential costs
 one primary-key probe and reads nobody's inbox.
@@ -18,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import pooled_driver
 from core.clock import utcnow
 from core.crypto import constant_time_equals, keyed_hash
 from core.errors import Unauthorized
@@ -68,7 +70,7 @@ def invalid_credential() -> Unauthorized:
 
 
 async def authenticate_on(
-    connection: AsyncConnection,
+    session: AsyncSession,
     credential: str,
     *,
     columns: Sequence[str] = (),
@@ -76,17 +78,20 @@ async def authenticate_on(
 ) -> tuple[CredentialDevice, dict[str, Any]]:
     """The live device holding ``credential`` and its row with the route's ``columns`` (SQL
     over ``d``, parameters from $3), in one statement; 401 ``invalid_device_credential`` for
-    anything else. A credential's first use is recorded (``credential_used_at``, once per
-    device: devices/floods.py tells registration floods by it) in a statement of its own."""
+    anything else. ``session`` must be an autocommit one (a read-only route's): the statement
+    runs on a pooled connection of its own (``core.pooled_driver``), so the session checks out
+    no connection unless the route needs one. A credential's first use is recorded
+    (``credential_used_at``, once per device: devices/floods.py tells registration floods by it)
+    in a statement of its own."""
     device_id = device_id_of(credential)
     presented = keyed_hash(credential)
     statement = _SELECT.format(columns="".join(f", {column}" for column in columns))
-    row = await _fetch_one(connection, statement, (device_id, presented, *parameters))
+    row = await _fetch_one(session, statement, (device_id, presented, *parameters))
     # The WHERE compared already; compared again in constant time, as every secret here is.
     if row is None or not constant_time_equals(row["credential_hash"], presented):
         raise invalid_credential()
     if row["credential_used_at"] is None:
-        await connection.exec_driver_sql(_FIRST_USE, (device_id, utcnow()))
+        await (await session.connection()).exec_driver_sql(_FIRST_USE, (device_id, utcnow()))
     device = CredentialDevice(
         id=device_id,
         app=row["app"],
@@ -100,22 +105,18 @@ async def authenticate_on(
 
 
 async def _fetch_one(
-    connection: AsyncConnection, statement: str, parameters: tuple[object, ...]
+    session: AsyncSession, statement: str, parameters: tuple[object, ...]
 ) -> dict[str, Any] | None:
-    """One row, straight from the driver (asyncpg's ``fetchrow`` on the pooled connection):
-    SQLAlchemy's execution and result layers cost this request path more CPU than the rest of
-    its database work. On any driver error the read-only statement runs again through
-    SQLAlchemy, which classifies the failure as everywhere else (a dead connection is
+    """One row, straight from the driver (asyncpg's ``fetchrow`` on a pooled connection, no
+    session): SQLAlchemy's session, execution and result layers cost this request path more CPU
+    than the rest of its database work. On any driver error the read-only statement runs again
+    through the session, which classifies the failure as everywhere else (a dead connection is
     invalidated and the request answered 503; a bounded wait is a 503) — running it twice
     changes nothing."""
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    if driver is not None:
-        try:
-            record = await driver.fetchrow(statement, *parameters)
-        except Exception as exc:  # whatever it was, SQLAlchemy's run below classifies it
-            log.debug("device_read_driver_failed", error=type(exc).__name__)
-        else:
-            return dict(record) if record is not None else None
+    try:
+        return await pooled_driver.fetch_row(statement, parameters)
+    except pooled_driver.DriverFailed as exc:  # whatever it was, SQLAlchemy's run below classifies it
+        log.debug("device_read_driver_failed", error=str(exc))
+    connection = await session.connection()
     found = (await connection.exec_driver_sql(statement, parameters)).first()
     return dict(found._mapping) if found is not None else None

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import IPvAnyNetwork
 
 from api.deps import Authenticated, OptionalAuthenticated, SessionDep, limit_by_address, require
+from api.rendered import rendered
 from auth import ratelimit
 from auth.principal import Principal
 from auth.roles import Permission
@@ -61,10 +62,9 @@ Owner = Depends(Authenticated(allow_device=True))
 async def register_device(
     body: DeviceRegister,
     request: Request,
-    response: Response,
     session: SessionDep,
     principal: Principal | None = MaybeSignedIn,
-) -> DeviceRegistered:
+) -> Response:
     """Upsert by token: call at every app start (with the device credential, or signed in) and
     whenever the token changes.
 
@@ -84,9 +84,12 @@ async def register_device(
     registration = await device_service.register(
         session, body=body, user_id=user_id, presented_credential=presented, network=network
     )
-    response.status_code = status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
-    return DeviceRegistered.model_validate(registration.device).model_copy(
+    registered = DeviceRegistered.model_validate(registration.device).model_copy(
         update={"device_credential": registration.credential}
+    )
+    # Rendered here (api/rendered.py): every app start calls this.
+    return rendered(
+        registered, status_code=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
     )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
@@ -17,8 +20,10 @@ from api.deps import (
     deny,
     device_read,
     read_only_with,
+    request_session,
     still_authenticated,
 )
+from api.rendered import rendered, rendered_json
 from api.sse import event_stream, require_event_stream
 from auth.principal import Principal
 from auth.roles import Permission
@@ -65,6 +70,32 @@ async def _reader(session: SessionDep, principal: Principal = Caller) -> Reader:
 ReaderDep = Annotated[Reader, Depends(_reader)]
 
 
+@dataclass(frozen=True)
+class InboxRead:
+    """What a read of the inbox runs with: the request's session and the caller's reader."""
+
+    session: AsyncSession
+    reader: Reader
+
+
+class InboxReading(InboxReader):
+    """``InboxReader``, the request's session and the caller's reader as one dependency, for the
+    read surge's routes (the unread count and the list): FastAPI does work per dependency on
+    every request (its parameters, cache key, exit stack), and this FastAPI's routing and
+    dependency solving were about a third of a device's unread count with the three (session,
+    policy, reader) solved apart. The session is ``api.deps.request_session``'s, with the same
+    transaction rules."""
+
+    async def __call__(self, request: Request) -> AsyncIterator[InboxRead]:  # type: ignore[override]
+        async with request_session(request) as session:
+            principal = await self.authorize(request, session)
+            reader = await reader_of(session, principal=principal, now=utcnow())
+            yield InboxRead(session=session, reader=reader)
+
+
+Reading = Annotated[InboxRead, Depends(InboxReading(), scope="function")]
+
+
 async def _known_app(session: AsyncSession, app: str | None) -> None:
     """An app filter names an app (422 ``unknown_app`` otherwise); a disabled app's inbox
     still reads: what it received stays its readers'. From the in-process copy: no query."""
@@ -81,8 +112,7 @@ _UNREAD = DeviceColumns(columns=device_reads.unread_columns, parameters=device_r
 @read_only_with(_MARKERS)
 async def list_inbox(
     request: Request,
-    session: SessionDep,
-    reader: ReaderDep,
+    read: Reading,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[
         str | None, Query(max_length=512, description="next_cursor of the previous page")
@@ -92,36 +122,40 @@ async def list_inbox(
     app: AppCode | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
     since: Annotated[BoundedDatetime | None, Query(description="created at or after; with an offset")] = None,
-) -> Page[InboxItemOut]:
+) -> Response:
     """Newest first, merged from the caller's own items and the broadcasts that match them."""
+    session, reader = read.session, read.reader
     await _known_app(session, app)
     filters = Filters(app=app, kind=kind, since=since, unread=unread, archived=archived)
-    read = device_read(request)
+    device = device_read(request)
     items, next_cursor = await inbox_service.list_items(
         session,
         reader=reader,
         filters=filters,
         cursor=cursor,
         limit=limit,
-        markers=device_reads.markers(read.row) if read is not None else None,
+        markers=device_reads.markers(device.row) if device is not None else None,
     )
-    return Page[InboxItemOut](
+    page = Page[InboxItemOut](
         items=[render(item, language=reader.language, full=False) for item in items], next_cursor=next_cursor
     )
+    return rendered(page)
 
 
 @router.get("/unread-count", response_model=UnreadCount)
 @read_only_with(_UNREAD)
-async def unread_count(
-    request: Request, session: SessionDep, reader: ReaderDep, app: AppCode | None = None
-) -> UnreadCount:
+async def unread_count(request: Request, read: Reading, app: AppCode | None = None) -> Response:
     """Unread, not archived items (the same number is the badge of pushes)."""
+    session, reader = read.session, read.reader
     await _known_app(session, app)
-    read = device_read(request)
-    if read is not None:  # read with the device credential's row
-        count = await device_reads.unread_count(session, reader=reader, app=app, row=read.row, now=read.now)
-        return UnreadCount(unread=count)
-    return UnreadCount(unread=await inbox_service.unread_count(session, reader=reader, app=app))
+    device = device_read(request)
+    if device is not None:  # read with the device credential's row
+        count = await device_reads.unread_count(
+            session, reader=reader, app=app, row=device.row, now=device.now
+        )
+    else:
+        count = await inbox_service.unread_count(session, reader=reader, app=app)
+    return rendered_json(orjson.dumps({"unread": count}))
 
 
 @router.get(

@@ -4,21 +4,24 @@ round trip for both rate limits and run outside a transaction, without weakening
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
-from redis.asyncio import Redis
+from fastapi.routing import APIRoute, iter_route_contexts
+from redis.asyncio.connection import AbstractConnection
 from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
+from api.routers.inbox import InboxReading
+from auth import ratelimit
 from auth.roles import Role
 from core import clock, db
 from core.config import get_settings
 from core.db import get_engine
-from core.redis import configure_redis
+from devices import service
 from tests.inbox.helpers import anonymous_device, insert_notification, signed_in, unread
 from tests.support.factories import make_unit
 
@@ -28,14 +31,21 @@ READS = ("/v1/inbox/unread-count", "/v1/inbox?limit=20")
 STATEMENTS = {READS[0]: 1, READS[1]: 2}
 
 
-class CountingRedis(Redis):
-    """The real client, noting each command it sends (one command is one round trip here)."""
+@pytest.fixture
+def redis_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every command the app sends to Redis (one command is one round trip here),
+    noted where redis-py writes it to its socket, whichever path built it. Observed only."""
+    seen: list[str] = []
+    send = AbstractConnection.send_packed_command
 
-    commands: list[str]
+    async def noted(self: Any, command: Any, *args: Any, **options: Any) -> Any:
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        # *<n>\r\n$<length>\r\n<name>\r\n...
+        seen.append(packed.split(b"\r\n", 3)[2].decode().upper())
+        return await send(self, command, *args, **options)
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.commands.append(str(args[0]))
-        return await super().execute_command(*args, **options)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", noted)
+    return seen
 
 
 @pytest.fixture
@@ -76,23 +86,17 @@ def kinds(statements: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("path", READS)
-async def test_a_device_reads_outside_a_transaction_with_one_redis_call(client, redis, statements, path):
+async def test_a_device_reads_outside_a_transaction_with_one_redis_call(
+    client, redis, statements, redis_commands, path
+):
     device = await anonymous_device(client, topics=["t1"])
-    counting = CountingRedis.from_url(os.environ["CHUONG_REDIS_URL"], decode_responses=True)
-    counting.commands = []
-    configure_redis(counting)
-    try:
-        # The first call on a new client may find the script unknown to Redis and load it.
-        assert (await client.get(path, headers=device.headers)).status_code == 200
-        counting.commands.clear()
-        statements.clear()
-        response = await client.get(path, headers=device.headers)
-        assert response.status_code == 200, response.text
-        # Both rate limits (address and device) in one script call; nothing else.
-        assert counting.commands == ["EVALSHA"], counting.commands
-    finally:
-        configure_redis(redis)
-        await counting.aclose()
+    assert (await client.get(path, headers=device.headers)).status_code == 200
+    redis_commands.clear()
+    statements.clear()
+    response = await client.get(path, headers=device.headers)
+    assert response.status_code == 200, response.text
+    # Both rate limits (address and device) in one script call; nothing else.
+    assert redis_commands == ["EVALSHA"], redis_commands
     # No BEGIN or COMMIT: the credential's device row carries the count (everything), or the
     # markers (then the page).
     assert kinds(statements) == ["SELECT"] * STATEMENTS[path], statements
@@ -314,3 +318,107 @@ async def test_a_page_statement_built_for_one_reader_carries_none_of_its_values_
         got = [[(item["id"], item["read"]) for item in page.json()["items"]] for page in pages]
         expected_first = [] if params else [(str(to_first), True)]
         assert got == [expected_first, [(str(own), False), (str(to_second), False)]], (params, got)
+
+
+@pytest.fixture
+def checkouts() -> Iterator[list[str]]:
+    """Every checkout from the request pool, noted by the pool's own event."""
+    seen: list[str] = []
+
+    def note(*_: Any) -> None:
+        seen.append("checkout")
+
+    pool = get_engine().sync_engine.pool
+    event.listen(pool, "checkout", note)
+    yield seen
+    event.remove(pool, "checkout", note)
+
+
+async def test_a_devices_count_takes_one_pooled_connection_and_no_session_work(
+    client, redis, statements, checkouts
+):
+    """The credential and the count come from one pooled connection's driver (core/pooled_driver.py):
+    one checkout, no statement through SQLAlchemy, and the request's session never takes a
+    connection (before, it took the one the statement ran on). The page takes a second checkout
+    for its page."""
+    device = await anonymous_device(client, topics=["t1"])
+    engine = get_engine().sync_engine
+    through_sqlalchemy: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        through_sqlalchemy.append(statement)
+
+    def began(*_: Any) -> None:
+        sessions_connected.append("session")
+
+    sessions_connected: list[str] = []
+    assert (await client.get(READS[0], headers=device.headers)).status_code == 200  # first use recorded
+    event.listen(engine, "before_cursor_execute", note)
+    event.listen(Session, "after_begin", began)  # a session took a connection
+    try:
+        checkouts.clear()
+        assert (await client.get(READS[0], headers=device.headers)).status_code == 200
+        assert (checkouts, through_sqlalchemy, sessions_connected) == (["checkout"], [], []), (
+            checkouts,
+            through_sqlalchemy,
+            sessions_connected,
+        )
+        checkouts.clear()
+        assert (await client.get(READS[1], headers=device.headers)).status_code == 200
+        assert len(checkouts) == 2 and len(through_sqlalchemy) == 1, (checkouts, through_sqlalchemy)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+        event.remove(Session, "after_begin", began)
+
+
+async def test_a_script_redis_lost_is_run_from_its_text_and_still_counts(
+    client, redis, redis_commands, monkeypatch
+):
+    """The limits' script is sent by SHA on the pool's connection (auth/ratelimit.py); when Redis
+    does not know it (restarted, flushed: here a SHA it never saw), EVAL runs it from its text,
+    and the limits hold as before."""
+    device = await anonymous_device(client)
+    monkeypatch.setattr(ratelimit, "_SHA", "0" * 40)
+    monkeypatch.setattr(get_settings(), "rate_limit_per_client", "2/minute")
+    monkeypatch.setattr(get_settings(), "abuse_strikes", 1000)
+    redis_commands.clear()
+    assert (await client.get(READS[0], headers=device.headers)).status_code == 200
+    assert redis_commands == ["EVALSHA", "EVAL"], redis_commands
+    assert (await client.get(READS[0], headers=device.headers)).status_code == 200
+    limited = await client.get(READS[0], headers=device.headers)
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["error"]["code"] == "rate_limited", limited.text
+
+
+def test_the_surge_routes_solve_one_dependency(app):
+    """The unread count and the list take the session, the policy and the reader as one
+    dependency (api/routers/inbox.py ``InboxReading``): FastAPI's work per dependency counts."""
+    routes = {
+        context.path: context.dependant
+        for context in iter_route_contexts(app.router.routes)
+        if isinstance(context.original_route, APIRoute) and "GET" in (context.methods or ())
+    }
+    for path in ("/v1/inbox/unread-count", "/v1/inbox"):
+        calls = [dependency.call for dependency in routes[path].dependencies]
+        assert len(calls) == 1 and isinstance(calls[0], InboxReading), (path, calls)
+
+
+async def test_registrations_reuse_their_statements(client, redis):
+    """A new device's INSERT and an app start's UPDATE are built once (devices/service.py)."""
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}", "locale": "vi"}
+    inserts, updates = service._insert_statement.cache_info(), service._refresh_statement.cache_info()
+    tokens = [f"fcm-{uuid.uuid4().hex}" for _ in "ab"]
+    created = [await client.post("/v1/devices", json=body | {"token": token}) for token in tokens]
+    assert [response.status_code for response in created] == [201, 201], [r.text for r in created]
+    headers = {"Authorization": f"Bearer {created[0].json()['device_credential']}"}
+    for locale in ("en", "vi"):  # each a change: one UPDATE each
+        changed = body | {"token": tokens[0], "locale": locale}
+        refreshed = await client.post("/v1/devices", json=changed, headers=headers)
+        assert refreshed.status_code == 200 and refreshed.json()["locale"] == locale, refreshed.text
+    assert service._insert_statement.cache_info().hits >= inserts.hits + 1
+    assert service._refresh_statement.cache_info().hits >= updates.hits + 1
+    assert (
+        service._insert_statement.cache_info().currsize
+        == service._refresh_statement.cache_info().currsize
+        == 1
+    )
