@@ -160,31 +160,25 @@ def _parse(spec: str) -> RateLimitItem:
 _SHA = hashlib.sha1(_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by their SHA-1)
 
 
-def _packed(*parts: str | int) -> bytes:
-    """One command in Redis's protocol (RESP): an array of bulk strings."""
-    encoded = [str(part).encode() for part in parts]
-    return b"".join([b"*%d\r\n" % len(encoded), *(b"$%d\r\n%s\r\n" % (len(e), e) for e in encoded)])
-
-
 async def _run_script(redis: Redis, keys: list[str], args: list[int]) -> list[int]:
-    """The script by ``EVALSHA`` on a connection of the client's pool, its command packed here.
-    Every request of the API runs this, and redis-py's general path (a command's arguments
-    encoded one by one, its retry and response-callback layers, the script object) cost about as
-    much API CPU as the round trip: the pool still hands out a connection checked to be ready
-    (and connected, through Sentinel or TLS as configured), and a failed or cancelled read still
-    drops the connection (redis-py's ``read_response``). If Redis lost the script (a restart, a
+    """The script by ``EVALSHA`` on a connection of the client's pool, packed by the connection
+    (redis-py's own RESP packer) and sent without the client's command path. Every request of
+    the API runs this, and redis-py's general path (its retry and response-callback layers, the
+    script object) cost about as much API CPU as the round trip: the pool still hands out a
+    connection checked to be ready (and connected, through Sentinel or TLS as configured), and a
+    failed or cancelled read still drops the connection (redis-py's ``read_response``). If Redis lost the script (a restart, a
     ``SCRIPT FLUSH``), ``EVAL`` runs it from its text and caches it again."""
     pool = redis.connection_pool
     connection = await pool.get_connection()
     try:
         await connection.send_packed_command(
-            _packed("EVALSHA", _SHA, len(keys), *keys, *args), check_health=False
+            connection.pack_command("EVALSHA", _SHA, len(keys), *keys, *args), check_health=False
         )
         try:
             reply: list[int] = await connection.read_response()
         except NoScriptError:
             await connection.send_packed_command(
-                _packed("EVAL", _LUA, len(keys), *keys, *args), check_health=False
+                connection.pack_command("EVAL", _LUA, len(keys), *keys, *args), check_health=False
             )
             reply = await connection.read_response()
         return reply
