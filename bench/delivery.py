@@ -34,6 +34,10 @@ from bench import profiling, support
 from bench.baseline import BODY, TITLE, Figures, raw_baseline
 from bench.delivery_report import report
 
+# Two send batches per worker: enough requests at once to open every provider connection a
+# worker may hold (250 FCM connections; a batch has two chunks of 125 at the provider).
+WARM_DEVICES = 2_000
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__.split("\n")[0])
@@ -181,6 +185,21 @@ async def wait_for_idle(workers: list[int]) -> None:
         previous = current
 
 
+async def warm_up(conn: asyncpg.Connection, principal: Any, workers: list[int]) -> None:
+    """Right before a measured phase, as the raw processes warm up right before theirs: a push to
+    the phase's first WARM_DEVICES live devices, so that the workers' provider connections are
+    open and their TLS handshakes done. Without it the phase paid them (the warm-up push at the
+    start opened about 100 FCM connections of the 250 a worker may hold, and those idle longer
+    than aiohttp's 15 s keep-alive while the raw baseline runs): 4-8 % of the worker's samples in
+    an FCM phase of 14,000-28,000 deliveries, none of it on the raw side (docs/benchmarks.md)."""
+    rows = await conn.fetch(
+        "SELECT id FROM devices WHERE invalidated_at IS NULL ORDER BY id LIMIT $1", WARM_DEVICES
+    )
+    warm_id = await send_notification(principal, {"devices": [str(row["id"]) for row in rows]})
+    await support.wait_until_completed(conn, warm_id, timeout_seconds=120)
+    await wait_for_idle(workers)
+
+
 async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> None:
     conn = await support.fresh_database(
         pg=args.pg, superuser=args.pg_superuser, name=args.database, redis_url=args.redis_url
@@ -219,6 +238,7 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> No
                 fcm_share=args.fcm_share,
             )
             print(f"raw {name}: {raw[name].messages:,} in {raw[name].seconds:.1f} s", flush=True)
+            await warm_up(conn, principal, pids)
             pipeline[name] = await pipeline_phase(name, conn, principal, pids, emulator.pid, args)
             print(f"{name}: {pipeline[name].messages:,} in {pipeline[name].seconds:.1f} s", flush=True)
         rss = [support.peak_rss_mb(pid) for pid in pids]

@@ -96,3 +96,19 @@ async def test_a_batch_of_four_chunks_takes_few_round_trips(
     assert not [s for s in statements if s.startswith("SELECT notifications.status")], statements
     # claim 1, badges 2 × 2 (the notification, the devices), records 4, settle 1.
     assert len(statements) == 10, statements
+
+
+async def test_a_fan_out_page_is_a_read_and_a_write(client, round_trips, monkeypatch):
+    # Three pages of 40 devices and an empty last one. Once per slice the notification is read
+    # (and its sender's unit); then each page is its audience read and one write, which locks
+    # the notification row for that statement only (no BEGIN ... COMMIT around the page: the
+    # chunks' records, which update the same row, used to wait for the whole transaction).
+    monkeypatch.setattr(fanout, "PAGE_SIZE", 40)
+    await register_devices([("fcm", f"fcm-{i}-{uuid.uuid4().hex}", LOCALES[i % 6]) for i in range(120)])
+    notification_id = uuid.UUID(await broadcast(client, await central_sender(client)))
+    round_trips.clear()
+    assert await fanout.fan_out(notification_id=notification_id) == 4
+    statements = [s for s in round_trips if not s.startswith(_INTROSPECTION)]
+    assert not [s for s in statements if s.startswith(("BEGIN", "COMMIT"))], statements
+    assert sum(s.startswith("WITH planned AS") for s in statements) == 4, statements
+    assert len(statements) == 2 + 4 * 2, statements
