@@ -166,8 +166,9 @@ async def _run_script(redis: Redis, keys: list[str], args: list[int]) -> list[in
     the API runs this, and redis-py's general path (its retry and response-callback layers, the
     script object) cost about as much API CPU as the round trip: the pool still hands out a
     connection checked to be ready (and connected, through Sentinel or TLS as configured), and a
-    failed or cancelled read still drops the connection (redis-py's ``read_response``). If Redis lost the script (a restart, a
-    ``SCRIPT FLUSH``), ``EVAL`` runs it from its text and caches it again."""
+    failed or cancelled read still drops the connection (redis-py's ``read_response``). If Redis
+    lost the script (a restart, a ``SCRIPT FLUSH``), ``EVAL`` runs it from its text and caches it
+    again."""
     pool = redis.connection_pool
     connection = await pool.get_connection()
     try:
