@@ -16,7 +16,9 @@ worker whose event loop was busy with the broadcast. So each worker process also
   another claim was queued for still has a job to claim it.
 
 The lane's batch is sent, recorded, settled and cancelled exactly as the send slots' batches are
-(``delivery.send_claimed``).
+(``delivery.send_claimed``). An urgent worker (workers/roles.py) sends first pages on its lane
+only, queueing announced pages for it; while one is alive the other workers leave announced pages
+to it (notifications/urgent_role.py).
 """
 
 from __future__ import annotations

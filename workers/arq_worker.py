@@ -1,5 +1,7 @@
 """arq's Worker with three changes: its polling skips the ids of jobs already running, it starts
-new work ahead of a broadcast's backlog, and the process outlives a Redis outage.
+new work ahead of a broadcast's backlog, and the process outlives a Redis outage. And the urgent
+worker (``UrgentWorker``, workers/roles.py), which starts only latency-critical jobs, and to which
+the ordinary workers leave them for a hand-over while it is alive.
 
 Every poll (50 ms, workers/settings.py) arq reads up to 100 due job ids from the queue and, for
 each, WATCHes its in-progress key and reads it and the job's score: three Redis round trips per
