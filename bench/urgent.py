@@ -256,18 +256,24 @@ def cpu_of(processes: list[Any]) -> float:
 
 
 async def measure(
-    args: argparse.Namespace, conn: asyncpg.Connection, control: str, ordinary: list[Any], urgent: list[Any]
+    args: argparse.Namespace,
+    conn: asyncpg.Connection,
+    control: str,
+    ordinary: list[Any],
+    urgent: list[Any],
+    emulator: list[Any],
 ) -> None:
     approver = await sign_in_as_system_admin()
     author = await make_author(approver)
     task_id = await add_urgent_audiences(conn, approver.unit_id)
     news_ms: list[float] = []
+    approval_ms: list[float] = []  # the approval's transaction, commit and enqueue, in this process
     reminder_ms: list[float] = []
     async with aiohttp.ClientSession() as http:
         # Warm-up while idle: connections, provider clients, query plans.
         await approve(approver, await submitted(author, -1, {"sections": [SECTION]}))
         await asyncio.sleep(1.0)
-        cpu_before = (cpu_of(ordinary), cpu_of(urgent), support.postgres_cpu_seconds())
+        cpu_before = (cpu_of(ordinary), cpu_of(urgent), cpu_of(emulator), support.postgres_cpu_seconds())
         broadcast_started = time.time()
         broadcast = await approve(approver, await submitted(author, 0, {"all_readers": True}))
         await asyncio.sleep(args.warm_up)
@@ -276,30 +282,31 @@ async def measure(
             item = await submitted(author, index, {"sections": [SECTION]})
             started = time.time()
             notification_id = await approve(approver, item)
+            approved = time.time()
             first = await first_of(http, conn, control, notification_id, started)
             queued = await reminder_sweep(task_id, index, args.reminder_priority)
             pushed = await first_reminder(http, conn, control, index, queued)
             status, sent = await broadcast_state(conn, broadcast)
             during = status == "sending"
             print(
-                f"  {index:2d}: approve → first request {(first - started) * 1000:6.0f} ms, "
+                f"  {index:2d}: approve → first request {(first - started) * 1000:6.0f} ms "
+                f"(approval {(approved - started) * 1000:4.0f} ms), "
                 f"sweep → push {(pushed - queued) * 1000:6.0f} ms; broadcast {status} {sent:,} sent"
                 f"{'' if during else ' (not counted)'}",
                 flush=True,
             )
             if during:
                 news_ms.append((first - started) * 1000)
+                approval_ms.append((approved - started) * 1000)
                 reminder_ms.append((pushed - queued) * 1000)
             if not during:
                 break  # the broadcast is over: nothing more to measure
             await asyncio.sleep(max(0.0, args.every - (time.time() - tick)))
         final = await support.wait_until_completed(conn, broadcast, timeout_seconds=3600)
         took = time.time() - broadcast_started
-        cpu_ordinary, cpu_urgent, cpu_postgres = (
-            after - before
-            for after, before in zip(
-                (cpu_of(ordinary), cpu_of(urgent), support.postgres_cpu_seconds()), cpu_before, strict=True
-            )
+        cpu_after = (cpu_of(ordinary), cpu_of(urgent), cpu_of(emulator), support.postgres_cpu_seconds())
+        cpu_ordinary, cpu_urgent, cpu_emulator, cpu_postgres = (
+            after - before for after, before in zip(cpu_after, cpu_before, strict=True)
         )
     print(
         f"broadcast: {final['sent']:,} sent of {final['targeted']:,} in {took:.1f} s "
@@ -310,9 +317,10 @@ async def measure(
         f"CPU during the broadcast: ordinary workers {cpu_ordinary:.1f} s "
         f"({cpu_ordinary / sent * 1000:.3f} ms per delivery), urgent workers {cpu_urgent:.1f} s "
         f"({cpu_urgent / max(1, len(news_ms)) * 1000:.0f} ms per item and reminder), "
-        f"PostgreSQL (all of the machine's) {cpu_postgres:.1f} s"
+        f"emulator {cpu_emulator:.1f} s, PostgreSQL (all of the machine's) {cpu_postgres:.1f} s"
     )
     summary(f"approve → first provider request during the broadcast ({SECTION_DEVICES} devices)", news_ms)
+    summary("of which the approval (transaction, commit, enqueue; in the bench's process)", approval_ms)
     summary(f"sweep queued → reminder pushed ({args.reminder_priority})", reminder_ms)
     print(
         f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.workers} ordinary high "
@@ -347,7 +355,7 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> No
         ordinary, urgent = start_workers(args)
         workers = ordinary + urgent
         await wait_for_idle([worker.pid for worker in workers])
-        await measure(args, conn, control, ordinary, urgent)
+        await measure(args, conn, control, ordinary, urgent, [emulator.process])
     finally:
         support.stop(workers)
         await conn.close()
