@@ -139,6 +139,7 @@ async def test_a_new_push_goes_out_while_the_ordinary_worker_is_stuck_in_a_broad
         await wait_for(sending, timeout=120, what="the broadcast's first batch")
         ordinary.send_signal(signal.SIGSTOP)
         stopped = True
+        await asyncio.sleep(1.0)  # a statement it had sent is still carried out by PostgreSQL
         sent_while_stopped = (await counts(owner_engine, big)).get("sent", 0)
         urgent, _ = await _urgent_push(client, headers, urgent_devices)
         # On the code before the urgent worker this waits until the ordinary worker runs again.
