@@ -4,9 +4,10 @@
 
 A fresh database (`chuong_bench_urgent`) with N live portal devices (70 % FCM / 30 % APNs), 20
 more that follow the section `khan-cap`, and one tracking-app device of a user who is
-responsible for a task. `--workers` `chuong worker --queue high` processes and one
-`chuong worker --queue bulk` (as `make run` starts them), an emulator process that records the
-messages and answers after `--latency-ms`.
+responsible for a task. `--workers` `chuong worker --queue high` processes, `--urgent-workers`
+`chuong worker --queue high --urgent-only` and one `chuong worker --queue bulk` (as `make run`
+starts them; `--nice-ordinary N` starts the ordinary ones under `nice -n N`), an emulator process
+that records the messages and answers after `--latency-ms`.
 
 First a breaking-news item to every reader is approved (the broadcast). Once it is sending, every
 `--every` seconds:
@@ -17,7 +18,7 @@ First a breaking-news item to every reader is approved (the broadcast). Once it 
   the minute's cron does): the clock starts at the queueing, stops at the emulator's first
   message to the tracking device after it.
 Prints p50 / p95 / max of both, and how far the broadcast was when each was measured: only
-samples taken while it was still sending count.
+samples taken while it was still sending count; then the CPU each kind of process used.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.urgent", description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=200_000, help="the broadcast's audience")
     parser.add_argument("--workers", type=int, default=2, help="`chuong worker --queue high` processes")
+    parser.add_argument(
+        "--urgent-workers", type=int, default=1, help="`chuong worker --queue high --urgent-only` processes"
+    )
+    parser.add_argument(
+        "--nice-ordinary", type=int, default=0, help="start the ordinary workers under `nice -n N`"
+    )
     parser.add_argument("--latency-ms", type=float, default=40.0, help="the emulator's answer delay")
     parser.add_argument("--runs", type=int, default=20, help="urgent items (and reminders) timed")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between two urgent items")
@@ -202,7 +209,10 @@ async def reminder_sweep(task_id: uuid.UUID, index: int, priority: str) -> float
         *(f"{result_key_prefix}tracking-send:{m}:{n}" for m in (minute, minute + 1) for n in range(4))
     )
     queued = time.time()
-    await enqueue([DeferredJob(JobName.TRACKING_SWEEP, (), job_id=f"bench-sweep:{index}", queue=HIGH_QUEUE)])
+    # Under the id arq gives the minute's cron (`cron:<function>:<ms>`), so that the workers treat
+    # it as they treat the cron (an urgent worker takes it, workers/roles.py).
+    job_id = f"cron:{JobName.TRACKING_SWEEP.value}:{int(queued * 1000)}"
+    await enqueue([DeferredJob(JobName.TRACKING_SWEEP, (), job_id=job_id, queue=HIGH_QUEUE)])
     return queued
 
 
@@ -241,16 +251,50 @@ def summary(name: str, values: list[float]) -> None:
     )
 
 
-async def measure(args: argparse.Namespace, conn: asyncpg.Connection, control: str) -> None:
+def cpu_of(processes: list[Any]) -> float:
+    return sum(support.cpu_seconds(process.pid) for process in processes)
+
+
+def backends_cpu(database: str) -> dict[int, float]:
+    """CPU so far of each PostgreSQL backend connected to ``database`` (its title names it): the
+    machine's other databases, and backends that ended, left out."""
+    seen: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if title.startswith("postgres: ") and f" {database} " in title:
+                seen[int(entry.name)] = support.cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return seen
+
+
+def backends_cpu_since(database: str, before: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in backends_cpu(database).items())
+
+
+async def measure(
+    args: argparse.Namespace,
+    conn: asyncpg.Connection,
+    control: str,
+    ordinary: list[Any],
+    urgent: list[Any],
+    emulator: list[Any],
+) -> None:
     approver = await sign_in_as_system_admin()
     author = await make_author(approver)
     task_id = await add_urgent_audiences(conn, approver.unit_id)
     news_ms: list[float] = []
+    approval_ms: list[float] = []  # the approval's transaction, commit and enqueue, in this process
     reminder_ms: list[float] = []
     async with aiohttp.ClientSession() as http:
         # Warm-up while idle: connections, provider clients, query plans.
         await approve(approver, await submitted(author, -1, {"sections": [SECTION]}))
         await asyncio.sleep(1.0)
+        cpu_before = (cpu_of(ordinary), cpu_of(urgent), cpu_of(emulator))
+        backends_before = backends_cpu(args.database)
         broadcast_started = time.time()
         broadcast = await approve(approver, await submitted(author, 0, {"all_readers": True}))
         await asyncio.sleep(args.warm_up)
@@ -259,32 +303,65 @@ async def measure(args: argparse.Namespace, conn: asyncpg.Connection, control: s
             item = await submitted(author, index, {"sections": [SECTION]})
             started = time.time()
             notification_id = await approve(approver, item)
+            approved = time.time()
             first = await first_of(http, conn, control, notification_id, started)
             queued = await reminder_sweep(task_id, index, args.reminder_priority)
             pushed = await first_reminder(http, conn, control, index, queued)
             status, sent = await broadcast_state(conn, broadcast)
             during = status == "sending"
             print(
-                f"  {index:2d}: approve → first request {(first - started) * 1000:6.0f} ms, "
+                f"  {index:2d}: approve → first request {(first - started) * 1000:6.0f} ms "
+                f"(approval {(approved - started) * 1000:4.0f} ms), "
                 f"sweep → push {(pushed - queued) * 1000:6.0f} ms; broadcast {status} {sent:,} sent"
                 f"{'' if during else ' (not counted)'}",
                 flush=True,
             )
             if during:
                 news_ms.append((first - started) * 1000)
+                approval_ms.append((approved - started) * 1000)
                 reminder_ms.append((pushed - queued) * 1000)
             if not during:
                 break  # the broadcast is over: nothing more to measure
             await asyncio.sleep(max(0.0, args.every - (time.time() - tick)))
         final = await support.wait_until_completed(conn, broadcast, timeout_seconds=3600)
         took = time.time() - broadcast_started
+        cpu_after = (cpu_of(ordinary), cpu_of(urgent), cpu_of(emulator))
+        cpu_ordinary, cpu_urgent, cpu_emulator = (
+            after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+        )
+        cpu_postgres = backends_cpu_since(args.database, backends_before)
     print(
         f"broadcast: {final['sent']:,} sent of {final['targeted']:,} in {took:.1f} s "
         f"({final['sent'] / took:,.0f}/s, urgent items included)"
     )
+    sent = max(1, int(final["sent"]))
+    print(
+        f"CPU during the broadcast: ordinary workers {cpu_ordinary:.1f} s "
+        f"({cpu_ordinary / sent * 1000:.3f} ms per delivery), urgent workers {cpu_urgent:.1f} s "
+        f"({cpu_urgent / max(1, len(news_ms)) * 1000:.0f} ms per item and reminder), "
+        f"emulator {cpu_emulator:.1f} s, PostgreSQL backends of the database {cpu_postgres:.1f} s"
+    )
     summary(f"approve → first provider request during the broadcast ({SECTION_DEVICES} devices)", news_ms)
+    summary("of which the approval (transaction, commit, enqueue; in the bench's process)", approval_ms)
     summary(f"sweep queued → reminder pushed ({args.reminder_priority})", reminder_ms)
-    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.workers} ordinary high "
+        f"workers, {args.urgent_workers} urgent, ordinary nice {args.nice_ordinary}"
+    )
+
+
+def start_workers(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """The ordinary workers (`--workers` on the high queue and one on the bulk queue, under
+    `nice -n --nice-ordinary` if given) and the urgent ones."""
+    nice = ["nice", "-n", str(args.nice_ordinary)] if args.nice_ordinary else []
+    worker = [sys.executable, "-m", "cli", "worker"]
+
+    def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, cwd=support.ROOT, env=dict(os.environ))  # noqa: S603 - our own CLI
+
+    ordinary = [start([*nice, *worker, "--queue", queue]) for queue in ["high"] * args.workers + ["bulk"]]
+    urgent = [start([*worker, "--queue", "high", "--urgent-only"]) for _ in range(args.urgent_workers)]
+    return ordinary, urgent
 
 
 async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> None:
@@ -297,11 +374,10 @@ async def run(args: argparse.Namespace, emulator: support.EmulatorProcess) -> No
         print(f"registered {counts}", flush=True)
         control = str(emulator.addresses["control_url"])
         await support.set_provider_latency(control, args.latency_ms)
-        workers = support.start_workers(args.workers, dict(os.environ))
-        bulk = [sys.executable, "-m", "cli", "worker", "--queue", "bulk"]
-        workers.append(subprocess.Popen(bulk, cwd=support.ROOT, env=dict(os.environ)))  # noqa: S603, ASYNC220
+        ordinary, urgent = start_workers(args)
+        workers = ordinary + urgent
         await wait_for_idle([worker.pid for worker in workers])
-        await measure(args, conn, control)
+        await measure(args, conn, control, ordinary, urgent, [emulator.process])
     finally:
         support.stop(workers)
         await conn.close()

@@ -129,13 +129,25 @@ def worker(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 0 if a worker of the queue is alive (container healthcheck)")
     ] = False,
+    urgent_only: Annotated[
+        bool,
+        typer.Option(
+            "--urgent-only",
+            help="Only the queue's latency-critical work (first pages, the tracking sweep and sender, "
+            "news releases), never a broadcast's batches; optional, beside the ordinary workers "
+            "(docs/delivery.md 'The urgent worker')",
+        ),
+    ] = False,
 ) -> None:
     """Run a background worker (arq) on one queue."""
     from core.jobs import BULK_QUEUE, HIGH_QUEUE
+    from workers.roles import urgent_health_key
 
     queues = {"high": HIGH_QUEUE, "bulk": BULK_QUEUE}
     if queue not in queues:
         raise typer.BadParameter("queue must be high or bulk")
+    # The urgent worker's health record is its own: the other workers read it as its sign of life.
+    health_key = urgent_health_key(queues[queue]) if urgent_only else None
     if check:
         # arq's own health record: each worker rewrites it every health_check_interval seconds
         # (workers/settings.py) with an expiry just past that, so it is gone once none is alive.
@@ -143,14 +155,23 @@ def worker(
 
         from workers.queue import redis_settings
 
-        raise typer.Exit(asyncio.run(async_check_health(redis_settings(), queue_name=queues[queue])))
+        raise typer.Exit(
+            asyncio.run(async_check_health(redis_settings(), health_key, queue_name=queues[queue]))
+        )
     _refuse_unsafe_production()
-    from workers.arq_worker import run_worker
-    from workers.context import QUEUE_KEY
-    from workers.settings import WorkerSettings
+    from workers.arq_worker import PollingWorker, UrgentWorker, run_worker
+    from workers.context import QUEUE_KEY, URGENT_KEY
+    from workers.settings import UrgentWorkerSettings, WorkerSettings
 
     # The queue in arq's ctx: the worker's metrics say which queue it serves (chuong_worker_info).
-    run_worker(WorkerSettings, burst=burst, queue_name=queues[queue], ctx={QUEUE_KEY: queue})
+    run_worker(
+        UrgentWorkerSettings if urgent_only else WorkerSettings,
+        worker_class=UrgentWorker if urgent_only else PollingWorker,
+        burst=burst,
+        queue_name=queues[queue],
+        health_check_key=health_key,
+        ctx={QUEUE_KEY: queue, URGENT_KEY: urgent_only},
+    )
 
 
 @admin_app.command("create")

@@ -47,6 +47,12 @@ FAN_OUT_MORE_PREFIX = "fanout-next:"
 # on the worker's first-page lane, beside the batch the worker is starting
 # (notifications/first_page_lane.py; docs/delivery.md "Urgent before bulk").
 FIRST_PAGE_PREFIX = "first:"
+# A new notification's fan-out (its first slice), a scheduled news item's release and the tracking
+# sender: latency-critical like a first page, which the urgent worker role starts
+# (workers/roles.py), never backlog.
+FAN_OUT_PREFIX = "fanout:"
+NEWS_RELEASE_PREFIX = "news-release:"
+TRACKING_SEND_PREFIX = "tracking-send:"
 
 
 def is_send_job(job_id: str) -> bool:

@@ -25,7 +25,7 @@ from auth.roles import Permission
 from auth.step_up import require_fresh_step_up
 from core.db import utcnow
 from core.errors import Conflict, Forbidden
-from core.jobs import HIGH_QUEUE, JobName, defer
+from core.jobs import HIGH_QUEUE, NEWS_RELEASE_PREFIX, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
 from news.models import NewsItem
 from news.service import load, notification_audience, push_content, validate
@@ -122,7 +122,7 @@ async def approve(
             session,
             JobName.NEWS_RELEASE,
             str(item.id),
-            job_id=f"news-release:{item.id}:{int(item.send_at.timestamp())}",
+            job_id=f"{NEWS_RELEASE_PREFIX}{item.id}:{int(item.send_at.timestamp())}",
             queue=HIGH_QUEUE,
             defer_until=item.send_at,
         )

@@ -28,7 +28,7 @@ from core.db_retry import rewrite_while_transient
 from core.jobs import JobName, defer
 from core.logging import get_logger
 from devices import apps
-from notifications import breaker, cancellation, dispatch, metrics, outbox
+from notifications import breaker, cancellation, dispatch, metrics, outbox, urgent_role
 from notifications import service as notifications_service
 from notifications.content import PushSpec
 from notifications.models import Notification
@@ -190,6 +190,7 @@ async def lease_batch(
             priorities=priorities,
             now=now,
             first_only=first_only,
+            leave_first_after=urgent_role.leave_first_after(now),
         )
         if claim is None:
             # Nothing to lease; if that is because the notification outlived its TTL, say so now

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import Unit
 from core.after_commit import committing
 from core.db import autocommitted, utcnow
-from core.jobs import FAN_OUT_MORE_PREFIX, FIRST_PAGE_PREFIX, JobName, defer
+from core.jobs import FAN_OUT_MORE_PREFIX, FAN_OUT_PREFIX, FIRST_PAGE_PREFIX, JobName, defer
 from core.raw_sql import RawStatement
 from devices.locales import DEFAULT_LANGUAGE
 from notifications import first_pages
@@ -111,9 +111,10 @@ _WRITE_PAGE_SQL = RawStatement(
 )
 
 
-async def fan_out(*, notification_id: uuid.UUID) -> int:
-    """Fan out for one slice (``SLICE_PAGES`` pages or ``SLICE_SECONDS``), a write per page,
-    then hand over to a fresh fan-out job. Returns how many pages it wrote.
+async def fan_out(*, notification_id: uuid.UUID, slice_pages: int = SLICE_PAGES) -> int:
+    """Fan out for one slice (``slice_pages`` pages or ``SLICE_SECONDS``), a write per page,
+    then hand over to a fresh fan-out job, which is backlog. Returns how many pages it wrote. (An
+    urgent worker writes one page, the first unless the approval wrote it: workers/roles.py.)
 
     Pages are written by ``_write_page`` (the notification row locked for one statement only);
     what it leaves alone (the first read finds the notification expired, finished, or a recall
@@ -130,7 +131,7 @@ async def fan_out(*, notification_id: uuid.UUID) -> int:
                 plan = None  # from here on, the locking path decides each page
                 more = await fan_out_page(session, notification_id=notification_id, now=now)
             pages += 1
-            if more and (pages >= SLICE_PAGES or time.monotonic() - started > SLICE_SECONDS):
+            if more and (pages >= slice_pages or time.monotonic() - started > SLICE_SECONDS):
                 if plan is not None:
                     cursor, priority = plan.cursor, plan.priority
                 else:
@@ -305,7 +306,7 @@ async def fan_out_page(session: AsyncSession, *, notification_id: uuid.UUID, now
             session,
             JobName.FAN_OUT,
             str(notification.id),
-            job_id=f"fanout:{notification.id}:after:{int(now.timestamp())}",
+            job_id=f"{FAN_OUT_PREFIX}{notification.id}:after:{int(now.timestamp())}",
             queue=queue_for(notification.priority),
             defer_until=now + RECIPIENTS_WAIT,
         )

@@ -16,7 +16,9 @@ worker whose event loop was busy with the broadcast. So each worker process also
   another claim was queued for still has a job to claim it.
 
 The lane's batch is sent, recorded, settled and cancelled exactly as the send slots' batches are
-(``delivery.send_claimed``).
+(``delivery.send_claimed``). An urgent worker (workers/roles.py) sends first pages on its lane
+only, queueing announced pages for it; while one is alive the other workers leave announced pages
+to it (notifications/urgent_role.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from core.db import autocommitted, utcnow
 from core.logging import get_logger
-from notifications import cancellation, delivery, dispatch, outbox
+from notifications import cancellation, delivery, dispatch, outbox, urgent_role
 from notifications import service as notifications_service
 from notifications.first_pages import FirstPage
 from notifications.providers.base import PushProvider
@@ -54,15 +56,22 @@ async def send_first_page(
     badge_source: dispatch.BadgeSource,
     *,
     queue: str | None = None,
+    wait: float = 0.0,
 ) -> dict[str, int] | None:
     """Send a first page (the page of ``nid`` starting at ``low_id``, or a more urgent first
-    page) on this process's lane. None when the lane is busy or no first page is due. With the
-    page's ``queue`` known (an announcement), the claim does not wait for the push's content to
-    be read: both go at once."""
+    page) on this process's lane. None when the lane stays busy for ``wait`` seconds or no first
+    page is due. With the page's ``queue`` known (an announcement), the claim does not wait for
+    the push's content to be read: both go at once."""
     lane = _lane()
-    if lane.locked():
+    if lane.locked() and wait <= 0:
         return None  # a burst of first pages: the rest go through the send slots as before
-    async with lane:
+    try:
+        # An urgent worker has no send slots to fall back on: its announced pages queue for the
+        # lane, up to the hand-over after which the other workers take them (urgent_role.py).
+        await asyncio.wait_for(lane.acquire(), wait if lane.locked() else None)
+    except TimeoutError:
+        return None
+    try:
         with delivery.bulk_yields() as all_started:
             await cancellation.listening()
             if queue is None:
@@ -78,14 +87,23 @@ async def send_first_page(
             if claim is None:
                 return None
             return await delivery.send_claimed(claim, providers, badge_source, all_started, yields=False)
+    finally:
+        lane.release()
 
 
 async def _lease(nid: uuid.UUID, low_id: int, priorities: Sequence[str]) -> outbox.Claim | None:
     """An announced page's claim: one statement, atomic by itself, so without the BEGIN and
     COMMIT round trips. Finding nothing it leaves the TTL check to the page's job."""
     async with autocommitted() as session:
+        now = utcnow()
         return await outbox.claim_most_urgent(
-            session, notification_id=nid, low_id=low_id, priorities=priorities, now=utcnow(), first_only=True
+            session,
+            notification_id=nid,
+            low_id=low_id,
+            priorities=priorities,
+            now=now,
+            first_only=True,
+            leave_first_after=urgent_role.leave_first_after(now),
         )
 
 
@@ -95,17 +113,23 @@ async def send_announced(
     queue: str,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
+    wait_for_lane: float = 0.0,
 ) -> None:
     """A first page announced on notifications/first_pages.py's channel: sent on the lane if the
-    page is of this worker's ``queue``, the lane is free and the page still due; otherwise left
-    to its send job. Never through the send slots: this is a wake-up, not a job of the page."""
+    page is of this worker's ``queue``, the lane is free (or frees within ``wait_for_lane``
+    seconds: an urgent worker's) and the page still due; otherwise left to its send job. Never
+    through the send slots: this is a wake-up, not a job of the page."""
     if page.queue != queue:
         return  # the other queue's workers send it
+    if urgent_role.defers():
+        return  # an urgent worker of this queue is alive: the page is its (urgent_role.py)
     task = asyncio.current_task()
     assert task is not None
     _ANNOUNCED.add(task)
     try:
-        await send_first_page(page.notification_id, page.low_id, providers, badge_source, queue=queue)
+        await send_first_page(
+            page.notification_id, page.low_id, providers, badge_source, queue=queue, wait=wait_for_lane
+        )
     except Exception as exc:  # the page's job sends it (after the lease, if this one held it)
         log.warning("first_page_send_failed", notification_id=str(page.notification_id), error=repr(exc))
     finally:

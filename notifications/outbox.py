@@ -100,6 +100,9 @@ def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
     # by page, and a broadcast's pages in order.
     # ``first_only``: the first-page lane (delivery.py) claims nothing but first pages, so what a
     # worker holds beside the batch it is starting is one first page at most.
+    # ``leave_first_after``: while an urgent worker serves the queue (notifications/urgent_role.py)
+    # another notification's first page written after it is left to that worker; NULL leaves
+    # nothing (compared with 'infinity', so the condition is false rather than NULL).
     own = "notification_id = :nid AND low_id = :low" if ranged else "notification_id = :nid"
     mine = "b.notification_id = :nid AND b.low_id = :low" if ranged else "b.notification_id = :nid"
     first = """NOT EXISTS (SELECT 1 FROM delivery_batches AS e
@@ -121,6 +124,8 @@ def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
               AND n.priority = ANY(CAST(:priorities AS text[]))
               AND n.status NOT IN ('completed', 'expired', 'cancelled') AND n.expires_at > :now
               {only_first}
+              AND NOT (b.created_at > coalesce(CAST(:leave_first_after AS timestamptz), 'infinity')
+                       AND NOT ({mine}) AND {first})
             ORDER BY n.priority = 'emergency' DESC,
                      {first} DESC,
                      ({mine}) DESC,
@@ -166,12 +171,14 @@ async def claim_most_urgent(
     priorities: Sequence[str],
     now: dt.datetime,
     first_only: bool = False,
+    leave_first_after: dt.datetime | None = None,
 ) -> Claim | None:
     """Lease a due batch and read its due rows: the job's own (the page of ``notification_id``
     starting at ``low_id`` or, without one, its most overdue), unless a more urgent one of a
     live notification of ``priorities`` is due (``_claim_most_urgent_sql``). None when neither
     is due and free. ``first_only`` (with a ``low_id``): a notification's first page or nothing,
-    the job's own first."""
+    the job's own first. ``leave_first_after``: other notifications' first pages written after
+    it are not taken (they are an urgent worker's, notifications/urgent_role.py)."""
     if first_only and low_id is None:
         raise ValueError("the first-page lane claims a page: low_id is required")
     params: dict[str, object] = {
@@ -180,6 +187,7 @@ async def claim_most_urgent(
         "now": now,
         "until": now + lease(),
         "window": WINDOW,
+        "leave_first_after": leave_first_after,
     }
     if low_id is not None:
         params["low"] = low_id

@@ -21,7 +21,7 @@ from auth.principal import Principal
 from core.after_commit import call_after_commit
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from core.jobs import BULK_QUEUE, HIGH_QUEUE, JobName, defer
+from core.jobs import BULK_QUEUE, FAN_OUT_PREFIX, HIGH_QUEUE, JobName, defer
 from devices import apps
 from notifications import cancellation, on_created, outbox
 from notifications.content import PushContent, PushSpec
@@ -250,7 +250,7 @@ async def create_prepared_many(session: AsyncSession, items: Sequence[Prepared])
             session,
             JobName.FAN_OUT,
             str(notification.id),
-            job_id=f"fanout:{notification.id}",
+            job_id=f"{FAN_OUT_PREFIX}{notification.id}",
             queue=queue_for(item.content.priority),
         )
     # In-app inbox (inbox/fanout.py, registered at start-up): announce broadcasts, queue

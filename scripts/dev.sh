@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Development entry point behind `make run` and `make test` (and .ci/run).
 #   scripts/dev.sh setup   venv + dependencies + local PostgreSQL/Redis + database + migrations
-#   scripts/dev.sh run     setup, then API + worker + FCM/APNs emulator in the foreground
+#   scripts/dev.sh run     setup, then API + workers (one urgent) + FCM/APNs emulator in the foreground
 #   scripts/dev.sh test    setup of the venv and services, then ruff, mypy and pytest (in parallel:
 #                          CHUONG_TEST_WORKERS, default 4; 0 runs it serially)
 set -euo pipefail
@@ -127,9 +127,14 @@ cmd_run() {
   [ -f .run/emulator/apns-key.p8 ] || { echo "the emulator did not start" >&2; exit 1; }
   # A broadcast's send batches are shared by every worker of its queue and a worker is one
   # process (one core): one high-queue worker per core by default (docs/delivery.md).
+  # Beside them an urgent worker: only first pages, the tracking sweep and sender and news
+  # releases, never a broadcast's batches, so a breaking-news item does not wait in an event loop
+  # saturated by a broadcast (docs/delivery.md "The urgent worker"; CHUONG_URGENT_WORKERS=0: none).
   local high_workers="${CHUONG_HIGH_WORKERS:-$(nproc)}"
-  log "starting the workers ($high_workers on the high queue, 1 on the bulk queue)"
+  local urgent_workers="${CHUONG_URGENT_WORKERS:-1}"
+  log "starting the workers ($high_workers on the high queue, $urgent_workers urgent, 1 on the bulk queue)"
   for _ in $(seq "$high_workers"); do "$VENV/bin/chuong" worker --queue high & pids+=($!); done
+  for _ in $(seq "$urgent_workers"); do "$VENV/bin/chuong" worker --queue high --urgent-only & pids+=($!); done
   "$VENV/bin/chuong" worker --queue bulk & pids+=($!)
   log "API on http://127.0.0.1:8000 (OpenAPI: /docs). First account: .venv/bin/chuong admin create"
   # In the background too, so that a Ctrl-C while it is still importing stops it through the trap

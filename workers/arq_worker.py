@@ -1,5 +1,7 @@
 """arq's Worker with three changes: its polling skips the ids of jobs already running, it starts
-new work ahead of a broadcast's backlog, and the process outlives a Redis outage.
+new work ahead of a broadcast's backlog, and the process outlives a Redis outage. And the urgent
+worker (``UrgentWorker``, workers/roles.py), which starts only latency-critical jobs, and to which
+the ordinary workers leave them for a hand-over while it is alive.
 
 Every poll (50 ms, workers/settings.py) arq reads up to 100 due job ids from the queue and, for
 each, WATCHes its in-progress key and reads it and the job's score: three Redis round trips per
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from typing import Any
 
 from arq.constants import in_progress_key_prefix
@@ -40,16 +43,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from core.config import get_settings
 from core.jobs import is_backlog_job, is_first_page_job, is_send_job
 from core.logging import get_logger
-from workers.arq_clock import use_service_clock
+from notifications import urgent_role
+from workers.arq_clock import timestamp_ms, use_service_clock
+from workers.roles import URGENT_JOBS_HELD, is_urgent_job, left_to_urgent, urgent_health_key
 
 log = get_logger(__name__)
 
 
 # Backlog ids checked past the room for send jobs, for the ones other workers run.
 _LOOK_PAST = 32
+# How often a worker looks whether an urgent worker of its queue is alive (one EXISTS).
+_PRESENCE_READ_SECONDS = 1.0
 
 
 class PollingWorker(Worker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._presence_read_at: float | None = None  # when _urgent_worker_alive last asked Redis
+
     async def close(self) -> None:
         """arq's ``close`` with the job tasks awaited whatever they ended with. arq gathers the
         tasks its stop signal cancelled without ``return_exceptions``: a job cancelled while arq
@@ -73,7 +84,7 @@ class PollingWorker(Worker):
         would spend three round trips on each, and a job running elsewhere must not use up the
         room for send jobs."""
         ids = [job_id.decode() for job_id in job_ids]
-        ids = [job_id for job_id in ids if job_id not in self.tasks]
+        ids = await self._leave_to_urgent([job_id for job_id in ids if job_id not in self.tasks])
         room = self.send_jobs_held - sum(
             1 for job_id, task in self.tasks.items() if is_send_job(job_id) and not task.done()
         )
@@ -116,6 +127,33 @@ class PollingWorker(Worker):
             started.append(job_id)
         await super().start_jobs([job_id.encode() for job_id in started + taken])
 
+    async def _leave_to_urgent(self, ids: list[str]) -> list[str]:
+        """While an urgent worker of this queue is alive, the urgent jobs it is there for are left
+        to it until they have waited ``urgent_role.HANDOVER_SECONDS`` (workers/roles.py)."""
+        if not await self._urgent_worker_alive():
+            return ids
+        urgent = [job_id for job_id in ids if left_to_urgent(job_id)]
+        if not urgent:
+            return ids
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in urgent:
+                pipe.zscore(self.queue_name, job_id)
+            scores = await pipe.execute()
+        # A job's score is when it became due (arq's clock, the service clock: workers/arq_clock.py).
+        handed_over = timestamp_ms() - urgent_role.HANDOVER_SECONDS * 1000
+        young = {job_id for job_id, score in zip(urgent, scores, strict=True) if (score or 0) > handed_over}
+        return [job_id for job_id in ids if job_id not in young]
+
+    async def _urgent_worker_alive(self) -> bool:
+        """Read at most every ``_PRESENCE_READ_SECONDS``; the process's other paths (announcements,
+        claims) follow what was read (notifications/urgent_role.py)."""
+        now = time.monotonic()
+        if self._presence_read_at is None or now - self._presence_read_at >= _PRESENCE_READ_SECONDS:
+            self._presence_read_at = now
+            alive = bool(await self.pool.exists(urgent_health_key(self.queue_name)))
+            urgent_role.note_presence(present=alive)
+        return urgent_role.defers()
+
     @property
     def send_jobs_held(self) -> int:
         """Send jobs a worker holds at a time: enough to keep its send slots busy (each batch
@@ -134,18 +172,52 @@ class PollingWorker(Worker):
         return 2
 
 
+class UrgentWorker(PollingWorker):
+    """``chuong worker --urgent-only`` (workers/roles.py): starts the urgent jobs of its queue and
+    nothing else; its first pages come as announcements (workers/settings.py)."""
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        ids = [job_id.decode() for job_id in job_ids]
+        ids = [job_id for job_id in ids if is_urgent_job(job_id) and job_id not in self.tasks]
+        if not ids:
+            return
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(in_progress_key_prefix + job_id)
+            running = await pipe.execute()
+        rooms = {
+            prefix: held
+            - sum(1 for job_id, task in self.tasks.items() if job_id.startswith(prefix) and not task.done())
+            for prefix, held in URGENT_JOBS_HELD.items()
+        }
+        started = []
+        for job_id, elsewhere in zip(ids, running, strict=True):
+            if elsewhere:
+                continue
+            bounded = [prefix for prefix in rooms if job_id.startswith(prefix)]
+            if bounded:
+                if rooms[bounded[0]] <= 0:
+                    continue  # the others take it after the hand-over
+                rooms[bounded[0]] -= 1
+            started.append(job_id)
+        await Worker.start_jobs(self, [job_id.encode() for job_id in started])
+
+
 # Pauses before starting again after Redis went away: quick for a blip, then every 10 s.
 RESTART_PAUSES_SECONDS = (1.0, 2.0, 5.0, 10.0)
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def run_worker(settings_cls: type, **kwargs: Any) -> PollingWorker | None:
-    """arq's `run_worker`, making a `PollingWorker`, started again while Redis is unreachable.
-    Returns the worker that ended normally, or None if a stop signal came during a pause."""
+def run_worker(
+    settings_cls: type, *, worker_class: type[PollingWorker] = PollingWorker, **kwargs: Any
+) -> PollingWorker | None:
+    """arq's `run_worker`, making a `PollingWorker` (or an `UrgentWorker`), started again while
+    Redis is unreachable. Returns the worker that ended normally, or None if a stop signal came
+    during a pause."""
     use_service_clock()  # arq's scores and crons on the shared clock (workers/arq_clock.py)
     failures = 0
     while True:
-        worker = PollingWorker(**{**get_kwargs(settings_cls), **kwargs})
+        worker = worker_class(**{**_settings(settings_cls), **kwargs})
         try:
             worker.run()
             return worker
@@ -155,6 +227,16 @@ def run_worker(settings_cls: type, **kwargs: Any) -> PollingWorker | None:
             log.warning("worker_redis_unavailable", error_type=type(exc).__name__, restart_in_seconds=pause)
             if _stopped_during(pause):
                 return None
+
+
+def _settings(settings_cls: type) -> dict[str, Any]:
+    """The Worker's arguments a settings class gives, inherited ones included: arq's ``get_kwargs``
+    reads only the class's own ``__dict__`` (``UrgentWorkerSettings`` inherits from
+    ``WorkerSettings``, workers/settings.py)."""
+    merged: dict[str, Any] = {}
+    for cls in reversed(settings_cls.__mro__):
+        merged.update(get_kwargs(cls))
+    return merged
 
 
 def _stopped_during(seconds: float) -> bool:

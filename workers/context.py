@@ -27,6 +27,8 @@ RESOURCES_KEY = "chuong_worker"
 """The entry of arq's ctx that holds what the worker's start-up built."""
 QUEUE_KEY = "chuong_queue"
 """The queue a worker serves ("high", "bulk"), as `chuong worker --queue` puts it in arq's ctx."""
+URGENT_KEY = "chuong_urgent_only"
+"""True in an urgent worker's ctx (`chuong worker --urgent-only`, workers/roles.py)."""
 
 
 @dataclass(kw_only=True)
@@ -38,6 +40,8 @@ class WorkerResources:
     # builds and closes its own (workers/sms_jobs.py).
     sms_provider: SmsProvider | None = None
     metrics_server: MetricsServer | None = None
+    # An urgent worker (workers/roles.py): its jobs do only the latency-critical part of their work.
+    urgent_only: bool = False
 
 
 def arq_ctx(resources: WorkerResources) -> dict[str, Any]:

@@ -20,7 +20,10 @@ from workers.context import JobContext, job
 
 @job(JobName.FAN_OUT)
 async def fan_out(ctx: JobContext, notification_id: str) -> int:
-    return await fanout.fan_out(notification_id=uuid.UUID(notification_id))
+    # An urgent worker writes one page (a new notification's first) and leaves the rest to the
+    # others as backlog (workers/roles.py).
+    pages = 1 if ctx.worker.urgent_only else fanout.SLICE_PAGES
+    return await fanout.fan_out(notification_id=uuid.UUID(notification_id), slice_pages=pages)
 
 
 @job(JobName.SEND_BATCH)

@@ -30,7 +30,9 @@ log = get_logger(__name__)
 PORTS_TRIED = 32
 
 WORKER_INFO = Gauge(
-    "chuong_worker_info", "1 for each running worker process, labelled with its queue (high, bulk)", ["queue"]
+    "chuong_worker_info",
+    "1 for each running worker process, labelled with its queue (high, bulk) and role (ordinary, urgent)",
+    ["queue", "role"],
 )
 
 
@@ -52,12 +54,14 @@ class MetricsServer:
         await self.runner.cleanup()
 
 
-async def start_metrics_server(settings: Settings, *, queue: str) -> MetricsServer | None:
+async def start_metrics_server(
+    settings: Settings, *, queue: str, role: str = "ordinary"
+) -> MetricsServer | None:
     """Listen on the first free port from ``settings.worker_metrics_port``; None when it is off
     or every port tried was taken (logged: the worker still works, but cannot be watched)."""
     if not settings.worker_metrics_port:
         return None
-    WORKER_INFO.labels(queue).set(1)
+    WORKER_INFO.labels(queue, role).set(1)
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

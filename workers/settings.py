@@ -2,6 +2,8 @@
 
 Two queues: ``high`` (emergency/high-priority pushes and housekeeping) and ``bulk``; run one
 worker per queue (``chuong worker --queue high|bulk``) so bulk traffic never delays urgent pushes.
+An urgent worker (``chuong worker --queue high --urgent-only``, workers/roles.py) runs with
+``UrgentWorkerSettings``: the same jobs, only the urgent crons, its own health record.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from core.logging import configure_logging
 from core.production import ensure_production_ready, log_production_warnings
 from inbox import fanout as inbox_fanout
 from inbox.badges import unread_badges
-from notifications import cancellation, figures, first_page_lane, first_pages
+from notifications import cancellation, figures, first_page_lane, first_pages, urgent_role
 from notifications.on_created import set_on_created
 from notifications.providers.lazy import LazyProviders
 from notifications.providers.registry import build_providers
-from workers.context import QUEUE_KEY, WorkerResources, arq_ctx, resources_of
+from workers.context import QUEUE_KEY, URGENT_KEY, WorkerResources, arq_ctx, resources_of
 from workers.delivery_jobs import fan_out, purge, reconcile, send_batch
 from workers.figures_jobs import measure_figures
 from workers.gc_tuning import tune_for_a_long_lived_process
@@ -34,6 +36,7 @@ from workers.metrics_server import start_metrics_server
 from workers.news_jobs import news_release, news_tick
 from workers.queue import close_pool, enqueue, redis_settings
 from workers.report_jobs import summarize_languages
+from workers.roles import URGENT_CRONS, URGENT_HEALTH_CHECK_SECONDS
 from workers.sms_jobs import sms_fallback
 from workers.tracking_jobs import tracking_send, tracking_sweep
 
@@ -53,11 +56,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     # the same transaction (notifications/on_created.py).
     set_on_created(inbox_fanout.schedule)
     providers = LazyProviders(lambda: build_providers(settings))
-    resources = WorkerResources(providers=providers)
+    urgent_only = bool(ctx.get(URGENT_KEY, False))
+    resources = WorkerResources(providers=providers, urgent_only=urgent_only)
     ctx.update(arq_ctx(resources))  # what the jobs read as their JobContext (workers/context.py)
     # A new notification's first page is announced on Redis as it commits: this worker tries its
     # first-page lane at once instead of at the page's job (notifications/first_pages.py).
     queue = {"high": HIGH_QUEUE, "bulk": BULK_QUEUE}[ctx.get(QUEUE_KEY, "high")]
+    # An urgent worker's pages queue for its lane (it has no send slots to fall back on) until the
+    # other workers take them over (notifications/urgent_role.py).
+    wait_for_lane = urgent_role.HANDOVER_SECONDS if urgent_only else 0.0
 
     async def first_page_written(message: str) -> None:
         page = first_pages.parse(message)
@@ -70,13 +77,19 @@ async def startup(ctx: dict[str, Any]) -> None:
             job_try=1,
         ):
             await first_page_lane.send_announced(
-                page, queue=queue, providers=providers, badge_source=unread_badges
+                page,
+                queue=queue,
+                providers=providers,
+                badge_source=unread_badges,
+                wait_for_lane=wait_for_lane,
             )
 
     cancellation.also_listen(first_pages.CHANNEL, first_page_written)
     await cancellation.listening()
     # Delivery, pacing and SMS counters live in the workers (docs/observability.md).
-    resources.metrics_server = await start_metrics_server(settings, queue=ctx.get(QUEUE_KEY, "high"))
+    resources.metrics_server = await start_metrics_server(
+        settings, queue=ctx.get(QUEUE_KEY, "high"), role="urgent" if urgent_only else "ordinary"
+    )
     # Start-up's objects out of the cyclic collector's way, fewer young collections (workers/gc_tuning.py).
     tune_for_a_long_lived_process()
 
@@ -165,3 +178,14 @@ class WorkerSettings:
     poll_delay = 0.05
     keep_result = 60
     health_check_interval = 30
+
+
+class UrgentWorkerSettings(WorkerSettings):
+    """``chuong worker --urgent-only`` (workers/roles.py, workers/arq_worker.py ``UrgentWorker``):
+    of the crons only the urgent ones (the others are enqueued and run by the other workers); its
+    health record every second, which the other workers read as its sign of life."""
+
+    cron_jobs: ClassVar[list[Any]] = [
+        job for job in WorkerSettings.cron_jobs if job.name in {f"cron:{name.value}" for name in URGENT_CRONS}
+    ]
+    health_check_interval = URGENT_HEALTH_CHECK_SECONDS

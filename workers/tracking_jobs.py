@@ -13,7 +13,7 @@ import time
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import utcnow
-from core.jobs import HIGH_QUEUE, JobName, defer
+from core.jobs import HIGH_QUEUE, TRACKING_SEND_PREFIX, JobName, defer
 from tracking import sender
 from tracking.calendar import load_calendar
 from tracking.rules import get_rules
@@ -35,7 +35,8 @@ async def tracking_sweep(ctx: JobContext) -> dict[str, int]:
         senders = min(MAX_SENDERS, -(-pending // get_settings().tracking_send_chunk))
         minute = int(now.timestamp() // 60)
         for n in range(senders):
-            defer(session, JobName.TRACKING_SEND, job_id=f"tracking-send:{minute}:{n}", queue=HIGH_QUEUE)
+            job_id = f"{TRACKING_SEND_PREFIX}{minute}:{n}"
+            defer(session, JobName.TRACKING_SEND, job_id=job_id, queue=HIGH_QUEUE)
     async with committing() as session:
         digests = await sender.send_digests(session, now=now, calendar=calendar, rules=rules)
     return {

@@ -16,7 +16,7 @@ import yaml
 from core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("api", "worker", "worker-bulk")
+APP_SERVICES = ("api", "worker", "worker-urgent", "worker-bulk")
 
 
 def _compose(name: str) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def test_the_workers_serve_their_metrics_to_the_compose_network() -> None:
     environment = compose["x-app"]["environment"]
     assert environment["CHUONG_WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - the container's own network
     port = str(Settings.model_fields["worker_metrics_port"].default)
-    for name in ("worker", "worker-bulk"):
+    for name in ("worker", "worker-urgent", "worker-bulk"):
         service = compose["services"][name]
         assert service["command"][:2] == ["chuong", "worker"], name
         assert service["expose"] == [port], name

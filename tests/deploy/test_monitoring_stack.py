@@ -64,7 +64,7 @@ def test_the_monitoring_services_run_only_with_their_profile() -> None:
         for port in services[name].get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond the host"
     # `docker compose up` without a profile still starts the service alone.
-    for name in ("postgres", "redis", "api", "worker", "worker-bulk"):
+    for name in ("postgres", "redis", "api", "worker", "worker-urgent", "worker-bulk"):
         assert "profiles" not in services[name], name
 
 
@@ -98,7 +98,7 @@ def test_prometheus_loads_its_config_and_rules_from_the_mount_and_scrapes_with_t
     host, port = api_target.split(":")
     assert services[host]["ports"] == [f"{port}:{port}"]
     (workers,) = jobs["chuong-worker"]["dns_sd_configs"]
-    assert set(workers["names"]) == {"worker", "worker-bulk"}
+    assert set(workers["names"]) == {"worker", "worker-urgent", "worker-bulk"}
     for name in workers["names"]:
         assert services[name]["expose"] == [str(workers["port"])]
         assert services[name]["command"][:2] == ["chuong", "worker"]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core import clock
 from core.db import transaction
-from notifications import outbox
+from notifications import outbox, urgent_role
 from notifications.models import DeliveryBatch
 from notifications.providers.base import SendResult
 from notifications.service import sharing_queue
@@ -120,3 +120,57 @@ async def test_a_new_broadcast_gets_its_first_page_ahead_and_then_waits_its_turn
     assert taken is not None and taken.batch_id == old_second.id
     taken = await _claim_for(new, new_second.low_id)
     assert taken is not None and taken.batch_id == new_second.id
+
+
+async def test_while_an_urgent_worker_serves_the_queue_a_young_first_page_is_left_to_it(
+    client, emulator, worker_ctx, monkeypatch
+):
+    """notifications/urgent_role.py: the ordinary workers' claims skip another notification's
+    first page for the hand-over while an urgent worker is alive; their own page they still take,
+    and past the hand-over everything is theirs again."""
+    devices = await register_devices([("fcm", f"ok-{uuid.uuid4().hex}", "vi") for _ in range(1_002)])
+    headers = await central_sender(client)
+    big = await broadcast(client, headers)
+    await fan_out(worker_ctx, big)
+    first, second, third = await _pages(big)
+    claim = await _claim_for(big, first.low_id)
+    assert claim is not None and claim.batch_id == first.id
+    await _send(claim)
+    urgent = await _targeted(client, headers, worker_ctx, devices[-2:], "high")
+    (urgent_page,) = await _pages(urgent)
+
+    async def claim_as_ordinary(nid: str, low_id: int | None) -> outbox.Claim | None:
+        now = clock.utcnow()
+        async with transaction() as session:
+            return await outbox.claim_most_urgent(
+                session,
+                notification_id=uuid.UUID(nid),
+                low_id=low_id,
+                priorities=sharing_queue("high"),
+                now=now,
+                leave_first_after=urgent_role.leave_first_after(now),
+            )
+
+    assert urgent_role.leave_first_after(clock.utcnow()) is None  # no urgent worker: as before
+    try:
+        urgent_role.note_presence(present=True)
+        # The broadcast's job sends its own page, not the new push's first page...
+        taken = await claim_as_ordinary(big, second.low_id)
+        assert taken is not None and taken.batch_id == second.id
+        taken = await claim_as_ordinary(big, None)
+        assert taken is not None and taken.batch_id == third.id
+        # ...and a job with nothing of its own left finds nothing else due: the page is left.
+        assert await claim_as_ordinary(big, None) is None
+        # The page's own job (after the hand-over, workers/arq_worker.py) takes its own page.
+        monkeypatch.setattr(urgent_role, "HANDOVER_SECONDS", 3600.0)
+        taken = await claim_as_ordinary(urgent, urgent_page.low_id)
+        assert taken is not None and taken.batch_id == urgent_page.id
+        await _send(taken)
+        # Past the hand-over first pages are everyone's again (a hand-over of zero: at once).
+        monkeypatch.setattr(urgent_role, "HANDOVER_SECONDS", 0.0)
+        other = await _targeted(client, headers, worker_ctx, devices[-4:-2], "high")
+        (other_page,) = await _pages(other)
+        taken = await claim_as_ordinary(big, None)
+        assert taken is not None and taken.batch_id == other_page.id
+    finally:
+        urgent_role.note_presence(present=False)

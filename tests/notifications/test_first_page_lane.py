@@ -19,7 +19,7 @@ from core import clock
 from core.db import transaction
 from core.jobs import BULK_QUEUE, FIRST_PAGE_PREFIX, HIGH_QUEUE
 from inbox.badges import unread_badges
-from notifications import cancellation, delivery, fanout, first_page_lane, first_pages, outbox
+from notifications import cancellation, delivery, fanout, first_page_lane, first_pages, outbox, urgent_role
 from notifications.models import DeliveryBatch
 from notifications.service import sharing_queue
 from tests.notifications.conftest import register_devices
@@ -258,3 +258,37 @@ async def test_a_shutdown_during_an_announced_send_writes_what_is_on_the_wire(
     assert {d.status for d in deliveries if token_of[d.device_id] not in on_the_wire} == {"pending"}
     (page,) = await _pages(nid)
     assert page.leased_until is None and page.status == "open"
+
+
+async def test_an_announced_page_is_left_to_a_live_urgent_worker_which_queues_for_its_lane(
+    client, emulator, worker_ctx, providers
+):
+    """notifications/urgent_role.py: an ordinary worker that knows an urgent worker of its queue
+    is alive ignores the announcement (the page's job remains); the urgent worker, whose lane is
+    busy, waits for it up to the hand-over instead of leaving the page to its job."""
+    headers = await central_sender(client)
+    token = f"ok-left-{uuid.uuid4().hex}"
+    nid = await _targeted(client, headers, worker_ctx, [token])
+    (page,) = await _pages(nid)
+    announced = first_pages.FirstPage(uuid.UUID(nid), page.low_id, HIGH_QUEUE)
+    urgent_role.note_presence(present=True)
+    try:
+        await first_page_lane.send_announced(
+            announced, queue=HIGH_QUEUE, providers=providers, badge_source=unread_badges
+        )
+    finally:
+        urgent_role.note_presence(present=False)
+    assert not await _leased(nid) and not emulator.log.find(token=token)
+
+    lane = first_page_lane._lane()
+    await lane.acquire()  # another page on the lane
+    sending = asyncio.ensure_future(
+        first_page_lane.send_announced(
+            announced, queue=HIGH_QUEUE, providers=providers, badge_source=unread_badges, wait_for_lane=5.0
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert not sending.done()
+    lane.release()
+    await asyncio.wait_for(sending, 10)
+    assert len(emulator.log.find(token=token)) == 1

@@ -47,7 +47,8 @@ async def insert_devices(owner_engine, count: int) -> None:
         )
 
 
-def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
+def start_worker(database_url: str, emulator, *options: str) -> subprocess.Popen[bytes]:
+    """A real ``chuong worker --queue high`` (with ``options``, e.g. ``--urgent-only``)."""
     env = {
         **os.environ,
         "CHUONG_DATABASE_URL": database_url,
@@ -62,8 +63,8 @@ def start_worker(database_url: str, emulator) -> subprocess.Popen[bytes]:
     # worker that filled one would block on its next log line. ``stop`` prints the log's tail,
     # which pytest shows when the test fails.
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--queue", "high"],
+    process = subprocess.Popen(  # noqa: S603 - our own command, the options a test passes
+        [sys.executable, "-m", "cli", "worker", "--queue", "high", *options],
         env=env,
         stdout=log,  # the service logs to stdout (core/logging.py)
         stderr=subprocess.STDOUT,

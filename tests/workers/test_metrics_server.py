@@ -64,7 +64,7 @@ async def test_the_endpoint_refuses_a_scrape_without_the_metrics_token(settings,
     assert "chuong_" not in missing.text + wrong.text
     assert right.status_code == 200
     assert right.headers["content-type"].startswith("text/plain")
-    assert 'chuong_worker_info{queue="bulk"} 1.0' in right.text
+    assert 'chuong_worker_info{queue="bulk",role="ordinary"} 1.0' in right.text
 
 
 async def test_a_second_worker_on_the_host_takes_the_next_port(settings) -> None:
@@ -110,7 +110,7 @@ async def test_the_worker_start_up_serves_its_queue_and_shutdown_closes_it(setti
     assert server is not None
     url = f"http://127.0.0.1:{server.port}/metrics"
     async with httpx.AsyncClient() as http:
-        assert 'chuong_worker_info{queue="bulk"} 1.0' in (await http.get(url)).text
+        assert 'chuong_worker_info{queue="bulk",role="ordinary"} 1.0' in (await http.get(url)).text
     assert cancellation.hearing(first_pages.CHANNEL)  # announced first pages go to its lane
     await shutdown(ctx)
     # Its first-page handler goes with it: one left behind would send with closed providers.
