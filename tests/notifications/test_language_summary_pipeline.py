@@ -10,6 +10,7 @@ import datetime as dt
 
 from sqlalchemy import text
 
+from core import workcalendar
 from notifications import retention
 from tests.notifications.helpers import broadcast, central_sender, run_workers
 from tests.notifications.test_stats import apns, fcm, reader_device
@@ -58,7 +59,8 @@ async def test_a_sent_push_is_folded_once_it_has_ended_and_its_report_survives_t
         )
         assert list(languages.scalars()) == ["en", "en", "vi", "vi"]  # the Russian phone's is vi
 
-    today = dt.datetime.now(dt.UTC).date()
+    # Reports count by the local day (Asia/Ho_Chi_Minh): from 17:00 UTC it is already tomorrow there.
+    today = dt.datetime.now(workcalendar.TIMEZONE).date()
     params = {"period": "month", "start": today.isoformat(), "end": today.isoformat()}
     live = (await client.get("/v1/reports/pushes", params=params, headers=headers)).json()
 
