@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,6 +129,13 @@ class SendSummary:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    # (status, reason) → rows written: counted in the metrics by the caller once the write has
+    # committed, so a write tried again after a transient failure is not counted twice.
+    written: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def count_in_metrics(self) -> None:
+        for (status, reason), rows in self.written.items():
+            SMS_MESSAGES.labels(status=status, reason=reason).inc(rows)
 
 
 async def record(
@@ -178,7 +186,7 @@ async def record(
         ).rowcount  # type: ignore[attr-defined]
         if not updated:  # fenced: a newer claim owns the row now
             continue
-        SMS_MESSAGES.labels(status=status, reason=sms.reason).inc()
+        summary.written[(status, sms.reason)] += 1
         if status == "retrying":
             summary.retrying += 1
             continue

@@ -83,6 +83,7 @@ async def _run(provider: SmsProvider, slice_seconds: float) -> SweepStats:
         summary = await rewrite_while_transient(
             functools.partial(_record, results, provider.name), within=RECORD_RETRY_SECONDS, what="sms_record"
         )
+        summary.count_in_metrics()  # committed: counted once, however many tries the write took
         stats.sent += summary.sent
         stats.retrying += summary.retrying
         stats.failed += summary.failed

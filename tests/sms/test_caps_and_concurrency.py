@@ -181,3 +181,36 @@ async def test_a_run_claims_what_it_can_send_within_its_slice_and_leases_it_long
     assert sweep._claimable(500, 3.0, first=False) == 6
     # Nothing for a run whose slice cannot fit one more round, unless it has sent nothing yet.
     assert sweep._claimable(500, 0.5, first=False) == 0 and sweep._claimable(500, 0.5, first=True) == 2
+
+
+async def test_a_write_tried_again_counts_each_sms_once_in_the_metrics(
+    client, emulator, sms_provider, monkeypatch
+):
+    # The gateway's answer is written again after a transient database failure (core/db_retry.py);
+    # the metric is counted once the write committed, not at each try.
+    from sqlalchemy.exc import DBAPIError
+
+    from notifications.sms import sender
+    from notifications.sms.fallback import audit_sms as real_audit
+    from notifications.sms.metrics import SMS_MESSAGES
+
+    unit = await make_unit()
+    admin = await admin_headers(client, unit)
+    reader = await person(client, unit, signed_in=False)
+    await notify(client, admin, audience={"users": [str(reader.id)]})
+    after_window()
+    counter = SMS_MESSAGES.labels(status="sent", reason="emergency_unacknowledged")
+    before = counter._value.get()
+    failures = [DBAPIError("UPDATE", {}, ConnectionResetError("cut"), connection_invalidated=True)]
+
+    def audit_once_cut(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures:  # the first try's transaction dies after its row was written
+            raise failures.pop()
+        return real_audit(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "audit_sms", audit_once_cut)
+    assert (await sweep.run_once(sms_provider)).sent == 1
+    assert not failures  # the write was cut once and tried again
+    assert counter._value.get() == before + 1
+    assert [(row.status, row.attempts) for row in await ledger()] == [("sent", 1)]
+    assert len(await audit_rows("sms.sent")) == 1
