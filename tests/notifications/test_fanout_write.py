@@ -6,11 +6,12 @@ counters and completion come out as ``fan_out_page`` sets them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from core.after_commit import committing
 from core.db import transaction, utcnow
@@ -105,6 +106,38 @@ async def test_the_last_page_completes_a_notification_already_sent(client, pages
     notification, _ = await load(notification_id)
     assert notification.status == "completed" and notification.completed_at is not None
     assert notification.targeted == 4 and notification.fanout_done_at is not None
+
+
+async def test_the_last_page_sees_counters_committed_while_it_waited_for_the_lock(client, pages_of_two):
+    # A chunk's record holds the notification row (it adds to ``sent``) when the last page's
+    # statement arrives; the statement's snapshot predates the record's commit, yet completion
+    # must be judged on the row as the record left it (the row locked after a wait is read again
+    # in its newest version), or the notification would stay "sending" with every row sent.
+    await _devices(4)
+    notification_id = uuid.UUID(await broadcast(client, await central_sender(client)))
+    plan = await fanout._plan(notification_id, now=utcnow())
+    assert plan is not None
+    assert await _write(plan) is True
+    assert await _write(plan) is True
+    async with transaction() as record:
+        await record.execute(update(Notification).where(Notification.id == notification_id).values(sent=4))
+        last = asyncio.ensure_future(_write(plan))
+        async with transaction() as watcher:
+            for _ in range(100):  # until the page's statement waits for the row (at most 10 s)
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.1)
+        assert waiting and not last.done()
+    assert await last is False
+    notification, _ = await load(notification_id)
+    assert notification.status == "completed" and notification.completed_at is not None
+    assert notification.targeted == 4 and notification.sent == 4
 
 
 async def test_an_audience_of_nobody_completes(client):
