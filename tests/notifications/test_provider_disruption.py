@@ -80,8 +80,10 @@ async def test_latency_spike_goaway_and_resets_lose_nothing(
         f"finished {recovered:.1f} s after the spike, {result.line()}"
     )
     # Each drop came while pushes were in flight: clients had reconnected since the previous one.
+    # (Drops only: a drop that waited for streams on the wire can come right before "end", with
+    # no time to reconnect in between, as it did once at load 5.)
     assert all(on_the_wire), on_the_wire
-    assert all(later > earlier for earlier, later in itertools.pairwise(opened)), opened
+    assert all(later > earlier for earlier, later in itertools.pairwise(opened[:DROPS])), opened
     # Every drop, GOAWAY or reset, can cost at most what was on the wire at that moment: with 250
     # requests in flight and 2 s of latency, FCM's HTTP/1.1 connections closed by a GOAWAY also
     # had answers under way (one run: FCM 532 of its bound 1,000).
