@@ -132,7 +132,14 @@ class ApnsProvider:
                 result = await apns_prepared.send_prepared(self._pool, token, push)
         except TimeoutError:
             return SendResult(Outcome.RETRY, error_code="timeout")
-        except (ConnectionError, OSError, APNsConnectionError, ConnectionClosed, MaxAttemptsExceeded) as exc:
+        except (
+            ConnectionError,
+            OSError,
+            APNsConnectionError,
+            ConnectionClosed,
+            MaxAttemptsExceeded,
+            apns_prepared.H2ProtocolError,  # one request h2 refused must not fail its whole chunk
+        ) as exc:
             return SendResult(Outcome.RETRY, error_code=f"transport:{type(exc).__name__}"[:64])
         finally:
             self._latency.observe(time.perf_counter() - started)

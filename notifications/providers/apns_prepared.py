@@ -20,8 +20,9 @@ device token, the apns-id and the connection's JWT vary per request. On its conn
 - writes are flushed once per event-loop turn, not once per request.
 
 aioapns internals used (pinned by tests/providers/test_apns_prepared.py): the protocol's `conn`
-(h2), `free_channels`, `requests`, `request_streams`, `auth_provider`, `loop`, `flush`,
-`APNS_SERVER`; the pool's `acquire`, `max_connection_attempts`, `protocol_class`.
+(h2, and its `state_machine.state`), `free_channels`, `requests`, `request_streams`,
+`auth_provider`, `loop`, `flush`, `transport`, `APNS_SERVER`; the pool's `acquire`,
+`max_connection_attempts`, `protocol_class`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class ClientInternalsError(RuntimeError):
 # import contracts; it arrives with aioapns).
 FlowControlError: type[Exception] = vars(aioapns_connection)["FlowControlError"]
 NoAvailableStreamIDError: type[Exception] = vars(aioapns_connection)["NoAvailableStreamIDError"]
+# Any request h2's state machine refuses (FlowControlError is one): sending on a connection the
+# server has ended (GOAWAY) before the transport is gone.
+H2ProtocolError: type[Exception] = FlowControlError.__mro__[1]
+# How long a request waits before its next try when its connection was closing: the pool hands it
+# out until the transport is gone, and a GOAWAY closes every connection's transport at once.
+CLOSING_PAUSE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,9 @@ def with_prepared_sends(base: type[APNsBaseClientProtocol]) -> type[APNsBaseClie
 
         async def send_prepared(self, token: str, apns_id: str, prepared: PreparedPush) -> NotificationResult:
             stream_id = await self.free_channels.acquire()
+            if self.closing():
+                self.free_channels.release()  # the stream never starts: its slot is free again
+                raise ConnectionClosed("the connection is closing")
             headers: list[tuple[bytes, bytes]] = [
                 *_METHOD_AND_SCHEME,
                 NeverIndexedHeaderTuple(b":path", b"/3/device/" + token.encode()),
@@ -137,8 +147,16 @@ def with_prepared_sends(base: type[APNsBaseClientProtocol]) -> type[APNsBaseClie
             ]
             if self.auth_provider is not None:
                 headers.append((b"authorization", self.auth_provider.get_header().encode()))
-            self.conn.send_headers(stream_id=stream_id, headers=headers)
-            self.conn.send_data(stream_id=stream_id, data=prepared.body, end_stream=True)
+            try:
+                self.conn.send_headers(stream_id=stream_id, headers=headers)
+                self.conn.send_data(stream_id=stream_id, data=prepared.body, end_stream=True)
+            except FlowControlError:
+                raise
+            except H2ProtocolError as exc:
+                # h2 refused the stream (the server ended the connection since the check above):
+                # nothing of this request was written; it goes on another connection.
+                self.free_channels.release()
+                raise ConnectionClosed(str(exc)) from exc
             answer: asyncio.Future[NotificationResult] = self.loop.create_future()
             self.requests[apns_id] = answer
             self.request_streams[stream_id] = apns_id
@@ -147,6 +165,14 @@ def with_prepared_sends(base: type[APNsBaseClientProtocol]) -> type[APNsBaseClie
                 self._flush_pending = True
                 self.loop.call_soon(self._flush_now)
             return await answer
+
+        def closing(self) -> bool:
+            """A GOAWAY (aioapns closes the transport on it) or a lost connection: h2 refuses
+            new streams on it, though the pool hands it out until ``connection_lost`` runs."""
+            transport = self.transport
+            return (
+                transport is None or transport.is_closing() or self.conn.state_machine.state.name == "CLOSED"
+            )
 
         def _flush_now(self) -> None:
             self._flush_pending = False
@@ -183,7 +209,8 @@ async def send_prepared(
         except NoAvailableStreamIDError:
             connection.close()
         except ConnectionClosed:
-            pass
+            if connection.closing():  # type: ignore[attr-defined]
+                await asyncio.sleep(CLOSING_PAUSE_SECONDS)  # for the pool to let it go
         except FlowControlError:
             await asyncio.sleep(1)
     raise MaxAttemptsExceeded
