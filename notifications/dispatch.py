@@ -89,7 +89,17 @@ async def send_claimed(
         if provider is None:
             failure = SendResult(Outcome.FAILED, error_code=f"no_provider:{key}")
             return [(delivery, failure) for delivery, _ in items]
-        sent = await provider.send([request for _, request in items])
+        try:
+            sent = await provider.send([request for _, request in items])
+        except Exception as exc:
+            # A provider answers per request; one that raises instead (a defect, or a client
+            # library's state it did not expect) must not fail the chunk: the send job would
+            # end, the answers of the other provider's requests would be lost and sent again
+            # when the lease ran out, and again at each lease while it keeps raising. As a
+            # retry of its own requests it is written, counted and ends at the attempt limit.
+            log.exception("provider_send_raised", provider=key, requests=len(items), error=type(exc).__name__)
+            failure = SendResult(Outcome.RETRY, error_code=f"error:{type(exc).__name__}"[:64])
+            return [(delivery, failure) for delivery, _ in items]
         return list(zip([delivery for delivery, _ in items], sent, strict=True))
 
     for group in await asyncio.gather(*(run(key, items) for key, items in groups.items())):

@@ -219,3 +219,34 @@ async def test_a_write_after_the_batch_was_settled_leases_nothing(client, emulat
     await _write_one(claim, second, SendResult.accepted("m-2"))
     batch = await _batch(nid)
     assert batch.leased_until is None and batch.status == "open"
+
+
+async def test_a_provider_that_raises_fails_its_own_requests_not_the_batch(
+    client, emulator, worker_ctx, monkeypatch
+):
+    # One provider raising out of ``send`` (here APNs, as h2 did on a connection a GOAWAY had
+    # ended) used to end the send job: the FCM answers of the same chunk were never written, and
+    # the batch was sent again once its lease ran out. Now its own requests are retries, the
+    # rest is written, and the batch is let go.
+    from notifications.providers import apns_prepared
+
+    async def raises(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a state the client did not expect")
+
+    monkeypatch.setattr(apns_prepared, "send_prepared", raises)
+    await register_devices([("apns", f"{i:064x}", "vi") for i in range(2)])
+    nid = await _fanned_out(client, worker_ctx, count=3)
+    first = await _batch(nid)
+    summary = await send_batch(worker_ctx, str(nid), first.low_id)
+    assert summary["claimed"] == 5
+    _, deliveries = await load(nid)
+    assert sorted((d.provider, d.status) for d in deliveries) == [
+        ("apns", "retrying"),
+        ("apns", "retrying"),
+        ("fcm", "sent"),
+        ("fcm", "sent"),
+        ("fcm", "sent"),
+    ]
+    assert {d.error_code for d in deliveries if d.provider == "apns"} == {"error:RuntimeError"}
+    assert (await _batch(nid)).leased_until is None  # let go, not left to its lease
+    assert len(emulator.log.find(provider="fcm")) == 3
