@@ -119,7 +119,14 @@ async def send_claimed(
             reference=f"chuong-sms-{sms.id}",
         )
         async with slots:
-            return sms, await provider.send(request)
+            try:
+                return sms, await provider.send(request)
+            except Exception as exc:
+                # A gateway client answers per message; one that raises instead must not lose
+                # the answers of the others (already paid for) with the whole run. As a retry it
+                # is written, and the gateway deduplicates the resend by its reference.
+                log.exception("sms_send_raised", sms_id=str(sms.id), error=type(exc).__name__)
+                return sms, SmsResult(SmsOutcome.RETRY, error_code=f"error:{type(exc).__name__}"[:64])
 
     return list(await asyncio.gather(*(one(sms) for sms in claimed)))
 
