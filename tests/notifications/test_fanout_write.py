@@ -92,14 +92,20 @@ async def test_nothing_is_written_after_a_cancel(client, pages_of_two):
     assert {d.status for d in deliveries} == {"cancelled"} and len(deliveries) == 2
 
 
-async def test_the_last_page_completes_a_notification_already_sent(client, pages_of_two):
-    # Four devices: two full pages, then an empty last one, by which time every row was sent.
+async def _two_full_pages_of_four(client) -> tuple[uuid.UUID, fanout._Plan]:
+    """Four devices, pages of two: both full pages written; the last (empty) one is left."""
     await _devices(4)
     notification_id = uuid.UUID(await broadcast(client, await central_sender(client)))
     plan = await fanout._plan(notification_id, now=utcnow())
     assert plan is not None
     assert await _write(plan) is True
     assert await _write(plan) is True
+    return notification_id, plan
+
+
+async def test_the_last_page_completes_a_notification_already_sent(client, pages_of_two):
+    # Four devices: two full pages, then an empty last one, by which time every row was sent.
+    notification_id, plan = await _two_full_pages_of_four(client)
     async with transaction() as session:
         await session.execute(update(Notification).where(Notification.id == notification_id).values(sent=4))
     assert await _write(plan) is False
@@ -113,12 +119,7 @@ async def test_the_last_page_sees_counters_committed_while_it_waited_for_the_loc
     # statement arrives; the statement's snapshot predates the record's commit, yet completion
     # must be judged on the row as the record left it (the row locked after a wait is read again
     # in its newest version), or the notification would stay "sending" with every row sent.
-    await _devices(4)
-    notification_id = uuid.UUID(await broadcast(client, await central_sender(client)))
-    plan = await fanout._plan(notification_id, now=utcnow())
-    assert plan is not None
-    assert await _write(plan) is True
-    assert await _write(plan) is True
+    notification_id, plan = await _two_full_pages_of_four(client)
     async with transaction() as record:
         await record.execute(update(Notification).where(Notification.id == notification_id).values(sent=4))
         last = asyncio.ensure_future(_write(plan))
