@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from core.db import transaction
+from tests.support.held_rows import WAITING, while_held
 from tests.tracking.helpers import make_api_client, task, tracking_notifications, upsert
 from tracking.models import Kpi, Task
 
@@ -226,34 +227,6 @@ async def test_no_field_value_makes_the_intake_fail_with_5xx(client, org):
                 assert "error" in response.json() or response.status_code == 200
 
 
-async def _while_a_row_is_held(
-    owner_engine: Any, insert: str, params: dict[str, Any], *requests: Any
-) -> list[Any]:
-    """Run ``requests`` at once while another transaction holds an uncommitted row that each of
-    them will reach mid-batch; let it go once both wait for it (so that both have written the
-    part of their batch before that row, whatever the machine's speed)."""
-    import asyncio
-
-    async with owner_engine.connect() as holder:
-        transaction = await holder.begin()
-        await holder.execute(text(insert), params)
-        running = [asyncio.ensure_future(request) for request in requests]
-        for _ in range(200):
-            waiting = (
-                await holder.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            ).scalar_one()
-            if waiting >= len(requests):
-                break
-            await asyncio.sleep(0.02)
-        await transaction.rollback()
-        return list(await asyncio.gather(*running))
-
-
 async def test_two_batches_naming_the_same_tasks_in_opposite_orders_both_succeed(client, org, owner_engine):
     # Each upsert took its rows' locks (a new code's index entry included) in the order of its
     # batch: two systems sending the same new tasks in opposite orders each held rows the other
@@ -261,7 +234,7 @@ async def test_two_batches_naming_the_same_tasks_in_opposite_orders_both_succeed
     codes = [f"T_ORDER_{index:03d}" for index in range(21)]
     batch = [task(org, code) for code in codes]
     middle = codes[10]
-    forward, backward = await _while_a_row_is_held(
+    forward, backward = await while_held(
         owner_engine,
         "INSERT INTO tracking_tasks (id, code, name, lead_unit_id, deadline, deadline_date, priority,"
         " result_status, received_at, version)"
@@ -291,7 +264,7 @@ async def test_two_kpi_batches_in_opposite_orders_both_succeed(client, org, owne
         }
         for index in range(21)
     ]
-    forward, backward = await _while_a_row_is_held(
+    forward, backward = await while_held(
         owner_engine,
         "INSERT INTO tracking_kpis (id, code, period, period_kind, name, unit_id, report_due, version)"
         " VALUES (gen_random_uuid(), :code, '2026-11', 'month', 'x', :unit, '2026-12-10', 1)",
@@ -319,18 +292,13 @@ async def test_a_deadlock_the_code_did_not_foresee_is_503_busy_not_500(client, o
         request = asyncio.ensure_future(
             upsert(client, org, {**first, "version": 2}, {**second, "version": 2})
         )
-        for _ in range(200):
-            waiting = (
-                await holder.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            ).scalar_one()
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
+        async with owner_engine.connect() as watcher:
+            for _ in range(200):
+                waiting = (await watcher.execute(WAITING)).scalar_one()
+                await watcher.commit()  # the statistics views keep one snapshot per transaction
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
         # Now this transaction waits for A: a cycle. The request has waited longer, so its
         # deadlock check runs first and it is the one rolled back.
         await holder.execute(text(lock), {"code": "T_DEADLOCK_A"})
