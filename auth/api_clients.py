@@ -106,9 +106,11 @@ async def authenticate(session: AsyncSession, *, key: str, ip: str) -> tuple[Api
 
 
 async def _with_unit_path(
-    session: AsyncSession, condition: ColumnElement[bool]
+    session: AsyncSession, condition: ColumnElement[bool], *, lock: bool = False
 ) -> tuple[ApiClient, str] | None:
     query = select(ApiClient, Unit.path).join(Unit, Unit.id == ApiClient.unit_id).where(condition)
+    if lock:
+        query = query.with_for_update(of=ApiClient)
     row = (await session.execute(query)).first()
     return None if row is None else (row.ApiClient, row.path)
 
@@ -206,9 +208,14 @@ async def create_client(
     return client, key
 
 
-async def get_client(session: AsyncSession, *, principal: Principal, client_id: uuid.UUID) -> ApiClient:
-    """A client of a unit in the principal's subtree, or 404 (never confirm other ids exist)."""
-    found = await _with_unit_path(session, ApiClient.id == client_id)
+async def get_client(
+    session: AsyncSession, *, principal: Principal, client_id: uuid.UUID, lock: bool = False
+) -> ApiClient:
+    """A client of a unit in the principal's subtree, or 404 (never confirm other ids exist).
+    ``lock``: for a change, which reads the row and writes it back; two at once (a double click)
+    would both read the same row, so that a rotation answered a key that never worked, or a
+    client was suspended twice."""
+    found = await _with_unit_path(session, ApiClient.id == client_id, lock=lock)
     if found is None or not principal.can_manage_unit(found[1]):
         raise NotFound("API client not found")
     return found[0]
@@ -252,7 +259,7 @@ async def rotate(
 ) -> tuple[ApiClient, str]:
     """A new secret under the same key id. The key being replaced keeps working for
     ``grace_seconds``; a key rotated out earlier stops now (only one previous key is kept)."""
-    client = await get_client(session, principal=principal, client_id=client_id)
+    client = await get_client(session, principal=principal, client_id=client_id, lock=True)
     require_fresh_step_up(principal)
     key = _new_key(client.key_id)
     now = utcnow()
@@ -270,7 +277,7 @@ async def rotate(
 async def set_status(
     session: AsyncSession, *, principal: Principal, client_id: uuid.UUID, suspended: bool
 ) -> ApiClient:
-    client = await get_client(session, principal=principal, client_id=client_id)
+    client = await get_client(session, principal=principal, client_id=client_id, lock=True)
     require_fresh_step_up(principal)
     if (client.status == SUSPENDED) == suspended:
         raise Conflict(
@@ -292,7 +299,7 @@ async def update_client(
     scopes: list[ApiScope] | None,
     ip_allowlist: list[str] | None,
 ) -> ApiClient:
-    client = await get_client(session, principal=principal, client_id=client_id)
+    client = await get_client(session, principal=principal, client_id=client_id, lock=True)
     require_fresh_step_up(principal)
     changes: dict[str, object] = {}
     if name is not None and name != client.name:

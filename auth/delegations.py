@@ -98,7 +98,8 @@ async def list_for(session: AsyncSession, *, user_id: uuid.UUID) -> list[Delegat
 
 
 async def revoke(session: AsyncSession, *, principal: Principal, delegation_id: uuid.UUID) -> Delegation:
-    delegation = await session.get(Delegation, delegation_id)
+    # Locked: of two revocations at once, the second finds it revoked (one audit row, one revoker).
+    delegation = await session.get(Delegation, delegation_id, with_for_update=True, populate_existing=True)
     me = principal.actor.id if principal.actor else None
     if delegation is None or me not in (delegation.principal_id, delegation.delegate_id):
         raise NotFound("Delegation not found")

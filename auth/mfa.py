@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import audit
@@ -25,6 +25,22 @@ from core.crypto import decrypt_text, encrypt_text
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, Unauthorized
 
+# Namespace of the advisory locks that serialise one account's MFA changes (``_lock_mfa_of``).
+MFA_CHANGE_LOCK_NAMESPACE = 0x6D666163
+
+
+async def _lock_mfa_of(session: AsyncSession, user: User) -> None:
+    """Serialise one account's enrolment, its confirmation and new recovery codes until the
+    transaction ends. Each reads the account's second factor, then replaces it: two at once (a
+    double click, two tabs) both saw the same state, so two enrolments inserted the same row (a
+    500) and two sets of recovery codes both stayed valid although each answer said it replaced
+    the rest. An advisory lock, taken first, rather than a row lock: sign-ins and recovery lock
+    the credential, the codes and the user's row in orders of their own."""
+    key = int.from_bytes(user.id.bytes[:4], "big") - (1 << 31)
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": MFA_CHANGE_LOCK_NAMESPACE, "key": key}
+    )
+
 
 @dataclass(frozen=True)
 class Enrolment:
@@ -35,7 +51,8 @@ class Enrolment:
 async def begin_enrolment(session: AsyncSession, *, user: User) -> Enrolment:
     """Create (or replace an unconfirmed) secret. The secret is returned only here, before it is
     confirmed; once confirmed it never leaves the server again."""
-    existing = await session.get(TotpCredential, user.id)
+    await _lock_mfa_of(session, user)
+    existing = await session.get(TotpCredential, user.id, populate_existing=True)
     if existing is not None and existing.confirmed_at is not None:
         raise Conflict("TOTP is already enrolled; an admin must reset it first", code="mfa_already_enrolled")
     secret = new_secret()
@@ -54,7 +71,8 @@ async def confirm_enrolment(
     session: AsyncSession, *, user: User, auth_session: AuthSession, code: str
 ) -> list[str]:
     """Confirm with a first valid code; returns the 10 recovery codes (shown once, stored hashed)."""
-    credential = await session.get(TotpCredential, user.id)
+    await _lock_mfa_of(session, user)
+    credential = await session.get(TotpCredential, user.id, populate_existing=True)
     if credential is None:
         raise Conflict("Start enrolment first", code="mfa_not_started")
     if credential.confirmed_at is not None:
@@ -123,6 +141,18 @@ async def accept_code(
     await session.refresh(credential, ["last_used_step"])
 
 
+async def regenerate_recovery_codes(session: AsyncSession, *, user: User) -> list[str]:
+    """Replace every recovery code of ``user``; returns the new ones (shown once, stored
+    hashed). Only the codes of the last answer stay valid, however many requests ran at once."""
+    await _lock_mfa_of(session, user)
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = new_recovery_codes()
+    session.add_all(RecoveryCode(user_id=user.id, code_hash=hash_recovery_code(c)) for c in codes)
+    audit.record(session, action="mfa.recovery_codes_regenerated", object_type="user", object_id=user.id)
+    await session.flush()
+    return codes
+
+
 async def use_recovery_code(
     session: AsyncSession, *, user: User, auth_session: AuthSession, code: str
 ) -> int:
@@ -171,6 +201,7 @@ async def use_recovery_code(
 async def reset(session: AsyncSession, *, user: User) -> int:
     """Admin reset: the user must enrol again on next sign-in; every token of theirs ends. The
     passkeys go too (the one recovery from losing them all); returns how many there were."""
+    await _lock_mfa_of(session, user)  # new recovery codes of a request running now go too
     await session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id))
     await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     removed = await session.execute(

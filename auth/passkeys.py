@@ -48,7 +48,7 @@ from auth.passkey_schemas import (
 from auth.step_up import STEP_UP_MESSAGE
 from auth.throttle import check_not_throttled, record_failure, reset_failures
 from core.config import get_settings
-from core.db import detached_transaction, utcnow
+from core.db import detached_transaction, flush_unique, utcnow
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 
 MAX_PASSKEYS_PER_USER = 10
@@ -200,7 +200,11 @@ async def finish_registration(
             "backed_up": verified.credential_backed_up,
         },
     )
-    await session.flush()
+    # The look-up above cannot see a registration of the same key still running (two ceremonies
+    # finished at once): its insert then breaks the unique credential id, a 409 like the above.
+    await flush_unique(
+        session, conflict=Conflict("This passkey is already registered", code="passkey_already_registered")
+    )
     return row
 
 

@@ -129,10 +129,12 @@ async def update_user(
     session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, body: UserUpdate
 ) -> User:
     user = await get_user(session, principal=principal, user_id=user_id)
+    # No change to an account ranked above one's own (as for disabling it or resetting its
+    # credentials): not its unit (which ends its sessions), nor its name, e-mail or phone.
+    _check_grant(principal, Role(user.role))
     changes = body.model_dump(exclude_unset=True)
     revoke = False
     if "role" in changes and changes["role"] is not None and changes["role"] != user.role:
-        _check_grant(principal, Role(user.role))  # may not demote someone above oneself either
         _check_grant(principal, changes["role"])
         if changes["role"] in ADMIN_ROLES:
             require_fresh_step_up(principal)

@@ -88,16 +88,20 @@ def connect_args(*, statement_ms: int, lock_ms: int, idle_in_transaction_ms: int
 
 
 # SQLSTATEs of the bounds above: query_canceled (statement_timeout) and lock_not_available
-# (lock_timeout, or NOWAIT); and of a server that refuses a connection for now: too_many_connections
+# (lock_timeout, or NOWAIT); of a wait PostgreSQL ended itself: deadlock_detected (two
+# transactions each holding what the other waits for; one is rolled back) and
+# serialization_failure; and of a server that refuses a connection for now: too_many_connections
 # (max_connections or a role's CONNECTION LIMIT reached) and cannot_connect_now (starting up,
-# shutting down, a standby in recovery). Neither ran any of the request's statements.
-_BOUNDED_WAIT_SQLSTATES = frozenset({"57014", "55P03", "53300", "57P03"})
+# shutting down, a standby in recovery). Each leaves the transaction rolled back, nothing of it
+# written: retrying is safe, so a deadlock the code did not foresee is a 503, not a 500.
+_BOUNDED_WAIT_SQLSTATES = frozenset({"57014", "55P03", "40P01", "40001", "53300", "57P03"})
 
 
 def is_bounded_wait(exc: BaseException) -> bool:
     """Did ``exc`` end a wait that the service bounds on purpose (pool checkout, statement or lock
-    timeout), or did PostgreSQL refuse a new connection for now (too many connections, starting
-    up)? Such a request changed nothing and can be retried: transports answer 503."""
+    timeout) or that PostgreSQL ended (a deadlock), or did PostgreSQL refuse a new connection for
+    now (too many connections, starting up)? Such a request changed nothing and can be retried:
+    transports answer 503."""
     if isinstance(exc, SQLAlchemyTimeoutError):
         return True
     if isinstance(exc, ConnectionError):

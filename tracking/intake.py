@@ -180,6 +180,9 @@ async def _stored_tasks(
             )
             .join(Unit, Unit.id == Task.lead_unit_id)
             .where(Task.code.in_(codes))
+            # In one order for every request: two batches naming the same tasks in different
+            # orders would otherwise each hold a row the other waits for (a deadlock, a 500).
+            .order_by(Task.code)
             .with_for_update(of=Task)
         )
     ).all()
@@ -261,6 +264,9 @@ async def upsert_tasks(
     created = updated = 0
     applied: list[tuple[dict[str, Any], StoredTask | None]] = []
     if rows:
+        # The upsert takes its rows' locks (and a new code's unique-index entry) in the order of
+        # the array: sorted, two batches with the same codes in other orders wait in turn.
+        rows.sort(key=lambda row: row["code"])
         result = await session.execute(_TASK_UPSERT, {"rows": _json(rows), "now": now})
         by_code = {row["code"]: row for row in rows}
         for returned in result:
@@ -320,7 +326,8 @@ async def upsert_kpis(session: AsyncSession, *, principal: Principal, kpis: list
             "version": k.version,
             "source_client_id": client_id,
         }
-        for k in kpis
+        # Sorted: the upsert locks its rows in this order (see upsert_tasks).
+        for k in sorted(kpis, key=lambda k: (k.code, k.period))
     ]
     # KPIs of units outside the caller's subtree cannot be overwritten: the unit check above
     # covers the incoming unit; a stored row of another unit is refused here.

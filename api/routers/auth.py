@@ -6,7 +6,6 @@ import uuid
 
 import segno
 from fastapi import APIRouter, Depends, Request, status
-from sqlalchemy import select
 
 from api.deps import (
     PUBLIC,
@@ -22,7 +21,6 @@ from api.deps import (
 )
 from auth import account_sessions, audit, mfa, ratelimit
 from auth import login as login_service
-from auth.models import RecoveryCode
 from auth.principal import Principal
 from auth.roles import Role, permissions_of
 from auth.schemas import (
@@ -38,7 +36,6 @@ from auth.schemas import (
     TokenResponse,
 )
 from auth.sessions import RefreshReuse, refresh_session, revoke_session_family
-from auth.totp import hash_recovery_code, new_recovery_codes
 from auth.users import change_own_password, to_out
 from core.context import current_context
 from core.db import abandon, detached_transaction
@@ -174,12 +171,7 @@ async def regenerate_recovery_codes(
 ) -> RecoveryCodesResponse:
     """Replace all recovery codes (needs a fresh TOTP step-up)."""
     assert principal.actor is not None
-    user_id = principal.actor.id
-    for code in await session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user_id)):
-        await session.delete(code)
-    codes = new_recovery_codes()
-    session.add_all(RecoveryCode(user_id=user_id, code_hash=hash_recovery_code(c)) for c in codes)
-    audit.record(session, action="mfa.recovery_codes_regenerated", object_type="user", object_id=user_id)
+    codes = await mfa.regenerate_recovery_codes(session, user=principal.actor)
     return RecoveryCodesResponse(recovery_codes=codes)
 
 

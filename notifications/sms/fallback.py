@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,10 +79,18 @@ class SweepResult:
     queued: int = 0
     capped: int = 0
     no_phone: int = 0
+    # (status, reason) → rows closed as capped / no_phone: counted in the metrics by the caller
+    # once the decision's transaction has committed (as ``sender.SendSummary.written``). Counted
+    # here, a commit that failed and the next run's redo of the same decisions counted them twice.
+    written: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def decided(self) -> int:
         return self.queued + self.capped + self.no_phone
+
+    def count_in_metrics(self) -> None:
+        for (status, reason), rows in self.written.items():
+            SMS_MESSAGES.labels(status=status, reason=reason).inc(rows)
 
 
 def _like_prefixes(kinds: list[str]) -> list[str]:
@@ -90,7 +99,8 @@ def _like_prefixes(kinds: list[str]) -> list[str]:
 
 
 async def decide(session: AsyncSession, *, now: dt.datetime) -> SweepResult:
-    """Write the next batch of ledger rows. Call until ``decided < sms_sweep_batch``."""
+    """Write the next batch of ledger rows. Call until ``decided < sms_sweep_batch``; once the
+    session's transaction has committed, call ``count_in_metrics()`` on the result."""
     settings = get_settings()
     degraded = await get_state(session)
     statement = text(_CANDIDATES)
@@ -139,7 +149,7 @@ async def decide(session: AsyncSession, *, now: dt.datetime) -> SweepResult:
             result.capped += 1
         else:
             result.no_phone += 1
-        SMS_MESSAGES.labels(status=status, reason=row.reason).inc()
+        result.written[(status, row.reason)] += 1
         audit_sms(session, row.id, row.notification_id, row.user_id, row.unit_id, row.reason, status, blocked)
     if result.capped or result.no_phone:
         log.warning("sms_suppressed", capped=result.capped, no_phone=result.no_phone)

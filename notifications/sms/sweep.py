@@ -60,6 +60,7 @@ async def _run(provider: SmsProvider, slice_seconds: float) -> SweepStats:
     while time.monotonic() - started < slice_seconds:
         async with transaction() as session:
             decided = await fallback.decide(session, now=utcnow())
+        decided.count_in_metrics()  # committed: a decision redone after a failed commit counts once
         stats.queued += decided.queued
         stats.capped += decided.capped
         stats.no_phone += decided.no_phone

@@ -282,3 +282,41 @@ async def test_every_mutation_writes_an_audit_row_without_secrets(client, admin,
     dumped = str([r["details"] for r in rows])
     for key in (created["api_key"], rotated.json()["api_key"]):
         assert secret_of(key) not in dumped
+
+
+async def test_two_rotations_at_once_answer_keys_that_both_work(client, admin, owner_engine):
+    # Both read the row before either wrote it: the second overwrote the first's key without
+    # making it the previous one, so a key the API had just handed out never worked.
+    from tests.support.held_rows import while_held
+
+    account, headers = admin
+    created = await create_client(client, headers, account.unit_id)
+    rotate = f"/v1/api-clients/{created['id']}/rotate"
+    answers = await while_held(
+        owner_engine,
+        "SELECT 1 FROM api_clients WHERE id = :id FOR UPDATE",
+        {"id": created["id"]},
+        *(client.post(rotate, json={"grace_seconds": 3600}, headers=headers) for _ in range(2)),
+    )
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    in_use = []
+    for answer in answers:
+        me = await client.get("/v1/api-clients/me", headers=bearer(answer.json()["api_key"]))
+        in_use.append(me.json()["key_in_use"] if me.status_code == 200 else f"refused {me.status_code}")
+    assert sorted(in_use) == ["current", "previous"]
+    assert len(await audit_rows(owner_engine, "api_client.rotated")) == 2
+
+
+async def test_a_client_suspended_twice_at_once_is_suspended_once(client, admin, owner_engine):
+    from tests.support.held_rows import while_held
+
+    account, headers = admin
+    created = await create_client(client, headers, account.unit_id)
+    answers = await while_held(
+        owner_engine,
+        "SELECT 1 FROM api_clients WHERE id = :id FOR UPDATE",
+        {"id": created["id"]},
+        *(client.post(f"/v1/api-clients/{created['id']}/suspend", headers=headers) for _ in range(2)),
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
+    assert len(await audit_rows(owner_engine, "api_client.suspended")) == 1

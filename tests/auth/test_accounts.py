@@ -180,3 +180,31 @@ async def test_duplicate_username_is_a_conflict_not_a_500(client):
     assert (await client.post("/v1/users", headers=headers, json=body)).status_code == 201
     again = await client.post("/v1/users", headers=headers, json=body)
     assert again.status_code == 409 and again.json()["error"]["code"] == "username_taken"
+
+
+async def test_a_unit_admin_cannot_change_an_account_ranked_above_its_own(client, owner_engine):
+    # Only a role change was checked against the admin's rank: a unit admin could move a system
+    # admin of its subtree to another unit (ending every session of theirs) or rewrite their
+    # e-mail and phone (the SMS fallback's number), although it may not disable them.
+    root = await make_unit()
+    branch = await make_unit(parent=root)
+    admin = await make_account(role=Role.UNIT_ADMIN, unit=root)
+    system_admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    for change in ({"unit_id": str(branch.id)}, {"phone": "+84901234567"}, {"full_name": "Người khác"}):
+        refused = await client.patch(f"/v1/users/{system_admin.id}", headers=headers, json=change)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "role_above_own"
+    async with owner_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT unit_id, phone_enc, full_name FROM users WHERE id = :id"),
+                {"id": system_admin.id},
+            )
+        ).one()
+    assert (row.unit_id, row.phone_enc) == (root.id, None)
+    assert row.full_name != "Người khác"
+    # A peer or anyone below stays the admin's to edit.
+    member = await make_account(role=Role.MEMBER, unit=root)
+    allowed = await client.patch(f"/v1/users/{member.id}", headers=headers, json={"unit_id": str(branch.id)})
+    assert allowed.status_code == 200, allowed.text

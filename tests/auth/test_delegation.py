@@ -123,3 +123,30 @@ async def test_expired_and_revoked_delegations_are_refused(client):
         await client.get("/v1/auth/me", headers={**theirs, "X-On-Behalf-Of": short["id"]})
     ).status_code == 403
     assert (await client.get("/v1/auth/me", headers={**theirs, "X-On-Behalf-Of": "nope"})).status_code == 403
+
+
+async def test_a_delegation_revoked_twice_at_once_is_revoked_once(client, owner_engine):
+    # Both sides revoking at the same moment each saw it live: two audit rows, and the first
+    # revoker overwritten by the second.
+    from tests.support.held_rows import while_held
+
+    unit = await make_unit()
+    leader = await make_account(role=Role.LEADER, unit=unit)
+    assistant = await make_account(role=Role.MEMBER, unit=unit)
+    leader_headers = await sign_in(client, leader)
+    delegation = await _grant(client, leader_headers, assistant, ["units:read"])
+    assistant_headers = await sign_in(client, assistant)
+    answers = await while_held(
+        owner_engine,
+        "SELECT 1 FROM delegations WHERE id = :id FOR UPDATE",
+        {"id": delegation["id"]},
+        client.delete(f"/v1/delegations/{delegation['id']}", headers=leader_headers),
+        client.delete(f"/v1/delegations/{delegation['id']}", headers=assistant_headers),
+    )
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert answers[0].json()["revoked_at"] == answers[1].json()["revoked_at"]
+    async with owner_engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'delegation.revoked'"))
+        ).scalar_one()
+    assert rows == 1

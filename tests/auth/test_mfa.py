@@ -245,3 +245,54 @@ async def test_step_up_is_required_for_sensitive_actions_after_five_minutes(clie
     ).status_code == 204
     fresh = await client.post(f"/v1/users/{target.id}/reset-credentials", headers=headers, json=body)
     assert fresh.status_code == 200, fresh.text
+
+
+async def test_enrolments_started_at_once_leave_one_secret_and_no_error(client, owner_engine):
+    # Each read "no credential yet" and inserted one: the second insert broke the primary key (500).
+    from core.crypto import decrypt_text
+
+    unit = await make_unit()
+    for _ in range(3):  # a burst per new account: the race is lost by chance otherwise
+        editor = await make_account(role=Role.EDITOR, unit=unit, enrolled=False)
+        headers = bearer((await password_only(client, editor))["access_token"])
+        answers = await asyncio.gather(
+            *(client.post("/v1/auth/mfa/enrol", headers=headers) for _ in range(6))
+        )
+        assert [answer.status_code for answer in answers] == [200] * 6, [answer.text for answer in answers]
+        async with owner_engine.connect() as conn:
+            stored = (
+                (
+                    await conn.execute(
+                        text("SELECT secret_enc FROM totp_credentials WHERE user_id = :id"), {"id": editor.id}
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert len(stored) == 1
+        assert decrypt_text(stored[0]) in {answer.json()["secret"] for answer in answers}
+
+
+async def test_recovery_codes_replaced_twice_at_once_leave_one_set_valid(client, owner_engine):
+    # Both requests deleted the codes they saw and added ten: the first answer's ten stayed valid
+    # next to the second's, though each answer said it replaced the others.
+    from auth.totp import hash_recovery_code
+
+    unit = await make_unit()
+    editor = await make_account(role=Role.EDITOR, unit=unit)
+    headers = await sign_in(client, editor)
+    answers = await asyncio.gather(
+        *(client.post("/v1/auth/mfa/recovery-codes", headers=headers) for _ in range(3))
+    )
+    assert [answer.status_code for answer in answers] == [200] * 3, [answer.text for answer in answers]
+    async with owner_engine.connect() as conn:
+        live = set(
+            (
+                await conn.execute(
+                    text("SELECT code_hash FROM recovery_codes WHERE user_id = :id AND used_at IS NULL"),
+                    {"id": editor.id},
+                )
+            ).scalars()
+        )
+    sets = [{hash_recovery_code(code) for code in answer.json()["recovery_codes"]} for answer in answers]
+    assert live in sets  # exactly one answer's ten codes, no more

@@ -500,3 +500,40 @@ async def test_without_the_challenge_store_a_ceremony_is_refused_not_let_through
     assert (await client.post(ASSERT_OPTIONS, headers=headers)).status_code == 503
     await unreachable.aclose()
     assert (await client.get("/v1/auth/sessions", headers=headers)).status_code == 403
+
+
+async def test_one_authenticator_registered_on_two_accounts_at_once_is_409_not_500(client, owner_engine):
+    # Both checked "not registered yet" before either had written it; the second insert broke
+    # the unique credential id at commit (a 500).
+    from tests.support.held_rows import while_held
+
+    unit = await make_unit()
+    accounts = [await make_account(role=Role.LEADER, unit=unit) for _ in range(2)]
+    headers = [await sign_in(client, account) for account in accounts]
+    key = SoftAuthenticator()
+    ceremonies = [await _registration_options(client, h) for h in headers]
+    answers = await while_held(
+        owner_engine,
+        "INSERT INTO webauthn_credentials (id, user_id, credential_id, public_key, name, aaguid,"
+        " attestation_format)"
+        " VALUES (gen_random_uuid(), :user, :credential, '\\x00', 'held', :aaguid, 'none')",
+        {
+            "user": accounts[0].id,
+            "credential": key.credential_id,
+            "aaguid": "00000000-0000-0000-0000-000000000000",
+        },
+        *(
+            client.post(
+                REGISTER,
+                headers=h,
+                json={"ceremony_id": c["ceremony_id"], "name": "k", "credential": key.create(c["options"])},
+            )
+            for h, c in zip(headers, ceremonies, strict=True)
+        ),
+    )
+    assert sorted(answer.status_code for answer in answers) == [201, 409], [a.text for a in answers]
+    refused = next(answer for answer in answers if answer.status_code == 409)
+    assert _code(refused) == "passkey_already_registered"
+    async with transaction() as session:
+        rows = (await session.scalars(select(WebauthnCredential.user_id))).all()
+    assert len(rows) == 1

@@ -214,3 +214,40 @@ async def test_a_write_tried_again_counts_each_sms_once_in_the_metrics(
     assert counter._value.get() == before + 1
     assert [(row.status, row.attempts) for row in await ledger()] == [("sent", 1)]
     assert len(await audit_rows("sms.sent")) == 1
+
+
+async def test_a_decision_redone_after_a_failed_commit_counts_once_in_the_metrics(
+    client, emulator, sms_provider, monkeypatch
+):
+    # The decision phase closes a pair as no_phone (or capped) in its own transaction; if that
+    # transaction fails, the next run decides the same pair again. The metric must count the
+    # committed decision only, not each try.
+    import pytest
+    from sqlalchemy.exc import DBAPIError
+
+    from notifications.sms import fallback
+    from notifications.sms.metrics import SMS_MESSAGES
+
+    unit = await make_unit()
+    admin = await admin_headers(client, unit)
+    reader = await person(client, unit, phone=False, signed_in=False)
+    await notify(client, admin, audience={"users": [str(reader.id)]})
+    after_window()
+    counter = SMS_MESSAGES.labels(status="no_phone", reason="emergency_unacknowledged")
+    before = counter._value.get()
+    failures = [DBAPIError("INSERT", {}, ConnectionResetError("cut"), connection_invalidated=True)]
+    real_audit = fallback.audit_sms
+
+    def audit_once_cut(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures:  # the first run's decision dies after its row was closed, before commit
+            raise failures.pop()
+        return real_audit(*args, **kwargs)
+
+    monkeypatch.setattr(fallback, "audit_sms", audit_once_cut)
+    with pytest.raises(DBAPIError):
+        await sweep.run_once(sms_provider)
+    assert await ledger() == []  # rolled back: nothing decided
+    assert (await sweep.run_once(sms_provider)).no_phone == 1
+    assert counter._value.get() == before + 1
+    assert [row.status for row in await ledger()] == ["no_phone"]
+    assert len(await audit_rows("sms.no_phone")) == 1

@@ -7,9 +7,10 @@ import itertools
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from core.db import transaction
+from tests.support.held_rows import WAITING, while_held
 from tests.tracking.helpers import make_api_client, task, tracking_notifications, upsert
 from tracking.models import Kpi, Task
 
@@ -224,3 +225,85 @@ async def test_no_field_value_makes_the_intake_fail_with_5xx(client, org):
                 response = await client.put(path, json=body, headers=org.system)
                 assert response.status_code < 500, (path, field, value, response.text)
                 assert "error" in response.json() or response.status_code == 200
+
+
+async def test_two_batches_naming_the_same_tasks_in_opposite_orders_both_succeed(client, org, owner_engine):
+    # Each upsert took its rows' locks (a new code's index entry included) in the order of its
+    # batch: two systems sending the same new tasks in opposite orders each held rows the other
+    # waited for, and PostgreSQL broke the deadlock by failing one of them (a 500).
+    codes = [f"T_ORDER_{index:03d}" for index in range(21)]
+    batch = [task(org, code) for code in codes]
+    middle = codes[10]
+    forward, backward = await while_held(
+        owner_engine,
+        "INSERT INTO tracking_tasks (id, code, name, lead_unit_id, deadline, deadline_date, priority,"
+        " result_status, received_at, version)"
+        " VALUES (gen_random_uuid(), :code, 'x', :unit, now(), current_date, 3, 'in_progress', now(), 1)",
+        {"code": middle, "unit": org.province.id},
+        upsert(client, org, *batch),
+        upsert(client, org, *reversed(batch)),
+    )
+    assert (forward.status_code, backward.status_code) == (200, 200), (forward.text, backward.text)
+    results = [forward.json(), backward.json()]
+    assert sum(r["created"] for r in results) == 21
+    assert sorted(code for r in results for code in r["ignored"]) == codes
+    async with transaction() as session:
+        assert (await session.scalar(select(func.count()).where(Task.code.in_(codes)))) == 21
+
+
+async def test_two_kpi_batches_in_opposite_orders_both_succeed(client, org, owner_engine):
+    kpis = [
+        {
+            "code": f"K.ORDER.{index:03d}",
+            "period": "2026-11",
+            "period_kind": "month",
+            "version": 1,
+            "name": "Chỉ số",
+            "unit": org.province.code,
+            "report_due": "2026-12-10",
+        }
+        for index in range(21)
+    ]
+    forward, backward = await while_held(
+        owner_engine,
+        "INSERT INTO tracking_kpis (id, code, period, period_kind, name, unit_id, report_due, version)"
+        " VALUES (gen_random_uuid(), :code, '2026-11', 'month', 'x', :unit, '2026-12-10', 1)",
+        {"code": kpis[10]["code"], "unit": org.province.id},
+        client.put("/v1/tracking/kpis", json={"kpis": kpis}, headers=org.system),
+        client.put("/v1/tracking/kpis", json={"kpis": kpis[::-1]}, headers=org.system),
+    )
+    assert (forward.status_code, backward.status_code) == (200, 200), (forward.text, backward.text)
+    async with transaction() as session:
+        assert (await session.scalar(select(func.count()).where(Kpi.code.like("K.ORDER.%")))) == 21
+
+
+async def test_a_deadlock_the_code_did_not_foresee_is_503_busy_not_500(client, org, owner_engine):
+    # PostgreSQL ends a deadlock by rolling one transaction back: nothing of it was written and a
+    # retry is safe, as after a lock timeout. The request it picks answers 503 busy (Retry-After).
+    import asyncio
+
+    first, second = task(org, "T_DEADLOCK_A"), task(org, "T_DEADLOCK_B")
+    assert (await upsert(client, org, first, second)).status_code == 200
+    async with owner_engine.connect() as holder:
+        await holder.begin()
+        lock = "SELECT 1 FROM tracking_tasks WHERE code = :code FOR UPDATE"
+        await holder.execute(text(lock), {"code": "T_DEADLOCK_B"})
+        # The request locks A (its batch's rows, in code order), then waits for B.
+        request = asyncio.ensure_future(
+            upsert(client, org, {**first, "version": 2}, {**second, "version": 2})
+        )
+        async with owner_engine.connect() as watcher:
+            for _ in range(200):
+                waiting = (await watcher.execute(WAITING)).scalar_one()
+                await watcher.commit()  # the statistics views keep one snapshot per transaction
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+        # Now this transaction waits for A: a cycle. The request has waited longer, so its
+        # deadlock check runs first and it is the one rolled back.
+        await holder.execute(text(lock), {"code": "T_DEADLOCK_A"})
+        response = await request
+        await holder.rollback()
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "busy" and response.headers["Retry-After"] == "1"
+    assert (await stored("T_DEADLOCK_A")).version == 1
