@@ -9,7 +9,8 @@ import time
 
 import pytest
 from aioapns import NotificationRequest, PushType
-from aioapns.connection import APNsBaseClientProtocol, H2Connection
+from aioapns.connection import APNsBaseClientProtocol
+from h2.connection import H2Connection
 
 from emulator import Emulator
 from notifications.content import PushContent, PushSpec
