@@ -3,6 +3,7 @@
     draft ─submit→ submitted ─approve→ scheduled ─(send time)→ sending → sent
                        │                    └────────(now)────────↗
                        └─reject(reason)→ rejected ─(edit, submit)→ submitted
+    scheduled ─(send time, the delivery core refuses it: app disabled, language withdrawn)→ rejected
     cancel: any state before sent (mid-send too) → cancelled;  recall: sent → recalled
 
 A publisher who is neither the author nor the submitter approves, with a fresh TOTP step-up
@@ -24,18 +25,17 @@ from auth.principal import Principal
 from auth.roles import Permission
 from auth.step_up import require_fresh_step_up
 from core.db import utcnow
-from core.errors import Conflict, Forbidden
+from core.errors import ChuongError, Conflict, Forbidden
 from core.jobs import HIGH_QUEUE, NEWS_RELEASE_PREFIX, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
 from news.models import NewsItem
-from news.service import load, notification_audience, push_content, validate
+from news.service import PORTAL_APP, load, notification_audience, push_content, validate
 from notifications import fanout
 from notifications import service as notifications
 from notifications.content import PushContent
 from notifications.models import Notification
 from notifications.policy import ApprovedRelease
 
-PORTAL_APP = "portal"
 RETRACT_KIND = "news.retract"
 CANCELLABLE = frozenset({"draft", "submitted", "rejected", "scheduled", "sending"})
 
@@ -176,9 +176,26 @@ async def release_due(session: AsyncSession, *, now: dt.datetime, limit: int = 2
         .scalars()
         .all()
     )
+    released = 0
     for item in due:
-        await release(session, item=item, now=now)
-    return len(due)
+        try:
+            async with session.begin_nested():
+                await release(session, item=item, now=now)
+        except ChuongError as refused:
+            # The delivery core refuses it now (the portal app disabled, a language it no longer
+            # offers, ...): back to the author, and the next items go. Raised, it rolled back
+            # every release of the run, and every later run again: one item stuck them all.
+            await session.refresh(item)
+            _release_refused(session, item, refused)
+            continue
+        released += 1
+    return released
+
+
+def _release_refused(session: AsyncSession, item: NewsItem, refused: ChuongError) -> None:
+    reason = f"Not released at its send time: {refused.message}"
+    item.rejected_reason = reason
+    _transition(session, item, to="rejected", reason=reason, code=refused.code, author_id=str(item.author_id))
 
 
 async def cancel(session: AsyncSession, *, principal: Principal, item_id: uuid.UUID, reason: str) -> NewsItem:
