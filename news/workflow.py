@@ -25,10 +25,10 @@ from auth.principal import Principal
 from auth.roles import Permission
 from auth.step_up import require_fresh_step_up
 from core.db import utcnow
-from core.errors import ChuongError, Conflict, Forbidden
+from core.errors import ChuongError, Conflict, Forbidden, Unprocessable
 from core.jobs import HIGH_QUEUE, NEWS_RELEASE_PREFIX, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
-from news.models import NewsItem
+from news.models import NewsItem, Section
 from news.service import PORTAL_APP, load, notification_audience, push_content, validate
 from notifications import fanout
 from notifications import service as notifications
@@ -135,6 +135,7 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     """Hand the approved item to the delivery core: one notification whose audience the
     workflow has authorised, fanned out per device by the existing pipeline. The release names
     its second approver: the only way past the four-eyes rule of ``create_prepared``."""
+    await _sections_still_offered(session, item)
     notification = await notifications.create_prepared(
         session,
         content=push_content(item),
@@ -153,6 +154,25 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     item.notification_id, item.released_at = notification.id, now
     _transition(session, item, to="sending", reason=None, notification_id=str(notification.id))
     return notification
+
+
+async def _sections_still_offered(session: AsyncSession, item: NewsItem) -> None:
+    """Nothing is sent to a section archived since the approval (a scheduled item): 422
+    ``unknown_sections``, which sends the item back to its author (``release_due``)."""
+    wanted = set(item.audience.get("sections") or ())
+    if not wanted:
+        return
+    active = set(
+        (
+            await session.execute(
+                select(Section.code).where(Section.code.in_(wanted), Section.archived_at.is_(None))
+            )
+        ).scalars()
+    )
+    if gone := sorted(wanted - active):
+        raise Unprocessable(
+            "Sections no longer offered", code="unknown_sections", details=[{"section": c} for c in gone]
+        )
 
 
 def _approved_release(item: NewsItem, *, workflow: str) -> ApprovedRelease:

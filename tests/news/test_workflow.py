@@ -242,3 +242,28 @@ async def test_a_scheduled_item_the_app_no_longer_takes_goes_back_and_the_others
         headers=await sign_in(client, desk.editor),  # the morning's token has expired
     )
     assert late.status_code == 422 and late.json()["error"]["code"] == "language_not_offered"
+
+
+async def test_a_scheduled_item_to_a_section_archived_since_is_not_sent(client, redis):
+    # "Nothing is sent to an archived section": the release sent a scheduled item to the topic's
+    # devices anyway, since only drafts, submissions and approvals checked the sections.
+    from tests.support.factories import sign_in
+
+    desk = await make_desk(client)
+    editor = desk.headers["editor"]
+    code = f"sec-{desk.unit.id.hex[:8]}"
+    created = await client.post("/v1/sections", json={"code": code, "names": {"vi": "Mục"}}, headers=editor)
+    assert created.status_code == 201, created.text
+    item = await submitted(client, desk, audience={"sections": [code]})
+    send_at = (clock.utcnow() + dt.timedelta(hours=1)).isoformat()
+    assert (await approve(client, desk, item, send_at=send_at)).status_code == 200
+    assert (await client.delete(f"/v1/sections/{code}", headers=editor)).status_code == 204
+
+    clock.advance(2 * 3600)
+    assert (await news_tick({}))["released"] == 0
+    refused = await news_item(item)
+    assert (refused.status, refused.notification_id) == ("rejected", None)
+    assert code in (refused.rejected_reason or "") or "Sections" in (refused.rejected_reason or "")
+    assert (await client.get(f"/v1/news/{item}", headers=await sign_in(client, desk.editor))).json()[
+        "status"
+    ] == "rejected"
