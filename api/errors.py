@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.middleware import SECURITY_HEADERS
 from core.context import current_context
-from core.db import is_bounded_wait, lost_connection
+from core.db import is_bounded_wait, is_write_conflict, lost_connection
 from core.errors import ChuongError, error_body
 from core.logging import get_logger
 
@@ -61,8 +61,8 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def _guard_headers() -> dict[str, str]:
-    # Answers made here bypass RequestGuard (ServerErrorMiddleware sits outside it, and the
-    # database handlers answer for it), so its headers are added here.
+    # The 500 handler's answer bypasses RequestGuard (ServerErrorMiddleware sits outside it), so
+    # its headers are added here.
     headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
     headers["X-Request-ID"] = current_context().request_id or ""
     return headers
@@ -86,24 +86,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyTimeoutError)
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # Answered by ExceptionMiddleware, inside RequestGuard, which adds the request id and the
+        # security headers on the way out: added here too, they went out twice ("id, id").
         if lost_connection(exc):
             log.warning("database_connection_lost", error_type=type(getattr(exc, "orig", exc)).__name__)
             return error_response(
                 503,
                 "unavailable",
                 "The database was unavailable; retry shortly (with the same Idempotency-Key, if any)",
-                headers={**_guard_headers(), "Retry-After": "2"},
+                headers={"Retry-After": "2"},
+            )
+        if is_write_conflict(exc):
+            # A concurrent request took the key or deleted a row this one refers to, after this
+            # one's checks: it changed nothing (rolled back), and a 500 would blame the server.
+            log.warning("database_write_conflict", error_type=type(getattr(exc, "orig", exc)).__name__)
+            return error_response(
+                409,
+                "conflict",
+                "A concurrent change made this request impossible; nothing was changed. "
+                "Read the current state and retry if it still applies",
             )
         if not is_bounded_wait(exc):
-            return await _unexpected(request, exc)
+            log.exception("unhandled_error", error_type=type(exc).__name__)
+            return error_response(500, "internal_error", "Internal server error")
         # A wait the service bounds on purpose (core/db.py): the pool had no free connection in
-        # time, or PostgreSQL cancelled a lock wait or a statement. The request changed nothing
-        # (its transaction rolled back); the client may retry.
+        # time, or PostgreSQL cancelled a lock wait or a statement, or broke a deadlock. The
+        # request changed nothing (its transaction rolled back); the client may retry.
         log.warning("database_wait_bounded", error_type=type(getattr(exc, "orig", exc)).__name__)
-        headers = {**_guard_headers(), "Retry-After": "1"}
-        return error_response(
-            503, "busy", "The service is busy; nothing was changed, retry shortly", headers=headers
-        )
+        busy = "The service is busy; nothing was changed, retry shortly"
+        return error_response(503, "busy", busy, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -38,6 +38,7 @@ __all__ = [
     "get_engine",
     "get_sessionmaker",
     "is_bounded_wait",
+    "is_write_conflict",
     "lost_connection",
     "make_engine",
     "transaction",
@@ -116,6 +117,25 @@ def is_bounded_wait(exc: BaseException) -> bool:
         )
         return sqlstate in _BOUNDED_WAIT_SQLSTATES
     return False
+
+
+# unique_violation and foreign_key_violation: a row the request meant to write exists by now (a
+# concurrent request wrote it), or a row it refers to is gone (a purge deleted it meanwhile).
+_CONFLICT_SQLSTATES = frozenset({"23505", "23503"})
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Did a concurrent change make the request's write impossible (a key taken, a referenced
+    row deleted, between the request's checks and its write)? Its transaction is rolled back,
+    nothing of it written: transports answer 409 rather than 500. Checks that can foresee the
+    case answer more precisely (``flush_unique``); this is the net under the ones that cannot."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    original = getattr(exc, "orig", None)
+    sqlstate = getattr(original, "sqlstate", None) or getattr(
+        getattr(original, "__cause__", None), "sqlstate", None
+    )
+    return sqlstate in _CONFLICT_SQLSTATES
 
 
 def lost_connection(exc: BaseException) -> bool:

@@ -21,8 +21,10 @@ from news.schemas import NewsDraft, NewsOut, NewsStats
 from notifications.content import PushContent, PushSpec
 from notifications.models import Notification
 from notifications.payloads import check_sizes
+from notifications.service import check_app_accepts
 
 KIND = "news.breaking"
+PORTAL_APP = "portal"
 EDITABLE = frozenset({"draft", "rejected"})
 
 
@@ -166,7 +168,11 @@ async def validate(session: AsyncSession, *, principal: Principal, item: NewsIte
         )
     if item.send_at is not None and item.send_at <= utcnow():
         raise Unprocessable("The send time is in the past", code="send_at_past")
-    check_sizes(PushSpec(id=str(item.id), content=push_content(item)))
+    content = push_content(item)
+    # The portal app takes it (enabled, in these languages) now, not only when a scheduled
+    # item is released, where a refusal has nobody to answer to.
+    await check_app_accepts(session, app=PORTAL_APP, content=content)
+    check_sizes(PushSpec(id=str(item.id), content=content))
 
 
 def reader_languages(item: NewsItem) -> list[str]:

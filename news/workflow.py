@@ -3,6 +3,7 @@
     draft ─submit→ submitted ─approve→ scheduled ─(send time)→ sending → sent
                        │                    └────────(now)────────↗
                        └─reject(reason)→ rejected ─(edit, submit)→ submitted
+    scheduled ─(send time, the delivery core refuses it: app disabled, language withdrawn)→ rejected
     cancel: any state before sent (mid-send too) → cancelled;  recall: sent → recalled
 
 A publisher who is neither the author nor the submitter approves, with a fresh TOTP step-up
@@ -24,18 +25,17 @@ from auth.principal import Principal
 from auth.roles import Permission
 from auth.step_up import require_fresh_step_up
 from core.db import utcnow
-from core.errors import Conflict, Forbidden
+from core.errors import ChuongError, Conflict, Forbidden, Unprocessable
 from core.jobs import HIGH_QUEUE, NEWS_RELEASE_PREFIX, JobName, defer
 from inbox.schemas import WITHDRAWN_LINE
-from news.models import NewsItem
-from news.service import load, notification_audience, push_content, validate
+from news.models import NewsItem, Section
+from news.service import PORTAL_APP, load, notification_audience, push_content, validate
 from notifications import fanout
 from notifications import service as notifications
 from notifications.content import PushContent
 from notifications.models import Notification
 from notifications.policy import ApprovedRelease
 
-PORTAL_APP = "portal"
 RETRACT_KIND = "news.retract"
 CANCELLABLE = frozenset({"draft", "submitted", "rejected", "scheduled", "sending"})
 
@@ -135,6 +135,7 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     """Hand the approved item to the delivery core: one notification whose audience the
     workflow has authorised, fanned out per device by the existing pipeline. The release names
     its second approver: the only way past the four-eyes rule of ``create_prepared``."""
+    await _sections_still_offered(session, item)
     notification = await notifications.create_prepared(
         session,
         content=push_content(item),
@@ -153,6 +154,25 @@ async def release(session: AsyncSession, *, item: NewsItem, now: dt.datetime) ->
     item.notification_id, item.released_at = notification.id, now
     _transition(session, item, to="sending", reason=None, notification_id=str(notification.id))
     return notification
+
+
+async def _sections_still_offered(session: AsyncSession, item: NewsItem) -> None:
+    """Nothing is sent to a section archived since the approval (a scheduled item): 422
+    ``unknown_sections``, which sends the item back to its author (``release_due``)."""
+    wanted = set(item.audience.get("sections") or ())
+    if not wanted:
+        return
+    active = set(
+        (
+            await session.execute(
+                select(Section.code).where(Section.code.in_(wanted), Section.archived_at.is_(None))
+            )
+        ).scalars()
+    )
+    if gone := sorted(wanted - active):
+        raise Unprocessable(
+            "Sections no longer offered", code="unknown_sections", details=[{"section": c} for c in gone]
+        )
 
 
 def _approved_release(item: NewsItem, *, workflow: str) -> ApprovedRelease:
@@ -176,9 +196,26 @@ async def release_due(session: AsyncSession, *, now: dt.datetime, limit: int = 2
         .scalars()
         .all()
     )
+    released = 0
     for item in due:
-        await release(session, item=item, now=now)
-    return len(due)
+        try:
+            async with session.begin_nested():
+                await release(session, item=item, now=now)
+        except ChuongError as refused:
+            # The delivery core refuses it now (the portal app disabled, a language it no longer
+            # offers, ...): back to the author, and the next items go. Raised, it rolled back
+            # every release of the run, and every later run again: one item stuck them all.
+            await session.refresh(item)
+            _release_refused(session, item, refused)
+            continue
+        released += 1
+    return released
+
+
+def _release_refused(session: AsyncSession, item: NewsItem, refused: ChuongError) -> None:
+    reason = f"Not released at its send time: {refused.message}"
+    item.rejected_reason = reason
+    _transition(session, item, to="rejected", reason=reason, code=refused.code, author_id=str(item.author_id))
 
 
 async def cancel(session: AsyncSession, *, principal: Principal, item_id: uuid.UUID, reason: str) -> NewsItem:

@@ -179,16 +179,18 @@ async def create_prepared(
     return (await create_prepared_many(session, [prepared]))[0]
 
 
-async def _check_app(session: AsyncSession, item: Prepared) -> None:
+async def check_app_accepts(session: AsyncSession, *, app: str, content: PushContent) -> None:
     """The app exists and takes new notifications, in the languages it offers (from the
-    in-process copy of the apps: no query per notification)."""
-    app = await apps.require(session, item.app)
-    offered = {*item.content.title, *item.content.body} - app.languages
+    in-process copy of the apps: no query per notification). What ``create_prepared`` checks
+    first; a workflow that releases later (a scheduled news item) checks it when it accepts the
+    content too."""
+    found = await apps.require(session, app)
+    offered = {*content.title, *content.body} - found.languages
     if offered:
         raise Unprocessable(
-            f"The app {app.code!r} is not published in {', '.join(sorted(offered))}",
+            f"The app {found.code!r} is not published in {', '.join(sorted(offered))}",
             code="language_not_offered",
-            details=[{"app": app.code, "language": language} for language in sorted(offered)],
+            details=[{"app": found.code, "language": language} for language in sorted(offered)],
         )
 
 
@@ -204,7 +206,7 @@ async def create_prepared_many(session: AsyncSession, items: Sequence[Prepared])
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for item in items:
-        await _check_app(session, item)
+        await check_app_accepts(session, app=item.app, content=item.content)
         if item.approved is None:
             await check_direct_push(session, app=item.app, audience=item.audience, unit_id=item.unit_id)
         notification_id = uuid.uuid4()

@@ -194,3 +194,76 @@ async def test_the_approval_audit_row_names_the_publisher_and_the_portal(client,
             )
         ).one()
     assert row.actor_id == desk.publisher.id and row.unit_id == desk.unit.id
+
+
+async def test_a_scheduled_item_the_app_no_longer_takes_goes_back_and_the_others_still_go(client, redis):
+    # At its send time the release found the portal no longer published in the item's language:
+    # the refusal rolled back every release of the run, and of every run after it, so one item
+    # held back all the others due with it, for ever.
+    from sqlalchemy import select
+
+    from auth.audit.models import AuditLog
+    from auth.roles import Role
+    from core.db import transaction
+    from tests.support.factories import make_account, make_unit, sign_in
+
+    desk = await make_desk(client)
+    in_french = await submitted(
+        client, desk, title={"vi": "Tin", "fr": "Nouvelle"}, body={"vi": "Nội dung", "fr": "Texte"}
+    )
+    in_vietnamese = await submitted(client, desk, title={"vi": "Tin"}, body={"vi": "Nội dung"})
+    first = (clock.utcnow() + dt.timedelta(hours=1)).isoformat()
+    second = (clock.utcnow() + dt.timedelta(hours=1, minutes=5)).isoformat()
+    assert (await approve(client, desk, in_french, send_at=first)).status_code == 200
+    assert (await approve(client, desk, in_vietnamese, send_at=second)).status_code == 200
+    operator = await sign_in(client, await make_account(role=Role.SYSTEM_ADMIN, unit=await make_unit()))
+    withdrawn = await client.patch(
+        "/v1/apps/portal", json={"languages": ["vi", "en", "zh", "es", "ru"]}, headers=operator
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+
+    clock.advance(2 * 3600)
+    assert (await news_tick({}))["released"] == 1
+    assert (await news_item(in_vietnamese)).notification_id is not None
+    refused = await news_item(in_french)
+    assert (refused.status, refused.notification_id) == ("rejected", None)
+    assert "fr" in (refused.rejected_reason or "")
+    async with transaction() as session:
+        row = (
+            await session.execute(
+                select(AuditLog).where(AuditLog.action == "news.rejected", AuditLog.object_id == in_french)
+            )
+        ).scalar_one()
+    assert row.details["code"] == "language_not_offered"
+    # A new draft in a language the app does not offer is refused when written, not at its send time.
+    late = await client.post(
+        "/v1/news",
+        json=draft(title={"vi": "Tin", "fr": "Nouvelle"}, body={"vi": "Nội dung", "fr": "Texte"}),
+        headers=await sign_in(client, desk.editor),  # the morning's token has expired
+    )
+    assert late.status_code == 422 and late.json()["error"]["code"] == "language_not_offered"
+
+
+async def test_a_scheduled_item_to_a_section_archived_since_is_not_sent(client, redis):
+    # "Nothing is sent to an archived section": the release sent a scheduled item to the topic's
+    # devices anyway, since only drafts, submissions and approvals checked the sections.
+    from tests.support.factories import sign_in
+
+    desk = await make_desk(client)
+    editor = desk.headers["editor"]
+    code = f"sec-{desk.unit.id.hex[:8]}"
+    created = await client.post("/v1/sections", json={"code": code, "names": {"vi": "Mục"}}, headers=editor)
+    assert created.status_code == 201, created.text
+    item = await submitted(client, desk, audience={"sections": [code]})
+    send_at = (clock.utcnow() + dt.timedelta(hours=1)).isoformat()
+    assert (await approve(client, desk, item, send_at=send_at)).status_code == 200
+    assert (await client.delete(f"/v1/sections/{code}", headers=editor)).status_code == 204
+
+    clock.advance(2 * 3600)
+    assert (await news_tick({}))["released"] == 0
+    refused = await news_item(item)
+    assert (refused.status, refused.notification_id) == ("rejected", None)
+    assert code in (refused.rejected_reason or "") or "Sections" in (refused.rejected_reason or "")
+    assert (await client.get(f"/v1/news/{item}", headers=await sign_in(client, desk.editor))).json()[
+        "status"
+    ] == "rejected"
