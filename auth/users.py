@@ -98,8 +98,12 @@ async def list_users(
     if active is not None:
         query = query.where(User.is_active.is_(active))
     if query_text:
-        pattern = f"%{query_text.lower()}%"
-        query = query.where(func.lower(User.full_name).like(pattern) | User.username.like(pattern))
+        # Escaped: "%" or "_" in the text is that character, not a wildcard matching everyone.
+        needle = query_text.lower()
+        query = query.where(
+            func.lower(User.full_name).contains(needle, autoescape=True)
+            | User.username.contains(needle, autoescape=True)
+        )
     if cursor:
         query = query.where(User.username > decode_cursor(cursor))
     users = list((await session.execute(query)).scalars())
@@ -177,6 +181,12 @@ async def set_active(
     if principal.user is not None and user.id == principal.user.id:
         raise Forbidden("You cannot disable your own account", code="self_disable")
     _check_grant(principal, Role(user.role))
+    # Locked, then compared: a second disable (a retry, a double click, two admins at once)
+    # changes nothing, so ``disabled_at`` keeps the time access really ended (D-23) and the
+    # audit log has one row per change.
+    await session.refresh(user, with_for_update=True)
+    if user.is_active is active:
+        return user
     user.is_active = active
     user.disabled_at = None if active else utcnow()
     if not active:

@@ -1,5 +1,6 @@
 """Units and accounts: subtree scoping, role ceilings, encrypted personal data, audit (D-20, D-21)."""
 
+import asyncio
 import uuid
 
 from sqlalchemy import text
@@ -208,3 +209,54 @@ async def test_a_unit_admin_cannot_change_an_account_ranked_above_its_own(client
     member = await make_account(role=Role.MEMBER, unit=root)
     allowed = await client.patch(f"/v1/users/{member.id}", headers=headers, json={"unit_id": str(branch.id)})
     assert allowed.status_code == 200, allowed.text
+
+
+async def test_a_second_disable_changes_nothing_and_writes_no_audit_row(client, owner_engine):
+    # It moved ``disabled_at`` (when access ended, D-23) to the second request's time and wrote
+    # a second "user.disabled"; two at once did the same.
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    user = (await client.post("/v1/users", headers=headers, json=new_user(root.id))).json()
+
+    async def disabled() -> tuple[int, object]:
+        async with owner_engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT count(*) FROM audit_log WHERE action = 'user.disabled' AND object_id = :id"),
+                    {"id": user["id"]},
+                )
+            ).scalar()
+            at = (
+                await conn.execute(text("SELECT disabled_at FROM users WHERE id = :id"), {"id": user["id"]})
+            ).scalar()
+        return rows, at
+
+    first = await client.post(f"/v1/users/{user['id']}/disable", headers=headers)
+    assert first.status_code == 200, first.text
+    rows, at = await disabled()
+    assert rows == 1 and at is not None
+    replies = await asyncio.gather(
+        *(client.post(f"/v1/users/{user['id']}/disable", headers=headers) for _ in range(3))
+    )
+    assert [reply.status_code for reply in replies] == [200, 200, 200]
+    assert {reply.json()["is_active"] for reply in replies} == {False}
+    assert await disabled() == (1, at)
+
+
+async def test_a_user_search_treats_percent_and_underscore_as_themselves(client):
+    root = await make_unit()
+    admin = await make_account(role=Role.SYSTEM_ADMIN, unit=root)
+    headers = await sign_in(client, admin)
+    tag = f"zq{uuid.uuid4().hex[:6]}"
+    for name in (f"Nguyễn {tag} An", f"Lê 100% {tag}"):
+        created = await client.post("/v1/users", headers=headers, json=new_user(root.id, full_name=name))
+        assert created.status_code == 201, created.text
+    for needle, expected in (
+        ("%", [f"Lê 100% {tag}"]),
+        ("_", []),
+        (tag, [f"Lê 100% {tag}", f"Nguyễn {tag} An"]),
+    ):
+        found = await client.get("/v1/users", headers=headers, params={"q": needle, "unit_id": str(root.id)})
+        assert found.status_code == 200, found.text
+        assert sorted(u["full_name"] for u in found.json()["items"]) == expected, needle
