@@ -405,7 +405,10 @@ async def unregister(
     device: AuthenticatedDevice | None,
 ) -> None:
     """The owner (account or the device itself) retires a device; others get 404."""
-    target = await session.get(Device, device_id, with_for_update=True)
+    # Read again under the lock (populate_existing): a device's own credential check loaded this
+    # row into the session before the lock, and a concurrent unregister of the same device
+    # (a phone's retry) must be seen, not the copy from before it: one 204, one audit row.
+    target = await session.get(Device, device_id, with_for_update=True, populate_existing=True)
     owns = target is not None and (
         (user_id is not None and target.user_id == user_id) or (device is not None and device.id == target.id)
     )

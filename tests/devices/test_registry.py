@@ -164,3 +164,34 @@ async def test_invalid_input_is_rejected(client):
     for body in cases:
         response = await client.post("/v1/devices", json=body)
         assert response.status_code == 422, body
+
+
+async def test_two_unregisters_at_once_retire_the_device_once(client, owner_engine):
+    # A phone's retry, or the app and its owner at the same moment: one 204 and one audit row.
+    unit = await make_unit()
+    owner = await make_account(role=Role.MEMBER, unit=unit, enrolled=False)
+    owner_headers = await sign_in(client, owner)
+    for headers_of in ("credential", "account"):
+        device = (await client.post("/v1/devices", json=android(), headers=owner_headers)).json()
+        anonymous = (await client.post("/v1/devices", json=android())).json()
+        target, headers = (
+            (anonymous, {"Authorization": f"Bearer {anonymous['device_credential']}"})
+            if headers_of == "credential"
+            else (device, owner_headers)
+        )
+        replies = await asyncio.gather(
+            *(client.delete(f"/v1/devices/{target['id']}", headers=headers) for _ in range(3))
+        )
+        assert sorted(reply.status_code for reply in replies)[0] == 204, headers_of
+        assert [reply.status_code for reply in replies].count(204) == 1, (headers_of, replies)
+        async with owner_engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit_log"
+                        " WHERE action = 'device.unregistered' AND object_id = :id"
+                    ),
+                    {"id": target["id"]},
+                )
+            ).scalar()
+        assert rows == 1, headers_of
