@@ -214,9 +214,10 @@ class Settings(BaseSettings):
     # The reconciler runs at every multiple of this second within each minute (a cron step), so
     # it divides 60 or it runs at uneven gaps; 60: once a minute.
     reconcile_every_seconds: int = Field(default=30, ge=1, le=60)
-    # Send batches a worker starts at once; each may overlap one batch whose last chunk is still
-    # at the provider (notifications/delivery.py). A killed worker re-sends at most this many
-    # batches plus their predecessors' unrecorded chunks (≤ 375 rows each).
+    # Send batches a worker starts at once; each may overlap one batch started before it, which
+    # hands the slot on once its first two chunks are at the provider (notifications/delivery.py).
+    # A batch has at most two chunks (250 rows) sent and unrecorded, so a killed worker re-sends
+    # at most 2 × this many × 250 rows.
     send_batches_in_flight: int = Field(default=1, ge=1)
     # Sensitive notifications show a generic localised line ("Bạn có thông báo mới"); off → silent.
     sensitive_visible_alert: bool = True

@@ -41,7 +41,9 @@ log = get_logger(__name__)
 # A batch (≤ 500 rows) is sent in SEND_CHUNKS chunks, CHUNKS_IN_FLIGHT of them at the provider at
 # once (see _send_held): chunk k + 2 starts when chunk k has been answered and the status read
 # again, while chunk k + 1 keeps the provider's in-flight slots busy. Without the cancel signal at
-# most CHUNKS_IN_FLIGHT chunks (250 rows) start after a cancel, as with two sequential chunks.
+# most CHUNKS_IN_FLIGHT chunks (250 rows) of a batch start after a cancel, as with two sequential
+# chunks. Once its first window is out, a batch lets the next one start (send_batch), so one
+# worker has two batches' windows at the provider.
 SEND_CHUNKS = 4
 CHUNKS_IN_FLIGHT = 2
 # A job timeout or a shutdown cancels a batch while chunks are at the provider: it waits this long
@@ -115,11 +117,15 @@ async def send_batch(
     notifications/first_page_lane.py.)"""
     # Leased-but-unrecorded rows are what a killed worker sends twice, so a worker starts the
     # chunks of at most ``send_batches_in_flight`` batches at a time (default 1). A batch hands
-    # that slot on once its last chunk has started, not once it has been answered: the next
-    # batch is claimed while the last requests are at the provider, and the provider's latency
-    # does not leave the worker idle between batches. A second bound keeps it to one finishing
-    # batch per starting one, so a killed worker re-sends at most one batch and the last
-    # CHUNKS_IN_FLIGHT + 1 chunks of the one before (≤ 875 rows by default).
+    # that slot on once its first window of chunks (CHUNKS_IN_FLIGHT) is at the provider, not
+    # once its last chunk has started: the next batch is claimed, its badges read and its own
+    # first window sent during this one's first round trip, so two batches' windows keep the
+    # provider's slots busy while each waits for its answers and writes (issue 16 item 2: the
+    # last-chunk hand-on left one window, 250 requests, for a 40 ms round trip plus two writes).
+    # A second bound keeps it to one other batch per starting one. Each batch has at most
+    # CHUNKS_IN_FLIGHT chunks sent and not yet written (chunk k + CHUNKS_IN_FLIGHT starts once
+    # chunk k is written), so a killed worker re-sends at most two windows (≤ 500 rows by
+    # default, within the 875 documented before).
     held, starting = _send_slots()
     async with held:
         await starting.acquire()
@@ -302,35 +308,38 @@ async def _send_batch(
     low_id: int | None,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
-    all_started: Callable[[], None],
+    hand_on: Callable[[], None],
 ) -> dict[str, int]:
     """One batch in SEND_CHUNKS chunks, CHUNKS_IN_FLIGHT at a time: a chunk's badges are worked
     out while the ones before it are on the wire, and a chunk's results are written while the
-    next ones are sent. ``all_started`` is called once the last chunk has started. A cancel stops
+    next ones are sent. ``hand_on`` is called once the first window is at the provider (the
+    send slot goes to the next batch, ``send_batch``). A cancel stops
     the batch between two requests (the providers consult notifications/cancellation.py) or,
     failing that signal, before the next chunk: the status is read again each time a chunk has
     been answered."""
     claim = await claim_batch(nid, low_id)
     if claim is None:
         return {"claimed": 0}
-    return await send_claimed(claim, providers, badge_source, all_started)
+    return await send_claimed(claim, providers, badge_source, hand_on)
 
 
 async def send_claimed(
     claim: outbox.Claim,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
-    all_started: Callable[[], None],
+    hand_on: Callable[[], None],
     *,
     yields: bool = True,
 ) -> dict[str, int]:
-    """Send a leased batch; ``yields``: its further chunks wait while the first-page lane works
-    (``bulk_yields``), as the send slots' do; the lane's own batch does not."""
+    """Send a leased batch; ``yields``: a send slot's batch, whose further chunks wait while the
+    first-page lane works (``bulk_yields``) and which calls ``hand_on`` once its first window of
+    chunks is at the provider; the lane's own batch (False) waits for nothing and calls it once
+    its last chunk has started (that is when the lane lets the send slots go on)."""
     # From here a cancel must be acknowledged for this batch (notifications/cancellation.py).
     held = str(claim.notification_id)
     cancellation.hold(held, claim.batch_id)
     try:
-        return await _send_held(claim, providers, badge_source, all_started, yields=yields)
+        return await _send_held(claim, providers, badge_source, hand_on, yields=yields)
     finally:
         cancellation.release(held, claim.batch_id)
 
@@ -339,7 +348,7 @@ async def _send_held(
     claim: outbox.Claim,
     providers: Mapping[str, PushProvider],
     badge_source: dispatch.BadgeSource,
-    all_started: Callable[[], None],
+    hand_on: Callable[[], None],
     *,
     yields: bool,
 ) -> dict[str, int]:
@@ -372,8 +381,8 @@ async def _send_held(
                 dispatch.send_claimed(spec, chunk, providers, visible_generic_alert=alert, badges=badges)
             )
         )
-        if started == len(chunks):
-            all_started()
+        if started == len(chunks) or (yields and started == CHUNKS_IN_FLIGHT):
+            hand_on()  # a send slot's batch: once its first window is out (send_batch)
 
     in_hand: list[tuple[outbox.ClaimedDelivery, SendResult]] | None = None  # answered, not yet written
     try:

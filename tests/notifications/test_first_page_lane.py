@@ -59,8 +59,16 @@ def small_pages(monkeypatch):
 
 
 async def test_a_first_page_goes_out_beside_the_batch_a_worker_is_starting(
-    client, emulator, worker_ctx, small_pages
+    client, emulator, worker_ctx, small_pages, monkeypatch
 ):
+    through_send_slots: list[int | None] = []
+    send_batch_of_slots = delivery.send_batch
+
+    async def spied(**kwargs):
+        through_send_slots.append(kwargs["low_id"])
+        return await send_batch_of_slots(**kwargs)
+
+    monkeypatch.setattr(delivery, "send_batch", spied)
     emulator.faults.update({"slow_latency_ms": SLOW_MS})
     big_tokens = [f"slow-big-{i}-{uuid.uuid4().hex}" for i in range(2 * PAGE)]
     await register_devices([("fcm", token, "vi") for token in big_tokens])
@@ -98,9 +106,11 @@ async def test_a_first_page_goes_out_beside_the_batch_a_worker_is_starting(
     assert len(held_batch) == PAGE, held_batch  # the one batch the bulk job sent
     # The first push went out while the held batch had started only its first two chunks...
     assert arrived[first_token] < held_batch[2], (arrived[first_token], held_batch)
-    # ...and the lane holds one batch: the second push, finding it busy, waited for the send
-    # slot, i.e. for the held batch's last chunk to start (as every send job does).
-    assert arrived[second_token] > held_batch[3], (arrived[second_token], held_batch)
+    # ...and the lane holds one batch: the second push, finding it busy, went through the send
+    # slots, i.e. waited for the held batch to hand its slot on (once its first two chunks had
+    # started, issue 16 item 2; before, once its last chunk had), as every send job does.
+    assert through_send_slots == [second.low_id, later_page.low_id], through_send_slots
+    assert held_batch[1] < arrived[second_token] < held_batch[2], (arrived[second_token], held_batch)
 
 
 async def test_the_first_page_lane_claims_first_pages_only(client, emulator, worker_ctx, small_pages):

@@ -136,9 +136,10 @@ def assert_all_final_and_duplicates_bounded(emulator, final: dict[str, int]) -> 
     assert duplicates <= PER_WORKER_BOUND  # …and at most what one worker can hold went out twice
 
 
-# What a worker that dies (or loses its database) can have sent but not recorded: one batch, and
-# the chunks of the one before that were still unrecorded when it was claimed
-# (notifications/delivery.py send_batch; docs/delivery.md "Guarantees"): 875 rows by default.
+# What a worker that dies (or loses its database) can have sent but not recorded: the window of
+# chunks sent and not yet written of each of its two batches under way, 500 rows by default
+# (notifications/delivery.py send_batch; docs/delivery.md "Guarantees"); allowed here, as before
+# the two windows, one batch and three chunks of another: 875 rows.
 PER_WORKER_BOUND = BATCH + (delivery.CHUNKS_IN_FLIGHT + 1) * (BATCH // delivery.SEND_CHUNKS)
 
 
