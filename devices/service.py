@@ -31,10 +31,47 @@ from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
 
+# The device row's columns an app start compares and answers with, read with the device's
+# credential in its one statement (devices/credentials.py; ``api.deps.with_device_row``).
+REFRESH_COLUMNS = (
+    "d.platform",
+    "d.apns_environment",
+    "d.time_zone",
+    "d.app_version",
+    "d.app_version_code",
+    "d.province",
+    "d.last_seen_at",
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A device as its credential's statement read it (``REFRESH_COLUMNS`` and the credential
+    check's own): what an app start compares and answers with, without an ORM object."""
+
+    id: uuid.UUID
+    app: str
+    platform: str
+    provider: str
+    apns_environment: str | None
+    token: str
+    locale: str
+    time_zone: str
+    app_version: str | None
+    app_version_code: int | None
+    province: str | None
+    topics: list[str]
+    last_seen_at: dt.datetime
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Snapshot:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class Registration:
-    device: Device
+    device: Device | Snapshot
     credential: str | None
     created: bool
 
@@ -50,6 +87,7 @@ async def register(
     user_id: uuid.UUID | None,
     presented_credential: AuthenticatedDevice | None = None,
     network: Network | None = None,
+    presented_row: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Upsert by (provider, token), where the token decides nothing about *who* registers.
 
@@ -62,6 +100,8 @@ async def register(
     a phone handed over is linked to its new account as a new device, the previous owner's
     inbox staying with the previous owner's account. An anonymous caller cannot displace a
     signed-in device at all (409 ``device_signed_in``). ``network`` is recorded on new devices.
+    ``presented_row``: the presented credential's device row with ``REFRESH_COLUMNS``, when its
+    check read them (then an app start needs no other read of the device).
     """
     app = await apps.require(session, body.app)
     if body.platform not in app.platforms:
@@ -87,8 +127,14 @@ async def register(
         "topics": await _with_account_topics(session, body=body, user_id=user_id),
         "last_seen_at": now,
     }
-    if user_id is None and isinstance(presented_credential, Device):
-        refreshed = await _refresh_own(session, presented_credential, body=body, fields=fields, now=now)
+    current: Device | Snapshot | None = None
+    if user_id is None and presented_credential is not None:
+        if presented_row is not None:
+            current = Snapshot.of(presented_row)
+        elif isinstance(presented_credential, Device):
+            current = presented_credential
+    if current is not None:
+        refreshed = await _refresh_own(session, current, body=body, fields=fields, now=now)
         if refreshed is not None:
             return Registration(device=refreshed, credential=None, created=False)
     # Each round either continues the token's device, or retires it and inserts a new one; an
@@ -144,14 +190,14 @@ LAST_SEEN_EVERY = dt.timedelta(hours=1)
 
 async def _refresh_own(
     session: AsyncSession,
-    device: Device,
+    device: Device | Snapshot,
     *,
     body: DeviceRegister,
     fields: Mapping[str, object],
     now: dt.datetime,
-) -> Device | None:
+) -> Device | Snapshot | None:
     """An anonymous device refreshing its own token with its credential (every app start; the
-    credential was checked in this transaction, which loaded ``device``). Nothing is written when
+    credential's check read ``device``: its row, or the ORM object). Nothing is written when
     only ``last_seen_at`` would change and it is recent; otherwise one ``UPDATE``, which holds
     only while the device still has the token and a live credential. None: not this case (another
     token, or the device changed meanwhile): the caller decides as for any registration."""
