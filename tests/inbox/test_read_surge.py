@@ -606,3 +606,23 @@ async def test_a_page_on_the_driver_is_the_page_through_the_session(client, redi
         "/v1/inbox", params={"limit": 2, "cursor": on_driver[1].json()["next_cursor"]}, headers=device.headers
     )
     assert [item["id"] for item in second_page.json()["items"]] == [str(ids[2]), str(ids[1])]
+
+
+async def test_an_apps_first_start_inserts_first(client, redis, statements):
+    """A new anonymous device is one INSERT in its transaction (its token is new as a rule: no
+    SELECT … FOR UPDATE of the token first); the same token again without the credential (a
+    reinstall) still makes a new device and retires the old one, through the rounds."""
+    await anonymous_device(client)  # the apps' copy loaded, a pooled connection warm
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}"}
+    statements.clear()
+    first = await client.post("/v1/devices", json=body)
+    assert first.status_code == 201, first.text
+    assert kinds(statements) == ["BEGIN", "INSERT", "COMMIT"], statements
+    old_headers = {"Authorization": f"Bearer {first.json()['device_credential']}"}
+
+    statements.clear()
+    again = await client.post("/v1/devices", json=body)
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"], again.text
+    assert "SELECT" in kinds(statements), statements  # the token's device, locked, then retired
+    retired = await client.get("/v1/inbox/unread-count", headers=old_headers)
+    assert retired.status_code == 401, retired.text
