@@ -78,6 +78,23 @@ def read_only_with(columns: DeviceColumns) -> Callable[[Endpoint], Endpoint]:
     return mark
 
 
+# Endpoints that change things, with what they read of a device credential's row in its check.
+_DEVICE_ROW: dict[Callable[..., Any], DeviceColumns] = {}
+
+
+def with_device_row(columns: DeviceColumns) -> Callable[[Endpoint], Endpoint]:
+    """A device credential presented to this endpoint is checked as on the read path, in one
+    statement on a pooled connection's driver that also reads ``columns`` (``device_read``),
+    rather than by loading the device through the session; the request keeps its transaction
+    for what it writes. An app's registration at every start: its device row is all it reads."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _DEVICE_ROW[endpoint] = columns
+        return endpoint
+
+    return mark
+
+
 def device_read(request: Request) -> DeviceRead | None:
     """The route's ``read_only_with`` columns, when a device credential was checked with them."""
     found: DeviceRead | None = getattr(request.state, "device_read", None)
@@ -94,7 +111,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     autocommit = (
         request.scope.get("endpoint") in _READ_ONLY
         and request.method in ("GET", "HEAD")
-        and _is_device_credential(request)
+        and is_device_credential(request)
     )
     request.state.autocommit = autocommit
     maker = get_autocommit_sessionmaker() if autocommit else get_sessionmaker()
@@ -141,7 +158,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     if token.startswith(devices.CREDENTIAL_PREFIX):
         device: AuthenticatedDevice
         try:
-            if getattr(request.state, "autocommit", False):
+            if getattr(request.state, "autocommit", False) or request.scope.get("endpoint") in _DEVICE_ROW:
                 device = await _authenticate_device_read(request, session, token)
             else:
                 device = await devices.authenticate_credential(session, token)
@@ -209,10 +226,11 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
 async def _authenticate_device_read(
     request: Request, session: AsyncSession, token: str
 ) -> AuthenticatedDevice:
-    """A read-only route's device credential: the device's reader columns and the route's own
-    (``read_only_with``) in one statement on a pooled connection of its own (core/pooled_driver.py)."""
+    """A read-only route's device credential (or a ``with_device_row`` route's): the device's
+    reader columns and the route's own (``read_only_with``, ``with_device_row``) in one statement
+    on a pooled connection of its own (core/pooled_driver.py)."""
     endpoint = request.scope.get("endpoint")
-    wanted = _READ_ONLY.get(endpoint) if endpoint is not None else None
+    wanted = (_READ_ONLY.get(endpoint) or _DEVICE_ROW.get(endpoint)) if endpoint is not None else None
     now = utcnow()
     first = device_credentials.FIRST_ROUTE_PARAMETER
     device, row = await device_credentials.authenticate_on(
@@ -302,7 +320,8 @@ async def limit_by_address(request: Request, *more: ratelimit.Limit) -> None:
     await ratelimit.enforce(ratelimit.address_limit(current_context().ip or ""), *more)
 
 
-def _is_device_credential(request: Request) -> bool:
+def is_device_credential(request: Request) -> bool:
+    """The request's bearer token is a device credential (not yet checked)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and token.strip().startswith(devices.CREDENTIAL_PREFIX)
 
@@ -359,7 +378,7 @@ class Authenticated(AccessPolicy):
     async def authorize(self, request: Request, session: AsyncSession) -> Principal:
         """The policy's work on the request's session: counted, authenticated, checked (and a
         read-only account's read audited). Dependencies that bring their own session call it."""
-        if not _is_device_credential(request):
+        if not is_device_credential(request):
             await limit_by_address(request)
         # else counted with the device's own limit in one round trip once the credential is
         # checked (an apps' surge after a push is all device credentials), or alone if it fails.

@@ -78,11 +78,12 @@ async def authenticate_on(
 ) -> tuple[CredentialDevice, dict[str, Any]]:
     """The live device holding ``credential`` and its row with the route's ``columns`` (SQL
     over ``d``, parameters from $3), in one statement; 401 ``invalid_device_credential`` for
-    anything else. ``session`` must be an autocommit one (a read-only route's): the statement
-    runs on a pooled connection of its own (``core.pooled_driver``), so the session checks out
-    no connection unless the route needs one. A credential's first use is recorded
-    (``credential_used_at``, once per device: devices/floods.py tells registration floods by it)
-    in a statement of its own."""
+    anything else. The statement runs on a pooled connection of its own
+    (``core.pooled_driver``), so the session checks out no connection unless the route needs one
+    (a read-only route's session is an autocommit one; a registration's keeps its transaction for
+    what it writes). A credential's first use is recorded (``credential_used_at``, once per
+    device: devices/floods.py tells registration floods by it) in a statement of its own, on the
+    session."""
     device_id = device_id_of(credential)
     presented = keyed_hash(credential)
     statement = _SELECT.format(columns="".join(f", {column}" for column in columns))

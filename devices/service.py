@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,10 +31,47 @@ from devices.metrics import TOKENS_INVALIDATED, reason_label
 from devices.models import AccountTopic, Device
 from devices.schemas import DeviceRegister, version_code
 
+# The device row's columns an app start compares and answers with, read with the device's
+# credential in its one statement (devices/credentials.py; ``api.deps.with_device_row``).
+REFRESH_COLUMNS = (
+    "d.platform",
+    "d.apns_environment",
+    "d.time_zone",
+    "d.app_version",
+    "d.app_version_code",
+    "d.province",
+    "d.last_seen_at",
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A device as its credential's statement read it (``REFRESH_COLUMNS`` and the credential
+    check's own): what an app start compares and answers with, without an ORM object."""
+
+    id: uuid.UUID
+    app: str
+    platform: str
+    provider: str
+    apns_environment: str | None
+    token: str
+    locale: str
+    time_zone: str
+    app_version: str | None
+    app_version_code: int | None
+    province: str | None
+    topics: list[str]
+    last_seen_at: dt.datetime
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Snapshot:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class Registration:
-    device: Device
+    device: Device | Snapshot
     credential: str | None
     created: bool
 
@@ -50,6 +87,7 @@ async def register(
     user_id: uuid.UUID | None,
     presented_credential: AuthenticatedDevice | None = None,
     network: Network | None = None,
+    presented_row: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Upsert by (provider, token), where the token decides nothing about *who* registers.
 
@@ -62,6 +100,8 @@ async def register(
     a phone handed over is linked to its new account as a new device, the previous owner's
     inbox staying with the previous owner's account. An anonymous caller cannot displace a
     signed-in device at all (409 ``device_signed_in``). ``network`` is recorded on new devices.
+    ``presented_row``: the presented credential's device row with ``REFRESH_COLUMNS``, when its
+    check read them (then an app start needs no other read of the device).
     """
     app = await apps.require(session, body.app)
     if body.platform not in app.platforms:
@@ -87,10 +127,24 @@ async def register(
         "topics": await _with_account_topics(session, body=body, user_id=user_id),
         "last_seen_at": now,
     }
-    if user_id is None and isinstance(presented_credential, Device):
-        refreshed = await _refresh_own(session, presented_credential, body=body, fields=fields, now=now)
+    current: Device | Snapshot | None = None
+    if user_id is None and presented_credential is not None:
+        if presented_row is not None:
+            current = Snapshot.of(presented_row)
+        elif isinstance(presented_credential, Device):
+            current = presented_credential
+    if current is not None:
+        refreshed = await _refresh_own(session, current, body=body, fields=fields, now=now)
         if refreshed is not None:
             return Registration(device=refreshed, credential=None, created=False)
+    if user_id is None and presented_credential is None:
+        # An app's first start (no credential, nobody signed in): its token is new as a rule, so
+        # the insert comes first (no ``SELECT … FOR UPDATE`` before it). If a device holds the
+        # token the insert does nothing, and the rounds below decide as for any registration.
+        inserted = await _insert(session, body=body, user_id=None, network=network, fields=fields)
+        if inserted is not None:
+            created, credential = inserted
+            return Registration(device=created, credential=credential, created=True)
     # Each round either continues the token's device, or retires it and inserts a new one; an
     # insert loses only to a concurrent registration of the same token, then the next round
     # decides again against the device that registration made.
@@ -144,14 +198,14 @@ LAST_SEEN_EVERY = dt.timedelta(hours=1)
 
 async def _refresh_own(
     session: AsyncSession,
-    device: Device,
+    device: Device | Snapshot,
     *,
     body: DeviceRegister,
     fields: Mapping[str, object],
     now: dt.datetime,
-) -> Device | None:
+) -> Device | Snapshot | None:
     """An anonymous device refreshing its own token with its credential (every app start; the
-    credential was checked in this transaction, which loaded ``device``). Nothing is written when
+    credential's check read ``device``: its row, or the ORM object). Nothing is written when
     only ``last_seen_at`` would change and it is recent; otherwise one ``UPDATE``, which holds
     only while the device still has the token and a live credential. None: not this case (another
     token, or the device changed meanwhile): the caller decides as for any registration."""
@@ -162,19 +216,26 @@ async def _refresh_own(
         return device
     values = {f"set_{name}": value for name, value in fields.items()}
     parameters = {"where_id": device.id, "where_provider": body.provider, "where_token": body.token, **values}
-    statement = _refresh_statement(tuple(fields))
-    refreshed: Device | None = (await session.execute(statement, parameters)).scalar_one_or_none()
-    return refreshed
+    row = (await session.execute(_refresh_statement(tuple(fields)), parameters)).first()
+    return Snapshot.of(row._mapping) if row is not None else None
 
 
 # A registration sets the same fields every time (``register``'s ``fields``), so its two
 # statements are built once per set of fields (one, in practice) with their values bound by name
-# (``set_<field>``): building the ORM statement anew cost ~15 % of a refresh's API CPU.
+# (``set_<field>``): building the ORM statement anew cost ~15 % of a refresh's API CPU. They are
+# Core statements on the table returning a ``Snapshot``'s columns: an ORM statement returning the
+# entity cost the ORM's bulk machinery and an object (a new device and an app start that writes
+# are answered from the row, as one within the hour is).
+_TABLE = cast(Table, Device.__table__)
+_SNAPSHOT = tuple(_TABLE.c[name] for name in Snapshot.__dataclass_fields__)
+
+
 @lru_cache(maxsize=8)
-def _refresh_statement(names: tuple[str, ...]) -> ReturningUpdate[Device]:
+def _refresh_statement(names: tuple[str, ...]) -> ReturningUpdate[Any]:
     """``_refresh_own``'s UPDATE: only while the device still has the token and a live credential."""
-    return (
-        update(Device)
+    return cast(
+        ReturningUpdate[Any],
+        update(_TABLE)
         .where(
             # Not the columns' names: those are reserved for the SET clause's own parameters.
             Device.id == bindparam("where_id"),
@@ -184,21 +245,21 @@ def _refresh_statement(names: tuple[str, ...]) -> ReturningUpdate[Device]:
             Device.invalidated_at.is_(None),
         )
         .values({name: bindparam(f"set_{name}") for name in names})
-        .returning(Device)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(*_SNAPSHOT),
     )
 
 
 @lru_cache(maxsize=8)
-def _insert_statement(names: tuple[str, ...]) -> ReturningInsert[Device]:
+def _insert_statement(names: tuple[str, ...]) -> ReturningInsert[Any]:
     """``_insert``'s INSERT … ON CONFLICT DO NOTHING RETURNING, the ``names`` fields and the
     device's own (id, token, account, network, credential hash) bound by name."""
     own = ("id", "token", "user_id", "registered_network", "credential_hash")
-    return (
-        insert(Device)
+    return cast(
+        ReturningInsert[Any],
+        insert(_TABLE)
         .values({name: bindparam(f"set_{name}") for name in (*own, *names)})
         .on_conflict_do_nothing(constraint="uq_devices_provider_token")
-        .returning(Device)
+        .returning(*_SNAPSHOT),
     )
 
 
@@ -263,7 +324,7 @@ async def _insert(
     user_id: uuid.UUID | None,
     network: Network | None,
     fields: Mapping[str, object],
-) -> tuple[Device, str | None] | None:
+) -> tuple[Snapshot, str | None] | None:
     """A new device for the token with, if anonymous, its credential (only its keyed hash is
     stored); None when a concurrent registration inserted the token first. One statement: the
     id and credential are made here, and the row comes back from the insert itself (locked by
@@ -279,8 +340,8 @@ async def _insert(
         **fields,
     }
     parameters = {f"set_{name}": value for name, value in values.items()}
-    created = (await session.execute(_insert_statement(tuple(fields)), parameters)).scalar_one_or_none()
-    return None if created is None else (created, credential)
+    created = (await session.execute(_insert_statement(tuple(fields)), parameters)).first()
+    return None if created is None else (Snapshot.of(created._mapping), credential)
 
 
 async def _with_account_topics(

@@ -34,12 +34,12 @@ from notifications.models import Notification
 
 @dataclass(frozen=True)
 class Item:
-    notification: Notification
+    notification: Notification | pages.Shown  # a list's rows are ``Shown`` (inbox/pages.py)
     entry: Entry
     read_at: dt.datetime | None  # from the item, its broadcast state, or the read-all marker
 
 
-def _item(notification: Notification, entry: Entry, markers: dict[str, Marker]) -> Item:
+def _item(notification: Notification | pages.Shown, entry: Entry, markers: dict[str, Marker]) -> Item:
     read_at = entry.read_at
     marker = markers.get(notification.app)
     if read_at is None and entry.broadcast and marker is not None and marker.covers(entry.position):
@@ -55,14 +55,16 @@ async def list_items(
     cursor: str | None,
     limit: int,
     markers: dict[str, Marker] | None = None,
+    on_driver: bool = False,
 ) -> tuple[list[Item], str | None]:
     """``markers``: the reader's read-all markers when the caller read them already (a device's
-    are read with its credential, inbox/device_reads.py)."""
+    are read with its credential, inbox/device_reads.py). ``on_driver``: the page's statement on
+    a pooled connection's driver, outside ``session`` (a device's read: autocommit)."""
     if markers is None:
         markers = await queries.load_markers(session, reader)
     before = queries.decode_cursor(cursor) if cursor else None
     rows, more = await pages.page_with_notifications(
-        session, reader, filters, markers=markers, before=before, limit=limit
+        session, reader, filters, markers=markers, before=before, limit=limit, on_driver=on_driver
     )
     items = [_item(notification, entry, markers) for entry, notification in rows]
     next_cursor = queries.encode_cursor(rows[-1][0].position) if more and rows else None

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
+from anyio import CancelScope
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import IPvAnyNetwork
 
-from api.deps import Authenticated, OptionalAuthenticated, SessionDep, limit_by_address, require
+from api.deps import (
+    Authenticated,
+    DeviceColumns,
+    OptionalAuthenticated,
+    SessionDep,
+    device_read,
+    is_device_credential,
+    limit_by_address,
+    request_session,
+    require,
+    with_device_row,
+)
 from api.rendered import rendered
+from api.surge import FastPath, SurgeRoute, fast_path
 from auth import ratelimit
 from auth.principal import Principal
 from auth.roles import Permission
@@ -30,7 +43,7 @@ from devices.schemas import (
     NetworkRegistrationsOut,
 )
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=SurgeRoute)
 
 
 class Registrant(OptionalAuthenticated):
@@ -50,8 +63,37 @@ class Registrant(OptionalAuthenticated):
         return None
 
 
-MaybeSignedIn = Depends(Registrant(allow_device=True))
+_REGISTRANT = Registrant(allow_device=True)
+MaybeSignedIn = Depends(_REGISTRANT)
 Owner = Depends(Authenticated(allow_device=True))
+
+
+# What an app start reads of its device, in its credential's statement (devices/service.py).
+_REFRESH = DeviceColumns(
+    columns=lambda first: list(device_service.REFRESH_COLUMNS), parameters=lambda now: ()
+)
+
+
+def _app_start(request: Request) -> bool:
+    """An app's registration at start: anonymous (a new device) or with its device credential.
+    Signed-in registrations take FastAPI's standard path."""
+    return not request.headers.get("authorization") or is_device_credential(request)
+
+
+async def _register_at_app_start(request: Request, values: dict[str, Any]) -> Response:
+    """``register_device`` as its dependencies would run it (the session, then ``Registrant``),
+    without FastAPI's per-request solving (api/surge.py); the session's end is shielded from
+    cancellation as FastAPI shields a dependency's exit."""
+    with CancelScope() as cleanup:
+        async with request_session(request) as session:
+            try:
+                principal = await _REGISTRANT(request, session)
+                return await register_device(
+                    body=values["body"], request=request, session=session, principal=principal
+                )
+            finally:
+                cleanup.shield = True
+    raise AssertionError("unreachable")  # pragma: no cover (a cancel scope cannot swallow here)
 
 
 @router.post(
@@ -59,6 +101,8 @@ Owner = Depends(Authenticated(allow_device=True))
     response_model=DeviceRegistered,
     responses={201: {"model": DeviceRegistered, "description": "A new device"}},  # 200: known device
 )
+@with_device_row(_REFRESH)
+@fast_path(FastPath(serves=_app_start, run=_register_at_app_start))
 async def register_device(
     body: DeviceRegister,
     request: Request,
@@ -81,8 +125,14 @@ async def register_device(
     counted = getattr(request.state, "registration_limited", False)
     if not counted and device_service.makes_anonymous_device(body=body, user_id=user_id, presented=presented):
         await ratelimit.enforce_anonymous_registration(str(network) if network else None)
+    row = device_read(request)  # a device credential's row, read with its check
     registration = await device_service.register(
-        session, body=body, user_id=user_id, presented_credential=presented, network=network
+        session,
+        body=body,
+        user_id=user_id,
+        presented_credential=presented,
+        network=network,
+        presented_row=row.row if row is not None else None,
     )
     registered = DeviceRegistered.model_validate(registration.device).model_copy(
         update={"device_credential": registration.credential}

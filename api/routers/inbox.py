@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import orjson
+from anyio import CancelScope
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse
@@ -19,12 +21,14 @@ from api.deps import (
     SessionDep,
     deny,
     device_read,
+    is_device_credential,
     read_only_with,
     request_session,
     still_authenticated,
 )
 from api.rendered import rendered, rendered_json
 from api.sse import event_stream, require_event_stream
+from api.surge import FastPath, SurgeRoute, fast_path
 from auth.principal import Principal
 from auth.roles import Permission
 from core.db import utcnow
@@ -39,7 +43,7 @@ from inbox.queries import Filters, decode_cursor
 from inbox.readers import Reader, reader_of
 from inbox.schemas import InboxItemOut, ReadAll, ReceiptIn, ReceiptOut, UnreadCount, render
 
-router = APIRouter(tags=["inbox"])
+router = APIRouter(tags=["inbox"], route_class=SurgeRoute)
 
 
 class InboxReader(Authenticated):
@@ -87,13 +91,45 @@ class InboxReading(InboxReader):
     transaction rules."""
 
     async def __call__(self, request: Request) -> AsyncIterator[InboxRead]:  # type: ignore[override]
+        async with self.reading(request) as read:
+            yield read
+
+    @asynccontextmanager
+    async def reading(self, request: Request) -> AsyncIterator[InboxRead]:
         async with request_session(request) as session:
             principal = await self.authorize(request, session)
             reader = await reader_of(session, principal=principal, now=utcnow())
             yield InboxRead(session=session, reader=reader)
 
 
-Reading = Annotated[InboxRead, Depends(InboxReading(), scope="function")]
+_READING = InboxReading()
+Reading = Annotated[InboxRead, Depends(_READING, scope="function")]
+
+
+def _device_read(endpoint: Callable[..., Awaitable[Response]]) -> FastPath:
+    """A device's read without FastAPI's per-request solving (api/surge.py): ``_READING``'s
+    session, policy and reader around the endpoint, as the dependency would run them (its exit,
+    the session's end, shielded from cancellation as FastAPI shields a dependency's), with the
+    query values read from the route's own fields. Signed-in callers take the standard path."""
+
+    async def run(request: Request, values: dict[str, Any]) -> Response:
+        with CancelScope() as cleanup:
+            async with _READING.reading(request) as read:
+                try:
+                    return await endpoint(request=request, read=read, **values)
+                finally:
+                    cleanup.shield = True
+        raise AssertionError("unreachable")  # pragma: no cover (a cancel scope cannot swallow here)
+
+    return FastPath(serves=is_device_credential, run=run)
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Response]])
+
+
+def device_fast_path(endpoint: Endpoint) -> Endpoint:
+    """Mark a surge read (``request``, ``read: Reading`` and query parameters) for ``_device_read``."""
+    return fast_path(_device_read(endpoint))(endpoint)
 
 
 async def _known_app(session: AsyncSession, app: str | None) -> None:
@@ -110,6 +146,7 @@ _UNREAD = DeviceColumns(columns=device_reads.unread_columns, parameters=device_r
 
 @router.get("", response_model=Page[InboxItemOut])
 @read_only_with(_MARKERS)
+@device_fast_path
 async def list_inbox(
     request: Request,
     read: Reading,
@@ -135,6 +172,8 @@ async def list_inbox(
         cursor=cursor,
         limit=limit,
         markers=device_reads.markers(device.row) if device is not None else None,
+        # A device's read has no transaction: its page on a pooled connection's driver too.
+        on_driver=device is not None,
     )
     page = Page[InboxItemOut](
         items=[render(item, language=reader.language, full=False) for item in items], next_cursor=next_cursor
@@ -144,6 +183,7 @@ async def list_inbox(
 
 @router.get("/unread-count", response_model=UnreadCount)
 @read_only_with(_UNREAD)
+@device_fast_path
 async def unread_count(request: Request, read: Reading, app: AppCode | None = None) -> Response:
     """Unread, not archived items (the same number is the badge of pushes)."""
     session, reader = read.session, read.reader

@@ -9,16 +9,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import fastapi.routing
+import httpx
+import orjson
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from redis.asyncio.connection import AbstractConnection
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from api import surge
 from api.routers.inbox import InboxReading
 from auth import ratelimit
 from auth.roles import Role
-from core import clock, db
+from core import clock, db, pooled_driver
 from core.config import get_settings
 from core.db import get_engine
 from devices import service
@@ -53,19 +57,22 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every round trip to PostgreSQL the app makes, in order: SQLAlchemy's statements (its cursor
     events, noted once they ran), the BEGIN, COMMIT and ROLLBACK of its transactions (asyncpg's
     ``Transaction``), and the statements run on the driver connection directly (asyncpg's
-    ``fetchrow``). Observed only: each call still runs."""
+    ``fetchrow`` and ``fetch``). Observed only: each call still runs."""
     seen: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement.strip())
 
-    fetchrow = asyncpg.connection.Connection.fetchrow
+    for name in ("fetchrow", "fetch"):
+        original_fetch = getattr(asyncpg.connection.Connection, name)
 
-    async def noted_fetchrow(self: Any, query: str, *args: Any, **options: Any) -> Any:
-        seen.append(query.strip())
-        return await fetchrow(self, query, *args, **options)
+        async def noted_fetch(
+            self: Any, query: str, *args: Any, _original: Any = original_fetch, **options: Any
+        ) -> Any:
+            seen.append(query.strip())
+            return await _original(self, query, *args, **options)
 
-    monkeypatch.setattr(asyncpg.connection.Connection, "fetchrow", noted_fetchrow)
+        monkeypatch.setattr(asyncpg.connection.Connection, name, noted_fetch)
     for method, word in (("start", "BEGIN"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")):
         original = getattr(asyncpg.transaction.Transaction, method)
 
@@ -248,15 +255,20 @@ async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
         assert response.status_code == 200, response.text
         return response.json(), kinds(statements)
 
-    await refresh()  # the credential's first use is recorded (once per device)
+    _, ran = await refresh()  # the credential's first use is recorded (once per device)
+    assert ran == ["SELECT", "BEGIN", "UPDATE", "COMMIT"], statements
     refreshed, ran = await refresh()
-    # The credential's device row only: no lock, no UPDATE (the app starts again and again).
-    assert ran == ["BEGIN", "SELECT", "COMMIT"], statements
+    # The credential's statement only, which reads the device row the answer needs (on the
+    # driver, api.deps.with_device_row): no transaction, no lock, no UPDATE (the app starts
+    # again and again). It was BEGIN, the device through the session, COMMIT.
+    assert ran == ["SELECT"], statements
+    assert statements[0].startswith("SELECT d.id") and "d.last_seen_at" in statements[0], statements
     assert refreshed["id"] == created.json()["id"] and refreshed["device_credential"] is None
+    assert refreshed == created.json() | {"device_credential": None}
 
     changed, ran = await refresh(locale="en")
-    # A change: the credential's row, then one UPDATE (no SELECT … FOR UPDATE before it).
-    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
+    # A change: the credential's row, then one UPDATE in a transaction (no SELECT … FOR UPDATE).
+    assert ran == ["SELECT", "BEGIN", "UPDATE", "COMMIT"], statements
     assert changed["locale"] == "en"
 
     async with owner_engine.begin() as conn:
@@ -265,7 +277,7 @@ async def test_an_app_start_that_changes_nothing_writes_nothing_within_the_hour(
             {"id": uuid.UUID(created.json()["id"])},
         )
     seen, ran = await refresh(locale="en")
-    assert ran == ["BEGIN", "SELECT", "UPDATE", "COMMIT"], statements
+    assert ran == ["SELECT", "BEGIN", "UPDATE", "COMMIT"], statements
     assert dt.datetime.fromisoformat(seen["last_seen_at"]) > clock.utcnow() - dt.timedelta(minutes=1)
 
     # Another token with the credential is no refresh: a new device, as before.
@@ -340,7 +352,7 @@ async def test_a_devices_count_takes_one_pooled_connection_and_no_session_work(
     """The credential and the count come from one pooled connection's driver (core/pooled_driver.py):
     one checkout, no statement through SQLAlchemy, and the request's session never takes a
     connection (before, it took the one the statement ran on). The page takes a second checkout
-    for its page."""
+    for its page, on the driver too (it ran through the session before)."""
     device = await anonymous_device(client, topics=["t1"])
     engine = get_engine().sync_engine
     through_sqlalchemy: list[str] = []
@@ -365,7 +377,13 @@ async def test_a_devices_count_takes_one_pooled_connection_and_no_session_work(
         )
         checkouts.clear()
         assert (await client.get(READS[1], headers=device.headers)).status_code == 200
-        assert len(checkouts) == 2 and len(through_sqlalchemy) == 1, (checkouts, through_sqlalchemy)
+        # The page on the driver too (inbox/pages.py), on a connection of its own: nothing
+        # through SQLAlchemy, and still no session connection.
+        assert (len(checkouts), through_sqlalchemy, sessions_connected) == (2, [], []), (
+            checkouts,
+            through_sqlalchemy,
+            sessions_connected,
+        )
     finally:
         event.remove(engine, "before_cursor_execute", note)
         event.remove(Session, "after_begin", began)
@@ -422,3 +440,189 @@ async def test_registrations_reuse_their_statements(client, redis):
         == service._refresh_statement.cache_info().currsize
         == 1
     )
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path of every request FastAPI solved the route's declaration for (its standard
+    handler's ``solve_dependencies``). Observed only."""
+    seen: list[str] = []
+    original = fastapi.routing.solve_dependencies  # type: ignore[attr-defined]
+
+    async def noted(*, request: Any, **arguments: Any) -> Any:
+        seen.append(request.url.path)
+        return await original(request=request, **arguments)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", noted)
+    return seen
+
+
+async def test_an_apps_reads_and_registration_skip_fastapis_per_request_solving(client, redis, solved):
+    """A device's count and page, a new device and an app start are answered by their routes'
+    fast paths (api/surge.py): FastAPI solves nothing for them. Whatever those are not for takes
+    FastAPI's own handler: a signed-in reader, a parameter that does not validate (its 422)."""
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}", "topics": ["t1"]}
+    created = await client.post("/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    headers = {"Authorization": f"Bearer {created.json()['device_credential']}"}
+    for path in READS:
+        assert (await client.get(path, headers=headers)).status_code == 200
+    assert (await client.post("/v1/devices", json=body, headers=headers)).status_code == 200
+    assert solved == [], solved
+
+    reader = await signed_in(client, unit=await make_unit(), role=Role.MEMBER)
+    solved.clear()
+    assert (await client.get(READS[0], headers=reader.headers)).status_code == 200
+    assert solved == ["/v1/inbox/unread-count"], solved
+    solved.clear()
+    invalid = await client.get("/v1/inbox", params={"limit": "0"}, headers=headers)
+    assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "validation_error", invalid.text
+    invalid = await client.post("/v1/devices", json=body | {"platform": "symbian"}, headers=headers)
+    assert invalid.status_code == 422, invalid.text
+    assert solved == ["/v1/inbox", "/v1/devices"], solved
+    # JSON FastAPI cannot parse is refused by its handler before any solving (the same 422).
+    unparsable = await client.post("/v1/devices", content=b'{"app": ', headers=headers | JSON)
+    assert unparsable.status_code == 422, unparsable.text
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def test_the_fast_paths_answer_byte_for_byte_as_fastapis_own_handler(
+    client, redis, monkeypatch, owner_engine
+):
+    """The same requests to an app whose surge routes have no fast path (FastAPI's standard
+    handler for everything) get the same status, content type and bytes: counts, pages with
+    every kind of parameter and item, an app start, and the refusals (422, 401)."""
+    from cli.asgi import create_app
+
+    monkeypatch.setattr(surge, "_FAST", {})
+    standard_app = create_app(manage_resources=False)
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}", "topics": ["t1"]}
+    created = await client.post("/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    device = {"Authorization": f"Bearer {created.json()['device_credential']}"}
+    reader_id = uuid.UUID(created.json()["id"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+    ids = [
+        await insert_notification(audience={"all": True}, created_at=base),
+        await insert_notification(audience={"topics": ["t1"]}, created_at=base + dt.timedelta(seconds=1)),
+        await insert_notification(
+            audience={"devices": ["x"]}, readers=[reader_id], created_at=base + dt.timedelta(seconds=2)
+        ),
+        await insert_notification(audience={"all": True}, created_at=base + dt.timedelta(seconds=3)),
+        await insert_notification(
+            audience={"devices": ["x"]},
+            readers=[reader_id],
+            created_at=base + dt.timedelta(seconds=4),
+            app="tracking",
+        ),
+    ]
+    async with owner_engine.begin() as conn:  # every kind of content a list shows
+        for change, target in (
+            ("sensitivity = 'internal'", ids[0]),
+            ("withdrawn_at = now()", ids[1]),
+            (
+                "deep_link = 'https://example.gov.vn/tin/1', data = '{\"story\": \"1\"}', "
+                'title = \'{"vi": "Tin", "en": "News"}\'',
+                ids[3],
+            ),
+        ):
+            await conn.execute(text(f"UPDATE notifications SET {change} WHERE id = :id"), {"id": target})
+    assert (await client.post(f"/v1/inbox/{ids[2]}/read", headers=device)).status_code == 200
+    assert (await client.post("/v1/devices", json=body, headers=device)).status_code == 200
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/v1/inbox/unread-count", {}),
+        ("GET", "/v1/inbox/unread-count?app=tracking", {}),
+        ("GET", "/v1/inbox/unread-count?app=nope", {}),
+        ("GET", "/v1/inbox/unread-count?app=", {}),
+        ("GET", "/v1/inbox", {}),
+        ("GET", "/v1/inbox?limit=2", {}),
+        ("GET", "/v1/inbox?limit=2&limit=3", {}),
+        ("GET", "/v1/inbox?unread=true&app=portal&kind=breaking_news", {}),
+        ("GET", "/v1/inbox?archived=1&since=2026-01-01T00:00:00%2B07:00", {}),
+        ("GET", "/v1/inbox?limit=0", {}),
+        ("GET", "/v1/inbox?limit=x&unread=maybe", {}),
+        ("GET", "/v1/inbox?since=yesterday", {}),
+        ("POST", "/v1/devices", {"json": body}),
+        ("POST", "/v1/devices", {"json": body | {"platform": "symbian"}}),
+        ("POST", "/v1/devices", {"content": b"[1, 2", "headers": JSON}),
+        ("POST", "/v1/devices", {"content": b"", "headers": JSON}),
+        ("POST", "/v1/devices", {"content": orjson.dumps(body), "headers": {"Content-Type": "text/plain"}}),
+    ]
+    transport = httpx.ASGITransport(app=standard_app, client=("203.0.113.10", 51000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as standard:
+        for number, (method, path, options) in enumerate(requests):
+            answers = []
+            for http in (client, standard):
+                headers = device | options.get("headers", {}) | {"X-Request-ID": f"same-{number}"}
+                extra = {key: value for key, value in options.items() if key != "headers"}
+                answers.append(await http.request(method, path, headers=headers, **extra))
+            fast, slow = ((a.status_code, a.headers.get("content-type"), a.content) for a in answers)
+            assert fast == slow, (method, path, fast, slow)
+            if path == "/v1/inbox":  # every kind of item: internal, withdrawn, linked, own, read
+                assert len(answers[0].json()["items"]) == 5, answers[0].text
+        forged = {"Authorization": device["Authorization"][:-4] + "AAAA", "X-Request-ID": "same-forged"}
+        for path in READS:
+            refused = [await http.get(path, headers=forged) for http in (client, standard)]
+            assert refused[0].status_code == 401 and refused[0].content == refused[1].content
+
+
+async def test_a_page_on_the_driver_is_the_page_through_the_session(client, redis, monkeypatch, owner_engine):
+    """A device's page is read on a pooled connection's driver (inbox/pages.py); when the driver
+    fails the same statement runs through the session: the same page, to the byte."""
+    device = await anonymous_device(client, topics=["t1"])
+    base = clock.utcnow() + dt.timedelta(seconds=1)
+    ids = [
+        await insert_notification(audience={"all": True}, created_at=base + dt.timedelta(seconds=k))
+        for k in range(4)
+    ]
+    await insert_notification(
+        audience={"devices": ["x"]}, readers=[device.reader_id], created_at=base + dt.timedelta(seconds=9)
+    )
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE notifications SET sensitivity = 'classified', data = '{\"k\": \"v\"}' WHERE id = :i"
+            ),
+            {"i": ids[1]},
+        )
+    assert (await client.post(f"/v1/inbox/{ids[0]}/archive", headers=device.headers)).status_code == 200
+    paths = ["/v1/inbox", "/v1/inbox?limit=2", "/v1/inbox?archived=true", "/v1/inbox?unread=true"]
+    on_driver = [await client.get(path, headers=device.headers) for path in paths]
+    ran: list[str] = []
+
+    async def failed(statement: str, parameters: Any) -> Any:
+        ran.append(statement)
+        raise pooled_driver.DriverFailed("ConnectionResetError")
+
+    monkeypatch.setattr(pooled_driver, "fetch", failed)
+    through_session = [await client.get(path, headers=device.headers) for path in paths]
+    assert len(ran) >= len(paths), ran
+    for path, first, second in zip(paths, on_driver, through_session, strict=True):
+        assert first.status_code == second.status_code == 200, (path, second.text)
+        assert first.content == second.content, path
+    second_page = await client.get(
+        "/v1/inbox", params={"limit": 2, "cursor": on_driver[1].json()["next_cursor"]}, headers=device.headers
+    )
+    assert [item["id"] for item in second_page.json()["items"]] == [str(ids[2]), str(ids[1])]
+
+
+async def test_an_apps_first_start_inserts_first(client, redis, statements):
+    """A new anonymous device is one INSERT in its transaction (its token is new as a rule: no
+    SELECT … FOR UPDATE of the token first); the same token again without the credential (a
+    reinstall) still makes a new device and retires the old one, through the rounds."""
+    await anonymous_device(client)  # the apps' copy loaded, a pooled connection warm
+    body = {"app": "portal", "platform": "android", "token": f"fcm-{uuid.uuid4().hex}"}
+    statements.clear()
+    first = await client.post("/v1/devices", json=body)
+    assert first.status_code == 201, first.text
+    assert kinds(statements) == ["BEGIN", "INSERT", "COMMIT"], statements
+    old_headers = {"Authorization": f"Bearer {first.json()['device_credential']}"}
+
+    statements.clear()
+    again = await client.post("/v1/devices", json=body)
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"], again.text
+    assert "SELECT" in kinds(statements), statements  # the token's device, locked, then retired
+    retired = await client.get("/v1/inbox/unread-count", headers=old_headers)
+    assert retired.status_code == 401, retired.text
