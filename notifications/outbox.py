@@ -373,9 +373,17 @@ def prepare_record(
         return None
     rows: list[tuple[Any, ...]] = []
     requested = retires_devices = False
+    accepted = Outcome.ACCEPTED
     for delivery, result in results:
+        seen = delivery.attempts
+        if result.outcome is accepted and result.error_code is None:
+            # Most rows: ``_decide``'s first case, without a decision object per row; a
+            # provider's acceptance is a request to it (``from_provider``).
+            rows.append((delivery.id, seen, seen + 1, "sent", None, result.message_id, None))
+            requested = True
+            continue
         status, code, attempts, message, next_at = _decide(delivery, result, now=now, expires_at=expires_at)
-        rows.append((delivery.id, delivery.attempts, attempts, status, code, message, next_at))
+        rows.append((delivery.id, seen, attempts, status, code, message, next_at))
         retires_devices = retires_devices or status == "invalid"
         requested = requested or from_provider(result)
     params = {

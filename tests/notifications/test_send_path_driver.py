@@ -7,8 +7,10 @@ write still returns the notification's status read under its lock (a cancel stop
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -260,3 +262,47 @@ async def test_a_last_write_on_the_driver_with_rows_left_open_queues_their_retry
     assert (queued[0][1] or "").startswith(f"retry:{nid}:{claim.low_id}:")
     _, deliveries = await load(nid)
     assert sorted(d.status for d in deliveries) == ["retrying", "sent"]
+
+
+def test_a_writes_rows_are_what_decide_decides_for_each_kind_of_result():
+    """``prepare_record`` writes an accepted row without a decision object of its own: the rows
+    must still be exactly ``_decide``'s, for every kind of result."""
+    now = clock.utcnow()
+    expires_at = now + dt.timedelta(hours=1)
+    results = [
+        SendResult.accepted("m-1"),
+        SendResult(Outcome.ACCEPTED, message_id="m-2", error_code="note"),
+        SendResult(Outcome.INVALID_TOKEN, error_code="UNREGISTERED"),
+        SendResult(Outcome.INVALID_TOKEN, error_code="device_retired"),
+        SendResult(Outcome.RETRY, error_code="UNAVAILABLE", retry_after=30),
+        SendResult(Outcome.RETRY, error_code="rate_limited", retry_after=5, attempted=False),
+        SendResult(Outcome.FAILED, error_code="INVALID_ARGUMENT"),
+    ]
+    pairs = [
+        (outbox.ClaimedDelivery(i + 1, uuid.uuid4(), "fcm", "vi", i % 3, "token", None), result)
+        for i, result in enumerate(results)
+    ]
+    prepared = outbox.prepare_record(
+        notification_id=uuid.uuid4(), expires_at=expires_at, results=pairs, now=now
+    )
+    assert prepared is not None and prepared.retires_devices
+    rows = orjson.loads(prepared.params["rows"])
+    for row, (claimed, result) in zip(rows, pairs, strict=True):
+        decision = outbox._decide(claimed, result, now=now, expires_at=expires_at)
+        next_at = decision.next_attempt_at
+        assert row == [
+            claimed.id,
+            claimed.attempts,
+            decision.attempts,
+            decision.status,
+            decision.error_code,
+            decision.message_id,
+            next_at.isoformat() if next_at is not None else None,
+        ]
+    assert prepared.params["requested"] is True
+    # Only local answers: no provider request to stamp.
+    local = [(pairs[3][0], results[3]), (pairs[5][0], results[5])]
+    only_local = outbox.prepare_record(
+        notification_id=uuid.uuid4(), expires_at=expires_at, results=local, now=now
+    )
+    assert only_local is not None and only_local.params["requested"] is False
