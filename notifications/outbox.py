@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-import orjson
 from sqlalchemy import Boolean, CursorResult, Select, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,12 +76,6 @@ def lease() -> dt.timedelta:
 # prepared statement's generic plan ANDs the primary key with a bitmap of the notification's
 # entries in uq_deliveries_notification_device — every row of the notification, 1M of them at a
 # million devices, for each 500-row batch. ``OFFSET 0`` keeps the range scan a subquery of its own.
-
-
-# _CLAIM_ROWS: a claim returns the batch's columns once, in a row of its own (its delivery columns
-# NULL), then the due rows with their batch columns NULL: the batch's six columns on each of 500
-# rows (a uuid and a timestamp among them) were half the client's CPU of decoding a claim, which
-# is paid once per batch on the send path.
 
 
 # How far back, in batch rows, a claim looks for more urgent work than its own (see below).
@@ -146,16 +139,10 @@ def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
             RETURNING b.id, b.notification_id, b.lease, b.low_id, b.high_id, pick.expires_at
         )
         SELECT batch.id AS batch_id, batch.notification_id, batch.lease, batch.low_id, batch.high_id,
-               batch.expires_at, CAST(NULL AS bigint) AS id, CAST(NULL AS uuid) AS device_id,
-               CAST(NULL AS text) AS provider, CAST(NULL AS text) AS language,
-               CAST(NULL AS integer) AS attempts, CAST(NULL AS text) AS token,
-               CAST(NULL AS text) AS apns_environment
-        FROM batch
-        UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, d.id, d.device_id, d.provider, d.language, d.attempts,
+               batch.expires_at, d.id, d.device_id, d.provider, d.language, d.attempts,
                devices.token, devices.apns_environment
         FROM batch
-        JOIN LATERAL (
+        LEFT JOIN LATERAL (
             SELECT * FROM (
                 SELECT id, notification_id, device_id, provider, language, attempts, status, next_attempt_at
                 FROM deliveries WHERE id BETWEEN batch.low_id AND batch.high_id
@@ -165,7 +152,7 @@ def _claim_most_urgent_sql(*, ranged: bool, first_only: bool = False) -> str:
               AND page.next_attempt_at <= :now
         ) AS d ON true
         LEFT JOIN devices ON devices.id = d.device_id AND devices.invalidated_at IS NULL
-        ORDER BY 7 NULLS FIRST  -- the batch's own row first, then its due rows in id order (_CLAIM_ROWS)
+        ORDER BY d.id
         """  # noqa: S608 - the variants are fixed strings, every value is a bind parameter
 
 
@@ -212,8 +199,8 @@ async def claim_most_urgent(
     if not rows:
         return None
     first = rows[0]
-    # The batch's row, then one per due row, whose columns 6–12 are a ClaimedDelivery's fields
-    # in order (_CLAIM_ROWS).
+    # Columns 6–12 are a ClaimedDelivery's fields in order (a batch with no due row has one row
+    # of NULLs there).
     make = ClaimedDelivery._make
     return Claim(
         notification_id=first["notification_id"],
@@ -222,7 +209,7 @@ async def claim_most_urgent(
         low_id=first["low_id"],
         high_id=first["high_id"],
         expires_at=first["expires_at"],
-        deliveries=[make(row[6:]) for row in rows[1:]],
+        deliveries=[make(row[6:]) for row in rows if row[6] is not None],
     )
 
 
@@ -285,11 +272,6 @@ def from_provider(result: SendResult) -> bool:
 # exact backstop, e.g. when a deleted device took its row with it). A row is written only if it
 # is still due at the attempt count the sender saw: a late worker whose lease ran out and whose
 # batch was sent again cannot overwrite the newer result, and nothing is counted twice.
-# The rows come as one JSON array of ``[id, attempts seen, attempts, status, error code, message id,
-# next attempt]`` arrays (``prepare_record``), not as seven array parameters: asyncpg encodes an
-# array parameter element by element with an abstract-base-class check on each (≈ 0.2–0.4 µs an
-# element, 875 a chunk), where orjson writes the whole chunk in a few microseconds and
-# PostgreSQL's JSON functions read it in C.
 # The same statement renews the sender's lease on the batch (``renewed``; a data-modifying WITH
 # runs whether or not it is read), so a live sender keeps its batch however long its chunks wait
 # for pacing permits or a slow provider: only the time between two of its writes must stay under
@@ -300,10 +282,11 @@ _RECORD_TEXT = """
         UPDATE delivery_batches SET leased_until = :until
         WHERE id = :batch AND lease = :lease AND leased_until IS NOT NULL
     ), r AS (
-        SELECT CAST(e ->> 0 AS bigint) AS id, CAST(e ->> 1 AS integer) AS seen_attempts,
-               CAST(e ->> 2 AS integer) AS attempts, e ->> 3 AS status, e ->> 4 AS error_code,
-               e ->> 5 AS message_id, CAST(e ->> 6 AS timestamptz) AS next_attempt_at
-        FROM json_array_elements(CAST(:rows AS json)) AS e
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:seen_attempts AS integer[]), CAST(:attempts AS integer[]),
+            CAST(:statuses AS text[]), CAST(:error_codes AS text[]), CAST(:message_ids AS text[]),
+            CAST(:next_attempts AS timestamptz[])
+        ) AS r(id, seen_attempts, attempts, status, error_code, message_id, next_attempt_at)
     ), written AS (
         UPDATE deliveries AS d
         SET status = r.status,
@@ -371,20 +354,36 @@ def prepare_record(
     """What ``record`` writes (None for no results: nothing to write)."""
     if not results:
         return None
-    rows: list[tuple[Any, ...]] = []
+    ids: list[int] = []
+    seen_attempts: list[int] = []
+    attempts: list[int] = []
+    statuses: list[str] = []
+    codes: list[str | None] = []
+    message_ids: list[str | None] = []
+    next_attempts: list[dt.datetime | None] = []
     requested = retires_devices = False
     accepted = Outcome.ACCEPTED
     for delivery, result in results:
+        ids.append(delivery.id)
         seen = delivery.attempts
+        seen_attempts.append(seen)
         if result.outcome is accepted and result.error_code is None:
             # Most rows: ``_decide``'s first case, without a decision object per row; a
             # provider's acceptance is a request to it (``from_provider``).
-            rows.append((delivery.id, seen, seen + 1, "sent", None, result.message_id, None))
+            attempts.append(seen + 1)
+            statuses.append("sent")
+            codes.append(None)
+            message_ids.append(result.message_id)
+            next_attempts.append(None)
             requested = True
             continue
-        status, code, attempts, message, next_at = _decide(delivery, result, now=now, expires_at=expires_at)
-        rows.append((delivery.id, seen, attempts, status, code, message, next_at))
-        retires_devices = retires_devices or status == "invalid"
+        decision = _decide(delivery, result, now=now, expires_at=expires_at)
+        attempts.append(decision.attempts)
+        statuses.append(decision.status)
+        codes.append(decision.error_code)
+        message_ids.append(decision.message_id)
+        next_attempts.append(decision.next_attempt_at)
+        retires_devices = retires_devices or decision.status == "invalid"
         requested = requested or from_provider(result)
     params = {
         "nid": notification_id,
@@ -393,7 +392,13 @@ def prepare_record(
         "lease": claim.lease if claim is not None else None,
         "until": now + lease(),
         "requested": requested,
-        "rows": orjson.dumps(rows).decode(),
+        "ids": ids,
+        "seen_attempts": seen_attempts,
+        "attempts": attempts,
+        "statuses": statuses,
+        "error_codes": codes,
+        "message_ids": message_ids,
+        "next_attempts": next_attempts,
     }
     return PreparedRecord(notification_id, params, retires_devices)
 

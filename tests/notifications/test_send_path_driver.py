@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import uuid
 
-import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -286,19 +285,20 @@ def test_a_writes_rows_are_what_decide_decides_for_each_kind_of_result():
         notification_id=uuid.uuid4(), expires_at=expires_at, results=pairs, now=now
     )
     assert prepared is not None and prepared.retires_devices
-    rows = orjson.loads(prepared.params["rows"])
+    params = prepared.params
+    columns = ("ids", "seen_attempts", "attempts", "statuses", "error_codes", "message_ids", "next_attempts")
+    rows = list(zip(*(params[column] for column in columns), strict=True))
     for row, (claimed, result) in zip(rows, pairs, strict=True):
         decision = outbox._decide(claimed, result, now=now, expires_at=expires_at)
-        next_at = decision.next_attempt_at
-        assert row == [
+        assert row == (
             claimed.id,
             claimed.attempts,
             decision.attempts,
             decision.status,
             decision.error_code,
             decision.message_id,
-            next_at.isoformat() if next_at is not None else None,
-        ]
+            decision.next_attempt_at,
+        )
     assert prepared.params["requested"] is True
     # Only local answers: no provider request to stamp.
     local = [(pairs[3][0], results[3]), (pairs[5][0], results[5])]
