@@ -36,6 +36,13 @@ def publish_after_commit(session: AsyncSession, channel: str, payload: dict[str,
     pending.append((channel, orjson.dumps(payload)))
 
 
+def publish_committed(channel: str, payload: dict[str, Any]) -> None:
+    """For a change that has already committed (a statement that commits by itself, without a
+    session: core/raw_sql.py ``pooled_driver``): published in the background, as after a
+    commit."""
+    _start([(channel, orjson.dumps(payload))])
+
+
 def _drop(sync_session: Session) -> None:
     sync_session.info.pop(_KEY, None)
 
@@ -46,6 +53,10 @@ def _after_commit(sync_session: Session) -> None:
         return
     # Called from inside the commit on the event loop's thread: hand the publishing to a task so
     # the commit never waits for Redis.
+    _start(pending)
+
+
+def _start(pending: list[tuple[str, bytes]]) -> None:
     task = asyncio.get_running_loop().create_task(_publish(pending))
     _IN_FLIGHT.add(task)
     task.add_done_callback(_IN_FLIGHT.discard)

@@ -27,6 +27,7 @@ from core.db import autocommitted, utcnow
 from core.db_retry import rewrite_while_transient
 from core.jobs import JobName, defer
 from core.logging import get_logger
+from core.raw_sql import pooled_driver
 from devices import apps
 from notifications import breaker, cancellation, dispatch, metrics, outbox, urgent_role
 from notifications import service as notifications_service
@@ -188,9 +189,12 @@ async def lease_batch(
     nid: uuid.UUID, low_id: int | None, priorities: Sequence[str], *, first_only: bool
 ) -> outbox.Claim | None:
     now = utcnow()
-    async with committing() as session:
+    # The lease is one statement that commits by itself: on a pooled connection without a
+    # session (core/raw_sql.py ``pooled_driver``; a session around it cost several times the
+    # statement's own CPU, once per batch).
+    async with pooled_driver() as driver:
         claim = await outbox.claim_most_urgent(
-            session,
+            driver,
             notification_id=nid,
             low_id=low_id,
             priorities=priorities,
@@ -198,9 +202,10 @@ async def lease_batch(
             first_only=first_only,
             leave_first_after=urgent_role.leave_first_after(now),
         )
-        if claim is None:
-            # Nothing to lease; if that is because the notification outlived its TTL, say so now
-            # rather than at the reconciler's next tick.
+    if claim is None:
+        # Nothing to lease; if that is because the notification outlived its TTL, say so now
+        # rather than at the reconciler's next tick.
+        async with committing() as session:
             notification = await session.get(Notification, nid)
             if (
                 notification is not None
@@ -209,7 +214,7 @@ async def lease_batch(
             ):
                 await outbox.expire_overdue(session, notification_id=nid, now=now)
                 await outbox.finish_if_done(session, notification_id=nid, now=now)
-        return claim
+    return claim
 
 
 def _still_sending(nid: uuid.UUID, status: str | None, expires_at: dt.datetime) -> bool:
@@ -237,6 +242,33 @@ async def _record(
 
     async def write() -> outbox.RecordSummary:
         now = utcnow()
+        prepared = outbox.prepare_record(
+            notification_id=claim.notification_id,
+            expires_at=claim.expires_at,
+            results=results,
+            now=now,
+            claim=claim,
+        )
+        if prepared is not None and not prepared.retires_devices:
+            # The common chunk: its write, and with the last chunk the settle, are statements
+            # that commit by themselves, on one pooled connection without a session (as through
+            # the session, where neither began a transaction); what letting go needs beyond the
+            # settle (a cancel, the TTL, a retry's job) still goes through a session.
+            next_at: dt.datetime | None = None
+            async with pooled_driver() as driver:
+                summary = await outbox.record_prepared(driver, prepared)
+                if not last:
+                    return summary
+                if summary.status != "cancelled":
+                    next_at = await outbox.settle(driver, claim)
+                    if next_at is None:
+                        return summary
+            async with committing() as session:
+                if summary.status == "cancelled":
+                    await _let_go(session, claim, priority=priority, status=summary.status, now=now)
+                else:
+                    await _after_settle(session, claim, next_at, priority=priority, now=now)
+            return summary
         async with committing() as session:
             summary = await outbox.record(
                 session,
@@ -285,22 +317,37 @@ async def _let_go(
         await notifications_service.cancel_remaining(session, notification=notification, now=now)
         return
     next_at = await outbox.settle(session, claim)
-    if next_at is not None and claim.expires_at <= now:
+    await _after_settle(session, claim, next_at, priority=priority, now=now)
+
+
+async def _after_settle(
+    session: AsyncSession,
+    claim: outbox.Claim,
+    next_at: dt.datetime | None,
+    *,
+    priority: str,
+    now: dt.datetime,
+) -> None:
+    """A settled batch with rows still open (``next_at``: the earliest is due then): past the
+    TTL they fail as expired now, else a job is queued for when they are due."""
+    if next_at is None:
+        return
+    nid = claim.notification_id
+    if claim.expires_at <= now:
         # The TTL passed while the batch was sent: what it did not send fails as expired now.
         await outbox.expire_overdue(session, notification_id=nid, now=now)
         await outbox.finish_if_done(session, notification_id=nid, now=now)
         return
-    if next_at is not None:
-        defer(
-            session,
-            JobName.SEND_BATCH,
-            str(nid),
-            claim.low_id,
-            claim.high_id,
-            job_id=f"retry:{nid}:{claim.low_id}:{int(next_at.timestamp())}",
-            queue=queue_for(priority),
-            defer_until=next_at,
-        )
+    defer(
+        session,
+        JobName.SEND_BATCH,
+        str(nid),
+        claim.low_id,
+        claim.high_id,
+        job_id=f"retry:{nid}:{claim.low_id}:{int(next_at.timestamp())}",
+        queue=queue_for(priority),
+        defer_until=next_at,
+    )
 
 
 async def _send_batch(

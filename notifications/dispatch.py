@@ -42,9 +42,14 @@ class BadgeSource(Protocol):
 
 
 def provider_key(delivery: ClaimedDelivery) -> str:
-    if delivery.provider == "apns":
-        return f"apns:{delivery.apns_environment or 'production'}"
-    return delivery.provider
+    return key_of(delivery.provider, delivery.apns_environment)
+
+
+def key_of(provider: str, apns_environment: str | None) -> str:
+    """``provider_key`` of a delivery to ``provider`` (and for APNs, ``apns_environment``)."""
+    if provider == "apns":
+        return f"apns:{apns_environment or 'production'}"
+    return provider
 
 
 async def send_claimed(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter
 
-from notifications.dispatch import provider_key
+from notifications.dispatch import key_of
 from notifications.outbox import ClaimedDelivery
 from notifications.providers.base import STOPPED, Outcome, SendResult
 
@@ -96,14 +96,21 @@ def outcome_of(result: SendResult) -> str:
 def count_results(results: Sequence[tuple[ClaimedDelivery, SendResult]]) -> None:
     """Count one chunk's ``(delivery, result)`` pairs, as ``dispatch.send_claimed`` returns them
     (``STOPPED`` ones included: they count as cancelled)."""
+    # Rows tallied by what decides their labels (a C-level count; a chunk has a handful of
+    # distinct ones), then each distinct kind labelled once.
+    kinds = Tally(
+        (d.provider, d.apns_environment, r is STOPPED, r.outcome, r.attempted, r.error_code)
+        for d, r in results
+    )
     outcomes: Tally[tuple[str, str]] = Tally()
     retries: Tally[tuple[str, str]] = Tally()
-    for delivery, result in results:
-        provider = provider_key(delivery)
+    for (name, environment, stopped, outcome_kind, attempted, code), count in kinds.items():
+        provider = key_of(name, environment)
+        result = STOPPED if stopped else SendResult(outcome_kind, error_code=code, attempted=attempted)
         outcome = outcome_of(result)
-        outcomes[provider, outcome] += 1
+        outcomes[provider, outcome] += count
         if outcome in ("retry", "deferred"):
-            retries[provider, retry_reason(result.error_code)] += 1
+            retries[provider, retry_reason(code)] += count
     for (provider, outcome), count in outcomes.items():
         DELIVERIES.labels(provider, outcome).inc(count)
     for (provider, reason), count in retries.items():

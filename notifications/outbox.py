@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.after_commit import committing
 from core.config import get_settings
 from core.db import allow_long_statements
-from core.pubsub import publish_after_commit
-from core.raw_sql import RawStatement
+from core.pubsub import publish_after_commit, publish_committed
+from core.raw_sql import PooledDriver, RawStatement
 from devices import service as devices
 from notifications.channels import progress_channel
 from notifications.models import Delivery, DeliveryBatch, Notification
@@ -164,7 +164,7 @@ _CLAIM_FIRST_PAGE_SQL = RawStatement(_claim_most_urgent_sql(ranged=True, first_o
 
 
 async def claim_most_urgent(
-    session: AsyncSession,
+    where: AsyncSession | PooledDriver,
     *,
     notification_id: uuid.UUID,
     low_id: int | None,
@@ -195,12 +195,13 @@ async def claim_most_urgent(
         sql = _CLAIM_FIRST_PAGE_SQL
     else:
         sql = _CLAIM_MOST_URGENT_SQL if low_id is None else _CLAIM_MOST_URGENT_PAGE_SQL
-    rows = await sql.fetch(session, params)
+    rows = await sql.fetch(where, params)
     if not rows:
         return None
     first = rows[0]
     # Columns 6–12 are a ClaimedDelivery's fields in order (a batch with no due row has one row
     # of NULLs there).
+    make = ClaimedDelivery._make
     return Claim(
         notification_id=first["notification_id"],
         batch_id=first["batch_id"],
@@ -208,7 +209,7 @@ async def claim_most_urgent(
         low_id=first["low_id"],
         high_id=first["high_id"],
         expires_at=first["expires_at"],
-        deliveries=[ClaimedDelivery(*row[6:]) for row in rows if row[6] is not None],
+        deliveries=[make(row[6:]) for row in rows if row[6] is not None],
     )
 
 
@@ -332,6 +333,76 @@ _RECORD_SQL = RawStatement(_RECORD_TEXT)
 _RECORD_IN_TRANSACTION_SQL = text(_RECORD_TEXT).bindparams(bindparam("requested", type_=Boolean()))
 
 
+class PreparedRecord(NamedTuple):
+    """A chunk's results as ``_RECORD_TEXT``'s parameters (``prepare_record``)."""
+
+    notification_id: uuid.UUID
+    params: dict[str, Any]
+    # A result says a token is dead: its device is retired in the write's transaction, so the
+    # write goes through a session (``record``), never on a bare driver (``record_prepared``).
+    retires_devices: bool
+
+
+def prepare_record(
+    *,
+    notification_id: uuid.UUID,
+    expires_at: dt.datetime,
+    results: Sequence[tuple[ClaimedDelivery, SendResult]],
+    now: dt.datetime,
+    claim: Claim | None = None,
+) -> PreparedRecord | None:
+    """What ``record`` writes (None for no results: nothing to write)."""
+    if not results:
+        return None
+    ids: list[int] = []
+    seen_attempts: list[int] = []
+    attempts: list[int] = []
+    statuses: list[str] = []
+    codes: list[str | None] = []
+    message_ids: list[str | None] = []
+    next_attempts: list[dt.datetime | None] = []
+    requested = retires_devices = False
+    accepted = Outcome.ACCEPTED
+    for delivery, result in results:
+        ids.append(delivery.id)
+        seen = delivery.attempts
+        seen_attempts.append(seen)
+        if result.outcome is accepted and result.error_code is None:
+            # Most rows: ``_decide``'s first case, without a decision object per row; a
+            # provider's acceptance is a request to it (``from_provider``).
+            attempts.append(seen + 1)
+            statuses.append("sent")
+            codes.append(None)
+            message_ids.append(result.message_id)
+            next_attempts.append(None)
+            requested = True
+            continue
+        decision = _decide(delivery, result, now=now, expires_at=expires_at)
+        attempts.append(decision.attempts)
+        statuses.append(decision.status)
+        codes.append(decision.error_code)
+        message_ids.append(decision.message_id)
+        next_attempts.append(decision.next_attempt_at)
+        retires_devices = retires_devices or decision.status == "invalid"
+        requested = requested or from_provider(result)
+    params = {
+        "nid": notification_id,
+        "now": now,
+        "batch": claim.batch_id if claim is not None else None,
+        "lease": claim.lease if claim is not None else None,
+        "until": now + lease(),
+        "requested": requested,
+        "ids": ids,
+        "seen_attempts": seen_attempts,
+        "attempts": attempts,
+        "statuses": statuses,
+        "error_codes": codes,
+        "message_ids": message_ids,
+        "next_attempts": next_attempts,
+    }
+    return PreparedRecord(notification_id, params, retires_devices)
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -346,42 +417,13 @@ async def record(
     notification's as the write left it (its row is locked by the write, so a cancel that
     committed before it is seen): the send pipeline reads it to decide on its next chunk.
     ``claim``: the batch these results are from, whose lease the write renews."""
-    if not results:
+    prepared = prepare_record(
+        notification_id=notification_id, expires_at=expires_at, results=results, now=now, claim=claim
+    )
+    if prepared is None:
         return RecordSummary()
-    ids: list[int] = []
-    seen: list[int] = []
-    attempts: list[int] = []
-    statuses: list[str] = []
-    codes: list[str | None] = []
-    message_ids: list[str | None] = []
-    next_attempts: list[dt.datetime | None] = []
-    requested = False
-    for delivery, result in results:
-        decision = _decide(delivery, result, now=now, expires_at=expires_at)
-        ids.append(delivery.id)
-        seen.append(delivery.attempts)
-        attempts.append(decision.attempts)
-        statuses.append(decision.status)
-        codes.append(decision.error_code)
-        message_ids.append(decision.message_id)
-        next_attempts.append(decision.next_attempt_at)
-        requested = requested or from_provider(result)
-    params = {
-        "nid": notification_id,
-        "now": now,
-        "batch": claim.batch_id if claim is not None else None,
-        "lease": claim.lease if claim is not None else None,
-        "until": now + lease(),
-        "requested": requested,
-        "ids": ids,
-        "seen_attempts": seen,
-        "attempts": attempts,
-        "statuses": statuses,
-        "error_codes": codes,
-        "message_ids": message_ids,
-        "next_attempts": next_attempts,
-    }
-    if "invalid" in statuses:
+    params = prepared.params
+    if prepared.retires_devices:
         # The dead tokens are retired in the write's transaction (the statement through the
         # session begins it): a row recorded invalid never leaves its device live.
         row: Any = (await session.execute(_RECORD_IN_TRANSACTION_SQL, params)).one()
@@ -391,6 +433,18 @@ async def record(
     if dead:
         await devices.invalidate(session, device_ids=list(dead), reason="provider_rejected_token")
     publish_after_commit(session, progress_channel(notification_id), {"type": "progress"})
+    return RecordSummary(sent=sent, invalid=invalid, failed=failed, retrying=retrying, status=status)
+
+
+async def record_prepared(driver: PooledDriver, prepared: PreparedRecord) -> RecordSummary:
+    """``record`` without a session (core/raw_sql.py ``pooled_driver``), for results that retire
+    no device: the one statement commits by itself, then the progress streams are woken."""
+    if prepared.retires_devices:
+        raise ValueError("dead tokens are retired in the write's transaction: use record()")
+    row = await _RECORD_SQL.fetchrow(driver, prepared.params)
+    assert row is not None  # the statement always returns its counts
+    sent, invalid, failed, retrying, _, status = row
+    publish_committed(progress_channel(prepared.notification_id), {"type": "progress"})
     return RecordSummary(sent=sent, invalid=invalid, failed=failed, retrying=retrying, status=status)
 
 
@@ -417,12 +471,13 @@ _SETTLE_SQL = RawStatement(
 )
 
 
-async def settle(session: AsyncSession, claim: Claim) -> dt.datetime | None:
+async def settle(where: AsyncSession | PooledDriver, claim: Claim) -> dt.datetime | None:
     """Release a batch after its last chunk. Returns when it is next due, if it has open rows.
     One statement on the session's asyncpg connection: in the session's transaction if one has
-    begun, else committing by itself (core/raw_sql.py)."""
+    begun, else committing by itself (core/raw_sql.py); or on a driver without a session,
+    committing by itself."""
     row = await _SETTLE_SQL.fetchrow(
-        session,
+        where,
         {
             "nid": claim.notification_id,
             "low": claim.low_id,

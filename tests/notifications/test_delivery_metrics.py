@@ -144,3 +144,48 @@ def test_outcomes_and_retry_reasons_are_fixed_sets() -> None:
         "auth",
         "other",
     }
+
+
+def test_a_chunk_is_counted_as_each_of_its_rows_would_be() -> None:
+    """``count_results`` tallies a chunk by kind of row, then labels each kind once: the counts
+    must be those of labelling every row by itself (``provider_key``, ``outcome_of``)."""
+    from collections import Counter
+
+    from notifications.dispatch import provider_key
+    from notifications.metrics import DELIVERIES, RETRIES, count_results
+    from notifications.outbox import ClaimedDelivery
+
+    kinds = [
+        SendResult.accepted("m"),
+        SendResult(Outcome.INVALID_TOKEN, error_code="UNREGISTERED"),
+        SendResult(Outcome.INVALID_TOKEN, error_code="device_retired"),
+        SendResult(Outcome.RETRY, error_code="UNAVAILABLE"),
+        SendResult(Outcome.RETRY, error_code="QUOTA_EXCEEDED"),
+        SendResult(Outcome.RETRY, error_code="rate_limited", attempted=False),
+        # Not STOPPED itself though equal to it: a deferral, not a cancel.
+        SendResult(Outcome.RETRY, error_code="cancelled", attempted=False),
+        STOPPED,
+        SendResult(Outcome.FAILED, error_code="transport:x"),
+    ]
+    targets = [("fcm", None), ("apns", None), ("apns", "sandbox"), ("apns", "production")]
+    results = [
+        (ClaimedDelivery(i, uuid.uuid4(), provider, "vi", 0, "t", environment), kinds[i % len(kinds)])
+        for i, (provider, environment) in enumerate(targets * 20)
+    ]
+    expected_outcomes = Counter((provider_key(d), outcome_of(r)) for d, r in results)
+    expected_retries = Counter(
+        (provider_key(d), retry_reason(r.error_code))
+        for d, r in results
+        if outcome_of(r) in ("retry", "deferred")
+    )
+
+    def read() -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        outcomes = Counter({key: DELIVERIES.labels(*key)._value.get() for key in expected_outcomes})
+        retries = Counter({key: RETRIES.labels(*key)._value.get() for key in expected_retries})
+        return outcomes, retries
+
+    outcomes_before, retries_before = read()
+    count_results(results)
+    outcomes_after, retries_after = read()
+    assert outcomes_after - outcomes_before == expected_outcomes
+    assert retries_after - retries_before == expected_retries
