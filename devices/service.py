@@ -19,6 +19,7 @@ from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from auth import audit
 from auth.principal import AuthenticatedDevice
+from core.after_commit import call_after_commit
 from core.config import get_settings
 from core.crypto import constant_time_equals, keyed_hash
 from core.db import utcnow
@@ -493,8 +494,14 @@ async def invalidate(session: AsyncSession, *, device_ids: list[uuid.UUID], reas
         .returning(Device.provider)
     )
     providers = Counter(row.provider for row in result)
-    for provider, retired in providers.items():
-        TOKENS_INVALIDATED.labels(provider, reason_label(reason)).inc(retired)
+
+    async def count_in_metrics() -> None:
+        for provider, retired in providers.items():
+            TOKENS_INVALIDATED.labels(provider, reason_label(reason)).inc(retired)
+
+    # Once committed: the send pipeline writes a chunk again after a transient failure
+    # (core/db_retry.py), and the first try's retirements rolled back with it.
+    call_after_commit(session, count_in_metrics)
     count = providers.total()
     if count:
         audit.record(

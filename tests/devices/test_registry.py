@@ -195,3 +195,28 @@ async def test_two_unregisters_at_once_retire_the_device_once(client, owner_engi
                 )
             ).scalar()
         assert rows == 1, headers_of
+
+
+async def test_retired_tokens_are_counted_once_their_transaction_has_committed(client):
+    # A chunk's write that retires dead tokens is written again after a transient failure; the
+    # first try's retirements rolled back and must not stay counted.
+    from core.after_commit import committing
+    from devices.metrics import TOKENS_INVALIDATED
+
+    dead = uuid.UUID((await client.post("/v1/devices", json=android())).json()["id"])
+    counter = TOKENS_INVALIDATED.labels("fcm", "provider_rejected_token")
+    before = counter._value.get()
+
+    class Cut(Exception):
+        pass
+
+    try:
+        async with committing() as session:
+            assert await devices.invalidate(session, device_ids=[dead], reason="provider_rejected_token") == 1
+            raise Cut
+    except Cut:
+        pass
+    assert counter._value.get() == before
+    async with committing() as session:
+        assert await devices.invalidate(session, device_ids=[dead], reason="provider_rejected_token") == 1
+    assert counter._value.get() == before + 1
