@@ -175,8 +175,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 def test_ctrl_c_stops_make_run_with_no_error_report(checkout: Path) -> None:
     printed, code = _run_and_interrupt(checkout, ["make", "run"], wait_for=EVERY_CHILD_RUNNING)
     # make itself gets the SIGINT and dies of it, as any interrupted program; what it must not do
-    # is report the script as failed.
-    assert code == -signal.SIGINT
+    # is report the script as failed. (Failed once in CI at load 9 with make's exit status 2,
+    # output not kept: the assertion now shows what was printed.)
+    assert code == -signal.SIGINT, printed
     assert "make: ***" not in printed and "Error" not in printed, printed
     assert "Traceback" not in printed, printed
     # Each stopped in its own way, and before the script returned (their lines come before EOF).
