@@ -15,22 +15,17 @@ from auth.roles import Role
 from tests.contract.support import assert_error
 from tests.inbox.helpers import anonymous_device, send, signed_in
 from tests.support.factories import make_account, make_unit, sign_in
-from tests.support.held_rows import WAITING
+from tests.support.held_rows import until_waiting
 
 
 async def _deleted_meanwhile(owner_engine: Any, notification_id: str, request: Any) -> Any:
     """``request`` runs while another transaction deletes the notification; that transaction
     commits once the request waits for it (the request has read the item by then)."""
-    async with owner_engine.connect() as purge, owner_engine.connect() as watcher:
+    async with owner_engine.connect() as purge:
         transaction = await purge.begin()
         await purge.execute(text("DELETE FROM notifications WHERE id = :id"), {"id": notification_id})
         running = asyncio.ensure_future(request)
-        for _ in range(200):
-            waiting = (await watcher.execute(WAITING)).scalar_one()
-            await watcher.commit()  # the statistics views keep one snapshot per transaction
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
+        await until_waiting(owner_engine)
         await transaction.commit()
         return await running
 

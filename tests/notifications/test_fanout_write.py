@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from core.after_commit import committing
 from core.db import transaction, utcnow
@@ -20,6 +20,7 @@ from notifications import service as notifications_service
 from notifications.models import Delivery, DeliveryBatch, Notification
 from tests.notifications.conftest import register_devices
 from tests.notifications.helpers import broadcast, central_sender, load
+from tests.support.held_rows import until_waiting
 
 
 @pytest.fixture
@@ -114,7 +115,9 @@ async def test_the_last_page_completes_a_notification_already_sent(client, pages
     assert notification.targeted == 4 and notification.fanout_done_at is not None
 
 
-async def test_the_last_page_sees_counters_committed_while_it_waited_for_the_lock(client, pages_of_two):
+async def test_the_last_page_sees_counters_committed_while_it_waited_for_the_lock(
+    client, owner_engine, pages_of_two
+):
     # A chunk's record holds the notification row (it adds to ``sent``) when the last page's
     # statement arrives; the statement's snapshot predates the record's commit, yet completion
     # must be judged on the row as the record left it (the row locked after a wait is read again
@@ -123,18 +126,7 @@ async def test_the_last_page_sees_counters_committed_while_it_waited_for_the_loc
     async with transaction() as record:
         await record.execute(update(Notification).where(Notification.id == notification_id).values(sent=4))
         last = asyncio.ensure_future(_write(plan))
-        async with transaction() as watcher:
-            for _ in range(100):  # until the page's statement waits for the row (at most 10 s)
-                waiting = await watcher.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                )
-                if waiting:
-                    break
-                await asyncio.sleep(0.1)
-        assert waiting and not last.done()
+        assert await until_waiting(owner_engine) and not last.done()  # the page waits for the row
     assert await last is False
     notification, _ = await load(notification_id)
     assert notification.status == "completed" and notification.completed_at is not None

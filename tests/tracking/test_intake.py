@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from core.db import transaction
-from tests.support.held_rows import WAITING, while_held
+from tests.support.held_rows import until_waiting, while_held
 from tests.tracking.helpers import make_api_client, task, tracking_notifications, upsert
 from tracking.models import Kpi, Task
 
@@ -292,13 +292,7 @@ async def test_a_deadlock_the_code_did_not_foresee_is_503_busy_not_500(client, o
         request = asyncio.ensure_future(
             upsert(client, org, {**first, "version": 2}, {**second, "version": 2})
         )
-        async with owner_engine.connect() as watcher:
-            for _ in range(200):
-                waiting = (await watcher.execute(WAITING)).scalar_one()
-                await watcher.commit()  # the statistics views keep one snapshot per transaction
-                if waiting:
-                    break
-                await asyncio.sleep(0.02)
+        await until_waiting(owner_engine)
         # Now this transaction waits for A: a cycle. The request has waited longer, so its
         # deadlock check runs first and it is the one rolled back.
         await holder.execute(text(lock), {"code": "T_DEADLOCK_A"})
