@@ -86,27 +86,22 @@ async def page_with_notifications(
     ``on_driver``: run it on a pooled connection's driver, not on ``session`` (a device's read
     with an autocommit session: no transaction to be part of)."""
     floor = await _broadcast_floor(session, reader, filters, markers=markers, before=before, limit=limit)
-    found = await _merged_page(
-        session,
-        reader,
-        filters,
-        markers=markers,
-        before=before,
-        limit=limit,
-        floor=floor,
-        on_driver=on_driver,
-    )
-    if floor is not None and (len(found) <= limit or found[limit][0].created_at < floor):
-        found = await _merged_page(
+
+    async def page(floor: dt.datetime | None) -> list[tuple[Entry, Shown]]:
+        return await _merged_page(
             session,
             reader,
             filters,
             markers=markers,
             before=before,
             limit=limit,
-            floor=None,
+            floor=floor,
             on_driver=on_driver,
         )
+
+    found = await page(floor)
+    if floor is not None and (len(found) <= limit or found[limit][0].created_at < floor):
+        found = await page(None)
     return found[:limit], len(found) > limit
 
 
